@@ -1,0 +1,79 @@
+//! Time, injected: stores read the time from a [`Clock`] so tests can move it by hand.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A source of the current time in milliseconds.
+///
+/// Lease deadlines, mark retention and cache expiry are all judged by the store's clock. The
+/// epoch is the clock's own; only differences matter, except that stores shared by several
+/// processes need a clock all of them agree on ([`SystemClock`], milliseconds since the Unix epoch).
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time in milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// A shared clock handle.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The wall clock: milliseconds since the Unix epoch.
+///
+/// Not available on `wasm32-unknown-unknown`, which has no system time; inject a clock there
+/// (the JavaScript binding passes one that reads `Date.now()`).
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A clock that moves only when told to: for tests and deterministic scenarios.
+///
+/// ```
+/// use racefree::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new(1_000);
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(clock.now_ms(), 1_250);
+/// ```
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock that reads `start_ms` until advanced.
+    #[must_use]
+    pub fn new(start_ms: u64) -> Self {
+        Self { now_ms: AtomicU64::new(start_ms) }
+    }
+
+    /// Moves the clock forward by `by` (saturating).
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .now_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(by)));
+    }
+
+    /// Sets the clock to `now_ms`. Moving it backwards is allowed, as real clocks do.
+    pub fn set(&self, now_ms: u64) {
+        self.now_ms.store(now_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-key sequential index counters, idempotent per execution id.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::store::{Claim, SharedStore};
+use crate::validate;
+
+/// A per-key sequential index counter: 0, 1, 2, … unique and gap-free under any concurrency.
+///
+/// It ends duplicate and unstable execution indexes: [`claim`](Counter::claim) assigns an
+/// execution its index once — at a non-blocking trigger, say — and every later claim of the same
+/// id returns that same index, up to completion and beyond.
+///
+/// ```
+/// use racefree::{Counter, MemoryStore, SharedStore};
+/// use std::sync::Arc;
+///
+/// let store: SharedStore = Arc::new(MemoryStore::new());
+/// let executions = Counter::new(&store, "task:42")?;
+/// let trigger = executions.claim("exec-a")?;      // non-blocking trigger
+/// assert_eq!((trigger.index, trigger.new), (0, true));
+/// assert_eq!(executions.next()?, 1);               // a blocking execution
+/// let completion = executions.claim("exec-a")?;   // completion: the same index
+/// assert_eq!((completion.index, completion.new), (0, false));
+/// # Ok::<(), racefree::Error>(())
+/// ```
+pub struct Counter {
+    store: SharedStore,
+    key: String,
+    stats: Arc<CounterStatsInner>,
+}
+
+#[derive(Debug, Default)]
+struct CounterStatsInner {
+    issued: AtomicU64,
+    repeated_claims: AtomicU64,
+}
+
+/// What a [`Counter`] handle has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CounterStats {
+    /// Indexes this handle issued (by `next` or a new claim).
+    pub issued: u64,
+    /// Claims that found their id already claimed and returned its index again.
+    pub repeated_claims: u64,
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl Counter {
+    /// The counter named `key` in `store`. Handles with the same key share one sequence.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) for an empty or oversized key.
+    pub fn new(store: &SharedStore, key: &str) -> Result<Self> {
+        validate::key("counter key", key)?;
+        Ok(Self { store: Arc::clone(store), key: key.to_owned(), stats: Arc::default() })
+    }
+
+    /// The counter's key.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Returns the next index and advances the counter.
+    ///
+    /// ```
+    /// # let store: racefree::SharedStore = std::sync::Arc::new(racefree::MemoryStore::new());
+    /// let c = racefree::Counter::new(&store, "jobs")?;
+    /// assert_eq!((c.next()?, c.next()?), (0, 1));
+    /// # Ok::<(), racefree::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::CapacityExceeded`](crate::Error::CapacityExceeded) when a new counter would pass
+    /// the store's bound; backend failures.
+    ///
+    /// # Atomicity
+    /// Memory: one shard critical section. SQLite: one `BEGIN IMMEDIATE` transaction. Redis: one
+    /// `INCR`.
+    pub fn next(&self) -> Result<u64> {
+        let index = self.store.counter_next(&self.key)?;
+        self.stats.issued.fetch_add(1, Ordering::Relaxed);
+        Ok(index)
+    }
+
+    /// Returns the index of `execution_id`, assigning the next one on its first claim.
+    ///
+    /// ```
+    /// # let store: racefree::SharedStore = std::sync::Arc::new(racefree::MemoryStore::new());
+    /// let c = racefree::Counter::new(&store, "jobs")?;
+    /// assert!(c.claim("a")?.new);
+    /// assert_eq!(c.claim("b")?.index, 1);
+    /// assert!(!c.claim("a")?.new);
+    /// # Ok::<(), racefree::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad id (nothing is recorded);
+    /// as [`next`](Counter::next).
+    ///
+    /// # Atomicity
+    /// The lookup of the id and the assignment are one step: memory, one critical section; SQLite,
+    /// one transaction; Redis, one Lua script.
+    pub fn claim(&self, execution_id: &str) -> Result<Claim> {
+        validate::key("execution id", execution_id)?;
+        let claim = self.store.counter_claim(&self.key, execution_id)?;
+        let stat = if claim.new { &self.stats.issued } else { &self.stats.repeated_claims };
+        stat.fetch_add(1, Ordering::Relaxed);
+        Ok(claim)
+    }
+
+    /// The index `execution_id` claimed, if it did.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a bad id; backend failures.
+    ///
+    /// # Atomicity
+    /// One read.
+    pub fn index_of(&self, execution_id: &str) -> Result<Option<u64>> {
+        validate::key("execution id", execution_id)?;
+        self.store.counter_index_of(&self.key, execution_id)
+    }
+
+    /// The index the next `next()` or new claim will return, without taking it.
+    ///
+    /// # Errors
+    /// Backend failures.
+    ///
+    /// # Atomicity
+    /// One read; another caller may take the index right after.
+    pub fn peek(&self) -> Result<u64> {
+        self.store.counter_peek(&self.key)
+    }
+
+    /// Sets the index the next `next()` or new claim returns; existing claims are kept.
+    ///
+    /// This is an administrative override (restoring a counter, skipping a range): setting it
+    /// below an index already issued issues that index again.
+    ///
+    /// # Errors
+    /// As [`next`](Counter::next).
+    ///
+    /// # Atomicity
+    /// One write.
+    pub fn set(&self, next: u64) -> Result<()> {
+        self.store.counter_set(&self.key, next)
+    }
+
+    /// Forgets the counter and its claims: it starts again at 0 (task deletion).
+    ///
+    /// # Errors
+    /// Backend failures.
+    ///
+    /// # Atomicity
+    /// One step removes the counter and every claim.
+    pub fn reset(&self) -> Result<()> {
+        self.store.counter_reset(&self.key)
+    }
+
+    /// What this handle has done.
+    #[must_use]
+    pub fn stats(&self) -> CounterStats {
+        CounterStats {
+            issued: self.stats.issued.load(Ordering::Relaxed),
+            repeated_claims: self.stats.repeated_claims.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A new execution id: a ULID, lexicographically sortable and monotonic within the process.
+///
+/// ```
+/// let a = racefree::new_execution_id();
+/// let b = racefree::new_execution_id();
+/// assert_eq!(a.len(), 26);
+/// assert!(a < b);
+/// ```
+#[must_use]
+pub fn new_execution_id() -> String {
+    use parking_lot::Mutex;
+    // One generator per process makes ids strictly increasing even within one millisecond.
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut generator = GENERATOR.lock();
+    let generator = generator.get_or_insert_with(ulid::Generator::new);
+    loop {
+        match generator.generate() {
+            Ok(id) => return id.to_string(),
+            // The random part overflowed within one millisecond: wait for the next one.
+            Err(_) => std::hint::spin_loop(),
+        }
+    }
+}

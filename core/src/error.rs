@@ -1,0 +1,147 @@
+//! The one error type of racefree.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in racefree, for every primitive and every backend.
+///
+/// Each variant has a stable [`code`](Error::code) string; the Python and JavaScript bindings map
+/// on that code (never on the message), so codes never change once released.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key, id or name is empty, longer than [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) or not UTF-8.
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An argument other than a key is out of range (a zero TTL, an unknown event, …).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A compare-and-swap found another version than the one expected.
+    #[error("conflict on record {key:?}: current version is {}", fmt_version(*current_version))]
+    Conflict {
+        /// The record's key.
+        key: String,
+        /// The version the record has now; `None` when it does not exist.
+        current_version: Option<u64>,
+    },
+    /// A lease was renewed or released by someone who no longer holds it (released or expired).
+    #[error("lease on {key:?} with token {token} is not held by its caller (released or expired)")]
+    NotOwner {
+        /// The leased key.
+        key: String,
+        /// The token the caller presented.
+        token: u64,
+    },
+    /// An event was marked before its predecessor; nothing was recorded.
+    #[error("event {event:?} of stream {stream:?} is out of order: {missing:?} was not marked first")]
+    OutOfOrder {
+        /// The stream id.
+        stream: String,
+        /// The event the caller tried to mark.
+        event: String,
+        /// The earliest event that must be marked first.
+        missing: String,
+    },
+    /// A write carried a fencing token older than one the record has already seen.
+    #[error("stale fencing token {token} for record {key:?}: token {latest} was already seen")]
+    StaleToken {
+        /// The record's key.
+        key: String,
+        /// The token the write carried.
+        token: u64,
+        /// The largest token the record has seen.
+        latest: u64,
+    },
+    /// The store holds as many entries as its `max_keys` bound allows.
+    #[error("capacity exceeded: the store holds at most {max_keys} entries")]
+    CapacityExceeded {
+        /// The configured bound.
+        max_keys: usize,
+    },
+    /// The backend could not be reached or failed; nothing is known to have been recorded.
+    #[error("backend unavailable: {reason}")]
+    BackendUnavailable {
+        /// The backend's own description of the failure.
+        reason: String,
+    },
+    /// A wait (for a lease, a lock, a loader) ran out of time.
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+}
+
+fn fmt_version(version: Option<u64>) -> String {
+    version.map_or_else(|| "none (no such record)".to_owned(), |v| v.to_string())
+}
+
+impl Error {
+    /// Every code [`Error::code`] can return, for bindings and tests that must cover them all.
+    pub const CODES: &'static [&'static str] = &[
+        "invalid_key",
+        "invalid_argument",
+        "conflict",
+        "not_owner",
+        "out_of_order",
+        "stale_token",
+        "capacity_exceeded",
+        "backend_unavailable",
+        "timeout",
+    ];
+
+    /// The stable, machine-readable code of this error.
+    ///
+    /// ```
+    /// let err = racefree::Error::Timeout { waited: std::time::Duration::from_secs(1) };
+    /// assert_eq!(err.code(), "timeout");
+    /// ```
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::Conflict { .. } => "conflict",
+            Error::NotOwner { .. } => "not_owner",
+            Error::OutOfOrder { .. } => "out_of_order",
+            Error::StaleToken { .. } => "stale_token",
+            Error::CapacityExceeded { .. } => "capacity_exceeded",
+            Error::BackendUnavailable { .. } => "backend_unavailable",
+            Error::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// Whether trying the same call again later can succeed without changing its arguments.
+    ///
+    /// ```
+    /// use racefree::Error;
+    /// assert!(Error::Conflict { key: "k".into(), current_version: Some(3) }.is_retryable());
+    /// assert!(!Error::InvalidKey { reason: "empty".into() }.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict { .. }
+                | Error::CapacityExceeded { .. }
+                | Error::BackendUnavailable { .. }
+                | Error::Timeout { .. }
+        )
+    }
+
+    pub(crate) fn invalid_argument(reason: impl Into<String>) -> Self {
+        Error::InvalidArgument { reason: reason.into() }
+    }
+
+    pub(crate) fn invalid_key(reason: impl Into<String>) -> Self {
+        Error::InvalidKey { reason: reason.into() }
+    }
+}
+
+/// `Result` with racefree's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,95 @@
+//! # racefree
+//!
+//! Coordination primitives that are race-free by construction: every operation is **one atomic
+//! step** in its backend — one critical section in memory, one transaction in SQLite, one command
+//! or Lua script in Redis — never a read in one call and a write in another.
+//!
+//! | primitive | ends |
+//! |---|---|
+//! | [`Counter`] | duplicate and unstable execution indexes (`[0, 0, 1]`) |
+//! | [`EventGuard`] | duplicate lifecycle events, `ended` before `started` |
+//! | [`StartLock`] / [`Lease`] | the same task started twice; stale holders (fencing tokens) |
+//! | [`Records`] | lost updates and conflict storms (compare-and-swap, batched update) |
+//! | [`Cache`] | request storms on a shared lookup (single flight) |
+//!
+//! All store-backed primitives sit on the [`Store`] trait, whose methods are the atomic steps
+//! themselves; [`MemoryStore`] is the default backend and runs everywhere, wasm included.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let store = racefree::open("memory://")?;
+//! let executions = racefree::Counter::new(&store, "task:1")?;
+//! let id = racefree::new_execution_id();
+//! let index = executions.claim(&id)?.index;            // assigned once…
+//! assert_eq!(executions.claim(&id)?.index, index);     // …and stable to completion
+//!
+//! let tasks = racefree::StartLock::new(&store, "tasks")?;
+//! let lease = tasks.try_start("task:1", Duration::from_secs(30))?;
+//! assert!(lease.is_some());
+//! assert!(tasks.try_start("task:1", Duration::from_secs(30))?.is_none());
+//! # Ok::<(), racefree::Error>(())
+//! ```
+//!
+//! Every public type is `Send + Sync` (the cache when its values and errors are).
+
+mod backoff;
+mod cache;
+mod clock;
+mod counter;
+mod error;
+mod event_guard;
+mod records;
+mod start_lock;
+pub mod store;
+mod validate;
+
+pub use backoff::Backoff;
+pub use cache::{Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use clock::SystemClock;
+pub use clock::{Clock, ManualClock, SharedClock};
+pub use counter::{new_execution_id, Counter, CounterStats};
+pub use error::{Error, Result};
+pub use event_guard::{EventGuard, GuardOptions, GuardStats, Mark, DEFAULT_RETENTION, MAX_EVENTS};
+pub use records::{RecordStats, Records, UpdateOptions};
+pub use start_lock::{Lease, LockStats, StartLock};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use store::open;
+pub use store::{
+    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore, Store, StoreStats,
+    Versioned,
+};
+pub use validate::{MAX_KEY_BYTES, MAX_TTL};
+
+/// Waits between retries: a thread sleep, or nothing where threads cannot sleep (wasm, where a
+/// synchronous retry cannot meet a concurrent writer anyway).
+pub(crate) fn pause(duration: std::time::Duration) {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    std::thread::sleep(duration);
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    let _ = duration;
+}
+
+/// Compile-time proof that the public types are `Send + Sync`.
+mod send_sync {
+    use super::*;
+
+    const fn assert_send_sync<T: Send + Sync>() {}
+
+    // Compile-time: a type that loses Send or Sync fails the build, not a test run.
+    const _: () = {
+        assert_send_sync::<Counter>();
+        assert_send_sync::<EventGuard>();
+        assert_send_sync::<StartLock>();
+        assert_send_sync::<Lease>();
+        assert_send_sync::<Records>();
+        assert_send_sync::<Cache<String, String>>();
+        assert_send_sync::<Loader<String, String>>();
+        assert_send_sync::<Waiter<String, String>>();
+        assert_send_sync::<MemoryStore>();
+        assert_send_sync::<SharedStore>();
+        assert_send_sync::<ManualClock>();
+        assert_send_sync::<Error>();
+    };
+}

@@ -1,0 +1,287 @@
+//! Start locks and leases: one winner per key, TTL expiry, fencing tokens.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::store::{LeaseGrant, SharedStore};
+use crate::validate;
+
+/// Lets exactly one of any number of concurrent starters run the task for a key.
+///
+/// It ends duplicate task starts from a non-atomic "is it running? then start it": of N
+/// concurrent [`try_start`](StartLock::try_start) calls for one key exactly one gets a
+/// [`Lease`]; the rest get `None`. The lease lasts for its TTL unless renewed; once it is
+/// released or expires the key can be started again. A holder that dies simply stops renewing,
+/// and the next starter wins once the TTL has passed.
+///
+/// Every lease carries a **fencing token** from one counter per lock (not per key): strictly
+/// larger than every token the lock granted before, for any key, across expiry and release.
+/// Pass it to [`Records::put_fenced`](crate::Records::put_fenced) so a holder that was paused
+/// past its TTL cannot overwrite the work of the next one.
+///
+/// Dropping a [`Lease`] does not release it (a dropped handle and a crashed process look alike
+/// to the store); call [`Lease::release`], or let it expire.
+///
+/// ```
+/// use racefree::{MemoryStore, SharedStore, StartLock};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let store: SharedStore = Arc::new(MemoryStore::new());
+/// let tasks = StartLock::new(&store, "tasks")?;
+/// let lease = tasks.try_start("report:7", Duration::from_secs(30))?.expect("nobody runs it yet");
+/// assert!(tasks.try_start("report:7", Duration::from_secs(30))?.is_none()); // already running
+/// lease.release()?;
+/// let again = tasks.try_start("report:7", Duration::from_secs(30))?.expect("free again");
+/// assert!(again.token() > lease.token());
+/// # Ok::<(), racefree::Error>(())
+/// ```
+pub struct StartLock {
+    store: SharedStore,
+    name: Arc<str>,
+    stats: Arc<LockStatsInner>,
+}
+
+#[derive(Debug, Default)]
+struct LockStatsInner {
+    granted: AtomicU64,
+    contended: AtomicU64,
+    renewed: AtomicU64,
+    released: AtomicU64,
+    rejected_not_owner: AtomicU64,
+}
+
+/// What a [`StartLock`] handle and its leases have done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockStats {
+    /// Leases granted.
+    pub granted: u64,
+    /// Starts refused because the key was held.
+    pub contended: u64,
+    /// Successful renewals.
+    pub renewed: u64,
+    /// Successful releases.
+    pub released: u64,
+    /// Renewals and releases refused with `not_owner`.
+    pub rejected_not_owner: u64,
+}
+
+impl fmt::Debug for StartLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartLock").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl StartLock {
+    /// The lock named `name` in `store`. Handles with the same name share leases and tokens.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for an empty or oversized name.
+    pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
+        validate::key("lock name", name)?;
+        Ok(Self { store: Arc::clone(store), name: name.into(), stats: Arc::default() })
+    }
+
+    /// The lock's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Grants a lease on `key` for `ttl` if nobody holds one; `None` if somebody does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad key; [`Error::InvalidArgument`] for a TTL under 1 ms or
+    /// over 100 years; [`Error::CapacityExceeded`]; backend failures. A rejected call grants nothing.
+    ///
+    /// # Atomicity
+    /// The "is it free?" check, the token increment and the grant are one step: memory, one
+    /// critical section; SQLite, one transaction; Redis, one Lua script (`SET PX` on the lease).
+    pub fn try_start(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        validate::key("lease key", key)?;
+        let ttl_ms = validate::ttl_ms("ttl", ttl)?;
+        match self.store.lease_try_grant(&self.name, key, ttl_ms)? {
+            Some(grant) => {
+                self.stats.granted.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(self.lease(key, grant)))
+            }
+            None => {
+                self.stats.contended.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a lease on `key`, retrying on the [`Backoff::for_acquire`]
+    /// schedule.
+    ///
+    /// ```
+    /// # let store: racefree::SharedStore = std::sync::Arc::new(racefree::MemoryStore::new());
+    /// use std::time::Duration;
+    /// let lock = racefree::StartLock::new(&store, "jobs")?;
+    /// let held = lock.acquire("k", Duration::from_secs(5), Duration::from_secs(1))?;
+    /// let err = lock.acquire("k", Duration::from_secs(5), Duration::from_millis(20)).unwrap_err();
+    /// assert_eq!(err.code(), "timeout");
+    /// # Ok::<(), racefree::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when no lease was granted in time; as [`try_start`](StartLock::try_start).
+    ///
+    /// # Atomicity
+    /// Each attempt is one [`try_start`](StartLock::try_start).
+    ///
+    /// [`Backoff::for_acquire`]: crate::Backoff::for_acquire
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    pub fn acquire(&self, key: &str, ttl: Duration, timeout: Duration) -> Result<Lease> {
+        let started = std::time::Instant::now();
+        let mut delays = crate::Backoff::for_acquire();
+        loop {
+            if let Some(lease) = self.try_start(key, ttl)? {
+                return Ok(lease);
+            }
+            let waited = started.elapsed();
+            let Some(left) = timeout.checked_sub(waited).filter(|left| !left.is_zero()) else {
+                return Err(Error::Timeout { waited });
+            };
+            std::thread::sleep(delays.next().unwrap_or(left).min(left));
+        }
+    }
+
+    /// Whether somebody holds an unexpired lease on `key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad key; backend failures.
+    ///
+    /// # Atomicity
+    /// One read.
+    pub fn is_held(&self, key: &str) -> Result<bool> {
+        Ok(self.holder(key)?.is_some())
+    }
+
+    /// The unexpired lease on `key` as the store knows it (token and deadline), if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad key; backend failures.
+    ///
+    /// # Atomicity
+    /// One read.
+    pub fn holder(&self, key: &str) -> Result<Option<LeaseGrant>> {
+        validate::key("lease key", key)?;
+        self.store.lease_holder(&self.name, key)
+    }
+
+    /// What this handle and its leases have done.
+    #[must_use]
+    pub fn stats(&self) -> LockStats {
+        let s = &self.stats;
+        LockStats {
+            granted: s.granted.load(Ordering::Relaxed),
+            contended: s.contended.load(Ordering::Relaxed),
+            renewed: s.renewed.load(Ordering::Relaxed),
+            released: s.released.load(Ordering::Relaxed),
+            rejected_not_owner: s.rejected_not_owner.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lease(&self, key: &str, grant: LeaseGrant) -> Lease {
+        Lease {
+            store: Arc::clone(&self.store),
+            lock: Arc::clone(&self.name),
+            key: key.to_owned(),
+            token: grant.token,
+            deadline_ms: AtomicU64::new(grant.deadline_ms),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+/// A granted lease: proof of being the one starter of a key, until release or expiry.
+pub struct Lease {
+    store: SharedStore,
+    lock: Arc<str>,
+    key: String,
+    token: u64,
+    deadline_ms: AtomicU64,
+    stats: Arc<LockStatsInner>,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("lock", &self.lock)
+            .field("key", &self.key)
+            .field("token", &self.token)
+            .field("deadline_ms", &self.deadline_ms.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Lease {
+    /// The leased key.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The fencing token: larger than every token the lock granted before this lease.
+    #[must_use]
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The deadline on the store's clock, in milliseconds, as of the last grant or renewal.
+    #[must_use]
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms.load(Ordering::Relaxed)
+    }
+
+    /// Time left until the deadline by the store's clock (zero once passed).
+    #[must_use]
+    pub fn time_left(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms().saturating_sub(self.store.clock().now_ms()))
+    }
+
+    /// Extends the lease to `ttl` from now.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] when the lease was released or has expired (nothing changes);
+    /// [`Error::InvalidArgument`] for a bad TTL; backend failures.
+    ///
+    /// # Atomicity
+    /// The holder check and the extension are one step (Redis: one Lua script, `PEXPIRE`).
+    pub fn renew(&self, ttl: Duration) -> Result<()> {
+        let ttl_ms = validate::ttl_ms("ttl", ttl)?;
+        let outcome = self.store.lease_renew(&self.lock, &self.key, self.token, ttl_ms);
+        let deadline = self.count(outcome, &self.stats.renewed)?;
+        self.deadline_ms.store(deadline, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Releases the lease: the key can be started again at once.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] when the lease was already released or has expired (nothing changes);
+    /// backend failures.
+    ///
+    /// # Atomicity
+    /// The holder check and the delete are one step (Redis: one Lua script).
+    pub fn release(&self) -> Result<()> {
+        let outcome = self.store.lease_release(&self.lock, &self.key, self.token);
+        self.count(outcome, &self.stats.released)
+    }
+
+    fn count<T>(&self, outcome: Result<T>, success: &AtomicU64) -> Result<T> {
+        let counter = match &outcome {
+            Ok(_) => success,
+            Err(Error::NotOwner { .. }) => &self.stats.rejected_not_owner,
+            Err(_) => return outcome,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+}

@@ -1,0 +1,638 @@
+//! The in-memory store: the default backend, in-process, also in wasm.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use serde_json::Value;
+
+use super::{Claim, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+
+/// Number of independently locked shards; a power of two.
+const SHARDS: usize = 64;
+
+/// Expired entries removed per store call on a shard, so expiry costs are spread over calls.
+const AMORTIZED_SWEEP: usize = 4;
+
+/// The default bound on entries: enough for most services, small enough to bound memory.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+/// The in-memory store: one critical section per operation.
+///
+/// Entries live in 64 shards, each behind its own `parking_lot` mutex, chosen by a hash of the
+/// primitive's name and key: operations on distinct keys rarely contend. Every [`Store`] method
+/// locks exactly one shard for its whole check-and-act, which is what makes it atomic.
+///
+/// Expired leases and marks are removed lazily when touched, a few at a time on every call that
+/// touches their shard, and all at once by [`Store::sweep`] — no background thread. The store
+/// holds at most `max_keys` entries and answers [`Error::CapacityExceeded`] beyond that (after
+/// sweeping expired entries once).
+///
+/// The namespace option is recorded and reported, but each `MemoryStore` is private to the
+/// handles cloned from it, so namespaces only matter for the shared backends.
+///
+/// ```
+/// use racefree::{Counter, MemoryStore, SharedStore};
+/// use std::sync::Arc;
+///
+/// let store: SharedStore = Arc::new(MemoryStore::builder().max_keys(10_000).build()?);
+/// let counter = Counter::new(&store, "task:1")?;
+/// assert_eq!(counter.next()?, 0);
+/// # Ok::<(), racefree::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    /// One fencing-token counter per lock; never removed, so tokens never repeat.
+    lock_tokens: RwLock<HashMap<String, Arc<AtomicU64>>>,
+    clock: SharedClock,
+    namespace: String,
+    max_keys: u64,
+    entries: AtomicU64,
+    expired_swept: AtomicU64,
+}
+
+/// Keeps each shard's mutex on its own cache lines, so threads on distinct shards don't share them.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+#[derive(Debug, Default)]
+struct Shard {
+    counters: HashMap<String, CounterState>,
+    marks: HashMap<String, HashMap<String, MarkState>>,
+    leases: HashMap<String, HashMap<String, LeaseGrant>>,
+    records: HashMap<String, HashMap<String, RecordState>>,
+    /// Deadlines of leases and marks, earliest first; entries may be stale (renewed, released).
+    expiries: BinaryHeap<Reverse<Expiry>>,
+    /// Live leases and marks in this shard, to tell when `expiries` is mostly stale.
+    expiring: usize,
+}
+
+#[derive(Debug, Default)]
+struct CounterState {
+    next: u64,
+    claims: HashMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MarkState {
+    marked: u32,
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+struct RecordState {
+    value: Value,
+    version: u64,
+    fence: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ExpiryKind {
+    Lease,
+    Mark,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry {
+    at: u64,
+    kind: ExpiryKind,
+    name: Box<str>,
+    key: Box<str>,
+}
+
+/// Builds a [`MemoryStore`] with options.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    clock: Option<SharedClock>,
+    namespace: String,
+    max_keys: Option<usize>,
+}
+
+impl MemoryStoreBuilder {
+    /// The clock judging deadlines (default: [`SystemClock`](crate::SystemClock); required on
+    /// `wasm32-unknown-unknown`, which has no system time).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The namespace reported by [`Store::namespace`].
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The most entries the store holds (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = Some(max_keys);
+        self
+    }
+
+    /// Builds the store.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `max_keys` 0, a namespace over
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), or no clock on a target without system time.
+    pub fn build(self) -> Result<MemoryStore> {
+        let max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        if max_keys == 0 {
+            return Err(Error::invalid_argument("max_keys must be at least 1"));
+        }
+        if self.namespace.len() > crate::MAX_KEY_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "namespace is {} bytes; at most {} are allowed",
+                self.namespace.len(),
+                crate::MAX_KEY_BYTES
+            )));
+        }
+        let clock = match self.clock {
+            Some(clock) => clock,
+            None => default_clock()?,
+        };
+        Ok(MemoryStore {
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            lock_tokens: RwLock::default(),
+            clock,
+            namespace: self.namespace,
+            max_keys: max_keys as u64,
+            entries: AtomicU64::new(0),
+            expired_swept: AtomicU64::new(0),
+        })
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+fn default_clock() -> Result<SharedClock> {
+    Ok(Arc::new(crate::clock::SystemClock))
+}
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+fn default_clock() -> Result<SharedClock> {
+    Err(Error::invalid_argument("this target has no system clock: pass one with MemoryStoreBuilder::clock"))
+}
+
+impl MemoryStore {
+    /// A store with the system clock and default options.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build().unwrap_or_else(|_| unreachable!("default options are valid"))
+    }
+
+    /// Options: clock, namespace, `max_keys`.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// A store with the given clock and default options.
+    #[must_use]
+    pub fn with_clock(clock: SharedClock) -> Self {
+        Self::builder().clock(clock).build().unwrap_or_else(|_| unreachable!("default options are valid"))
+    }
+
+    /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
+    fn shard(&self, name: &str, key: &str) -> MutexGuard<'_, Shard> {
+        let mut shard = self.shards[shard_index(name, key)].0.lock();
+        if !shard.expiries.is_empty() {
+            let removed = shard.expire(self.clock.now_ms(), AMORTIZED_SWEEP);
+            self.forget_expired(removed);
+        }
+        shard
+    }
+
+    fn forget_expired(&self, removed: u64) {
+        if removed > 0 {
+            self.entries.fetch_sub(removed, Ordering::Relaxed);
+            self.expired_swept.fetch_add(removed, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserves room for `n` new entries, or answers `CapacityExceeded`.
+    fn reserve(&self, n: u64) -> Result<()> {
+        let before = self.entries.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.max_keys {
+            self.entries.fetch_sub(n, Ordering::Relaxed);
+            return Err(Error::CapacityExceeded { max_keys: self.max_keys as usize });
+        }
+        Ok(())
+    }
+
+    fn release_entries(&self, n: u64) {
+        if n > 0 {
+            self.entries.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `op`; if the store is full, sweeps expired entries once and runs it again.
+    fn with_room<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(Error::CapacityExceeded { .. }) if self.sweep_now() > 0 => op(),
+            other => other,
+        }
+    }
+
+    fn sweep_now(&self) -> u64 {
+        let now = self.clock.now_ms();
+        let mut removed = 0;
+        for shard in &*self.shards {
+            let mut shard = shard.0.lock();
+            removed += shard.expire(now, usize::MAX);
+            shard.compact_expiries();
+        }
+        self.forget_expired(removed);
+        removed
+    }
+
+    fn next_token(&self, lock: &str) -> u64 {
+        if let Some(counter) = self.lock_tokens.read().get(lock) {
+            return counter.fetch_add(1, Ordering::SeqCst) + 1;
+        }
+        let counter = Arc::clone(self.lock_tokens.write().entry(lock.to_owned()).or_default());
+        counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn deadline(&self, ttl_ms: u64) -> u64 {
+        self.clock.now_ms().saturating_add(ttl_ms)
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shard {
+    /// Removes up to `limit` entries whose deadline is at or before `now`; returns how many.
+    fn expire(&mut self, now: u64, limit: usize) -> u64 {
+        let mut removed = 0;
+        let mut examined = 0;
+        while examined < limit {
+            match self.expiries.peek() {
+                Some(Reverse(next)) if next.at <= now => {}
+                _ => break,
+            }
+            let Some(Reverse(expiry)) = self.expiries.pop() else { break };
+            examined += 1;
+            let live = match expiry.kind {
+                ExpiryKind::Lease => self.leases.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|l| l.deadline_ms),
+                ExpiryKind::Mark => self.marks.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|m| m.expires_at),
+            };
+            // A renewed lease or refreshed mark has a later deadline: this heap entry is stale.
+            if live == Some(expiry.at) {
+                match expiry.kind {
+                    ExpiryKind::Lease => drop(remove_nested(&mut self.leases, &expiry.name, &expiry.key)),
+                    ExpiryKind::Mark => drop(remove_nested(&mut self.marks, &expiry.name, &expiry.key)),
+                }
+                self.expiring -= 1;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    fn push_expiry(&mut self, at: u64, kind: ExpiryKind, name: &str, key: &str) {
+        self.expiries.push(Reverse(Expiry { at, kind, name: name.into(), key: key.into() }));
+        if self.expiries.len() > 64 && self.expiries.len() > 4 * self.expiring {
+            self.compact_expiries();
+        }
+    }
+
+    /// Rebuilds the heap from live entries, dropping stale ones (released or renewed leases).
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() == self.expiring {
+            return;
+        }
+        let leases = self.leases.iter().flat_map(|(name, m)| {
+            m.iter().map(move |(key, l)| (l.deadline_ms, ExpiryKind::Lease, name, key))
+        });
+        let marks = self.marks.iter().flat_map(|(name, m)| {
+            m.iter().map(move |(key, s)| (s.expires_at, ExpiryKind::Mark, name, key))
+        });
+        self.expiries = leases
+            .chain(marks)
+            .map(|(at, kind, name, key)| Reverse(Expiry { at, kind, name: name.as_str().into(), key: key.as_str().into() }))
+            .collect();
+    }
+}
+
+/// Removes `outer[name][key]`, and `outer[name]` once it is empty; returns the removed value.
+fn remove_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<V> {
+    let inner = outer.get_mut(name)?;
+    let removed = inner.remove(key);
+    if inner.is_empty() {
+        outer.remove(name);
+    }
+    removed
+}
+
+fn get_nested<'a, V>(outer: &'a HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<&'a V> {
+    outer.get(name)?.get(key)
+}
+
+fn get_nested_mut<'a, V>(outer: &'a mut HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<&'a mut V> {
+    outer.get_mut(name)?.get_mut(key)
+}
+
+fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str, value: V) {
+    outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
+}
+
+/// Which shard holds `(name, key)`: a fast, fixed multiply-rotate hash of both.
+fn shard_index(name: &str, key: &str) -> usize {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut hash: u64 = 0;
+    for part in [name.as_bytes(), &[0xff], key.as_bytes()] {
+        let mut chunks = part.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            hash = (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+    // The top bits of a multiplicative hash are its best mixed.
+    (hash >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+fn overflow(counter: &str) -> Error {
+    Error::invalid_argument(format!("counter {counter:?} is at u64::MAX and cannot issue another index"))
+}
+
+impl Store for MemoryStore {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn counter_next(&self, counter: &str) -> Result<u64> {
+        let mut shard = self.shard(counter, "");
+        if let Some(state) = shard.counters.get_mut(counter) {
+            let index = state.next;
+            state.next = index.checked_add(1).ok_or_else(|| overflow(counter))?;
+            return Ok(index);
+        }
+        self.reserve(1)?;
+        shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims: HashMap::new() });
+        Ok(0)
+    }
+
+    fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
+        self.with_room(|| {
+            let mut shard = self.shard(counter, "");
+            let exists = shard.counters.contains_key(counter);
+            if let Some(&index) = shard.counters.get(counter).and_then(|c| c.claims.get(id)) {
+                return Ok(Claim { index, new: false });
+            }
+            let next = shard.counters.get(counter).map_or(0, |c| c.next);
+            let after = next.checked_add(1).ok_or_else(|| overflow(counter))?;
+            self.reserve(if exists { 1 } else { 2 })?;
+            let state = shard.counters.entry(counter.to_owned()).or_default();
+            state.next = after;
+            state.claims.insert(id.to_owned(), next);
+            Ok(Claim { index: next, new: true })
+        })
+    }
+
+    fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
+        let shard = self.shard(counter, "");
+        Ok(shard.counters.get(counter).and_then(|c| c.claims.get(id)).copied())
+    }
+
+    fn counter_peek(&self, counter: &str) -> Result<u64> {
+        Ok(self.shard(counter, "").counters.get(counter).map_or(0, |c| c.next))
+    }
+
+    fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
+        self.with_room(|| {
+            let mut shard = self.shard(counter, "");
+            if let Some(state) = shard.counters.get_mut(counter) {
+                state.next = next;
+                return Ok(());
+            }
+            self.reserve(1)?;
+            shard.counters.insert(counter.to_owned(), CounterState { next, claims: HashMap::new() });
+            Ok(())
+        })
+    }
+
+    fn counter_reset(&self, counter: &str) -> Result<()> {
+        let removed = self.shard(counter, "").counters.remove(counter);
+        if let Some(state) = removed {
+            self.release_entries(1 + state.claims.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
+        self.with_room(|| {
+            let now = self.clock.now_ms();
+            let mut shard = self.shard(guard, stream);
+            let current = get_nested(&shard.marks, guard, stream).copied();
+            let live = current.filter(|m| m.expires_at > now);
+            let marked = live.map_or(0, |m| m.marked);
+            if position < marked {
+                return Ok(MarkOutcome::Duplicate);
+            }
+            if position > marked {
+                return Ok(MarkOutcome::OutOfOrder { marked });
+            }
+            let expires_at = now.saturating_add(retention_ms);
+            let state = MarkState { marked: marked + 1, expires_at };
+            match current {
+                Some(old) => {
+                    if old.expires_at <= now {
+                        self.expired_swept.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(slot) = get_nested_mut(&mut shard.marks, guard, stream) {
+                        *slot = state;
+                    }
+                }
+                None => {
+                    self.reserve(1)?;
+                    insert_nested(&mut shard.marks, guard, stream, state);
+                    shard.expiring += 1;
+                }
+            }
+            shard.push_expiry(expires_at, ExpiryKind::Mark, guard, stream);
+            Ok(MarkOutcome::First)
+        })
+    }
+
+    fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
+        let now = self.clock.now_ms();
+        let shard = self.shard(guard, stream);
+        Ok(get_nested(&shard.marks, guard, stream).filter(|m| m.expires_at > now).map_or(0, |m| m.marked))
+    }
+
+    fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let mut shard = self.shard(guard, stream);
+        let removed = remove_nested(&mut shard.marks, guard, stream);
+        if removed.is_some() {
+            shard.expiring -= 1;
+            self.release_entries(1);
+        }
+        Ok(removed.is_some_and(|m| m.expires_at > now))
+    }
+
+    fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
+        self.with_room(|| {
+            let now = self.clock.now_ms();
+            let mut shard = self.shard(lock, key);
+            let current = get_nested(&shard.leases, lock, key).copied();
+            if current.is_some_and(|l| l.deadline_ms > now) {
+                return Ok(None);
+            }
+            if current.is_none() {
+                self.reserve(1)?;
+            } else {
+                self.expired_swept.fetch_add(1, Ordering::Relaxed);
+                shard.expiring -= 1;
+            }
+            let grant = LeaseGrant { token: self.next_token(lock), deadline_ms: now.saturating_add(ttl_ms) };
+            insert_nested(&mut shard.leases, lock, key, grant);
+            shard.expiring += 1;
+            shard.push_expiry(grant.deadline_ms, ExpiryKind::Lease, lock, key);
+            Ok(Some(grant))
+        })
+    }
+
+    fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
+        let now = self.clock.now_ms();
+        let deadline = self.deadline(ttl_ms);
+        let mut shard = self.shard(lock, key);
+        match get_nested_mut(&mut shard.leases, lock, key) {
+            Some(lease) if lease.token == token && lease.deadline_ms > now => {
+                lease.deadline_ms = deadline;
+                shard.push_expiry(deadline, ExpiryKind::Lease, lock, key);
+                Ok(deadline)
+            }
+            _ => Err(Error::NotOwner { key: key.to_owned(), token }),
+        }
+    }
+
+    fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let mut shard = self.shard(lock, key);
+        match get_nested(&shard.leases, lock, key) {
+            Some(lease) if lease.token == token && lease.deadline_ms > now => {
+                remove_nested(&mut shard.leases, lock, key);
+                shard.expiring -= 1;
+                self.release_entries(1);
+                Ok(())
+            }
+            _ => Err(Error::NotOwner { key: key.to_owned(), token }),
+        }
+    }
+
+    fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
+        let now = self.clock.now_ms();
+        let shard = self.shard(lock, key);
+        Ok(get_nested(&shard.leases, lock, key).copied().filter(|l| l.deadline_ms > now))
+    }
+
+    fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
+        let shard = self.shard(space, key);
+        Ok(get_nested(&shard.records, space, key).map(|r| Versioned { value: r.value.clone(), version: r.version }))
+    }
+
+    fn record_put(
+        &self,
+        space: &str,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> Result<u64> {
+        self.with_room(|| {
+            let mut shard = self.shard(space, key);
+            let Some(record) = get_nested_mut(&mut shard.records, space, key) else {
+                if expected_version.is_some() {
+                    return Err(Error::Conflict { key: key.to_owned(), current_version: None });
+                }
+                self.reserve(1)?;
+                let record = RecordState { value: value.clone(), version: 1, fence: fencing_token.unwrap_or(0) };
+                insert_nested(&mut shard.records, space, key, record);
+                return Ok(1);
+            };
+            if let Some(token) = fencing_token {
+                if token < record.fence {
+                    return Err(Error::StaleToken { key: key.to_owned(), token, latest: record.fence });
+                }
+            }
+            if expected_version != Some(record.version) {
+                return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
+            }
+            record.value = value.clone();
+            record.version += 1;
+            record.fence = record.fence.max(fencing_token.unwrap_or(0));
+            Ok(record.version)
+        })
+    }
+
+    fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
+        let mut shard = self.shard(space, key);
+        let Some(record) = get_nested(&shard.records, space, key) else {
+            return match expected_version {
+                None => Ok(false),
+                Some(_) => Err(Error::Conflict { key: key.to_owned(), current_version: None }),
+            };
+        };
+        if expected_version.is_some_and(|v| v != record.version) {
+            return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
+        }
+        remove_nested(&mut shard.records, space, key);
+        self.release_entries(1);
+        Ok(true)
+    }
+
+    fn sweep(&self) -> Result<u64> {
+        Ok(self.sweep_now())
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        Ok(StoreStats {
+            entries: self.entries.load(Ordering::Relaxed),
+            expired_swept: self.expired_swept.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_index_spreads_keys_over_every_shard() {
+        let mut seen = [0usize; SHARDS];
+        for i in 0..SHARDS * 64 {
+            seen[shard_index(&format!("task:{i}"), "")] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 0), "some shard never chosen: {seen:?}");
+    }
+
+    #[test]
+    fn stale_expiries_are_compacted() {
+        let clock = Arc::new(crate::ManualClock::new(0));
+        let store = MemoryStore::with_clock(clock);
+        for _ in 0..1_000 {
+            let grant = store.lease_try_grant("lock", "k", 60_000).unwrap().unwrap();
+            store.lease_release("lock", "k", grant.token).unwrap();
+        }
+        let heap: usize = store.shards.iter().map(|s| s.0.lock().expiries.len()).sum();
+        assert!(heap <= 65, "released leases left {heap} heap entries behind");
+    }
+}

@@ -1,0 +1,272 @@
+//! The storage trait: one method per atomic step the primitives need.
+//!
+//! The trait deliberately speaks the primitives' language ("claim an index for this id", "grant
+//! this lease if free", "mark this event if its predecessor is marked", "write this record if
+//! its version is still N") instead of offering generic get/set: a generic key-value trait would
+//! push check-then-act back into the primitives, which is the very bug racefree exists to end.
+//!
+//! Every method is **one atomic step** in its backend: one critical section in memory, one
+//! `BEGIN IMMEDIATE` transaction in SQLite, one command or Lua script in Redis. Arguments arrive
+//! already validated by the primitives (keys non-empty and at most
+//! [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), TTLs at least 1 ms).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+
+pub mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+/// A shared store handle: what every primitive holds.
+pub type SharedStore = Arc<dyn Store>;
+
+/// The result of [`Store::counter_claim`]: the index of an execution id and whether this call
+/// assigned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The index of the execution id, stable for as long as the counter is not reset.
+    pub index: u64,
+    /// `true` for the one call that assigned the index, `false` for every later claim.
+    pub new: bool,
+}
+
+/// What the store did with [`Store::guard_mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MarkOutcome {
+    /// The event was recorded by this call.
+    First,
+    /// The event had already been recorded; nothing changed.
+    Duplicate,
+    /// The event's predecessor is not marked; nothing changed. `marked` events are marked.
+    OutOfOrder {
+        /// How many events of the stream are marked (a prefix of the declared order).
+        marked: u32,
+    },
+}
+
+/// A lease as the store knows it: its fencing token and deadline on the store's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseGrant {
+    /// The fencing token: strictly larger than every token granted before by the same lock.
+    pub token: u64,
+    /// When the lease expires, in milliseconds on the store's clock.
+    pub deadline_ms: u64,
+}
+
+/// A record's value with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The JSON value.
+    pub value: Value,
+    /// Starts at 1 on create and grows by 1 on every write.
+    pub version: u64,
+}
+
+/// The store's own counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Entries held now: counters, claims, marked streams, leases and records each count one
+    /// (expired entries that have not been swept yet included).
+    pub entries: u64,
+    /// Expired leases and marks removed so far, lazily, in amortized sweeps or by [`Store::sweep`].
+    pub expired_swept: u64,
+}
+
+/// The atomic steps racefree's primitives are built from.
+///
+/// Implementations must make each method one atomic step (see the module docs) and must report
+/// any backend failure as an [`Error`] — never guess a value. `name` is the name of the primitive
+/// instance (a counter key, a guard, a lock, a record space); keys are scoped by it.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The clock that judges every deadline in this store.
+    fn clock(&self) -> &SharedClock;
+
+    /// The namespace that prefixes every key of this store ("" for none).
+    fn namespace(&self) -> &str;
+
+    /// Returns the counter's next index and increments it; a new counter starts at 0.
+    ///
+    /// # Errors
+    /// [`Error::CapacityExceeded`] when creating the counter would pass the store's bound;
+    /// [`Error::InvalidArgument`] when the counter is at `u64::MAX`.
+    fn counter_next(&self, counter: &str) -> Result<u64>;
+
+    /// Returns the index of `id`, assigning the counter's next index on the first claim.
+    ///
+    /// # Errors
+    /// As [`Store::counter_next`].
+    fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim>;
+
+    /// The index claimed by `id`, if any.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>>;
+
+    /// The index the next `next` or new claim would return.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn counter_peek(&self, counter: &str) -> Result<u64>;
+
+    /// Sets the index the next `next` or new claim returns; claims are kept.
+    ///
+    /// # Errors
+    /// As [`Store::counter_next`].
+    fn counter_set(&self, counter: &str, next: u64) -> Result<()>;
+
+    /// Forgets the counter and all its claims: it starts again at 0.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn counter_reset(&self, counter: &str) -> Result<()>;
+
+    /// Marks the event at `position` (0-based in the guard's declared order) of `stream`, if the
+    /// event at `position - 1` is marked. A `First` mark keeps the stream's marks for
+    /// `retention_ms` from now.
+    ///
+    /// # Errors
+    /// [`Error::CapacityExceeded`] when a new stream would pass the store's bound.
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome>;
+
+    /// How many events of `stream` are marked (0 when none, or when they expired).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32>;
+
+    /// Forgets the marks of `stream`; returns whether there were any.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool>;
+
+    /// Grants a lease on `key` for `ttl_ms` if nobody holds an unexpired one.
+    ///
+    /// # Errors
+    /// [`Error::CapacityExceeded`] when a new lease would pass the store's bound.
+    fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>>;
+
+    /// Extends the lease holding `token` to `ttl_ms` from now and returns the new deadline.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] when `token` is not the current, unexpired holder; nothing changes.
+    fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64>;
+
+    /// Releases the lease holding `token`.
+    ///
+    /// # Errors
+    /// [`Error::NotOwner`] when `token` is not the current, unexpired holder; nothing changes.
+    fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()>;
+
+    /// The unexpired lease on `key`, if any.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>>;
+
+    /// The record, if it exists.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>>;
+
+    /// Writes the record and returns its new version. `expected_version` `None` creates the
+    /// record only if it does not exist; `Some(v)` writes only if the version is still `v`. A
+    /// `fencing_token` older than the largest one the record has seen is rejected.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the current version; [`Error::StaleToken`];
+    /// [`Error::CapacityExceeded`] for a new record past the store's bound.
+    fn record_put(
+        &self,
+        space: &str,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> Result<u64>;
+
+    /// Deletes the record if its version is `expected_version` (any version when `None`);
+    /// returns whether a record was deleted.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the version differs.
+    fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool>;
+
+    /// Removes every expired lease and mark now; returns how many were removed.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn sweep(&self) -> Result<u64>;
+
+    /// The store's own counters.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn stats(&self) -> Result<StoreStats>;
+}
+
+/// Opens a store from a URL.
+///
+/// - `memory://` — a new in-process store (the default). Query options: `namespace=…`,
+///   `max_keys=…`.
+/// - `sqlite:///abs/path.db`, `redis://host:port/db`, `rediss://…` — backends that are not part
+///   of this build yet: they answer [`Error::BackendUnavailable`] rather than silently falling
+///   back to memory.
+///
+/// ```
+/// let store = racefree::open("memory://?namespace=billing&max_keys=10000")?;
+/// assert_eq!(store.namespace(), "billing");
+/// # Ok::<(), racefree::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a malformed URL or option; [`Error::BackendUnavailable`] for a
+/// backend this build does not have.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub fn open(url: &str) -> Result<SharedStore> {
+    open_with_clock(url, Arc::new(crate::clock::SystemClock))
+}
+
+/// [`open`] with an injected clock (the only form on `wasm32-unknown-unknown`).
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::invalid_argument(format!("store URL {url:?} has no scheme (expected memory://, sqlite:///path or redis://host)")))?;
+    match scheme {
+        "memory" => {
+            let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if !host.is_empty() && host != "/" {
+                return Err(Error::invalid_argument(format!("memory:// takes no host or path, got {host:?}")));
+            }
+            let mut builder = MemoryStore::builder().clock(clock);
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                builder = match name {
+                    "namespace" => builder.namespace(value),
+                    "max_keys" => builder.max_keys(value.parse().map_err(|_| {
+                        Error::invalid_argument(format!("max_keys must be a positive integer, got {value:?}"))
+                    })?),
+                    other => return Err(Error::invalid_argument(format!("unknown memory:// option {other:?}"))),
+                };
+            }
+            Ok(Arc::new(builder.build()?))
+        }
+        "sqlite" | "redis" | "rediss" => Err(Error::BackendUnavailable {
+            reason: format!("the {scheme} backend is not available in this build of racefree"),
+        }),
+        other => Err(Error::invalid_argument(format!(
+            "unknown store scheme {other:?} (expected memory, sqlite, redis or rediss)"
+        ))),
+    }
+}
