@@ -34,7 +34,28 @@ impl UpdateOptions {
     /// Default options with a fencing token.
     #[must_use]
     pub fn fenced(token: u64) -> Self {
-        Self { fencing_token: Some(token), ..Self::default() }
+        Self::default().with_fencing_token(token)
+    }
+
+    /// These options with `max_attempts` attempts.
+    #[must_use]
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// These options with the first backoff after a conflict set to `initial_backoff`.
+    #[must_use]
+    pub fn with_initial_backoff(mut self, initial_backoff: Duration) -> Self {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// These options carrying a lease's fencing token.
+    #[must_use]
+    pub fn with_fencing_token(mut self, token: u64) -> Self {
+        self.fencing_token = Some(token);
+        self
     }
 }
 

@@ -1,0 +1,49 @@
+//! One suite, every backend: each scenario runs unchanged against each store.
+//!
+//! Adding a backend is one line: `conformance!(name, |clock| -> SharedStore { ... });`
+
+mod common;
+
+use std::sync::Arc;
+
+use racefree::{MemoryStore, SharedStore};
+
+macro_rules! conformance {
+    ($backend:ident, $factory:expr) => {
+        mod $backend {
+            use super::*;
+
+            fn factory(clock: racefree::SharedClock) -> SharedStore {
+                let make: fn(racefree::SharedClock) -> SharedStore = $factory;
+                make(clock)
+            }
+
+            conformance!(@tests
+                counter_next_is_gap_free,
+                claims_are_unique_and_stable,
+                one_starter_wins,
+                updates_are_not_lost,
+                ended_is_delivered_once,
+                counter_semantics,
+                expired_lease_goes_to_next_starter,
+                tokens_grow_across_keys,
+                marks_are_ordered_and_retained,
+                nothing_left_after_release_or_expiry,
+                records_compare_and_swap,
+                bad_input_is_rejected,
+            );
+        }
+    };
+    (@tests $($scenario:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $scenario() {
+                if let Err(violation) = common::$scenario(&factory) {
+                    panic!("{}: {violation}", stringify!($scenario));
+                }
+            }
+        )*
+    };
+}
+
+conformance!(memory, |clock| Arc::new(MemoryStore::with_clock(clock)));
