@@ -1,7 +1,7 @@
 //! The in-memory store: the default backend, in-process, also in wasm.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +11,9 @@ use serde_json::Value;
 use super::{Claim, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
+
+/// Maps hashed with foldhash: fast, and seeded per map so chosen keys cannot force collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Number of independently locked shards; a power of two.
 const SHARDS: usize = 64;
@@ -198,6 +201,7 @@ impl MemoryStore {
     }
 
     /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
+    #[inline]
     fn shard(&self, name: &str, key: &str) -> MutexGuard<'_, Shard> {
         let mut shard = self.shards[shard_index(name, key)].0.lock();
         if !shard.expiries.is_empty() {
@@ -346,21 +350,13 @@ fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str,
     outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
 }
 
-/// Which shard holds `(name, key)`: a fast, fixed multiply-rotate hash of both.
+/// Which shard holds `(name, key)`.
+#[inline]
 fn shard_index(name: &str, key: &str) -> usize {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut hash: u64 = 0;
-    for part in [name.as_bytes(), &[0xff], key.as_bytes()] {
-        let mut chunks = part.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        for &byte in chunks.remainder() {
-            hash = (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
-        }
-    }
-    // The top bits of a multiplicative hash are its best mixed.
+    use std::hash::BuildHasher;
+    // Fixed seed: shard choice only spreads contention; the maps inside use per-map seeds.
+    let hash = foldhash::fast::FixedState::with_seed(0x5eed).hash_one((name, key));
+    // The top bits are the best mixed.
     (hash >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
@@ -385,7 +381,7 @@ impl Store for MemoryStore {
             return Ok(index);
         }
         self.reserve(1)?;
-        shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims: HashMap::new() });
+        shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims: HashMap::default() });
         Ok(0)
     }
 
@@ -423,7 +419,7 @@ impl Store for MemoryStore {
                 return Ok(());
             }
             self.reserve(1)?;
-            shard.counters.insert(counter.to_owned(), CounterState { next, claims: HashMap::new() });
+            shard.counters.insert(counter.to_owned(), CounterState { next, claims: HashMap::default() });
             Ok(())
         })
     }
