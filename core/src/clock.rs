@@ -55,7 +55,9 @@ impl ManualClock {
     /// A clock that reads `start_ms` until advanced.
     #[must_use]
     pub fn new(start_ms: u64) -> Self {
-        Self { now_ms: AtomicU64::new(start_ms) }
+        Self {
+            now_ms: AtomicU64::new(start_ms),
+        }
     }
 
     /// Moves the clock forward by `by` (saturating).
@@ -63,7 +65,9 @@ impl ManualClock {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         let _ = self
             .now_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(by)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(by))
+            });
     }
 
     /// Sets the clock to `now_ms`. Moving it backwards is allowed, as real clocks do.

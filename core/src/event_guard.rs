@@ -42,7 +42,9 @@ pub struct GuardOptions {
 
 impl Default for GuardOptions {
     fn default() -> Self {
-        Self { retention: DEFAULT_RETENTION }
+        Self {
+            retention: DEFAULT_RETENTION,
+        }
     }
 }
 
@@ -103,7 +105,10 @@ pub struct GuardStats {
 
 impl fmt::Debug for EventGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventGuard").field("name", &self.name).field("events", &self.events).finish_non_exhaustive()
+        f.debug_struct("EventGuard")
+            .field("name", &self.name)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,11 +144,19 @@ impl EventGuard {
         for event in events {
             let event = validate::key("event name", event.as_ref())?;
             if declared.iter().any(|e| e == event) {
-                return Err(Error::invalid_argument(format!("event {event:?} is declared twice")));
+                return Err(Error::invalid_argument(format!(
+                    "event {event:?} is declared twice"
+                )));
             }
             declared.push(event.to_owned());
         }
-        Ok(Self { store: Arc::clone(store), name: name.to_owned(), events: declared, retention_ms, stats: Arc::default() })
+        Ok(Self {
+            store: Arc::clone(store),
+            name: name.to_owned(),
+            events: declared,
+            retention_ms,
+            stats: Arc::default(),
+        })
     }
 
     /// The declared events, in order.
@@ -153,9 +166,13 @@ impl EventGuard {
     }
 
     fn position(&self, event: &str) -> Result<u32> {
-        self.events.iter().position(|e| e == event).map(|p| p as u32).ok_or_else(|| {
-            Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
-        })
+        self.events
+            .iter()
+            .position(|e| e == event)
+            .map(|p| p as u32)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
+            })
     }
 
     /// Marks `event` of `stream`: [`Mark::First`] for the one caller that records it,
@@ -172,13 +189,18 @@ impl EventGuard {
     pub fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
         validate::key("stream id", stream)?;
         let position = self.position(event)?;
-        match self.store.guard_mark(&self.name, stream, position, self.retention_ms)? {
+        match self
+            .store
+            .guard_mark(&self.name, stream, position, self.retention_ms)?
+        {
             MarkOutcome::First => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 Ok(Mark::First)
             }
             MarkOutcome::Duplicate => {
-                self.stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .duplicates_suppressed
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(Mark::Duplicate)
             }
             MarkOutcome::OutOfOrder { marked } => {
@@ -215,7 +237,10 @@ impl EventGuard {
     pub fn last_marked(&self, stream: &str) -> Result<Option<&str>> {
         validate::key("stream id", stream)?;
         let marked = self.store.guard_marked(&self.name, stream)? as usize;
-        Ok(marked.checked_sub(1).and_then(|i| self.events.get(i)).map(String::as_str))
+        Ok(marked
+            .checked_sub(1)
+            .and_then(|i| self.events.get(i))
+            .map(String::as_str))
     }
 
     /// Forgets `stream`'s marks now instead of at the end of the retention; returns whether it had any.

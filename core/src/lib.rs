@@ -45,7 +45,9 @@ pub mod store;
 mod validate;
 
 pub use backoff::Backoff;
-pub use cache::{Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES};
+pub use cache::{
+    Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES,
+};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock, SharedClock};
@@ -57,8 +59,8 @@ pub use start_lock::{Lease, LockStats, StartLock};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use store::open;
 pub use store::{
-    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore, Store, StoreStats,
-    Versioned,
+    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore,
+    Store, StoreStats, Versioned,
 };
 pub use validate::{MAX_KEY_BYTES, MAX_TTL};
 

@@ -26,7 +26,11 @@ pub struct UpdateOptions {
 
 impl Default for UpdateOptions {
     fn default() -> Self {
-        Self { max_attempts: 5, initial_backoff: Duration::from_millis(10), fencing_token: None }
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(10),
+            fencing_token: None,
+        }
     }
 }
 
@@ -112,7 +116,9 @@ pub struct RecordStats {
 
 impl fmt::Debug for Records {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Records").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Records")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +129,11 @@ impl Records {
     /// [`Error::InvalidKey`] for an empty or oversized name.
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("record space name", name)?;
-        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats: Arc::default() })
+        Ok(Self {
+            store: Arc::clone(store),
+            name: name.to_owned(),
+            stats: Arc::default(),
+        })
     }
 
     /// The record and its version, if it exists.
@@ -171,13 +181,27 @@ impl Records {
     ///
     /// # Atomicity
     /// As [`put`](Records::put); the token check is part of the same step.
-    pub fn put_fenced(&self, key: &str, value: &Value, expected_version: Option<u64>, token: u64) -> Result<u64> {
+    pub fn put_fenced(
+        &self,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        token: u64,
+    ) -> Result<u64> {
         self.write(key, value, expected_version, Some(token))
     }
 
-    fn write(&self, key: &str, value: &Value, expected: Option<u64>, token: Option<u64>) -> Result<u64> {
+    fn write(
+        &self,
+        key: &str,
+        value: &Value,
+        expected: Option<u64>,
+        token: Option<u64>,
+    ) -> Result<u64> {
         validate::key("record key", key)?;
-        let outcome = self.store.record_put(&self.name, key, value, expected, token);
+        let outcome = self
+            .store
+            .record_put(&self.name, key, value, expected, token);
         let counter = match &outcome {
             Ok(_) => &self.stats.writes,
             Err(Error::Conflict { .. }) => &self.stats.conflicts,
@@ -202,7 +226,9 @@ impl Records {
     where
         F: FnMut(Option<&Value>) -> Value,
     {
-        self.try_update_with(key, &UpdateOptions::default(), |current| Ok::<_, Error>(change(current)))
+        self.try_update_with(key, &UpdateOptions::default(), |current| {
+            Ok::<_, Error>(change(current))
+        })
     }
 
     /// [`update`](Records::update) with options, and a `change` that may fail: its error is
@@ -214,7 +240,12 @@ impl Records {
     ///
     /// # Atomicity
     /// As [`update`](Records::update).
-    pub fn try_update_with<F, E>(&self, key: &str, options: &UpdateOptions, mut change: F) -> Result<Versioned, E>
+    pub fn try_update_with<F, E>(
+        &self,
+        key: &str,
+        options: &UpdateOptions,
+        mut change: F,
+    ) -> Result<Versioned, E>
     where
         F: FnMut(Option<&Value>) -> Result<Value, E>,
         E: From<Error>,

@@ -133,7 +133,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`Error::CapacityExceeded`] when a new stream would pass the store's bound.
-    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome>;
+    fn guard_mark(
+        &self,
+        guard: &str,
+        stream: &str,
+        position: u32,
+        retention_ms: u64,
+    ) -> Result<MarkOutcome>;
 
     /// How many events of `stream` are marked (0 when none, or when they expired).
     ///
@@ -240,14 +246,18 @@ pub fn open(url: &str) -> Result<SharedStore> {
 /// # Errors
 /// As [`open`].
 pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| Error::invalid_argument(format!("store URL {url:?} has no scheme (expected memory://, sqlite:///path or redis://host)")))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "store URL {url:?} has no scheme (expected memory://, sqlite:///path or redis://host)"
+        ))
+    })?;
     match scheme {
         "memory" => {
             let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !host.is_empty() && host != "/" {
-                return Err(Error::invalid_argument(format!("memory:// takes no host or path, got {host:?}")));
+                return Err(Error::invalid_argument(format!(
+                    "memory:// takes no host or path, got {host:?}"
+                )));
             }
             let mut builder = MemoryStore::builder().clock(clock);
             for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -255,9 +265,15 @@ pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
                 builder = match name {
                     "namespace" => builder.namespace(value),
                     "max_keys" => builder.max_keys(value.parse().map_err(|_| {
-                        Error::invalid_argument(format!("max_keys must be a positive integer, got {value:?}"))
+                        Error::invalid_argument(format!(
+                            "max_keys must be a positive integer, got {value:?}"
+                        ))
                     })?),
-                    other => return Err(Error::invalid_argument(format!("unknown memory:// option {other:?}"))),
+                    other => {
+                        return Err(Error::invalid_argument(format!(
+                            "unknown memory:// option {other:?}"
+                        )))
+                    }
                 };
             }
             Ok(Arc::new(builder.build()?))

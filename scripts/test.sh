@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up what the suites need and runs every test suite of racefree. This is the README's test
+# command, and .ci/run calls it. Each suite ends with its runner's own summary line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+section() { printf '\n==== %s ====\n' "$1"; }
+
+section "rust: format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
+cargo build --locked -p racefree --target wasm32-unknown-unknown
+
+section "rust: unit, conformance, racy-store proof, shared scenarios, doc examples"
+cargo test --workspace --release --locked
