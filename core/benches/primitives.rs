@@ -37,15 +37,11 @@ fn store() -> SharedStore {
 fn single_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("single_thread");
     let naive = Naive::default();
-    group.bench_function("naive_mutex_hashmap_next", |b| {
-        b.iter(|| black_box(naive.next("task:1")))
-    });
+    group.bench_function("naive_mutex_hashmap_next", |b| b.iter(|| black_box(naive.next("task:1"))));
 
     let store = store();
     let counter = Counter::new(&store, "task:1").expect("counter");
-    group.bench_function("counter_next", |b| {
-        b.iter(|| black_box(counter.next().expect("next")))
-    });
+    group.bench_function("counter_next", |b| b.iter(|| black_box(counter.next().expect("next"))));
 
     let ids: Vec<String> = (0..1_000).map(|i| format!("exec-{i}")).collect();
     let mut i = 0;
@@ -59,10 +55,7 @@ fn single_thread(c: &mut Criterion) {
     let lock = StartLock::new(&store, "tasks").expect("lock");
     group.bench_function("try_start_release", |b| {
         b.iter(|| {
-            let lease = lock
-                .try_start("task:1", Duration::from_secs(30))
-                .expect("start")
-                .expect("free");
+            let lease = lock.try_start("task:1", Duration::from_secs(30)).expect("start").expect("free");
             lease.release().expect("release");
         })
     });
@@ -83,7 +76,10 @@ fn single_thread(c: &mut Criterion) {
     group.bench_function("records_update", |b| {
         b.iter(|| {
             records
-                .update("job", |current| json!({ "count": current.and_then(|v| v["count"].as_u64()).unwrap_or(0) + 1 }))
+                .update(
+                    "job",
+                    |current| json!({ "count": current.and_then(|v| v["count"].as_u64()).unwrap_or(0) + 1 }),
+                )
                 .expect("update")
         })
     });
@@ -91,11 +87,7 @@ fn single_thread(c: &mut Criterion) {
 }
 
 /// Each of `threads` threads does `iters` operations on its own key; returns the wall time.
-fn parallel(
-    threads: usize,
-    iters: u64,
-    op: impl Fn(usize) -> Box<dyn FnMut() + Send> + Sync,
-) -> Duration {
+fn parallel(threads: usize, iters: u64, op: impl Fn(usize) -> Box<dyn FnMut() + Send> + Sync) -> Duration {
     let barrier = Barrier::new(threads + 1);
     thread::scope(|scope| {
         for t in 0..threads {

@@ -8,8 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use racefree::{
-    new_execution_id, Cache, Counter, Error, EventGuard, Mark, Records, SharedStore, StartLock,
-    SystemClock,
+    new_execution_id, Cache, Counter, Error, EventGuard, Mark, Records, SharedStore, StartLock, SystemClock,
 };
 use serde_json::json;
 
@@ -26,47 +25,29 @@ fn race<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
     })
 }
 
 fn duplicate_task_starts(store: &SharedStore) -> Result<(), Error> {
-    println!(
-        "\n1. Duplicate task starts (asyncio coordinator: `if key not in tasks: create_task(...)`)"
-    );
+    println!("\n1. Duplicate task starts (asyncio coordinator: `if key not in tasks: create_task(...)`)");
     // The hand-rolled check-then-act, with the await that opens its window.
     let tasks: Mutex<HashMap<&str, ()>> = Mutex::default();
     let naive = race(100, |_| {
-        let running = tasks
-            .lock()
-            .expect("lock")
-            .contains_key("tests.ExampleTask:1");
+        let running = tasks.lock().expect("lock").contains_key("tests.ExampleTask:1");
         thread::sleep(Duration::from_millis(1));
         if running {
             return false;
         }
-        tasks
-            .lock()
-            .expect("lock")
-            .insert("tests.ExampleTask:1", ());
+        tasks.lock().expect("lock").insert("tests.ExampleTask:1", ());
         true
     });
     let naive_started = naive.iter().filter(|s| **s).count();
     println!("   hand-rolled: 100 concurrent starts → {naive_started} started");
 
     let lock = StartLock::new(store, "tasks")?;
-    let leases = race(100, |_| {
-        lock.try_start("tests.ExampleTask:1", Duration::from_secs(30))
-    });
-    let leases: Vec<_> = leases
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let leases = race(100, |_| lock.try_start("tests.ExampleTask:1", Duration::from_secs(30)));
+    let leases: Vec<_> = leases.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
     println!(
         "   racefree:    100 concurrent starts → {} started, {} already running",
         leases.len(),
@@ -74,9 +55,7 @@ fn duplicate_task_starts(store: &SharedStore) -> Result<(), Error> {
     );
     let first = &leases[0];
     first.release()?;
-    let again = lock
-        .try_start("tests.ExampleTask:1", Duration::from_secs(30))?
-        .expect("free after release");
+    let again = lock.try_start("tests.ExampleTask:1", Duration::from_secs(30))?.expect("free after release");
     println!(
         "   after completion the key starts again (token {} → {}); the old holder's release is {:?}",
         first.token(),
@@ -106,12 +85,8 @@ fn execution_indexes(store: &SharedStore) -> Result<(), Error> {
             })
             .collect::<Result<Vec<_>, Error>>()
     });
-    let pairs: Vec<(u64, u64)> = results
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let pairs: Vec<(u64, u64)> =
+        results.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
     let stable = pairs.iter().filter(|(a, b)| a == b).count();
     let distinct: BTreeSet<u64> = pairs.iter().map(|(a, _)| *a).collect();
     let exact = distinct == (0..executions as u64).collect();
@@ -179,13 +154,9 @@ fn status_writes(store: &SharedStore) -> Result<(), Error> {
         stored.value["restarts"], stats.retries
     );
     let lock = StartLock::new(store, "controller")?;
-    let old = lock
-        .try_start("leader", Duration::from_millis(20))?
-        .expect("leader");
+    let old = lock.try_start("leader", Duration::from_millis(20))?.expect("leader");
     thread::sleep(Duration::from_millis(25)); // the old leader pauses past its lease
-    let new = lock
-        .try_start("leader", Duration::from_secs(10))?
-        .expect("new leader");
+    let new = lock.try_start("leader", Duration::from_secs(10))?.expect("new leader");
     records.put_fenced(
         "web-1",
         &json!({"phase": "Running", "by": "new"}),
@@ -220,10 +191,7 @@ fn request_storm() -> Result<(), Error> {
             })
             .expect("load")
     });
-    println!(
-        "   32 concurrent callers → {} load, the rest waited for it",
-        loads.load(Ordering::SeqCst)
-    );
+    println!("   32 concurrent callers → {} load, the rest waited for it", loads.load(Ordering::SeqCst));
     Ok(())
 }
 
@@ -236,9 +204,6 @@ fn main() -> Result<(), Error> {
     status_writes(&store)?;
     request_storm()?;
     let stats = store.stats()?;
-    println!(
-        "\nstore: {} entries left, {} expired entries swept",
-        stats.entries, stats.expired_swept
-    );
+    println!("\nstore: {} entries left, {} expired entries swept", stats.entries, stats.expired_swept);
     Ok(())
 }

@@ -30,11 +30,7 @@ impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
         static SEEDS: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
         let seed = SEEDS.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) | 1;
-        Self {
-            next: initial.min(max),
-            max,
-            seed,
-        }
+        Self { next: initial.min(max), max, seed }
     }
 
     /// The schedule `acquire` waits by: from 1 ms up to 50 ms.
@@ -60,11 +56,7 @@ impl Iterator for Backoff {
         self.next = (step * 2).min(self.max);
         let half = step / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if nanos == 0 {
-            0
-        } else {
-            self.random() % (nanos + 1)
-        };
+        let jitter = if nanos == 0 { 0 } else { self.random() % (nanos + 1) };
         Some(step - half + Duration::from_nanos(jitter))
     }
 }

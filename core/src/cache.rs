@@ -46,9 +46,7 @@ pub struct Cache<V, E> {
 
 impl<V, E> Clone for Cache<V, E> {
     fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
+        Self { inner: Arc::clone(&self.inner) }
     }
 }
 
@@ -96,10 +94,7 @@ struct Flight<V, E> {
 }
 
 enum FlightState<V, E> {
-    Pending {
-        wakers: Vec<Waker>,
-        callbacks: Vec<Box<dyn FnOnce() + Send>>,
-    },
+    Pending { wakers: Vec<Waker>, callbacks: Vec<Box<dyn FnOnce() + Send>> },
     Finished(FlightResult<V, E>),
 }
 
@@ -150,9 +145,7 @@ pub enum LoadError<E> {
 
 impl<V, E> fmt::Debug for Cache<V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cache")
-            .field("max_entries", &self.inner.max_entries)
-            .finish_non_exhaustive()
+        f.debug_struct("Cache").field("max_entries", &self.inner.max_entries).finish_non_exhaustive()
     }
 }
 
@@ -201,9 +194,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
             }
             Some(Slot::Loading(flight)) => {
                 inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                return Ok(Lookup::Wait(Waiter {
-                    flight: Arc::clone(flight),
-                }));
+                return Ok(Lookup::Wait(Waiter { flight: Arc::clone(flight) }));
             }
             Some(Slot::Ready { .. }) => {
                 inner.stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -213,18 +204,13 @@ impl<V: Clone, E: Clone> Cache<V, E> {
                     let removed = remove_expired(&mut slots, now);
                     inner.stats.expired.fetch_add(removed, Ordering::Relaxed);
                     if slots.len() >= inner.max_entries {
-                        return Err(Error::CapacityExceeded {
-                            max_keys: inner.max_entries,
-                        });
+                        return Err(Error::CapacityExceeded { max_keys: inner.max_entries });
                     }
                 }
             }
         }
         let flight = Arc::new(Flight {
-            state: Mutex::new(FlightState::Pending {
-                wakers: Vec::new(),
-                callbacks: Vec::new(),
-            }),
+            state: Mutex::new(FlightState::Pending { wakers: Vec::new(), callbacks: Vec::new() }),
             finished: Condvar::new(),
         });
         slots.insert(key.to_owned(), Slot::Loading(Arc::clone(&flight)));
@@ -257,9 +243,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
             match self.lookup(key, ttl)? {
                 Lookup::Hit(value) => return Ok(value),
                 Lookup::Load(duty) => {
-                    let load = loader
-                        .take()
-                        .unwrap_or_else(|| unreachable!("a caller loads at most once"));
+                    let load = loader.take().unwrap_or_else(|| unreachable!("a caller loads at most once"));
                     return duty.complete(load()).map_err(LoadError::Loader);
                 }
                 Lookup::Wait(waiter) => match waiter.wait() {
@@ -293,9 +277,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
             match self.lookup(key, ttl)? {
                 Lookup::Hit(value) => return Ok(value),
                 Lookup::Load(duty) => {
-                    let load = loader
-                        .take()
-                        .unwrap_or_else(|| unreachable!("a caller loads at most once"));
+                    let load = loader.take().unwrap_or_else(|| unreachable!("a caller loads at most once"));
                     return duty.complete(load().await).map_err(LoadError::Loader);
                 }
                 Lookup::Wait(waiter) => match waiter.await {
@@ -321,10 +303,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
     pub fn sweep(&self) -> u64 {
         let now = self.inner.clock.now_ms();
         let removed = remove_expired(&mut self.inner.slots.lock(), now);
-        self.inner
-            .stats
-            .expired
-            .fetch_add(removed, Ordering::Relaxed);
+        self.inner.stats.expired.fetch_add(removed, Ordering::Relaxed);
         removed
     }
 
@@ -372,13 +351,7 @@ impl<V: Clone, E: Clone> Loader<V, E> {
                     match &result {
                         Ok(value) => {
                             let expires_at = self.cache.clock.now_ms().saturating_add(self.ttl_ms);
-                            slots.insert(
-                                self.key.clone(),
-                                Slot::Ready {
-                                    value: value.clone(),
-                                    expires_at,
-                                },
-                            );
+                            slots.insert(self.key.clone(), Slot::Ready { value: value.clone(), expires_at });
                         }
                         Err(_) => {
                             slots.remove(&self.key);
@@ -402,8 +375,7 @@ impl<V, E> Drop for Loader<V, E> {
         }
         {
             let mut slots = self.cache.slots.lock();
-            if matches!(slots.get(&self.key), Some(Slot::Loading(f)) if Arc::ptr_eq(f, &self.flight))
-            {
+            if matches!(slots.get(&self.key), Some(Slot::Loading(f)) if Arc::ptr_eq(f, &self.flight)) {
                 slots.remove(&self.key);
             }
         }

@@ -29,9 +29,8 @@ pub struct SystemClock;
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since_epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
         u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
     }
 }
@@ -55,19 +54,14 @@ impl ManualClock {
     /// A clock that reads `start_ms` until advanced.
     #[must_use]
     pub fn new(start_ms: u64) -> Self {
-        Self {
-            now_ms: AtomicU64::new(start_ms),
-        }
+        Self { now_ms: AtomicU64::new(start_ms) }
     }
 
     /// Moves the clock forward by `by` (saturating).
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        let _ = self
-            .now_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
-                Some(now.saturating_add(by))
-            });
+        let _ =
+            self.now_ms.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(by)));
     }
 
     /// Sets the clock to `now_ms`. Moving it backwards is allowed, as real clocks do.

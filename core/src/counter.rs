@@ -51,9 +51,7 @@ pub struct CounterStats {
 
 impl fmt::Debug for Counter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Counter")
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        f.debug_struct("Counter").field("key", &self.key).finish_non_exhaustive()
     }
 }
 
@@ -64,11 +62,7 @@ impl Counter {
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for an empty or oversized key.
     pub fn new(store: &SharedStore, key: &str) -> Result<Self> {
         validate::key("counter key", key)?;
-        Ok(Self {
-            store: Arc::clone(store),
-            key: key.to_owned(),
-            stats: Arc::default(),
-        })
+        Ok(Self { store: Arc::clone(store), key: key.to_owned(), stats: Arc::default() })
     }
 
     /// The counter's key.
@@ -119,11 +113,7 @@ impl Counter {
     pub fn claim(&self, execution_id: &str) -> Result<Claim> {
         validate::key("execution id", execution_id)?;
         let claim = self.store.counter_claim(&self.key, execution_id)?;
-        let stat = if claim.new {
-            &self.stats.new_claims
-        } else {
-            &self.stats.repeated_claims
-        };
+        let stat = if claim.new { &self.stats.new_claims } else { &self.stats.repeated_claims };
         stat.fetch_add(1, Ordering::Relaxed);
         Ok(claim)
     }

@@ -38,9 +38,7 @@ pub enum Error {
         token: u64,
     },
     /// An event was marked before its predecessor; nothing was recorded.
-    #[error(
-        "event {event:?} of stream {stream:?} is out of order: {missing:?} was not marked first"
-    )]
+    #[error("event {event:?} of stream {stream:?} is out of order: {missing:?} was not marked first")]
     OutOfOrder {
         /// The stream id.
         stream: String,
@@ -137,15 +135,11 @@ impl Error {
     }
 
     pub(crate) fn invalid_argument(reason: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            reason: reason.into(),
-        }
+        Error::InvalidArgument { reason: reason.into() }
     }
 
     pub(crate) fn invalid_key(reason: impl Into<String>) -> Self {
-        Error::InvalidKey {
-            reason: reason.into(),
-        }
+        Error::InvalidKey { reason: reason.into() }
     }
 }
 

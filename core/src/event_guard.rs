@@ -42,9 +42,7 @@ pub struct GuardOptions {
 
 impl Default for GuardOptions {
     fn default() -> Self {
-        Self {
-            retention: DEFAULT_RETENTION,
-        }
+        Self { retention: DEFAULT_RETENTION }
     }
 }
 
@@ -144,9 +142,7 @@ impl EventGuard {
         for event in events {
             let event = validate::key("event name", event.as_ref())?;
             if declared.iter().any(|e| e == event) {
-                return Err(Error::invalid_argument(format!(
-                    "event {event:?} is declared twice"
-                )));
+                return Err(Error::invalid_argument(format!("event {event:?} is declared twice")));
             }
             declared.push(event.to_owned());
         }
@@ -166,13 +162,9 @@ impl EventGuard {
     }
 
     fn position(&self, event: &str) -> Result<u32> {
-        self.events
-            .iter()
-            .position(|e| e == event)
-            .map(|p| p as u32)
-            .ok_or_else(|| {
-                Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
-            })
+        self.events.iter().position(|e| e == event).map(|p| p as u32).ok_or_else(|| {
+            Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
+        })
     }
 
     /// Marks `event` of `stream`: [`Mark::First`] for the one caller that records it,
@@ -189,18 +181,13 @@ impl EventGuard {
     pub fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
         validate::key("stream id", stream)?;
         let position = self.position(event)?;
-        match self
-            .store
-            .guard_mark(&self.name, stream, position, self.retention_ms)?
-        {
+        match self.store.guard_mark(&self.name, stream, position, self.retention_ms)? {
             MarkOutcome::First => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 Ok(Mark::First)
             }
             MarkOutcome::Duplicate => {
-                self.stats
-                    .duplicates_suppressed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
                 Ok(Mark::Duplicate)
             }
             MarkOutcome::OutOfOrder { marked } => {
@@ -237,10 +224,7 @@ impl EventGuard {
     pub fn last_marked(&self, stream: &str) -> Result<Option<&str>> {
         validate::key("stream id", stream)?;
         let marked = self.store.guard_marked(&self.name, stream)? as usize;
-        Ok(marked
-            .checked_sub(1)
-            .and_then(|i| self.events.get(i))
-            .map(String::as_str))
+        Ok(marked.checked_sub(1).and_then(|i| self.events.get(i)).map(String::as_str))
     }
 
     /// Forgets `stream`'s marks now instead of at the end of the retention; returns whether it had any.

@@ -45,9 +45,7 @@ pub mod store;
 mod validate;
 
 pub use backoff::Backoff;
-pub use cache::{
-    Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES,
-};
+pub use cache::{Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock, SharedClock};
@@ -59,8 +57,8 @@ pub use start_lock::{Lease, LockStats, StartLock};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use store::open;
 pub use store::{
-    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore,
-    Store, StoreStats, Versioned,
+    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore, Store,
+    StoreStats, Versioned,
 };
 pub use validate::{MAX_KEY_BYTES, MAX_TTL};
 
@@ -95,3 +93,8 @@ mod send_sync {
         assert_send_sync::<Error>();
     };
 }
+
+/// The README's Rust example, compiled and run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExample;

@@ -26,11 +26,7 @@ pub struct UpdateOptions {
 
 impl Default for UpdateOptions {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(10),
-            fencing_token: None,
-        }
+        Self { max_attempts: 5, initial_backoff: Duration::from_millis(10), fencing_token: None }
     }
 }
 
@@ -116,9 +112,7 @@ pub struct RecordStats {
 
 impl fmt::Debug for Records {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Records")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Records").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -129,11 +123,7 @@ impl Records {
     /// [`Error::InvalidKey`] for an empty or oversized name.
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("record space name", name)?;
-        Ok(Self {
-            store: Arc::clone(store),
-            name: name.to_owned(),
-            stats: Arc::default(),
-        })
+        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats: Arc::default() })
     }
 
     /// The record and its version, if it exists.
@@ -191,17 +181,9 @@ impl Records {
         self.write(key, value, expected_version, Some(token))
     }
 
-    fn write(
-        &self,
-        key: &str,
-        value: &Value,
-        expected: Option<u64>,
-        token: Option<u64>,
-    ) -> Result<u64> {
+    fn write(&self, key: &str, value: &Value, expected: Option<u64>, token: Option<u64>) -> Result<u64> {
         validate::key("record key", key)?;
-        let outcome = self
-            .store
-            .record_put(&self.name, key, value, expected, token);
+        let outcome = self.store.record_put(&self.name, key, value, expected, token);
         let counter = match &outcome {
             Ok(_) => &self.stats.writes,
             Err(Error::Conflict { .. }) => &self.stats.conflicts,
@@ -226,9 +208,7 @@ impl Records {
     where
         F: FnMut(Option<&Value>) -> Value,
     {
-        self.try_update_with(key, &UpdateOptions::default(), |current| {
-            Ok::<_, Error>(change(current))
-        })
+        self.try_update_with(key, &UpdateOptions::default(), |current| Ok::<_, Error>(change(current)))
     }
 
     /// [`update`](Records::update) with options, and a `change` that may fail: its error is

@@ -72,9 +72,7 @@ pub struct LockStats {
 
 impl fmt::Debug for StartLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StartLock")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("StartLock").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -85,11 +83,7 @@ impl StartLock {
     /// [`Error::InvalidKey`] for an empty or oversized name.
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("lock name", name)?;
-        Ok(Self {
-            store: Arc::clone(store),
-            name: name.into(),
-            stats: Arc::default(),
-        })
+        Ok(Self { store: Arc::clone(store), name: name.into(), stats: Arc::default() })
     }
 
     /// The lock's name.
@@ -249,10 +243,7 @@ impl Lease {
     /// Time left until the deadline by the store's clock (zero once passed).
     #[must_use]
     pub fn time_left(&self) -> Duration {
-        Duration::from_millis(
-            self.deadline_ms()
-                .saturating_sub(self.store.clock().now_ms()),
-        )
+        Duration::from_millis(self.deadline_ms().saturating_sub(self.store.clock().now_ms()))
     }
 
     /// Extends the lease to `ttl` from now.
@@ -265,9 +256,7 @@ impl Lease {
     /// The holder check and the extension are one step (Redis: one Lua script, `PEXPIRE`).
     pub fn renew(&self, ttl: Duration) -> Result<()> {
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        let outcome = self
-            .store
-            .lease_renew(&self.lock, &self.key, self.token, ttl_ms);
+        let outcome = self.store.lease_renew(&self.lock, &self.key, self.token, ttl_ms);
         let deadline = self.count(outcome, &self.stats.renewed)?;
         self.deadline_ms.store(deadline, Ordering::Relaxed);
         Ok(())

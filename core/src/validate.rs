@@ -27,15 +27,11 @@ pub(crate) fn key<'a>(what: &str, value: &'a str) -> Result<&'a str> {
 /// Checks a TTL-like duration and returns it in whole milliseconds (at least 1).
 pub(crate) fn ttl_ms(what: &str, ttl: Duration) -> Result<u64> {
     if ttl > MAX_TTL {
-        return Err(Error::invalid_argument(format!(
-            "{what} {ttl:?} exceeds the maximum of 100 years"
-        )));
+        return Err(Error::invalid_argument(format!("{what} {ttl:?} exceeds the maximum of 100 years")));
     }
     let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
-        return Err(Error::invalid_argument(format!(
-            "{what} must be at least 1 ms, got {ttl:?}"
-        )));
+        return Err(Error::invalid_argument(format!("{what} must be at least 1 ms, got {ttl:?}")));
     }
     Ok(ms)
 }

@@ -31,18 +31,10 @@ fn thirty_two_concurrent_callers_load_once() {
             })
             .expect("load")
     });
-    assert_eq!(
-        loads.load(Ordering::SeqCst),
-        1,
-        "the loader ran more than once"
-    );
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "the loader ran more than once");
     assert!(values.iter().all(|v| v == "engine-a,engine-b"));
     let stats = cache.stats();
-    assert_eq!(
-        (stats.loads, stats.coalesced + stats.hits),
-        (1, 31),
-        "{stats:?}"
-    );
+    assert_eq!((stats.loads, stats.coalesced + stats.hits), (1, 31), "{stats:?}");
 }
 
 #[test]
@@ -53,33 +45,13 @@ fn value_is_cached_for_its_ttl_then_reloaded() {
         let n = loads.fetch_add(1, Ordering::SeqCst);
         Ok::<_, String>(format!("v{n}"))
     };
-    assert_eq!(
-        cache
-            .get_or_load("k", Duration::from_secs(2), load)
-            .unwrap(),
-        "v0"
-    );
+    assert_eq!(cache.get_or_load("k", Duration::from_secs(2), load).unwrap(), "v0");
     clock.advance(Duration::from_millis(1_999));
-    assert_eq!(
-        cache
-            .get_or_load("k", Duration::from_secs(2), load)
-            .unwrap(),
-        "v0"
-    );
+    assert_eq!(cache.get_or_load("k", Duration::from_secs(2), load).unwrap(), "v0");
     clock.advance(Duration::from_millis(1));
-    assert_eq!(
-        cache
-            .get_or_load("k", Duration::from_secs(2), load)
-            .unwrap(),
-        "v1"
-    );
+    assert_eq!(cache.get_or_load("k", Duration::from_secs(2), load).unwrap(), "v1");
     assert!(cache.invalidate("k"));
-    assert_eq!(
-        cache
-            .get_or_load("k", Duration::from_secs(2), load)
-            .unwrap(),
-        "v2"
-    );
+    assert_eq!(cache.get_or_load("k", Duration::from_secs(2), load).unwrap(), "v2");
     assert_eq!(cache.stats().expired, 1);
 }
 
@@ -96,15 +68,11 @@ fn errors_reach_every_waiter_and_are_not_cached() {
     });
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert!(
-        results
-            .iter()
-            .all(|r| r == &Err(LoadError::Loader("orchestrator down".to_owned()))),
+        results.iter().all(|r| r == &Err(LoadError::Loader("orchestrator down".to_owned()))),
         "{results:?}"
     );
     assert!(cache.is_empty(), "a failed load left an entry");
-    let next = cache.get_or_load("k", Duration::from_secs(2), || {
-        Ok::<_, String>("back".into())
-    });
+    let next = cache.get_or_load("k", Duration::from_secs(2), || Ok::<_, String>("back".into()));
     assert_eq!(next.unwrap(), "back");
     assert_eq!(cache.stats().load_errors, 1);
 }
@@ -124,9 +92,7 @@ fn a_panicking_loader_hands_the_load_to_a_waiter() {
             })
         });
         barrier.wait();
-        let waiting = cache.get_or_load("k", Duration::from_secs(2), || {
-            Ok::<_, String>("second try".into())
-        });
+        let waiting = cache.get_or_load("k", Duration::from_secs(2), || Ok::<_, String>("second try".into()));
         assert!(panicking.join().is_err());
         waiting
     });
@@ -137,42 +103,19 @@ fn a_panicking_loader_hands_the_load_to_a_waiter() {
 fn bounded_and_validated() {
     let (clock, cache) = cache(2);
     for key in ["a", "b"] {
-        cache
-            .get_or_load(key, Duration::from_secs(1), || Ok::<_, String>(key.into()))
-            .unwrap();
+        cache.get_or_load(key, Duration::from_secs(1), || Ok::<_, String>(key.into())).unwrap();
     }
     let full = cache.get_or_load("c", Duration::from_secs(1), || Ok::<_, String>("c".into()));
-    assert!(
-        matches!(
-            full,
-            Err(LoadError::Cache(Error::CapacityExceeded { max_keys: 2 }))
-        ),
-        "{full:?}"
-    );
+    assert!(matches!(full, Err(LoadError::Cache(Error::CapacityExceeded { max_keys: 2 }))), "{full:?}");
     clock.advance(Duration::from_secs(1));
-    assert_eq!(
-        cache
-            .get_or_load("c", Duration::from_secs(1), || Ok::<_, String>("c".into()))
-            .unwrap(),
-        "c"
-    );
-    assert_eq!(
-        cache.len(),
-        1,
-        "expired entries were not removed to make room"
-    );
+    assert_eq!(cache.get_or_load("c", Duration::from_secs(1), || Ok::<_, String>("c".into())).unwrap(), "c");
+    assert_eq!(cache.len(), 1, "expired entries were not removed to make room");
     let code = |r: Result<String, LoadError<String>>| match r {
         Err(LoadError::Cache(e)) => e.code(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(
-        code(cache.get_or_load("", Duration::from_secs(1), || Ok("x".into()))),
-        "invalid_key"
-    );
-    assert_eq!(
-        code(cache.get_or_load("k", Duration::ZERO, || Ok("x".into()))),
-        "invalid_argument"
-    );
+    assert_eq!(code(cache.get_or_load("", Duration::from_secs(1), || Ok("x".into()))), "invalid_key");
+    assert_eq!(code(cache.get_or_load("k", Duration::ZERO, || Ok("x".into()))), "invalid_argument");
 }
 
 /// A minimal executor: polls on this thread, parks until woken.
@@ -199,13 +142,11 @@ fn async_callers_wait_without_loading() {
     let (_, cache) = cache(16);
     let loads = AtomicUsize::new(0);
     let values = common::on_threads(8, |_| {
-        block_on(
-            cache.get_or_load_async("k", Duration::from_secs(5), || async {
-                loads.fetch_add(1, Ordering::SeqCst);
-                thread::sleep(Duration::from_millis(50));
-                Ok::<_, String>("async value".to_owned())
-            }),
-        )
+        block_on(cache.get_or_load_async("k", Duration::from_secs(5), || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(50));
+            Ok::<_, String>("async value".to_owned())
+        }))
         .expect("load")
     });
     assert_eq!(loads.load(Ordering::SeqCst), 1);
@@ -229,8 +170,5 @@ fn waiter_callbacks_fire_once_the_load_ends() {
     assert_eq!((fired.load(Ordering::SeqCst), waiter.result()), (0, None));
     assert_eq!(loader.complete(Ok("v".into())), Ok("v".to_owned()));
     assert_eq!(fired.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        waiter.result(),
-        Some(racefree::FlightResult::Done(Ok("v".into())))
-    );
+    assert_eq!(waiter.result(), Some(racefree::FlightResult::Done(Ok("v".into()))));
 }

@@ -8,11 +8,7 @@ use racefree::{Counter, Error, ManualClock, MemoryStore, SharedClock, SharedStor
 fn bounded(max_keys: usize) -> (Arc<ManualClock>, SharedStore) {
     let clock = Arc::new(ManualClock::new(0));
     let shared: SharedClock = clock.clone();
-    let store = MemoryStore::builder()
-        .clock(shared)
-        .max_keys(max_keys)
-        .build()
-        .expect("store");
+    let store = MemoryStore::builder().clock(shared).max_keys(max_keys).build().expect("store");
     (clock, Arc::new(store))
 }
 
@@ -20,10 +16,7 @@ fn bounded(max_keys: usize) -> (Arc<ManualClock>, SharedStore) {
 fn capacity_is_answered_not_exceeded() {
     let (_, store) = bounded(10);
     for i in 0..10 {
-        Counter::new(&store, &format!("c{i}"))
-            .unwrap()
-            .next()
-            .unwrap();
+        Counter::new(&store, &format!("c{i}")).unwrap().next().unwrap();
     }
     let err = Counter::new(&store, "c10").unwrap().next().unwrap_err();
     assert_eq!(err, Error::CapacityExceeded { max_keys: 10 });
@@ -40,11 +33,7 @@ fn a_rejected_claim_records_nothing() {
     counter.claim("b").unwrap(); // 3
     assert_eq!(counter.claim("c").unwrap_err().code(), "capacity_exceeded");
     assert_eq!((counter.index_of("c"), counter.peek()), (Ok(None), Ok(2)));
-    assert_eq!(
-        counter.claim("a").unwrap().index,
-        0,
-        "repeat claims need no room"
-    );
+    assert_eq!(counter.claim("a").unwrap().index, 0, "repeat claims need no room");
 }
 
 #[test]
@@ -52,21 +41,11 @@ fn expired_entries_make_room_when_full() {
     let (clock, store) = bounded(10);
     let lock = StartLock::new(&store, "tasks").unwrap();
     for i in 0..10 {
-        lock.try_start(&format!("k{i}"), Duration::from_secs(1))
-            .unwrap()
-            .unwrap();
+        lock.try_start(&format!("k{i}"), Duration::from_secs(1)).unwrap().unwrap();
     }
-    assert_eq!(
-        lock.try_start("k10", Duration::from_secs(1))
-            .unwrap_err()
-            .code(),
-        "capacity_exceeded"
-    );
+    assert_eq!(lock.try_start("k10", Duration::from_secs(1)).unwrap_err().code(), "capacity_exceeded");
     clock.advance(Duration::from_secs(1));
-    assert!(lock
-        .try_start("k10", Duration::from_secs(1))
-        .unwrap()
-        .is_some());
+    assert!(lock.try_start("k10", Duration::from_secs(1)).unwrap().is_some());
     assert_eq!(store.stats().unwrap().entries, 1);
 }
 
@@ -75,9 +54,7 @@ fn expiry_is_amortized_over_ordinary_calls() {
     let (clock, store) = bounded(100_000);
     let lock = StartLock::new(&store, "tasks").unwrap();
     for i in 0..2_000 {
-        lock.try_start(&format!("k{i}"), Duration::from_secs(1))
-            .unwrap()
-            .unwrap();
+        lock.try_start(&format!("k{i}"), Duration::from_secs(1)).unwrap().unwrap();
     }
     clock.advance(Duration::from_secs(1));
     // No sweep(): just traffic on other keys.
@@ -85,11 +62,7 @@ fn expiry_is_amortized_over_ordinary_calls() {
         lock.is_held(&format!("other{i}")).unwrap();
     }
     let stats = store.stats().unwrap();
-    assert!(
-        stats.entries < 500,
-        "only {} of 2,000 expired leases were removed",
-        2_000 - stats.entries
-    );
+    assert!(stats.entries < 500, "only {} of 2,000 expired leases were removed", 2_000 - stats.entries);
     store.sweep().unwrap();
     assert_eq!(store.stats().unwrap().entries, 0);
 }
@@ -108,19 +81,9 @@ fn urls_open_or_explain() {
     let store = racefree::open("memory://?namespace=billing&max_keys=5").unwrap();
     assert_eq!(store.namespace(), "billing");
     for i in 0..5 {
-        Counter::new(&store, &format!("c{i}"))
-            .unwrap()
-            .next()
-            .unwrap();
+        Counter::new(&store, &format!("c{i}")).unwrap().next().unwrap();
     }
-    assert_eq!(
-        Counter::new(&store, "c5")
-            .unwrap()
-            .next()
-            .unwrap_err()
-            .code(),
-        "capacity_exceeded"
-    );
+    assert_eq!(Counter::new(&store, "c5").unwrap().next().unwrap_err().code(), "capacity_exceeded");
     let code = |url: &str| racefree::open(url).unwrap_err().code();
     assert_eq!(code("memory://?max_keys=0"), "invalid_argument");
     assert_eq!(code("memory://?max_keys=many"), "invalid_argument");
@@ -136,37 +99,15 @@ fn urls_open_or_explain() {
 fn every_error_has_a_distinct_stable_code() {
     use std::time::Duration;
     let all = [
-        Error::InvalidKey {
-            reason: String::new(),
-        },
-        Error::InvalidArgument {
-            reason: String::new(),
-        },
-        Error::Conflict {
-            key: String::new(),
-            current_version: None,
-        },
-        Error::NotOwner {
-            key: String::new(),
-            token: 0,
-        },
-        Error::OutOfOrder {
-            stream: String::new(),
-            event: String::new(),
-            missing: String::new(),
-        },
-        Error::StaleToken {
-            key: String::new(),
-            token: 0,
-            latest: 0,
-        },
+        Error::InvalidKey { reason: String::new() },
+        Error::InvalidArgument { reason: String::new() },
+        Error::Conflict { key: String::new(), current_version: None },
+        Error::NotOwner { key: String::new(), token: 0 },
+        Error::OutOfOrder { stream: String::new(), event: String::new(), missing: String::new() },
+        Error::StaleToken { key: String::new(), token: 0, latest: 0 },
         Error::CapacityExceeded { max_keys: 0 },
-        Error::BackendUnavailable {
-            reason: String::new(),
-        },
-        Error::Timeout {
-            waited: Duration::ZERO,
-        },
+        Error::BackendUnavailable { reason: String::new() },
+        Error::Timeout { waited: Duration::ZERO },
     ];
     let codes: Vec<&str> = all.iter().map(Error::code).collect();
     assert_eq!(codes, Error::CODES);
@@ -176,25 +117,15 @@ fn every_error_has_a_distinct_stable_code() {
 fn acquire_waits_for_release_and_times_out() {
     let store: SharedStore = Arc::new(MemoryStore::new());
     let lock = StartLock::new(&store, "tasks").unwrap();
-    let held = lock
-        .try_start("k", Duration::from_secs(30))
-        .unwrap()
-        .unwrap();
-    let err = lock
-        .acquire("k", Duration::from_secs(30), Duration::from_millis(30))
-        .unwrap_err();
-    assert!(
-        matches!(err, Error::Timeout { waited } if waited >= Duration::from_millis(30)),
-        "{err:?}"
-    );
+    let held = lock.try_start("k", Duration::from_secs(30)).unwrap().unwrap();
+    let err = lock.acquire("k", Duration::from_secs(30), Duration::from_millis(30)).unwrap_err();
+    assert!(matches!(err, Error::Timeout { waited } if waited >= Duration::from_millis(30)), "{err:?}");
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(20));
             held.release().unwrap();
         });
-        let next = lock
-            .acquire("k", Duration::from_secs(30), Duration::from_secs(5))
-            .unwrap();
+        let next = lock.acquire("k", Duration::from_secs(30), Duration::from_secs(5)).unwrap();
         assert!(next.token() > held.token());
     });
 }

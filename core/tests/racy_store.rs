@@ -21,18 +21,12 @@ fn expect_caught(name: &str, outcome: common::Outcome) {
 
 #[test]
 fn duplicate_indexes_are_caught() {
-    expect_caught(
-        "counter_next_is_gap_free",
-        common::counter_next_is_gap_free(&racy),
-    );
+    expect_caught("counter_next_is_gap_free", common::counter_next_is_gap_free(&racy));
 }
 
 #[test]
 fn unstable_claims_are_caught() {
-    expect_caught(
-        "claims_are_unique_and_stable",
-        common::claims_are_unique_and_stable(&racy),
-    );
+    expect_caught("claims_are_unique_and_stable", common::claims_are_unique_and_stable(&racy));
 }
 
 #[test]
@@ -47,8 +41,5 @@ fn lost_updates_are_caught() {
 
 #[test]
 fn duplicate_events_are_caught() {
-    expect_caught(
-        "ended_is_delivered_once",
-        common::ended_is_delivered_once(&racy),
-    );
+    expect_caught("ended_is_delivered_once", common::ended_is_delivered_once(&racy));
 }

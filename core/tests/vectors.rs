@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use racefree::{
-    Counter, Error, EventGuard, GuardOptions, Lease, ManualClock, MemoryStore, Records,
-    SharedClock, SharedStore, StartLock, UpdateOptions,
+    Counter, Error, EventGuard, GuardOptions, Lease, ManualClock, MemoryStore, Records, SharedClock,
+    SharedStore, StartLock, UpdateOptions,
 };
 use serde_json::{json, Map, Value};
 
@@ -19,39 +19,25 @@ struct Runner {
 }
 
 fn text<'a>(step: &'a Value, field: &str) -> &'a str {
-    step[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("step {step} needs a string `{field}`"))
+    step[field].as_str().unwrap_or_else(|| panic!("step {step} needs a string `{field}`"))
 }
 
 fn number(step: &Value, field: &str) -> u64 {
-    step[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("step {step} needs a number `{field}`"))
+    step[field].as_u64().unwrap_or_else(|| panic!("step {step} needs a number `{field}`"))
 }
 
 impl Runner {
     fn new() -> Self {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let shared: SharedClock = clock.clone();
-        Self {
-            clock,
-            store: Arc::new(MemoryStore::with_clock(shared)),
-            leases: HashMap::new(),
-        }
+        Self { clock, store: Arc::new(MemoryStore::with_clock(shared)), leases: HashMap::new() }
     }
 
     fn guard(&self, step: &Value) -> Result<EventGuard, Error> {
-        let events: Vec<&str> = step["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let events: Vec<&str> =
+            step["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
         let options = match step.get("retention_ms") {
-            Some(ms) => {
-                GuardOptions::retention(Duration::from_millis(ms.as_u64().expect("retention_ms")))
-            }
+            Some(ms) => GuardOptions::retention(Duration::from_millis(ms.as_u64().expect("retention_ms"))),
             None => GuardOptions::default(),
         };
         EventGuard::with_options(&self.store, text(step, "guard"), &events, options)
@@ -59,9 +45,7 @@ impl Runner {
 
     fn lease(&self, step: &Value) -> &Lease {
         let name = text(step, "lease");
-        self.leases
-            .get(name)
-            .unwrap_or_else(|| panic!("no lease saved as {name:?}"))
+        self.leases.get(name).unwrap_or_else(|| panic!("no lease saved as {name:?}"))
     }
 
     fn run(&mut self, step: &Value) -> Result<Value, Error> {
@@ -72,8 +56,7 @@ impl Runner {
         let optional = |field: &str| step.get(field).and_then(Value::as_u64);
         Ok(match text(step, "op") {
             "clock.advance" => {
-                self.clock
-                    .advance(Duration::from_millis(number(step, "ms")));
+                self.clock.advance(Duration::from_millis(number(step, "ms")));
                 Value::Null
             }
             "store.sweep" => json!(self.store.sweep()?),
@@ -87,16 +70,13 @@ impl Runner {
             "counter.index_of" => json!(counter()?.index_of(text(step, "id"))?),
             "counter.set" => json!(counter()?.set(number(step, "value"))?),
             "counter.reset" => json!(counter()?.reset()?),
-            "guard.mark" => json!(match self
-                .guard(step)?
-                .mark(text(step, "stream"), text(step, "event"))?
-            {
+            "guard.mark" => json!(match self.guard(step)?.mark(text(step, "stream"), text(step, "event"))? {
                 racefree::Mark::First => "first",
                 racefree::Mark::Duplicate => "duplicate",
             }),
-            "guard.is_marked" => json!(self
-                .guard(step)?
-                .is_marked(text(step, "stream"), text(step, "event"))?),
+            "guard.is_marked" => {
+                json!(self.guard(step)?.is_marked(text(step, "stream"), text(step, "event"))?)
+            }
             "guard.forget" => json!(self.guard(step)?.forget(text(step, "stream"))?),
             "lock.try_start" => match lock()?.try_start(text(step, "key"), ttl())? {
                 Some(lease) => {
@@ -119,24 +99,19 @@ impl Runner {
                 let (key, value) = (text(step, "key"), &step["value"]);
                 let records = records()?;
                 json!(match optional("fencing_token") {
-                    Some(token) =>
-                        records.put_fenced(key, value, optional("expected_version"), token)?,
+                    Some(token) => records.put_fenced(key, value, optional("expected_version"), token)?,
                     None => records.put(key, value, optional("expected_version"))?,
                 })
             }
             "records.update" => {
                 let fields = step["set"].as_object().expect("set").clone();
-                let options = optional("fencing_token")
-                    .map_or_else(UpdateOptions::default, UpdateOptions::fenced);
-                let updated =
-                    records()?.try_update_with(text(step, "key"), &options, |current| {
-                        let mut object = current
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_else(Map::new);
-                        object.extend(fields.clone());
-                        Ok::<_, Error>(Value::Object(object))
-                    })?;
+                let options =
+                    optional("fencing_token").map_or_else(UpdateOptions::default, UpdateOptions::fenced);
+                let updated = records()?.try_update_with(text(step, "key"), &options, |current| {
+                    let mut object = current.and_then(Value::as_object).cloned().unwrap_or_else(Map::new);
+                    object.extend(fields.clone());
+                    Ok::<_, Error>(Value::Object(object))
+                })?;
                 json!({ "value": updated.value, "version": updated.version })
             }
             "records.delete" => {
@@ -156,21 +131,13 @@ fn shared_scenarios_give_the_expected_results() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 5,
-        "expected the five seed scenarios, found {files:?}"
-    );
+    assert!(files.len() >= 5, "expected the five seed scenarios, found {files:?}");
     let mut steps_run = 0;
     for file in files {
         let scenario: Value =
             serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("JSON");
         let mut runner = Runner::new();
-        for (i, step) in scenario["steps"]
-            .as_array()
-            .expect("steps")
-            .iter()
-            .enumerate()
-        {
+        for (i, step) in scenario["steps"].as_array().expect("steps").iter().enumerate() {
             let outcome = runner.run(step);
             let where_ = format!("{} step {i} ({})", file.display(), step["op"]);
             match (step.get("error"), outcome) {

@@ -178,9 +178,7 @@ fn default_clock() -> Result<SharedClock> {
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 fn default_clock() -> Result<SharedClock> {
-    Err(Error::invalid_argument(
-        "this target has no system clock: pass one with MemoryStoreBuilder::clock",
-    ))
+    Err(Error::invalid_argument("this target has no system clock: pass one with MemoryStoreBuilder::clock"))
 }
 
 impl MemoryStore {
@@ -188,9 +186,7 @@ impl MemoryStore {
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     #[must_use]
     pub fn new() -> Self {
-        Self::builder()
-            .build()
-            .unwrap_or_else(|_| unreachable!("default options are valid"))
+        Self::builder().build().unwrap_or_else(|_| unreachable!("default options are valid"))
     }
 
     /// Options: clock, namespace, `max_keys`.
@@ -201,10 +197,7 @@ impl MemoryStore {
     /// A store with the given clock and default options.
     #[must_use]
     pub fn with_clock(clock: SharedClock) -> Self {
-        Self::builder()
-            .clock(clock)
-            .build()
-            .unwrap_or_else(|_| unreachable!("default options are valid"))
+        Self::builder().clock(clock).build().unwrap_or_else(|_| unreachable!("default options are valid"))
     }
 
     /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
@@ -230,9 +223,7 @@ impl MemoryStore {
         let before = self.entries.fetch_add(n, Ordering::Relaxed);
         if before + n > self.max_keys {
             self.entries.fetch_sub(n, Ordering::Relaxed);
-            return Err(Error::CapacityExceeded {
-                max_keys: self.max_keys as usize,
-            });
+            return Err(Error::CapacityExceeded { max_keys: self.max_keys as usize });
         }
         Ok(())
     }
@@ -298,27 +289,20 @@ impl Shard {
             };
             examined += 1;
             let live = match expiry.kind {
-                ExpiryKind::Lease => self
-                    .leases
-                    .get(&*expiry.name)
-                    .and_then(|m| m.get(&*expiry.key))
-                    .map(|l| l.deadline_ms),
-                ExpiryKind::Mark => self
-                    .marks
-                    .get(&*expiry.name)
-                    .and_then(|m| m.get(&*expiry.key))
-                    .map(|m| m.expires_at),
+                ExpiryKind::Lease => {
+                    self.leases.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|l| l.deadline_ms)
+                }
+                ExpiryKind::Mark => {
+                    self.marks.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|m| m.expires_at)
+                }
             };
             // A renewed lease or refreshed mark has a later deadline: this heap entry is stale.
             if live == Some(expiry.at) {
-                match expiry.kind {
-                    ExpiryKind::Lease => {
-                        drop(remove_nested(&mut self.leases, &expiry.name, &expiry.key))
-                    }
-                    ExpiryKind::Mark => {
-                        drop(remove_nested(&mut self.marks, &expiry.name, &expiry.key))
-                    }
-                }
+                let found = match expiry.kind {
+                    ExpiryKind::Lease => remove_nested(&mut self.leases, &expiry.name, &expiry.key).is_some(),
+                    ExpiryKind::Mark => remove_nested(&mut self.marks, &expiry.name, &expiry.key).is_some(),
+                };
+                debug_assert!(found, "the entry was just looked up");
                 self.expiring -= 1;
                 removed += 1;
             }
@@ -327,12 +311,7 @@ impl Shard {
     }
 
     fn push_expiry(&mut self, at: u64, kind: ExpiryKind, name: &str, key: &str) {
-        self.expiries.push(Reverse(Expiry {
-            at,
-            kind,
-            name: name.into(),
-            key: key.into(),
-        }));
+        self.expiries.push(Reverse(Expiry { at, kind, name: name.into(), key: key.into() }));
         if self.expiries.len() > 64 && self.expiries.len() > 4 * self.expiring {
             self.compact_expiries();
         }
@@ -344,33 +323,23 @@ impl Shard {
             return;
         }
         let leases = self.leases.iter().flat_map(|(name, m)| {
-            m.iter()
-                .map(move |(key, l)| (l.deadline_ms, ExpiryKind::Lease, name, key))
+            m.iter().map(move |(key, l)| (l.deadline_ms, ExpiryKind::Lease, name, key))
         });
-        let marks = self.marks.iter().flat_map(|(name, m)| {
-            m.iter()
-                .map(move |(key, s)| (s.expires_at, ExpiryKind::Mark, name, key))
-        });
+        let marks = self
+            .marks
+            .iter()
+            .flat_map(|(name, m)| m.iter().map(move |(key, s)| (s.expires_at, ExpiryKind::Mark, name, key)));
         self.expiries = leases
             .chain(marks)
             .map(|(at, kind, name, key)| {
-                Reverse(Expiry {
-                    at,
-                    kind,
-                    name: name.as_str().into(),
-                    key: key.as_str().into(),
-                })
+                Reverse(Expiry { at, kind, name: name.as_str().into(), key: key.as_str().into() })
             })
             .collect();
     }
 }
 
 /// Removes `outer[name][key]`, and `outer[name]` once it is empty; returns the removed value.
-fn remove_nested<V>(
-    outer: &mut HashMap<String, HashMap<String, V>>,
-    name: &str,
-    key: &str,
-) -> Option<V> {
+fn remove_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<V> {
     let inner = outer.get_mut(name)?;
     let removed = inner.remove(key);
     if inner.is_empty() {
@@ -379,11 +348,7 @@ fn remove_nested<V>(
     removed
 }
 
-fn get_nested<'a, V>(
-    outer: &'a HashMap<String, HashMap<String, V>>,
-    name: &str,
-    key: &str,
-) -> Option<&'a V> {
+fn get_nested<'a, V>(outer: &'a HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<&'a V> {
     outer.get(name)?.get(key)
 }
 
@@ -395,16 +360,8 @@ fn get_nested_mut<'a, V>(
     outer.get_mut(name)?.get_mut(key)
 }
 
-fn insert_nested<V>(
-    outer: &mut HashMap<String, HashMap<String, V>>,
-    name: &str,
-    key: &str,
-    value: V,
-) {
-    outer
-        .entry(name.to_owned())
-        .or_default()
-        .insert(key.to_owned(), value);
+fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str, value: V) {
+    outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
 }
 
 /// Which shard holds `(name, key)`.
@@ -418,9 +375,7 @@ fn shard_index(name: &str, key: &str) -> usize {
 }
 
 fn overflow(counter: &str) -> Error {
-    Error::invalid_argument(format!(
-        "counter {counter:?} is at u64::MAX and cannot issue another index"
-    ))
+    Error::invalid_argument(format!("counter {counter:?} is at u64::MAX and cannot issue another index"))
 }
 
 impl Store for MemoryStore {
@@ -440,13 +395,7 @@ impl Store for MemoryStore {
             return Ok(index);
         }
         self.reserve(1)?;
-        shard.counters.insert(
-            counter.to_owned(),
-            CounterState {
-                next: 1,
-                claims: HashMap::default(),
-            },
-        );
+        shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims: HashMap::default() });
         Ok(0)
     }
 
@@ -463,28 +412,17 @@ impl Store for MemoryStore {
             let state = shard.counters.entry(counter.to_owned()).or_default();
             state.next = after;
             state.claims.insert(id.to_owned(), next);
-            Ok(Claim {
-                index: next,
-                new: true,
-            })
+            Ok(Claim { index: next, new: true })
         })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
         let shard = self.shard(counter, "");
-        Ok(shard
-            .counters
-            .get(counter)
-            .and_then(|c| c.claims.get(id))
-            .copied())
+        Ok(shard.counters.get(counter).and_then(|c| c.claims.get(id)).copied())
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
-        Ok(self
-            .shard(counter, "")
-            .counters
-            .get(counter)
-            .map_or(0, |c| c.next))
+        Ok(self.shard(counter, "").counters.get(counter).map_or(0, |c| c.next))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
@@ -495,13 +433,7 @@ impl Store for MemoryStore {
                 return Ok(());
             }
             self.reserve(1)?;
-            shard.counters.insert(
-                counter.to_owned(),
-                CounterState {
-                    next,
-                    claims: HashMap::default(),
-                },
-            );
+            shard.counters.insert(counter.to_owned(), CounterState { next, claims: HashMap::default() });
             Ok(())
         })
     }
@@ -514,13 +446,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn guard_mark(
-        &self,
-        guard: &str,
-        stream: &str,
-        position: u32,
-        retention_ms: u64,
-    ) -> Result<MarkOutcome> {
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.with_room(|| {
             let now = self.clock.now_ms();
             let mut shard = self.shard(guard, stream);
@@ -534,10 +460,7 @@ impl Store for MemoryStore {
                 return Ok(MarkOutcome::OutOfOrder { marked });
             }
             let expires_at = now.saturating_add(retention_ms);
-            let state = MarkState {
-                marked: marked + 1,
-                expires_at,
-            };
+            let state = MarkState { marked: marked + 1, expires_at };
             match current {
                 Some(old) => {
                     if old.expires_at <= now {
@@ -561,9 +484,7 @@ impl Store for MemoryStore {
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         let now = self.clock.now_ms();
         let shard = self.shard(guard, stream);
-        Ok(get_nested(&shard.marks, guard, stream)
-            .filter(|m| m.expires_at > now)
-            .map_or(0, |m| m.marked))
+        Ok(get_nested(&shard.marks, guard, stream).filter(|m| m.expires_at > now).map_or(0, |m| m.marked))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
@@ -591,10 +512,7 @@ impl Store for MemoryStore {
                 self.expired_swept.fetch_add(1, Ordering::Relaxed);
                 shard.expiring -= 1;
             }
-            let grant = LeaseGrant {
-                token: self.next_token(lock),
-                deadline_ms: now.saturating_add(ttl_ms),
-            };
+            let grant = LeaseGrant { token: self.next_token(lock), deadline_ms: now.saturating_add(ttl_ms) };
             insert_nested(&mut shard.leases, lock, key, grant);
             shard.expiring += 1;
             shard.push_expiry(grant.deadline_ms, ExpiryKind::Lease, lock, key);
@@ -612,10 +530,7 @@ impl Store for MemoryStore {
                 shard.push_expiry(deadline, ExpiryKind::Lease, lock, key);
                 Ok(deadline)
             }
-            _ => Err(Error::NotOwner {
-                key: key.to_owned(),
-                token,
-            }),
+            _ => Err(Error::NotOwner { key: key.to_owned(), token }),
         }
     }
 
@@ -629,27 +544,20 @@ impl Store for MemoryStore {
                 self.release_entries(1);
                 Ok(())
             }
-            _ => Err(Error::NotOwner {
-                key: key.to_owned(),
-                token,
-            }),
+            _ => Err(Error::NotOwner { key: key.to_owned(), token }),
         }
     }
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let now = self.clock.now_ms();
         let shard = self.shard(lock, key);
-        Ok(get_nested(&shard.leases, lock, key)
-            .copied()
-            .filter(|l| l.deadline_ms > now))
+        Ok(get_nested(&shard.leases, lock, key).copied().filter(|l| l.deadline_ms > now))
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let shard = self.shard(space, key);
-        Ok(get_nested(&shard.records, space, key).map(|r| Versioned {
-            value: r.value.clone(),
-            version: r.version,
-        }))
+        Ok(get_nested(&shard.records, space, key)
+            .map(|r| Versioned { value: r.value.clone(), version: r.version }))
     }
 
     fn record_put(
@@ -664,34 +572,21 @@ impl Store for MemoryStore {
             let mut shard = self.shard(space, key);
             let Some(record) = get_nested_mut(&mut shard.records, space, key) else {
                 if expected_version.is_some() {
-                    return Err(Error::Conflict {
-                        key: key.to_owned(),
-                        current_version: None,
-                    });
+                    return Err(Error::Conflict { key: key.to_owned(), current_version: None });
                 }
                 self.reserve(1)?;
-                let record = RecordState {
-                    value: value.clone(),
-                    version: 1,
-                    fence: fencing_token.unwrap_or(0),
-                };
+                let record =
+                    RecordState { value: value.clone(), version: 1, fence: fencing_token.unwrap_or(0) };
                 insert_nested(&mut shard.records, space, key, record);
                 return Ok(1);
             };
             if let Some(token) = fencing_token {
                 if token < record.fence {
-                    return Err(Error::StaleToken {
-                        key: key.to_owned(),
-                        token,
-                        latest: record.fence,
-                    });
+                    return Err(Error::StaleToken { key: key.to_owned(), token, latest: record.fence });
                 }
             }
             if expected_version != Some(record.version) {
-                return Err(Error::Conflict {
-                    key: key.to_owned(),
-                    current_version: Some(record.version),
-                });
+                return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
             }
             record.value = value.clone();
             record.version += 1;
@@ -705,17 +600,11 @@ impl Store for MemoryStore {
         let Some(record) = get_nested(&shard.records, space, key) else {
             return match expected_version {
                 None => Ok(false),
-                Some(_) => Err(Error::Conflict {
-                    key: key.to_owned(),
-                    current_version: None,
-                }),
+                Some(_) => Err(Error::Conflict { key: key.to_owned(), current_version: None }),
             };
         };
         if expected_version.is_some_and(|v| v != record.version) {
-            return Err(Error::Conflict {
-                key: key.to_owned(),
-                current_version: Some(record.version),
-            });
+            return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
         }
         remove_nested(&mut shard.records, space, key);
         self.release_entries(1);
@@ -744,10 +633,7 @@ mod tests {
         for i in 0..SHARDS * 64 {
             seen[shard_index(&format!("task:{i}"), "")] += 1;
         }
-        assert!(
-            seen.iter().all(|&n| n > 0),
-            "some shard never chosen: {seen:?}"
-        );
+        assert!(seen.iter().all(|&n| n > 0), "some shard never chosen: {seen:?}");
     }
 
     #[test]
@@ -759,9 +645,6 @@ mod tests {
             store.lease_release("lock", "k", grant.token).unwrap();
         }
         let heap: usize = store.shards.iter().map(|s| s.0.lock().expiries.len()).sum();
-        assert!(
-            heap <= 65,
-            "released leases left {heap} heap entries behind"
-        );
+        assert!(heap <= 65, "released leases left {heap} heap entries behind");
     }
 }

@@ -133,13 +133,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`Error::CapacityExceeded`] when a new stream would pass the store's bound.
-    fn guard_mark(
-        &self,
-        guard: &str,
-        stream: &str,
-        position: u32,
-        retention_ms: u64,
-    ) -> Result<MarkOutcome>;
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome>;
 
     /// How many events of `stream` are marked (0 when none, or when they expired).
     ///
@@ -265,14 +259,10 @@ pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
                 builder = match name {
                     "namespace" => builder.namespace(value),
                     "max_keys" => builder.max_keys(value.parse().map_err(|_| {
-                        Error::invalid_argument(format!(
-                            "max_keys must be a positive integer, got {value:?}"
-                        ))
+                        Error::invalid_argument(format!("max_keys must be a positive integer, got {value:?}"))
                     })?),
                     other => {
-                        return Err(Error::invalid_argument(format!(
-                            "unknown memory:// option {other:?}"
-                        )))
+                        return Err(Error::invalid_argument(format!("unknown memory:// option {other:?}")))
                     }
                 };
             }

@@ -13,8 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use racefree::{
-    Counter, Error, EventGuard, GuardOptions, ManualClock, Mark, Records, SharedClock, SharedStore,
-    StartLock,
+    Counter, Error, EventGuard, GuardOptions, ManualClock, Mark, Records, SharedClock, SharedStore, StartLock,
 };
 use serde_json::json;
 
@@ -50,20 +49,14 @@ pub fn on_threads<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> 
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker thread panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("worker thread panicked")).collect()
     })
 }
 
 /// A deterministic permutation of 0..n for each seed (no RNG dependency needed).
 pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut items: Vec<usize> = (0..n).collect();
-    let mut state = seed
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407)
-        | 1;
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407) | 1;
     for i in (1..n).rev() {
         state ^= state << 13;
         state ^= state >> 7;
@@ -81,20 +74,14 @@ pub fn counter_next_is_gap_free(factory: &Factory) -> Outcome {
     let per_thread = 10_000;
     let results = on_threads(8, |_| {
         let counter = Counter::new(&store, "task:1").expect("counter");
-        (0..per_thread)
-            .map(|_| counter.next().expect("next"))
-            .collect::<Vec<u64>>()
+        (0..per_thread).map(|_| counter.next().expect("next")).collect::<Vec<u64>>()
     });
     let mut all: Vec<u64> = results.into_iter().flatten().collect();
     all.sort_unstable();
     let total = all.len();
     all.dedup();
-    check(all.len() == total, || {
-        format!("{} duplicate indexes among {total}", total - all.len())
-    })?;
-    check(all == (0..8 * per_thread).collect::<Vec<_>>(), || {
-        "indexes are not exactly 0..80000".into()
-    })
+    check(all.len() == total, || format!("{} duplicate indexes among {total}", total - all.len()))?;
+    check(all == (0..8 * per_thread).collect::<Vec<_>>(), || "indexes are not exactly 0..80000".into())
 }
 
 /// 8 threads claim the same 1,000 execution ids in shuffled orders: one index per id, and the
@@ -114,15 +101,11 @@ pub fn claims_are_unique_and_stable(factory: &Factory) -> Outcome {
     for (id, claim) in results.into_iter().flatten() {
         new_claims += usize::from(claim.new);
         if let Some(&seen) = index_of.get(&id) {
-            check(seen == claim.index, || {
-                format!("exec-{id} got index {seen} and then {}", claim.index)
-            })?;
+            check(seen == claim.index, || format!("exec-{id} got index {seen} and then {}", claim.index))?;
         }
         index_of.insert(id, claim.index);
     }
-    check(new_claims == ids, || {
-        format!("{new_claims} claims said `new` for {ids} ids")
-    })?;
+    check(new_claims == ids, || format!("{new_claims} claims said `new` for {ids} ids"))?;
     let indexes: BTreeSet<u64> = index_of.values().copied().collect();
     check(indexes == (0..ids as u64).collect(), || {
         format!("{} distinct indexes for {ids} ids", indexes.len())
@@ -130,13 +113,9 @@ pub fn claims_are_unique_and_stable(factory: &Factory) -> Outcome {
     let counter = Counter::new(&store, "task:claims").expect("counter");
     for (id, index) in &index_of {
         let stored = counter.index_of(&format!("exec-{id}")).expect("index_of");
-        check(stored == Some(*index), || {
-            format!("index_of(exec-{id}) = {stored:?}, claimed {index}")
-        })?;
+        check(stored == Some(*index), || format!("index_of(exec-{id}) = {stored:?}, claimed {index}"))?;
     }
-    check(counter.peek().expect("peek") == ids as u64, || {
-        "peek is not the next index".into()
-    })
+    check(counter.peek().expect("peek") == ids as u64, || "peek is not the next index".into())
 }
 
 /// 100 threads `try_start` one key: exactly one lease; after release a new start wins with a
@@ -145,22 +124,15 @@ pub fn one_starter_wins(factory: &Factory) -> Outcome {
     let store = factory(manual().1);
     let leases = on_threads(100, |_| {
         let lock = StartLock::new(&store, "tasks").expect("lock");
-        lock.try_start("tests.ExampleTask:1", Duration::from_secs(60))
-            .expect("try_start")
+        lock.try_start("tests.ExampleTask:1", Duration::from_secs(60)).expect("try_start")
     });
     let winners: Vec<_> = leases.into_iter().flatten().collect();
-    check(winners.len() == 1, || {
-        format!("{} of 100 concurrent starters got a lease", winners.len())
-    })?;
+    check(winners.len() == 1, || format!("{} of 100 concurrent starters got a lease", winners.len()))?;
     let lock = StartLock::new(&store, "tasks").expect("lock");
     winners[0].release().map_err(|e| format!("release: {e}"))?;
-    let again = lock
-        .try_start("tests.ExampleTask:1", Duration::from_secs(60))
-        .expect("try_start");
+    let again = lock.try_start("tests.ExampleTask:1", Duration::from_secs(60)).expect("try_start");
     let again = again.ok_or("no lease after release")?;
-    check(again.token() > winners[0].token(), || {
-        "token did not grow after release".into()
-    })
+    check(again.token() > winners[0].token(), || "token did not grow after release".into())
 }
 
 /// 8 threads × 1,000 `update` increments of one record end at 8,000.
@@ -183,15 +155,11 @@ pub fn updates_are_not_lost(factory: &Factory) -> Outcome {
     let records = Records::new(&store, "status").expect("records");
     let stored = records.get("job").expect("get").ok_or("record missing")?;
     let failed = failures.load(Ordering::Relaxed);
-    check(failed == 0, || {
-        format!("{failed} updates gave up on conflicts")
-    })?;
+    check(failed == 0, || format!("{failed} updates gave up on conflicts"))?;
     check(stored.value["count"] == 8 * per_thread, || {
         format!("8,000 increments ended at {}", stored.value["count"])
     })?;
-    check(stored.version == 8_000, || {
-        format!("version {} after 8,000 writes", stored.version)
-    })
+    check(stored.version == 8_000, || format!("version {} after 8,000 writes", stored.version))
 }
 
 /// 16 threads mark "ended" on each of 50 streams: exactly one `First` per stream.
@@ -204,14 +172,10 @@ pub fn ended_is_delivered_once(factory: &Factory) -> Outcome {
     }
     let firsts = on_threads(16, |_| {
         let guard = EventGuard::new(&store, "streams", &["started", "ended"]).expect("guard");
-        (0..streams)
-            .filter(|s| guard.mark(&format!("s{s}"), "ended").expect("mark") == Mark::First)
-            .count()
+        (0..streams).filter(|s| guard.mark(&format!("s{s}"), "ended").expect("mark") == Mark::First).count()
     });
     let total: usize = firsts.iter().sum();
-    check(total == streams, || {
-        format!("{total} `First` marks of `ended` for {streams} streams")
-    })
+    check(total == streams, || format!("{total} `First` marks of `ended` for {streams} streams"))
 }
 
 // ---- semantics, with the manual clock ----
@@ -220,102 +184,53 @@ pub fn counter_semantics(factory: &Factory) -> Outcome {
     let store = factory(manual().1);
     let c = Counter::new(&store, "task:sem").expect("counter");
     check(c.peek() == Ok(0), || "new counter does not peek 0".into())?;
-    check(c.next() == Ok(0) && c.next() == Ok(1), || {
-        "next is not 0, 1".into()
-    })?;
+    check(c.next() == Ok(0) && c.next() == Ok(1), || "next is not 0, 1".into())?;
     let a = c.claim("a").expect("claim");
     check(a.index == 2 && a.new, || format!("first claim {a:?}"))?;
-    check(
-        c.claim("a").expect("claim")
-            == racefree::Claim {
-                index: 2,
-                new: false,
-            },
-        || "repeat claim".into(),
-    )?;
-    check(
-        c.index_of("a") == Ok(Some(2)) && c.index_of("zz") == Ok(None),
-        || "index_of".into(),
-    )?;
+    check(c.claim("a").expect("claim") == racefree::Claim { index: 2, new: false }, || {
+        "repeat claim".into()
+    })?;
+    check(c.index_of("a") == Ok(Some(2)) && c.index_of("zz") == Ok(None), || "index_of".into())?;
     c.set(10).expect("set");
     check(c.next() == Ok(10), || "next after set(10)".into())?;
-    check(c.index_of("a") == Ok(Some(2)), || {
-        "set forgot claims".into()
-    })?;
+    check(c.index_of("a") == Ok(Some(2)), || "set forgot claims".into())?;
     c.reset().expect("reset");
-    check(c.peek() == Ok(0) && c.index_of("a") == Ok(None), || {
-        "reset kept state".into()
-    })?;
-    check(c.claim("a").map(|x| x.index) == Ok(0), || {
-        "claim after reset".into()
-    })?;
+    check(c.peek() == Ok(0) && c.index_of("a") == Ok(None), || "reset kept state".into())?;
+    check(c.claim("a").map(|x| x.index) == Ok(0), || "claim after reset".into())?;
     c.reset().expect("reset");
-    check(store.stats().expect("stats").entries == 0, || {
-        "reset left entries".into()
-    })
+    check(store.stats().expect("stats").entries == 0, || "reset left entries".into())
 }
 
 pub fn expired_lease_goes_to_next_starter(factory: &Factory) -> Outcome {
     let (clock, shared) = manual();
     let store = factory(shared);
     let lock = StartLock::new(&store, "tasks").expect("lock");
-    let first = lock
-        .try_start("k", Duration::from_secs(10))
-        .expect("start")
-        .ok_or("no first lease")?;
+    let first = lock.try_start("k", Duration::from_secs(10)).expect("start").ok_or("no first lease")?;
     clock.advance(Duration::from_millis(9_999));
-    check(lock.is_held("k") == Ok(true), || {
-        "lease expired early".into()
+    check(lock.is_held("k") == Ok(true), || "lease expired early".into())?;
+    check(lock.try_start("k", Duration::from_secs(10)).expect("start").is_none(), || {
+        "second starter won".into()
     })?;
-    check(
-        lock.try_start("k", Duration::from_secs(10))
-            .expect("start")
-            .is_none(),
-        || "second starter won".into(),
-    )?;
     clock.advance(Duration::from_millis(1));
-    check(lock.is_held("k") == Ok(false), || {
-        "lease outlived its TTL".into()
+    check(lock.is_held("k") == Ok(false), || "lease outlived its TTL".into())?;
+    let second =
+        lock.try_start("k", Duration::from_secs(10)).expect("start").ok_or("no lease after expiry")?;
+    check(second.token() > first.token(), || "token did not grow across expiry".into())?;
+    check(matches!(first.release(), Err(Error::NotOwner { .. })), || "old holder released".into())?;
+    check(matches!(first.renew(Duration::from_secs(5)), Err(Error::NotOwner { .. })), || {
+        "old holder renewed".into()
     })?;
-    let second = lock
-        .try_start("k", Duration::from_secs(10))
-        .expect("start")
-        .ok_or("no lease after expiry")?;
-    check(second.token() > first.token(), || {
-        "token did not grow across expiry".into()
+    check(lock.holder("k").expect("holder").map(|g| g.token) == Some(second.token()), || {
+        "holder changed".into()
     })?;
-    check(
-        matches!(first.release(), Err(Error::NotOwner { .. })),
-        || "old holder released".into(),
-    )?;
-    check(
-        matches!(
-            first.renew(Duration::from_secs(5)),
-            Err(Error::NotOwner { .. })
-        ),
-        || "old holder renewed".into(),
-    )?;
-    check(
-        lock.holder("k").expect("holder").map(|g| g.token) == Some(second.token()),
-        || "holder changed".into(),
-    )?;
     // Renewal extends from now.
     clock.advance(Duration::from_secs(9));
-    second
-        .renew(Duration::from_secs(10))
-        .map_err(|e| format!("renew: {e}"))?;
+    second.renew(Duration::from_secs(10)).map_err(|e| format!("renew: {e}"))?;
     clock.advance(Duration::from_secs(5));
-    check(lock.is_held("k") == Ok(true), || {
-        "renewal did not extend".into()
-    })?;
-    check(second.time_left() == Duration::from_secs(5), || {
-        format!("time_left {:?}", second.time_left())
-    })?;
+    check(lock.is_held("k") == Ok(true), || "renewal did not extend".into())?;
+    check(second.time_left() == Duration::from_secs(5), || format!("time_left {:?}", second.time_left()))?;
     second.release().map_err(|e| format!("release: {e}"))?;
-    check(
-        matches!(second.release(), Err(Error::NotOwner { .. })),
-        || "double release accepted".into(),
-    )
+    check(matches!(second.release(), Err(Error::NotOwner { .. })), || "double release accepted".into())
 }
 
 pub fn tokens_grow_across_keys(factory: &Factory) -> Outcome {
@@ -323,13 +238,9 @@ pub fn tokens_grow_across_keys(factory: &Factory) -> Outcome {
     let lock = StartLock::new(&store, "tasks").expect("lock");
     let mut last = 0;
     for i in 0..20 {
-        let lease = lock
-            .try_start(&format!("k{}", i % 3), Duration::from_secs(1))
-            .expect("start");
+        let lease = lock.try_start(&format!("k{}", i % 3), Duration::from_secs(1)).expect("start");
         let lease = lease.ok_or("key unexpectedly held")?;
-        check(lease.token() > last, || {
-            format!("token {} after {last}", lease.token())
-        })?;
+        check(lease.token() > last, || format!("token {} after {last}", lease.token()))?;
         last = lease.token();
         lease.release().expect("release");
     }
@@ -340,151 +251,82 @@ pub fn marks_are_ordered_and_retained(factory: &Factory) -> Outcome {
     let (clock, shared) = manual();
     let store = factory(shared);
     let options = GuardOptions::retention(Duration::from_secs(60));
-    let guard =
-        EventGuard::with_options(&store, "streams", &["started", "ended"], options).expect("guard");
+    let guard = EventGuard::with_options(&store, "streams", &["started", "ended"], options).expect("guard");
     let err = guard.mark("s", "ended").expect_err("ended before started");
     check(
-        err == Error::OutOfOrder {
-            stream: "s".into(),
-            event: "ended".into(),
-            missing: "started".into(),
-        },
+        err == Error::OutOfOrder { stream: "s".into(), event: "ended".into(), missing: "started".into() },
         || format!("{err:?}"),
     )?;
-    check(store.stats().expect("stats").entries == 0, || {
-        "out-of-order mark recorded something".into()
-    })?;
-    check(guard.mark("s", "started") == Ok(Mark::First), || {
-        "started".into()
-    })?;
-    check(guard.mark("s", "started") == Ok(Mark::Duplicate), || {
-        "started twice".into()
-    })?;
-    check(guard.last_marked("s") == Ok(Some("started")), || {
-        "last_marked".into()
-    })?;
-    check(guard.mark("s", "ended") == Ok(Mark::First), || {
-        "ended".into()
-    })?;
-    check(guard.is_marked("s", "ended") == Ok(true), || {
-        "is_marked".into()
-    })?;
+    check(store.stats().expect("stats").entries == 0, || "out-of-order mark recorded something".into())?;
+    check(guard.mark("s", "started") == Ok(Mark::First), || "started".into())?;
+    check(guard.mark("s", "started") == Ok(Mark::Duplicate), || "started twice".into())?;
+    check(guard.last_marked("s") == Ok(Some("started")), || "last_marked".into())?;
+    check(guard.mark("s", "ended") == Ok(Mark::First), || "ended".into())?;
+    check(guard.is_marked("s", "ended") == Ok(true), || "is_marked".into())?;
     let stats = guard.stats();
-    check(
-        stats.delivered == 2 && stats.duplicates_suppressed == 1 && stats.out_of_order == 1,
-        || format!("{stats:?}"),
-    )?;
-    clock.advance(Duration::from_secs(60));
-    check(guard.is_marked("s", "started") == Ok(false), || {
-        "marks outlived retention".into()
+    check(stats.delivered == 2 && stats.duplicates_suppressed == 1 && stats.out_of_order == 1, || {
+        format!("{stats:?}")
     })?;
+    clock.advance(Duration::from_secs(60));
+    check(guard.is_marked("s", "started") == Ok(false), || "marks outlived retention".into())?;
     store.sweep().expect("sweep");
     let stats = store.stats().expect("stats");
     check(stats.entries == 0 && stats.expired_swept == 1, || {
         format!("after retention and sweep: {stats:?}")
     })?;
-    check(guard.mark("s", "started") == Ok(Mark::First), || {
-        "stream not forgotten".into()
-    })?;
-    check(
-        guard.forget("s") == Ok(true) && store.stats().expect("stats").entries == 0,
-        || "forget".into(),
-    )
+    check(guard.mark("s", "started") == Ok(Mark::First), || "stream not forgotten".into())?;
+    check(guard.forget("s") == Ok(true) && store.stats().expect("stats").entries == 0, || "forget".into())
 }
 
 pub fn nothing_left_after_release_or_expiry(factory: &Factory) -> Outcome {
     let (clock, shared) = manual();
     let store = factory(shared);
     let lock = StartLock::new(&store, "tasks").expect("lock");
-    let lease = lock
-        .try_start("a", Duration::from_secs(5))
-        .expect("start")
-        .ok_or("no lease")?;
-    let _expiring = lock
-        .try_start("b", Duration::from_secs(5))
-        .expect("start")
-        .ok_or("no lease")?;
-    check(store.stats().expect("stats").entries == 2, || {
-        "two leases are not two entries".into()
-    })?;
+    let lease = lock.try_start("a", Duration::from_secs(5)).expect("start").ok_or("no lease")?;
+    let _expiring = lock.try_start("b", Duration::from_secs(5)).expect("start").ok_or("no lease")?;
+    check(store.stats().expect("stats").entries == 2, || "two leases are not two entries".into())?;
     lease.release().expect("release");
-    check(store.stats().expect("stats").entries == 1, || {
-        "release left the entry".into()
-    })?;
+    check(store.stats().expect("stats").entries == 1, || "release left the entry".into())?;
     clock.advance(Duration::from_secs(5));
     store.sweep().expect("sweep");
     let stats = store.stats().expect("stats");
-    check(stats.entries == 0 && stats.expired_swept >= 1, || {
-        format!("after expiry and sweep: {stats:?}")
-    })
+    check(stats.entries == 0 && stats.expired_swept >= 1, || format!("after expiry and sweep: {stats:?}"))
 }
 
 pub fn records_compare_and_swap(factory: &Factory) -> Outcome {
     let store = factory(manual().1);
     let r = Records::new(&store, "pods").expect("records");
     check(r.get("p") == Ok(None), || "missing record".into())?;
-    check(r.put("p", &json!({"a": 1}), None) == Ok(1), || {
-        "create".into()
-    })?;
+    check(r.put("p", &json!({"a": 1}), None) == Ok(1), || "create".into())?;
     check(
         r.put("p", &json!({"a": 2}), None)
-            == Err(Error::Conflict {
-                key: "p".into(),
-                current_version: Some(1),
-            }),
+            == Err(Error::Conflict { key: "p".into(), current_version: Some(1) }),
         || "create-only accepted an existing record".into(),
     )?;
     check(
-        r.put("q", &json!(1), Some(1))
-            == Err(Error::Conflict {
-                key: "q".into(),
-                current_version: None,
-            }),
+        r.put("q", &json!(1), Some(1)) == Err(Error::Conflict { key: "q".into(), current_version: None }),
         || "CAS on a missing record".into(),
     )?;
-    check(r.put("p", &json!({"a": 2}), Some(1)) == Ok(2), || {
-        "CAS".into()
-    })?;
+    check(r.put("p", &json!({"a": 2}), Some(1)) == Ok(2), || "CAS".into())?;
     check(
         r.put("p", &json!({"a": 3}), Some(1)).is_err()
             && r.get("p").expect("get").map(|v| v.value) == Some(json!({"a": 2})),
         || "stale CAS changed the value".into(),
     )?;
     // Fencing: a token older than one already seen is rejected and changes nothing.
-    check(r.put_fenced("p", &json!("t5"), Some(2), 5) == Ok(3), || {
-        "fenced write".into()
-    })?;
+    check(r.put_fenced("p", &json!("t5"), Some(2), 5) == Ok(3), || "fenced write".into())?;
     let stale = r.put_fenced("p", &json!("t3"), Some(3), 3);
-    check(
-        stale
-            == Err(Error::StaleToken {
-                key: "p".into(),
-                token: 3,
-                latest: 5,
-            }),
-        || format!("{stale:?}"),
-    )?;
-    check(r.put_fenced("p", &json!("t7"), Some(3), 7) == Ok(4), || {
-        "newer token".into()
-    })?;
+    check(stale == Err(Error::StaleToken { key: "p".into(), token: 3, latest: 5 }), || format!("{stale:?}"))?;
+    check(r.put_fenced("p", &json!("t7"), Some(3), 7) == Ok(4), || "newer token".into())?;
     let updated = r
-        .try_update_with("p", &racefree::UpdateOptions::fenced(6), |_| {
-            Ok::<_, Error>(json!("late"))
-        })
+        .try_update_with("p", &racefree::UpdateOptions::fenced(6), |_| Ok::<_, Error>(json!("late")))
         .expect_err("stale fenced update");
     check(updated.code() == "stale_token", || format!("{updated:?}"))?;
-    check(
-        r.get("p").expect("get").map(|v| (v.value, v.version)) == Some((json!("t7"), 4)),
-        || "value".into(),
-    )?;
-    check(
-        r.delete("p", Some(1)).is_err() && r.delete("p", Some(4)) == Ok(true),
-        || "delete".into(),
-    )?;
-    check(
-        r.delete("p", None) == Ok(false) && store.stats().expect("stats").entries == 0,
-        || "deleted".into(),
-    )
+    check(r.get("p").expect("get").map(|v| (v.value, v.version)) == Some((json!("t7"), 4)), || {
+        "value".into()
+    })?;
+    check(r.delete("p", Some(1)).is_err() && r.delete("p", Some(4)) == Ok(true), || "delete".into())?;
+    check(r.delete("p", None) == Ok(false) && store.stats().expect("stats").entries == 0, || "deleted".into())
 }
 
 /// Every bad input class gets its typed error, and a rejected call records nothing.
@@ -497,86 +339,41 @@ pub fn bad_input_is_rejected(factory: &Factory) -> Outcome {
     let key = Some("invalid_key");
     let arg = Some("invalid_argument");
 
-    check(code(Counter::new(&store, "").map(drop)) == key, || {
-        "empty counter key".into()
-    })?;
-    check(code(Counter::new(&store, &long).map(drop)) == key, || {
-        "oversized counter key".into()
-    })?;
+    check(code(Counter::new(&store, "").map(drop)) == key, || "empty counter key".into())?;
+    check(code(Counter::new(&store, &long).map(drop)) == key, || "oversized counter key".into())?;
     let c = Counter::new(&store, &max).expect("a key of exactly MAX_KEY_BYTES is valid");
-    check(
-        code(c.claim("").map(drop)) == key && code(c.claim(&long).map(drop)) == key,
-        || "claim id".into(),
-    )?;
-    check(code(c.index_of("").map(drop)) == key, || {
-        "index_of id".into()
-    })?;
+    check(code(c.claim("").map(drop)) == key && code(c.claim(&long).map(drop)) == key, || "claim id".into())?;
+    check(code(c.index_of("").map(drop)) == key, || "index_of id".into())?;
 
     let lock = StartLock::new(&store, "l").expect("lock");
-    check(code(StartLock::new(&store, "").map(drop)) == key, || {
-        "lock name".into()
-    })?;
-    check(code(lock.try_start("", ttl).map(drop)) == key, || {
-        "lease key".into()
-    })?;
-    check(
-        code(lock.try_start("k", Duration::ZERO).map(drop)) == arg,
-        || "zero ttl".into(),
-    )?;
-    check(
-        code(lock.try_start("k", Duration::from_micros(500)).map(drop)) == arg,
-        || "sub-ms ttl".into(),
-    )?;
-    check(
-        code(lock.try_start("k", Duration::MAX).map(drop)) == arg,
-        || "huge ttl".into(),
-    )?;
+    check(code(StartLock::new(&store, "").map(drop)) == key, || "lock name".into())?;
+    check(code(lock.try_start("", ttl).map(drop)) == key, || "lease key".into())?;
+    check(code(lock.try_start("k", Duration::ZERO).map(drop)) == arg, || "zero ttl".into())?;
+    check(code(lock.try_start("k", Duration::from_micros(500)).map(drop)) == arg, || "sub-ms ttl".into())?;
+    check(code(lock.try_start("k", Duration::MAX).map(drop)) == arg, || "huge ttl".into())?;
     let lease = lock.try_start("k", ttl).expect("start").ok_or("no lease")?;
-    check(code(lease.renew(Duration::ZERO)) == arg, || {
-        "zero renew ttl".into()
-    })?;
+    check(code(lease.renew(Duration::ZERO)) == arg, || "zero renew ttl".into())?;
     lease.release().expect("release");
 
-    check(
-        code(EventGuard::new(&store, "g", &[] as &[&str]).map(drop)) == arg,
-        || "no events".into(),
-    )?;
-    check(
-        code(EventGuard::new(&store, "g", &["a", "a"]).map(drop)) == arg,
-        || "duplicate event".into(),
-    )?;
-    check(
-        code(EventGuard::new(&store, "g", &["a", ""]).map(drop)) == key,
-        || "empty event".into(),
-    )?;
+    check(code(EventGuard::new(&store, "g", &[] as &[&str]).map(drop)) == arg, || "no events".into())?;
+    check(code(EventGuard::new(&store, "g", &["a", "a"]).map(drop)) == arg, || "duplicate event".into())?;
+    check(code(EventGuard::new(&store, "g", &["a", ""]).map(drop)) == key, || "empty event".into())?;
     let zero = GuardOptions::retention(Duration::ZERO);
-    check(
-        code(EventGuard::with_options(&store, "g", &["a"], zero).map(drop)) == arg,
-        || "zero retention".into(),
-    )?;
+    check(code(EventGuard::with_options(&store, "g", &["a"], zero).map(drop)) == arg, || {
+        "zero retention".into()
+    })?;
     let guard = EventGuard::new(&store, "g", &["started", "ended"]).expect("guard");
-    check(code(guard.mark("s", "paused").map(drop)) == arg, || {
-        "undeclared event".into()
-    })?;
-    check(code(guard.mark("", "started").map(drop)) == key, || {
-        "empty stream".into()
-    })?;
+    check(code(guard.mark("s", "paused").map(drop)) == arg, || "undeclared event".into())?;
+    check(code(guard.mark("", "started").map(drop)) == key, || "empty stream".into())?;
 
     let r = Records::new(&store, "r").expect("records");
-    check(code(r.put("", &json!(1), None).map(drop)) == key, || {
-        "record key".into()
-    })?;
+    check(code(r.put("", &json!(1), None).map(drop)) == key, || "record key".into())?;
     let zero_attempts = racefree::UpdateOptions::default().with_max_attempts(0);
     check(
-        code(
-            r.try_update_with("k", &zero_attempts, |_| Ok::<_, Error>(json!(1)))
-                .map(drop),
-        ) == arg,
+        code(r.try_update_with("k", &zero_attempts, |_| Ok::<_, Error>(json!(1))).map(drop)) == arg,
         || "zero attempts".into(),
     )?;
 
     let stats = store.stats().expect("stats");
-    check(stats.entries == 0, || {
-        format!("rejected calls recorded {} entries", stats.entries)
-    })
+    check(stats.entries == 0, || format!("rejected calls recorded {} entries", stats.entries))
 }

@@ -96,12 +96,7 @@ impl Store for RacyStore {
         position: u32,
         _retention_ms: u64,
     ) -> Result<MarkOutcome> {
-        let marked = self
-            .marks
-            .lock()
-            .get(&pair(guard, stream))
-            .copied()
-            .unwrap_or(0);
+        let marked = self.marks.lock().get(&pair(guard, stream)).copied().unwrap_or(0);
         if position < marked {
             return Ok(MarkOutcome::Duplicate);
         }
@@ -114,12 +109,7 @@ impl Store for RacyStore {
     }
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
-        Ok(self
-            .marks
-            .lock()
-            .get(&pair(guard, stream))
-            .copied()
-            .unwrap_or(0))
+        Ok(self.marks.lock().get(&pair(guard, stream)).copied().unwrap_or(0))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
@@ -128,12 +118,7 @@ impl Store for RacyStore {
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         let now = self.clock.now_ms();
-        if self
-            .leases
-            .lock()
-            .get(&pair(lock, key))
-            .is_some_and(|l| l.deadline_ms > now)
-        {
+        if self.leases.lock().get(&pair(lock, key)).is_some_and(|l| l.deadline_ms > now) {
             return Ok(None);
         }
         // Like `if key not in tasks: ... create_task(...)` with an await in between.
@@ -143,10 +128,7 @@ impl Store for RacyStore {
             *tokens += 1;
             *tokens
         };
-        let grant = LeaseGrant {
-            token,
-            deadline_ms: now + ttl_ms,
-        };
+        let grant = LeaseGrant { token, deadline_ms: now + ttl_ms };
         self.leases.lock().insert(pair(lock, key), grant);
         Ok(Some(grant))
     }
@@ -158,10 +140,7 @@ impl Store for RacyStore {
                 lease.deadline_ms = deadline;
                 Ok(deadline)
             }
-            _ => Err(racefree::Error::NotOwner {
-                key: key.to_owned(),
-                token,
-            }),
+            _ => Err(racefree::Error::NotOwner { key: key.to_owned(), token }),
         }
     }
 
@@ -172,31 +151,20 @@ impl Store for RacyStore {
                 leases.remove(&pair(lock, key));
                 Ok(())
             }
-            _ => Err(racefree::Error::NotOwner {
-                key: key.to_owned(),
-                token,
-            }),
+            _ => Err(racefree::Error::NotOwner { key: key.to_owned(), token }),
         }
     }
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let now = self.clock.now_ms();
-        Ok(self
-            .leases
-            .lock()
-            .get(&pair(lock, key))
-            .copied()
-            .filter(|l| l.deadline_ms > now))
+        Ok(self.leases.lock().get(&pair(lock, key)).copied().filter(|l| l.deadline_ms > now))
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let records = self.records.lock();
         Ok(records
             .get(&pair(space, key))
-            .map(|(value, version)| Versioned {
-                value: value.clone(),
-                version: *version,
-            }))
+            .map(|(value, version)| Versioned { value: value.clone(), version: *version }))
     }
 
     fn record_put(
@@ -209,25 +177,15 @@ impl Store for RacyStore {
     ) -> Result<u64> {
         let current = self.records.lock().get(&pair(space, key)).map(|(_, v)| *v);
         if current != expected_version {
-            return Err(racefree::Error::Conflict {
-                key: key.to_owned(),
-                current_version: current,
-            });
+            return Err(racefree::Error::Conflict { key: key.to_owned(), current_version: current });
         }
         window();
         let version = current.unwrap_or(0) + 1;
-        self.records
-            .lock()
-            .insert(pair(space, key), (value.clone(), version));
+        self.records.lock().insert(pair(space, key), (value.clone(), version));
         Ok(version)
     }
 
-    fn record_delete(
-        &self,
-        space: &str,
-        key: &str,
-        _expected_version: Option<u64>,
-    ) -> Result<bool> {
+    fn record_delete(&self, space: &str, key: &str, _expected_version: Option<u64>) -> Result<bool> {
         Ok(self.records.lock().remove(&pair(space, key)).is_some())
     }
 
