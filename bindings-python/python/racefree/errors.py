@@ -1,0 +1,124 @@
+"""racefree's exceptions: one tree, one class per stable error code.
+
+Every class subclasses :class:`RacefreeError` and, where one fits, a built-in too, so
+``except ValueError`` and ``except TimeoutError`` keep working. Each carries ``.code`` and the
+structured details of its error as attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Type
+
+__all__ = [
+    "RacefreeError",
+    "InvalidKey",
+    "InvalidArgument",
+    "Conflict",
+    "NotOwner",
+    "OutOfOrder",
+    "StaleToken",
+    "CapacityExceeded",
+    "BackendUnavailable",
+    "Timeout",
+    "ERRORS_BY_CODE",
+]
+
+
+class RacefreeError(Exception):
+    """Root of every racefree exception."""
+
+    code: str = "racefree_error"
+
+    def __init__(self, message: str, details: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Dict[str, Any] = dict(details or {})
+        for name, value in self.details.items():
+            setattr(self, name, value)
+
+
+class InvalidKey(RacefreeError, ValueError):
+    """A key, id or name is empty, over 1024 bytes of UTF-8, or not encodable as UTF-8."""
+
+    code = "invalid_key"
+
+
+class InvalidArgument(RacefreeError, ValueError):
+    """An argument other than a key is out of range (zero or negative TTL, unknown event, ...)."""
+
+    code = "invalid_argument"
+
+
+class Conflict(RacefreeError):
+    """A compare-and-swap found another version; ``.current_version`` is ``None`` if the record is missing."""
+
+    code = "conflict"
+    key: str
+    current_version: Optional[int]
+
+
+class NotOwner(RacefreeError):
+    """A lease was renewed or released by someone who no longer holds it."""
+
+    code = "not_owner"
+    key: str
+    token: int
+
+
+class OutOfOrder(RacefreeError):
+    """An event was marked before its predecessor (``.missing``); nothing was recorded."""
+
+    code = "out_of_order"
+    stream: str
+    event: str
+    missing: str
+
+
+class StaleToken(RacefreeError):
+    """A fenced write carried a token older than ``.latest``, which the record has already seen."""
+
+    code = "stale_token"
+    key: str
+    token: int
+    latest: int
+
+
+class CapacityExceeded(RacefreeError):
+    """The store already holds ``.max_keys`` entries."""
+
+    code = "capacity_exceeded"
+    max_keys: int
+
+
+class BackendUnavailable(RacefreeError, ConnectionError):
+    """The backend could not be reached; nothing is known to have been recorded."""
+
+    code = "backend_unavailable"
+
+
+class Timeout(RacefreeError, TimeoutError):
+    """A wait ran out of time after ``.waited`` seconds."""
+
+    code = "timeout"
+    waited: float
+
+
+ERRORS_BY_CODE: Dict[str, Type[RacefreeError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidKey,
+        InvalidArgument,
+        Conflict,
+        NotOwner,
+        OutOfOrder,
+        StaleToken,
+        CapacityExceeded,
+        BackendUnavailable,
+        Timeout,
+    )
+}
+
+
+def _from_native(code: str, message: str, details: Mapping[str, Any]) -> RacefreeError:
+    """Builds the exception for an error raised by the native module (mapped on its code)."""
+    return ERRORS_BY_CODE.get(code, RacefreeError)(message, details)

@@ -1,0 +1,86 @@
+//! `EventGuard`.
+
+use pyo3::prelude::*;
+use racefree::{GuardOptions, Mark};
+use std::collections::HashMap;
+
+use crate::convert;
+use crate::errors::IntoPy;
+use crate::store::Store;
+
+/// What `EventGuard.mark` found: deliver on `FIRST`, suppress on `DUPLICATE`.
+#[pyclass(module = "racefree._native", name = "Mark", frozen, eq, eq_int, hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PyMark {
+    #[pyo3(name = "FIRST")]
+    First,
+    #[pyo3(name = "DUPLICATE")]
+    Duplicate,
+}
+
+/// Ordered lifecycle events, each delivered once per stream.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct EventGuard {
+    inner: racefree::EventGuard,
+}
+
+#[pymethods]
+impl EventGuard {
+    #[new]
+    #[pyo3(signature = (store, name, events, *, retention = None))]
+    fn new(
+        store: &Bound<'_, Store>,
+        name: &Bound<'_, PyAny>,
+        events: &Bound<'_, PyAny>,
+        retention: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let name = convert::key("guard name", name)?;
+        if events.is_instance_of::<pyo3::types::PyString>() {
+            return Err(crate::errors::wrong_type("events", "a sequence of event names", events));
+        }
+        let events: Vec<String> =
+            events.try_iter()?.map(|e| convert::key("event name", &e?)).collect::<PyResult<_>>()?;
+        let options = match retention {
+            Some(retention) => GuardOptions::retention(convert::duration("retention", retention)?),
+            None => GuardOptions::default(),
+        };
+        Ok(Self {
+            inner: racefree::EventGuard::with_options(&store.get().inner, &name, &events, options).py()?,
+        })
+    }
+
+    #[getter]
+    fn events(&self) -> Vec<String> {
+        self.inner.events().to_vec()
+    }
+
+    fn mark(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<PyMark> {
+        let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
+        Ok(match self.inner.mark(&stream, &event).py()? {
+            Mark::First => PyMark::First,
+            Mark::Duplicate => PyMark::Duplicate,
+        })
+    }
+
+    fn is_marked(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
+        self.inner.is_marked(&stream, &event).py()
+    }
+
+    fn last_marked(&self, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        Ok(self.inner.last_marked(&convert::key("stream id", stream)?).py()?.map(str::to_owned))
+    }
+
+    fn forget(&self, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.inner.forget(&convert::key("stream id", stream)?).py()
+    }
+
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        let s = self.inner.stats();
+        HashMap::from([
+            ("delivered", s.delivered),
+            ("duplicates_suppressed", s.duplicates_suppressed),
+            ("out_of_order", s.out_of_order),
+        ])
+    }
+}

@@ -1,0 +1,71 @@
+//! `racefree._native`: the Python binding of racefree. It converts types and errors and nothing
+//! more; the idiomatic layer is the pure-Python package `racefree` around it.
+
+use pyo3::prelude::*;
+
+mod cache;
+mod convert;
+mod counter;
+mod errors;
+mod guard;
+mod lock;
+mod records;
+mod store;
+
+/// The retry delays `acquire` waits by, for the asyncio layer: seconds, as floats.
+#[pyclass(module = "racefree._native")]
+struct Backoff {
+    inner: racefree::Backoff,
+}
+
+#[pymethods]
+impl Backoff {
+    #[staticmethod]
+    fn for_acquire() -> Self {
+        Self { inner: racefree::Backoff::for_acquire() }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> Option<f64> {
+        self.inner.next().map(|d| d.as_secs_f64())
+    }
+}
+
+/// Every error code the core can raise, for tests that check each maps to a class.
+#[pyfunction]
+fn error_codes() -> Vec<&'static str> {
+    racefree::Error::CODES.to_vec()
+}
+
+/// Panics inside Rust on purpose: proves a panic reaches Python as an exception, not an abort.
+#[pyfunction]
+fn _panic_for_tests() {
+    panic!("deliberate panic to test the FFI boundary");
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(store::open, m)?)?;
+    m.add_function(wrap_pyfunction!(store::new_execution_id, m)?)?;
+    m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_class::<store::Store>()?;
+    m.add_class::<store::ManualClock>()?;
+    m.add_class::<counter::Counter>()?;
+    m.add_class::<counter::Claim>()?;
+    m.add_class::<guard::EventGuard>()?;
+    m.add_class::<guard::PyMark>()?;
+    m.add_class::<lock::StartLock>()?;
+    m.add_class::<lock::Lease>()?;
+    m.add_class::<records::Records>()?;
+    m.add_class::<records::Versioned>()?;
+    m.add_class::<cache::Cache>()?;
+    m.add_class::<cache::LoadDuty>()?;
+    m.add_class::<cache::LoadWait>()?;
+    m.add_class::<Backoff>()?;
+    m.add("MAX_KEY_BYTES", racefree::MAX_KEY_BYTES)?;
+    Ok(())
+}

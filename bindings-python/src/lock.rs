@@ -1,0 +1,144 @@
+//! `StartLock` and `Lease`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::convert;
+use crate::errors::IntoPy;
+use crate::store::Store;
+
+/// One winner per key, with TTL leases and fencing tokens.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct StartLock {
+    inner: Arc<racefree::StartLock>,
+}
+
+/// A granted lease. A context manager: leaving the `with` block releases it.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct Lease {
+    inner: racefree::Lease,
+}
+
+#[pymethods]
+impl StartLock {
+    #[new]
+    fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let name = convert::key("lock name", name)?;
+        Ok(Self { inner: Arc::new(racefree::StartLock::new(&store.get().inner, &name).py()?) })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    #[pyo3(signature = (key, *, ttl))]
+    fn try_start(&self, key: &Bound<'_, PyAny>, ttl: &Bound<'_, PyAny>) -> PyResult<Option<Lease>> {
+        let (key, ttl) = (convert::key("lease key", key)?, convert::duration("ttl", ttl)?);
+        Ok(self.inner.try_start(&key, ttl).py()?.map(|inner| Lease { inner }))
+    }
+
+    /// Waits up to `timeout` (forever when `None`) for the lease, with the GIL released while
+    /// waiting.
+    #[pyo3(signature = (key, *, ttl, timeout = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        ttl: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Lease> {
+        let (key, ttl) = (convert::key("lease key", key)?, convert::duration("ttl", ttl)?);
+        let timeout = timeout.map_or(Ok(Duration::MAX), |t| convert::duration("timeout", t))?;
+        let lock = Arc::clone(&self.inner);
+        let inner = py.detach(move || lock.acquire(&key, ttl, timeout)).py()?;
+        Ok(Lease { inner })
+    }
+
+    /// `acquire` for `with lock.hold(key, ttl=30) as lease:` (the lease releases on exit).
+    #[pyo3(signature = (key, *, ttl, timeout = None))]
+    fn hold(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        ttl: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Lease> {
+        self.acquire(py, key, ttl, timeout)
+    }
+
+    fn is_held(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.inner.is_held(&convert::key("lease key", key)?).py()
+    }
+
+    /// `(token, deadline_ms)` of the unexpired lease on `key`, or `None`.
+    fn holder(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64)>> {
+        Ok(self.inner.holder(&convert::key("lease key", key)?).py()?.map(|g| (g.token, g.deadline_ms)))
+    }
+
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        let s = self.inner.stats();
+        HashMap::from([
+            ("granted", s.granted),
+            ("contended", s.contended),
+            ("renewed", s.renewed),
+            ("released", s.released),
+            ("rejected_not_owner", s.rejected_not_owner),
+        ])
+    }
+}
+
+#[pymethods]
+impl Lease {
+    #[getter]
+    fn key(&self) -> &str {
+        self.inner.key()
+    }
+
+    #[getter]
+    fn token(&self) -> u64 {
+        self.inner.token()
+    }
+
+    #[getter]
+    fn deadline_ms(&self) -> u64 {
+        self.inner.deadline_ms()
+    }
+
+    /// Seconds left until the deadline by the store's clock.
+    #[getter]
+    fn time_left(&self) -> f64 {
+        self.inner.time_left().as_secs_f64()
+    }
+
+    #[pyo3(signature = (*, ttl))]
+    fn renew(&self, ttl: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.renew(convert::duration("ttl", ttl)?).py()
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.inner.release().py()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        // A lease lost inside the block (expired) is reported, like redis-py's LockNotOwnedError.
+        self.inner.release().py()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<racefree.Lease key={:?} token={}>", self.inner.key(), self.inner.token())
+    }
+}

@@ -1,0 +1,135 @@
+//! `Records` and `Versioned`.
+
+use pyo3::prelude::*;
+use racefree::{Error, UpdateOptions};
+use std::collections::HashMap;
+
+use crate::convert;
+use crate::errors::{to_py, IntoPy};
+use crate::store::Store;
+
+/// A record's value and version.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct Versioned {
+    #[pyo3(get)]
+    value: Py<PyAny>,
+    #[pyo3(get)]
+    version: u64,
+}
+
+#[pymethods]
+impl Versioned {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("Versioned(value={}, version={})", self.value.bind(py), self.version)
+    }
+}
+
+fn versioned(py: Python<'_>, v: racefree::Versioned) -> PyResult<Versioned> {
+    Ok(Versioned { value: convert::from_json(py, &v.value)?.unbind(), version: v.version })
+}
+
+/// Versioned JSON records with compare-and-swap writes.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct Records {
+    inner: racefree::Records,
+}
+
+/// Either a core error or the exception raised by the caller's `change` function.
+enum UpdateError {
+    Core(Error),
+    Python(PyErr),
+}
+
+impl From<Error> for UpdateError {
+    fn from(err: Error) -> Self {
+        UpdateError::Core(err)
+    }
+}
+
+fn optional(what: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    value.filter(|v| !v.is_none()).map(|v| convert::unsigned(what, v)).transpose()
+}
+
+#[pymethods]
+impl Records {
+    #[new]
+    fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let name = convert::key("record space name", name)?;
+        Ok(Self { inner: racefree::Records::new(&store.get().inner, &name).py()? })
+    }
+
+    fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Versioned>> {
+        let found = self.inner.get(&convert::key("record key", key)?).py()?;
+        found.map(|v| versioned(py, v)).transpose()
+    }
+
+    #[pyo3(signature = (key, value, *, expected_version = None, fencing_token = None))]
+    fn put(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expected_version: Option<&Bound<'_, PyAny>>,
+        fencing_token: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let key = convert::key("record key", key)?;
+        let value = convert::to_json(value)?;
+        let expected = optional("expected_version", expected_version)?;
+        match optional("fencing_token", fencing_token)? {
+            Some(token) => self.inner.put_fenced(&key, &value, expected, token),
+            None => self.inner.put(&key, &value, expected),
+        }
+        .py()
+    }
+
+    /// Applies `change(current_value_or_None) -> new_value` as one compare-and-swap write,
+    /// re-reading and retrying on conflict. The GIL is released while backing off.
+    #[pyo3(signature = (key, change, *, fencing_token = None, max_attempts = 5))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        change: Py<PyAny>,
+        fencing_token: Option<&Bound<'_, PyAny>>,
+        max_attempts: u32,
+    ) -> PyResult<Versioned> {
+        let key = convert::key("record key", key)?;
+        let mut options = UpdateOptions::default().with_max_attempts(max_attempts);
+        if let Some(token) = optional("fencing_token", fencing_token)? {
+            options = options.with_fencing_token(token);
+        }
+        let records = &self.inner;
+        let outcome = py.detach(|| {
+            records.try_update_with(&key, &options, |current| {
+                Python::attach(|py| {
+                    let current = match current {
+                        Some(value) => convert::from_json(py, value)?,
+                        None => py.None().into_bound(py),
+                    };
+                    convert::to_json(&change.bind(py).call1((current,))?)
+                })
+                .map_err(UpdateError::Python)
+            })
+        });
+        match outcome {
+            Ok(updated) => versioned(py, updated),
+            Err(UpdateError::Core(err)) => Err(to_py(err)),
+            Err(UpdateError::Python(err)) => Err(err),
+        }
+    }
+
+    #[pyo3(signature = (key, *, expected_version = None))]
+    fn delete(&self, key: &Bound<'_, PyAny>, expected_version: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let key = convert::key("record key", key)?;
+        self.inner.delete(&key, optional("expected_version", expected_version)?).py()
+    }
+
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        let s = self.inner.stats();
+        HashMap::from([
+            ("writes", s.writes),
+            ("conflicts", s.conflicts),
+            ("retries", s.retries),
+            ("stale_tokens", s.stale_tokens),
+        ])
+    }
+}

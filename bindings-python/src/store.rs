@@ -1,0 +1,98 @@
+//! `racefree.open`, `Store`, `ManualClock`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use racefree::{SharedClock, SharedStore};
+
+use crate::convert;
+use crate::errors::IntoPy;
+
+/// A clock that moves only when told to (tests, deterministic scenarios).
+#[pyclass(module = "racefree._native", frozen)]
+pub struct ManualClock {
+    pub(crate) inner: Arc<racefree::ManualClock>,
+}
+
+#[pymethods]
+impl ManualClock {
+    #[new]
+    #[pyo3(signature = (start_ms = 0))]
+    fn new(start_ms: u64) -> Self {
+        Self { inner: Arc::new(racefree::ManualClock::new(start_ms)) }
+    }
+
+    fn advance(&self, by: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.advance(convert::duration("by", by)?);
+        Ok(())
+    }
+
+    fn set_ms(&self, now_ms: u64) {
+        self.inner.set(now_ms);
+    }
+
+    fn now_ms(&self) -> u64 {
+        use racefree::Clock;
+        self.inner.now_ms()
+    }
+}
+
+/// An open store; every primitive is created on one.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct Store {
+    pub(crate) inner: SharedStore,
+}
+
+#[pymethods]
+impl Store {
+    #[getter]
+    fn namespace(&self) -> &str {
+        self.inner.namespace()
+    }
+
+    /// Whether every operation is in-process (no network I/O to wait for).
+    #[getter]
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn sweep(&self) -> PyResult<u64> {
+        self.inner.sweep().py()
+    }
+
+    fn stats(&self) -> PyResult<HashMap<&'static str, u64>> {
+        let s = self.inner.stats().py()?;
+        Ok(HashMap::from([("entries", s.entries), ("expired_swept", s.expired_swept)]))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock().now_ms()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<racefree.Store namespace={:?}>", self.inner.namespace())
+    }
+}
+
+/// Opens a store from a URL (`memory://` by default).
+#[pyfunction]
+#[pyo3(signature = (url = None, *, clock = None))]
+pub fn open(url: Option<&Bound<'_, PyAny>>, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Store> {
+    let url = url.map_or_else(|| Ok("memory://".to_owned()), |url| convert::key("url", url))?;
+    let inner = match clock {
+        Some(clock) => {
+            let shared: SharedClock = clock.get().inner.clone();
+            racefree::open_with_clock(&url, shared)
+        }
+        None => racefree::open(&url),
+    }
+    .py()?;
+    Ok(Store { inner })
+}
+
+/// A new execution id: a ULID, monotonic within the process.
+#[pyfunction]
+pub fn new_execution_id() -> String {
+    racefree::new_execution_id()
+}
