@@ -1,0 +1,82 @@
+import random
+
+import pytest
+
+import racefree
+from conftest import on_threads
+
+
+def test_next_claim_peek_set_reset(store):
+    c = racefree.Counter(store, "task:1")
+    assert c.key == "task:1"
+    assert (c.peek(), c.next(), c.next()) == (0, 0, 1)
+    first = c.claim("exec-a")
+    assert (first.index, first.new) == (2, True)
+    assert c.claim("exec-a").index == 2
+    assert c.claim("exec-a").new is False
+    assert c.index_of("exec-a") == 2 and c.index_of("nope") is None
+    c.set(10)
+    assert c.next() == 10 and c.index_of("exec-a") == 2
+    c.reset()
+    assert c.peek() == 0 and c.index_of("exec-a") is None
+    assert c.stats() == {"new_claims": 1, "repeated_claims": 2}
+    assert repr(first) == "Claim(index=2, new=True)"
+
+
+def test_eight_threads_next_is_gap_free(store):
+    per_thread = 5_000
+
+    def work(_):
+        c = racefree.Counter(store, "task:hot")
+        return [c.next() for _ in range(per_thread)]
+
+    indexes = sorted(i for batch in on_threads(8, work) for i in batch)
+    assert indexes == list(range(8 * per_thread))
+
+
+def test_eight_threads_claim_shared_ids_in_shuffled_orders(store):
+    ids = [f"exec-{i}" for i in range(1_000)]
+
+    def work(t):
+        c = racefree.Counter(store, "task:claims")
+        order = ids[:]
+        random.Random(t).shuffle(order)
+        return {eid: c.claim(eid).index for eid in order}
+
+    results = on_threads(8, work)
+    for seen in results[1:]:
+        assert seen == results[0], "an execution id got two different indexes"
+    assert sorted(results[0].values()) == list(range(1_000))
+
+
+def test_execution_ids_are_sortable_ulids():
+    ids = [racefree.new_execution_id() for _ in range(1_000)]
+    assert all(len(i) == 26 for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("bad", ["", "k" * (racefree.MAX_KEY_BYTES + 1), "\udc80"])
+def test_bad_keys_are_invalid_key_and_record_nothing(store, bad):
+    with pytest.raises(racefree.InvalidKey) as err:
+        racefree.Counter(store, bad)
+    assert err.value.code == "invalid_key" and isinstance(err.value, ValueError)
+    c = racefree.Counter(store, "task")
+    with pytest.raises(racefree.InvalidKey):
+        c.claim(bad)
+    assert store.stats()["entries"] == 0
+
+
+@pytest.mark.parametrize("bad", [None, b"task", 7, object(), ["task"]])
+def test_wrong_key_types_are_type_errors(store, bad):
+    with pytest.raises(TypeError, match="must be str"):
+        racefree.Counter(store, bad)
+    with pytest.raises(TypeError, match="must be str"):
+        racefree.Counter(store, "task").claim(bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, 1.5, "3", True, None])
+def test_set_takes_unsigned_ints(store, bad):
+    c = racefree.Counter(store, "task")
+    with pytest.raises((TypeError, ValueError)):
+        c.set(bad)
+    assert c.peek() == 0
