@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import contextlib
+import functools
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, TypeVar, Union
 from datetime import timedelta
@@ -170,11 +171,12 @@ class TaskCoordinator:
             return False
         task = _asyncio.get_running_loop().create_task(self._run(key, lease, coro_fn))
         self._running[key] = task
+        # A done callback, not a `finally`: a task cancelled before its first step never runs its body.
+        task.add_done_callback(functools.partial(self._finished, key, lease))
         return True
 
     async def _run(self, key: str, lease: _native.Lease, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-        current = _asyncio.current_task()
-        renewer = _asyncio.get_running_loop().create_task(self._keep_renewed(lease, current))
+        renewer = _asyncio.get_running_loop().create_task(self._keep_renewed(lease, _asyncio.current_task()))
         try:
             return await coro_fn()
         except Exception:
@@ -182,12 +184,14 @@ class TaskCoordinator:
             return None
         finally:
             renewer.cancel()
-            if self._running.get(key) is current:
-                del self._running[key]
-            try:
-                lease.release()
-            except NotOwner:
-                logger.warning("task %r lost its lease before it ended", key)
+
+    def _finished(self, key: str, lease: _native.Lease, task: "_asyncio.Task[Any]") -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
+        try:
+            lease.release()
+        except NotOwner:
+            logger.warning("task %r lost its lease before it ended", key)
 
     async def _keep_renewed(self, lease: _native.Lease, task: "Optional[_asyncio.Task[Any]]") -> None:
         while True:
@@ -213,10 +217,22 @@ class TaskCoordinator:
         return True
 
     async def wait(self, key: str) -> None:
-        """Waits until this process's task for ``key`` (if any) has ended."""
+        """Waits until this process's task for ``key`` (if any) has ended, from any event loop."""
         task = self._running.get(key)
-        if task is not None:
+        if task is None:
+            return
+        loop = _asyncio.get_running_loop()
+        if task.get_loop() is loop:
             await _asyncio.wait([task])
+            return
+        ended = loop.create_future()
+
+        def notify(_: "_asyncio.Task[Any]") -> None:
+            loop.call_soon_threadsafe(_set_once, ended)
+
+        # Callbacks must be added from the task's own loop.
+        task.get_loop().call_soon_threadsafe(task.add_done_callback, notify)
+        await ended
 
     def running(self) -> List[str]:
         """Keys whose tasks run in this process."""

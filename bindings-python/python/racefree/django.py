@@ -26,7 +26,7 @@ _coordinator: Optional[TaskCoordinator] = None
 
 
 def _settings() -> Dict[str, Any]:
-    from django.conf import settings
+    from django.conf import settings  # type: ignore[import-untyped]
 
     return dict(getattr(settings, "RACEFREE", {}))
 

@@ -1,0 +1,66 @@
+import asyncio
+
+import pytest
+
+import racefree
+from racefree.asyncio import StartLock
+
+
+async def test_acquire_waits_for_release_without_blocking_the_loop(store):
+    lock = StartLock(store, "tasks")
+    held = lock.try_start("k", ttl=30)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    async def release_later():
+        await asyncio.sleep(0.1)
+        held.release()
+
+    tick_task = asyncio.create_task(ticker())
+    asyncio.create_task(release_later())
+    lease = await lock.acquire("k", ttl=30, timeout=5)
+    tick_task.cancel()
+    assert lease.token > held.token
+    assert ticks >= 10, "the event loop was blocked while waiting"
+
+
+async def test_acquire_times_out(store):
+    lock = StartLock(store, "tasks")
+    lock.try_start("k", ttl=30)
+    with pytest.raises(racefree.Timeout) as err:
+        await lock.acquire("k", ttl=30, timeout=0.05)
+    assert isinstance(err.value, TimeoutError) and err.value.waited >= 0.05
+
+
+async def test_acquire_is_cancellable_and_takes_nothing(store):
+    lock = StartLock(store, "tasks")
+    held = lock.try_start("k", ttl=30)
+    waiter = asyncio.create_task(lock.acquire("k", ttl=30))
+    await asyncio.sleep(0.02)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    held.release()
+    assert not lock.is_held("k")
+
+
+async def test_async_hold_releases_on_exit_and_on_error(store):
+    lock = StartLock(store, "tasks")
+    async with lock.hold("k", ttl=30) as lease:
+        assert lock.is_held("k") and lease.key == "k"
+    assert not lock.is_held("k")
+    with pytest.raises(ValueError):
+        async with lock.hold("k", ttl=30):
+            raise ValueError("task failed")
+    assert not lock.is_held("k")
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan")])
+async def test_bad_timeouts(store, timeout):
+    with pytest.raises(racefree.InvalidArgument):
+        await StartLock(store, "tasks").acquire("k", ttl=30, timeout=timeout)

@@ -1,0 +1,115 @@
+import asyncio
+import threading
+
+import pytest
+
+import racefree
+from racefree.asyncio import TaskCoordinator
+
+
+async def test_hundred_concurrent_starts_one_runs(store):
+    coordinator = TaskCoordinator(store, ttl=30)
+    runs = 0
+
+    async def task():
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.05)
+
+    started = await asyncio.gather(*(coordinator.start("task:1", task) for _ in range(100)))
+    assert started.count(True) == 1 and started.count(False) == 99
+    assert coordinator.running() == ["task:1"] and coordinator.is_running("task:1")
+    await coordinator.wait("task:1")
+    assert runs == 1
+    # Completed: the key starts again, and nothing is left behind afterwards.
+    assert await coordinator.start("task:1", task)
+    await coordinator.wait("task:1")
+    assert runs == 2
+    assert coordinator.running() == [] and not coordinator.is_running("task:1")
+    assert store.stats()["entries"] == 0
+
+
+async def test_failure_and_cancellation_release_the_key(store):
+    coordinator = TaskCoordinator(store, ttl=30)
+
+    async def failing():
+        raise RuntimeError("boom")
+
+    async def forever():
+        await asyncio.sleep(3600)
+
+    assert await coordinator.start("k", failing)
+    await coordinator.wait("k")
+    assert not coordinator.is_running("k")
+    assert await coordinator.start("k", forever)
+    assert not await coordinator.start("k", forever)
+    assert await coordinator.stop("k")
+    assert not coordinator.is_running("k") and store.stats()["entries"] == 0
+    assert not await coordinator.stop("k")
+
+
+async def test_lease_is_renewed_while_the_task_runs():
+    coordinator = TaskCoordinator(racefree.open(), ttl=0.2, renew_every=0.05)
+    done = asyncio.Event()
+
+    async def long_task():
+        await done.wait()
+
+    assert await coordinator.start("k", long_task)
+    await asyncio.sleep(0.5)  # more than twice the TTL
+    assert not await coordinator.start("k", long_task), "the lease expired while the task ran"
+    done.set()
+    await coordinator.wait("k")
+    assert await coordinator.start("k", long_task)
+    await coordinator.stop("k")
+
+
+async def test_a_lost_lease_cancels_the_task(store, clock):
+    coordinator = TaskCoordinator(store, ttl=10, renew_every=0.02)
+    cancelled = asyncio.Event()
+
+    async def task():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    assert await coordinator.start("k", task)
+    clock.advance(10)  # the process stalled past its TTL…
+    other = racefree.StartLock(store, "tasks").try_start("k", ttl=10)  # …and another took over
+    assert other is not None
+    await asyncio.wait_for(cancelled.wait(), 2)
+    await coordinator.wait("k")
+    assert racefree.StartLock(store, "tasks").holder("k")[0] == other.token, "the new holder lost its lease"
+
+
+def test_eight_os_threads_one_starter(store):
+    coordinator = TaskCoordinator(store, ttl=30)
+    barrier = threading.Barrier(8)
+    results = []
+
+    async def task():
+        await asyncio.sleep(0.05)
+
+    async def start_and_wait():
+        started = await coordinator.start("task:1", task)
+        await coordinator.wait("task:1")
+        return started
+
+    def thread():
+        barrier.wait()
+        results.append(asyncio.run(start_and_wait()))
+
+    threads = [threading.Thread(target=thread) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    assert store.stats()["entries"] == 0
+
+
+def test_bad_configuration(store):
+    with pytest.raises(racefree.InvalidArgument):
+        TaskCoordinator(store, ttl=1, renew_every=2)

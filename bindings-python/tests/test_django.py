@@ -1,0 +1,113 @@
+"""The coordinator in a real Django project: settings, an app, a model with an async process()."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+
+import racefree.django
+from django_project.tasks.coordinators import NaiveCoordinator, start_task
+from django_project.tasks.models import ExampleTask
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_coordinator():
+    racefree.django.reset()
+    yield
+    racefree.django.reset()
+
+
+@pytest.fixture
+def task():
+    return ExampleTask.objects.create(message="hello")
+
+
+def test_configured_from_settings():
+    assert racefree.django.store().namespace == ""
+    assert racefree.django.coordinator() is racefree.django.coordinator()
+
+
+def test_hundred_concurrent_starts(task):
+    async def scenario():
+        started = await asyncio.gather(*(start_task(task.pk) for _ in range(100)))
+        await racefree.django.coordinator().wait(task.coordinator_key)
+        return started
+
+    started = async_to_sync(scenario)()
+    assert started.count(True) == 1 and started.count(False) == 99
+    task.refresh_from_db()
+    assert (task.status, task.runs) == ("done", 1)
+
+    # Restart after completion; afterwards nothing is left behind for the key.
+    async def restart():
+        ok = await start_task(task.pk)
+        await racefree.django.coordinator().wait(task.coordinator_key)
+        return ok
+
+    assert async_to_sync(restart)()
+    task.refresh_from_db()
+    assert task.runs == 2
+    assert racefree.django.coordinator().running() == []
+    assert racefree.django.store().stats()["entries"] == 0
+
+
+def test_naive_coordinator_starts_duplicates_in_one_loop(task):
+    naive = NaiveCoordinator()
+
+    async def scenario():
+        started = await asyncio.gather(*(naive.start_task(task.pk) for _ in range(100)))
+        await asyncio.gather(*naive.tasks.values())
+        return started
+
+    started = async_to_sync(scenario)()
+    assert started.count(True) > 1, "the naive coordinator was expected to start duplicates"
+    task.refresh_from_db()
+    assert task.runs > 1
+
+
+def race_from_threads(start_and_wait, pk):
+    """Eight sync views (each its own thread, through async_to_sync) start the same task at once."""
+    barrier = threading.Barrier(8)
+    results = []
+
+    def view():
+        barrier.wait()
+        results.append(async_to_sync(start_and_wait)(pk))
+
+    threads = [threading.Thread(target=view) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_eight_threads_racefree(task):
+    async def start_and_wait(pk):
+        started = await start_task(pk)
+        await racefree.django.coordinator().wait(f"tasks.ExampleTask:{pk}")
+        return started
+
+    results = race_from_threads(start_and_wait, task.pk)
+    assert results.count(True) == 1 and results.count(False) == 7
+    task.refresh_from_db()
+    assert task.runs == 1
+    assert racefree.django.store().stats()["entries"] == 0
+
+
+def test_eight_threads_naive_starts_duplicates(task):
+    naive = NaiveCoordinator()
+
+    async def start_and_wait(pk):
+        started = await naive.start_task(pk)
+        if started:
+            await naive.tasks[f"tasks.ExampleTask:{pk}"]
+        return started
+
+    results = race_from_threads(start_and_wait, task.pk)
+    assert results.count(True) > 1, "the naive coordinator was expected to start duplicates"
+    task.refresh_from_db()
+    assert task.runs == results.count(True)

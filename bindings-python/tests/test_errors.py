@@ -1,0 +1,77 @@
+import subprocess
+import sys
+
+import pytest
+
+import racefree
+from racefree import _native
+from racefree.errors import ERRORS_BY_CODE, RacefreeError
+
+BUILTINS = {
+    "invalid_key": ValueError,
+    "invalid_argument": ValueError,
+    "backend_unavailable": ConnectionError,
+    "timeout": TimeoutError,
+}
+
+
+def test_every_core_code_has_its_class():
+    codes = _native.error_codes()
+    assert sorted(codes) == sorted(ERRORS_BY_CODE), "a core error code has no Python class (or vice versa)"
+    for code in codes:
+        cls = ERRORS_BY_CODE[code]
+        assert issubclass(cls, RacefreeError) and cls.code == code
+        assert getattr(racefree, cls.__name__) is cls, f"{cls.__name__} is not exported"
+        if code in BUILTINS:
+            assert issubclass(cls, BUILTINS[code])
+
+
+def test_every_code_is_raised_by_some_call(store, clock):
+    """Each class is reachable from a real call, carrying its code and details."""
+    raised = {}
+
+    def capture(call):
+        try:
+            call()
+        except RacefreeError as exc:
+            raised[exc.code] = exc
+
+    lock = racefree.StartLock(store, "l")
+    lease = lock.try_start("k", ttl=1)
+    records = racefree.Records(store, "r")
+    records.put("k", 1, fencing_token=5)
+    capture(lambda: racefree.Counter(store, ""))
+    capture(lambda: lock.try_start("k", ttl=0))
+    capture(lambda: records.put("k", 2))
+    capture(lambda: records.put("k", 2, expected_version=1, fencing_token=1))
+    capture(lambda: racefree.EventGuard(store, "g", ["a", "b"]).mark("s", "b"))
+    capture(lambda: lock.acquire("k", ttl=1, timeout=0.01))
+    capture(lambda: racefree.open("redis://127.0.0.1:1/0"))
+    capture(lambda: racefree.Counter(racefree.open("memory://?max_keys=1"), "a").claim("x"))
+    clock.advance(2)
+    capture(lease.release)
+    assert sorted(raised) == sorted(_native.error_codes())
+    assert raised["conflict"].current_version == 1
+    assert raised["stale_token"].latest == 5
+    assert raised["out_of_order"].missing == "a"
+    assert raised["not_owner"].token == lease.token
+    assert raised["capacity_exceeded"].max_keys == 1
+    assert raised["timeout"].waited >= 0.01
+
+
+def test_a_rust_panic_is_an_exception_not_an_abort():
+    code = "from racefree import _native\ntry:\n    _native._panic_for_tests()\nexcept BaseException as e:\n    print(type(e).__name__)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "PanicException"
+
+
+@pytest.mark.parametrize("url, error", [("postgres://x", racefree.InvalidArgument), ("nope", racefree.InvalidArgument), ("sqlite:///tmp/x.db", racefree.BackendUnavailable)])
+def test_open_explains_bad_urls(url, error):
+    with pytest.raises(error):
+        racefree.open(url)
+
+
+def test_namespace_and_bound_from_url():
+    store = racefree.open("memory://?namespace=billing&max_keys=2")
+    assert store.namespace == "billing"
