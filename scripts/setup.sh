@@ -17,3 +17,19 @@ need_wasm_target() {
 
 need_rust
 need_wasm_target
+
+# A virtualenv at .venv with maturin and the test tools; reinstalled only when the list changes.
+need_python_venv() {
+    local requirements=bindings-python/requirements-dev.txt
+    local stamp=.venv/.racefree-requirements
+    if [ ! -x .venv/bin/python ]; then
+        echo "setup: creating the Python virtualenv .venv"
+        python3 -m venv .venv
+    fi
+    if ! cmp -s "$requirements" "$stamp"; then
+        echo "setup: installing $requirements into .venv"
+        .venv/bin/pip install --quiet --upgrade pip
+        .venv/bin/pip install --quiet -r "$requirements"
+        cp "$requirements" "$stamp"
+    fi
+}

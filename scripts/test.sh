@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+need_python_venv
 
 section() { printf '\n==== %s ====\n' "$1"; }
 
@@ -16,3 +17,9 @@ cargo build --locked -p racefree --target wasm32-unknown-unknown
 
 section "rust: unit, conformance, racy-store proof, shared scenarios, doc examples"
 cargo test --workspace --release --locked
+
+section "python: build the wheel, install it into .venv, run pytest"
+rm -f target/wheels/racefree-*.whl
+.venv/bin/maturin build --release --locked --manifest-path bindings-python/Cargo.toml --out target/wheels
+.venv/bin/pip install --quiet --force-reinstall --no-deps target/wheels/racefree-*.whl
+(cd bindings-python && ../.venv/bin/python -m pytest -p no:cacheprovider)

@@ -65,7 +65,7 @@ impl Cache {
         let (key, ttl) = (convert::key("cache key", key)?, convert::duration("ttl", ttl)?);
         let cache = &self.inner;
         let outcome = py.detach(|| {
-            cache.get_or_load(&key, ttl, || {
+            cache.get_or_load(key, ttl, || {
                 Python::attach(|py| loader.call0(py)).map(Arc::new).map_err(Arc::new)
             })
         });
@@ -85,7 +85,7 @@ impl Cache {
         ttl: &Bound<'_, PyAny>,
     ) -> PyResult<(&'static str, Py<PyAny>)> {
         let (key, ttl) = (convert::key("cache key", key)?, convert::duration("ttl", ttl)?);
-        Ok(match self.inner.lookup(&key, ttl).py()? {
+        Ok(match self.inner.lookup(key, ttl).py()? {
             Lookup::Hit(value) => ("hit", value.clone_ref(py)),
             Lookup::Load(loader) => {
                 ("load", Py::new(py, LoadDuty { inner: Mutex::new(Some(loader)) })?.into_any())
@@ -95,7 +95,7 @@ impl Cache {
     }
 
     fn invalidate(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.inner.invalidate(&convert::key("cache key", key)?))
+        Ok(self.inner.invalidate(convert::key("cache key", key)?))
     }
 
     fn sweep(&self) -> u64 {

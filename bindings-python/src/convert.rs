@@ -14,12 +14,12 @@ use crate::errors::{to_py, wrong_type};
 const MAX_DEPTH: usize = 64;
 
 /// A key, id or name: a `str` that encodes to UTF-8 (lone surrogates do not).
-pub fn key(what: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+pub fn key<'a>(what: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
     let Ok(text) = value.cast::<PyString>() else {
         return Err(wrong_type(what, "str", value));
     };
-    match text.to_cow() {
-        Ok(text) => Ok(text.into_owned()),
+    match text.to_str() {
+        Ok(text) => Ok(text),
         Err(_) => {
             Err(to_py(Error::InvalidKey { reason: format!("{what} is not valid UTF-8 (lone surrogate)") }))
         }
@@ -30,7 +30,10 @@ pub fn key(what: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
 /// values are `InvalidArgument`; the core rejects zero and too-large values the same way in
 /// every language.
 pub fn duration(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
-    let seconds = if let Ok(delta) = value.cast::<PyDelta>() {
+    // Exact float and int first: the common case, and cheaper to test than timedelta.
+    let seconds = if value.is_exact_instance_of::<PyFloat>() || value.is_exact_instance_of::<PyInt>() {
+        value.extract::<f64>()?
+    } else if let Ok(delta) = value.cast::<PyDelta>() {
         f64::from(delta.get_days()) * 86_400.0
             + f64::from(delta.get_seconds())
             + f64::from(delta.get_microseconds()) / 1e6

@@ -35,7 +35,7 @@ impl Counter {
     #[new]
     fn new(store: &Bound<'_, Store>, key: &Bound<'_, PyAny>) -> PyResult<Self> {
         let key = convert::key("counter key", key)?;
-        Ok(Self { inner: racefree::Counter::new(&store.get().inner, &key).py()? })
+        Ok(Self { inner: racefree::Counter::new(&store.get().inner, key).py()? })
     }
 
     #[getter]
@@ -48,12 +48,12 @@ impl Counter {
     }
 
     fn claim(&self, execution_id: &Bound<'_, PyAny>) -> PyResult<Claim> {
-        let claim = self.inner.claim(&convert::key("execution id", execution_id)?).py()?;
+        let claim = self.inner.claim(convert::key("execution id", execution_id)?).py()?;
         Ok(Claim { index: claim.index, new: claim.new })
     }
 
     fn index_of(&self, execution_id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
-        self.inner.index_of(&convert::key("execution id", execution_id)?).py()
+        self.inner.index_of(convert::key("execution id", execution_id)?).py()
     }
 
     fn peek(&self) -> PyResult<u64> {

@@ -1,6 +1,7 @@
 //! `EventGuard`.
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use racefree::{GuardOptions, Mark};
 use std::collections::HashMap;
 
@@ -17,6 +18,10 @@ pub enum PyMark {
     #[pyo3(name = "DUPLICATE")]
     Duplicate,
 }
+
+/// The class's own members, looked up once: returning them avoids an allocation per mark.
+static FIRST: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DUPLICATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Ordered lifecycle events, each delivered once per stream.
 #[pyclass(module = "racefree._native", frozen)]
@@ -38,14 +43,15 @@ impl EventGuard {
         if events.is_instance_of::<pyo3::types::PyString>() {
             return Err(crate::errors::wrong_type("events", "a sequence of event names", events));
         }
-        let events: Vec<String> =
-            events.try_iter()?.map(|e| convert::key("event name", &e?)).collect::<PyResult<_>>()?;
+        let items: Vec<Bound<'_, PyAny>> = events.try_iter()?.collect::<PyResult<_>>()?;
+        let events: Vec<&str> =
+            items.iter().map(|e| convert::key("event name", e)).collect::<PyResult<_>>()?;
         let options = match retention {
             Some(retention) => GuardOptions::retention(convert::duration("retention", retention)?),
             None => GuardOptions::default(),
         };
         Ok(Self {
-            inner: racefree::EventGuard::with_options(&store.get().inner, &name, &events, options).py()?,
+            inner: racefree::EventGuard::with_options(&store.get().inner, name, &events, options).py()?,
         })
     }
 
@@ -54,25 +60,34 @@ impl EventGuard {
         self.inner.events().to_vec()
     }
 
-    fn mark(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<PyMark> {
+    /// `Mark.FIRST` or `Mark.DUPLICATE`: the class's own members, so `is` comparisons work.
+    fn mark<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &Bound<'py, PyAny>,
+        event: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
-        Ok(match self.inner.mark(&stream, &event).py()? {
-            Mark::First => PyMark::First,
-            Mark::Duplicate => PyMark::Duplicate,
-        })
+        let (member, name) = match self.inner.mark(stream, event).py()? {
+            Mark::First => (&FIRST, "FIRST"),
+            Mark::Duplicate => (&DUPLICATE, "DUPLICATE"),
+        };
+        let member =
+            member.get_or_try_init(py, || py.get_type::<PyMark>().getattr(name).map(Bound::unbind))?;
+        Ok(member.bind(py).clone())
     }
 
     fn is_marked(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<bool> {
         let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
-        self.inner.is_marked(&stream, &event).py()
+        self.inner.is_marked(stream, event).py()
     }
 
     fn last_marked(&self, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        Ok(self.inner.last_marked(&convert::key("stream id", stream)?).py()?.map(str::to_owned))
+        Ok(self.inner.last_marked(convert::key("stream id", stream)?).py()?.map(str::to_owned))
     }
 
     fn forget(&self, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.inner.forget(&convert::key("stream id", stream)?).py()
+        self.inner.forget(convert::key("stream id", stream)?).py()
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

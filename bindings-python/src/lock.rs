@@ -27,7 +27,7 @@ impl StartLock {
     #[new]
     fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
         let name = convert::key("lock name", name)?;
-        Ok(Self { inner: Arc::new(racefree::StartLock::new(&store.get().inner, &name).py()?) })
+        Ok(Self { inner: Arc::new(racefree::StartLock::new(&store.get().inner, name).py()?) })
     }
 
     #[getter]
@@ -38,7 +38,7 @@ impl StartLock {
     #[pyo3(signature = (key, *, ttl))]
     fn try_start(&self, key: &Bound<'_, PyAny>, ttl: &Bound<'_, PyAny>) -> PyResult<Option<Lease>> {
         let (key, ttl) = (convert::key("lease key", key)?, convert::duration("ttl", ttl)?);
-        Ok(self.inner.try_start(&key, ttl).py()?.map(|inner| Lease { inner }))
+        Ok(self.inner.try_start(key, ttl).py()?.map(|inner| Lease { inner }))
     }
 
     /// Waits up to `timeout` (forever when `None`) for the lease, with the GIL released while
@@ -54,7 +54,7 @@ impl StartLock {
         let (key, ttl) = (convert::key("lease key", key)?, convert::duration("ttl", ttl)?);
         let timeout = timeout.map_or(Ok(Duration::MAX), |t| convert::duration("timeout", t))?;
         let lock = Arc::clone(&self.inner);
-        let inner = py.detach(move || lock.acquire(&key, ttl, timeout)).py()?;
+        let inner = py.detach(move || lock.acquire(key, ttl, timeout)).py()?;
         Ok(Lease { inner })
     }
 
@@ -71,12 +71,12 @@ impl StartLock {
     }
 
     fn is_held(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.inner.is_held(&convert::key("lease key", key)?).py()
+        self.inner.is_held(convert::key("lease key", key)?).py()
     }
 
     /// `(token, deadline_ms)` of the unexpired lease on `key`, or `None`.
     fn holder(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64)>> {
-        Ok(self.inner.holder(&convert::key("lease key", key)?).py()?.map(|g| (g.token, g.deadline_ms)))
+        Ok(self.inner.holder(convert::key("lease key", key)?).py()?.map(|g| (g.token, g.deadline_ms)))
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

@@ -55,11 +55,11 @@ impl Records {
     #[new]
     fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
         let name = convert::key("record space name", name)?;
-        Ok(Self { inner: racefree::Records::new(&store.get().inner, &name).py()? })
+        Ok(Self { inner: racefree::Records::new(&store.get().inner, name).py()? })
     }
 
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Versioned>> {
-        let found = self.inner.get(&convert::key("record key", key)?).py()?;
+        let found = self.inner.get(convert::key("record key", key)?).py()?;
         found.map(|v| versioned(py, v)).transpose()
     }
 
@@ -75,8 +75,8 @@ impl Records {
         let value = convert::to_json(value)?;
         let expected = optional("expected_version", expected_version)?;
         match optional("fencing_token", fencing_token)? {
-            Some(token) => self.inner.put_fenced(&key, &value, expected, token),
-            None => self.inner.put(&key, &value, expected),
+            Some(token) => self.inner.put_fenced(key, &value, expected, token),
+            None => self.inner.put(key, &value, expected),
         }
         .py()
     }
@@ -99,7 +99,7 @@ impl Records {
         }
         let records = &self.inner;
         let outcome = py.detach(|| {
-            records.try_update_with(&key, &options, |current| {
+            records.try_update_with(key, &options, |current| {
                 Python::attach(|py| {
                     let current = match current {
                         Some(value) => convert::from_json(py, value)?,
@@ -120,7 +120,7 @@ impl Records {
     #[pyo3(signature = (key, *, expected_version = None))]
     fn delete(&self, key: &Bound<'_, PyAny>, expected_version: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let key = convert::key("record key", key)?;
-        self.inner.delete(&key, optional("expected_version", expected_version)?).py()
+        self.inner.delete(key, optional("expected_version", expected_version)?).py()
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

@@ -79,13 +79,16 @@ impl Store {
 #[pyfunction]
 #[pyo3(signature = (url = None, *, clock = None))]
 pub fn open(url: Option<&Bound<'_, PyAny>>, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Store> {
-    let url = url.map_or_else(|| Ok("memory://".to_owned()), |url| convert::key("url", url))?;
+    let url = match url {
+        Some(url) => convert::key("url", url)?,
+        None => "memory://",
+    };
     let inner = match clock {
         Some(clock) => {
             let shared: SharedClock = clock.get().inner.clone();
-            racefree::open_with_clock(&url, shared)
+            racefree::open_with_clock(url, shared)
         }
-        None => racefree::open(&url),
+        None => racefree::open(url),
     }
     .py()?;
     Ok(Store { inner })

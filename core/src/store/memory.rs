@@ -203,9 +203,21 @@ impl MemoryStore {
     /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
     #[inline]
     fn shard(&self, name: &str, key: &str) -> MutexGuard<'_, Shard> {
+        self.lock_shard(name, key, None)
+    }
+
+    /// [`shard`](Self::shard) for operations that have read the clock already (one read per call).
+    #[inline]
+    fn shard_at(&self, name: &str, key: &str, now: u64) -> MutexGuard<'_, Shard> {
+        self.lock_shard(name, key, Some(now))
+    }
+
+    #[inline]
+    fn lock_shard(&self, name: &str, key: &str, now: Option<u64>) -> MutexGuard<'_, Shard> {
         let mut shard = self.shards[shard_index(name, key)].0.lock();
         if !shard.expiries.is_empty() {
-            let removed = shard.expire(self.clock.now_ms(), AMORTIZED_SWEEP);
+            let now = now.unwrap_or_else(|| self.clock.now_ms());
+            let removed = shard.expire(now, AMORTIZED_SWEEP);
             self.forget_expired(removed);
         }
         shard
@@ -260,10 +272,6 @@ impl MemoryStore {
         }
         let counter = Arc::clone(self.lock_tokens.write().entry(lock.to_owned()).or_default());
         counter.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    fn deadline(&self, ttl_ms: u64) -> u64 {
-        self.clock.now_ms().saturating_add(ttl_ms)
     }
 }
 
@@ -402,17 +410,21 @@ impl Store for MemoryStore {
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         self.with_room(|| {
             let mut shard = self.shard(counter, "");
-            let exists = shard.counters.contains_key(counter);
-            if let Some(&index) = shard.counters.get(counter).and_then(|c| c.claims.get(id)) {
+            let Some(state) = shard.counters.get_mut(counter) else {
+                self.reserve(2)?;
+                let claims = HashMap::from_iter([(id.to_owned(), 0)]);
+                shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims });
+                return Ok(Claim { index: 0, new: true });
+            };
+            if let Some(&index) = state.claims.get(id) {
                 return Ok(Claim { index, new: false });
             }
-            let next = shard.counters.get(counter).map_or(0, |c| c.next);
-            let after = next.checked_add(1).ok_or_else(|| overflow(counter))?;
-            self.reserve(if exists { 1 } else { 2 })?;
-            let state = shard.counters.entry(counter.to_owned()).or_default();
+            let index = state.next;
+            let after = index.checked_add(1).ok_or_else(|| overflow(counter))?;
+            self.reserve(1)?;
             state.next = after;
-            state.claims.insert(id.to_owned(), next);
-            Ok(Claim { index: next, new: true })
+            state.claims.insert(id.to_owned(), index);
+            Ok(Claim { index, new: true })
         })
     }
 
@@ -449,7 +461,7 @@ impl Store for MemoryStore {
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.with_room(|| {
             let now = self.clock.now_ms();
-            let mut shard = self.shard(guard, stream);
+            let mut shard = self.shard_at(guard, stream, now);
             let current = get_nested(&shard.marks, guard, stream).copied();
             let live = current.filter(|m| m.expires_at > now);
             let marked = live.map_or(0, |m| m.marked);
@@ -483,13 +495,13 @@ impl Store for MemoryStore {
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         let now = self.clock.now_ms();
-        let shard = self.shard(guard, stream);
+        let shard = self.shard_at(guard, stream, now);
         Ok(get_nested(&shard.marks, guard, stream).filter(|m| m.expires_at > now).map_or(0, |m| m.marked))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
         let now = self.clock.now_ms();
-        let mut shard = self.shard(guard, stream);
+        let mut shard = self.shard_at(guard, stream, now);
         let removed = remove_nested(&mut shard.marks, guard, stream);
         if removed.is_some() {
             shard.expiring -= 1;
@@ -501,7 +513,7 @@ impl Store for MemoryStore {
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         self.with_room(|| {
             let now = self.clock.now_ms();
-            let mut shard = self.shard(lock, key);
+            let mut shard = self.shard_at(lock, key, now);
             let current = get_nested(&shard.leases, lock, key).copied();
             if current.is_some_and(|l| l.deadline_ms > now) {
                 return Ok(None);
@@ -522,8 +534,8 @@ impl Store for MemoryStore {
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
         let now = self.clock.now_ms();
-        let deadline = self.deadline(ttl_ms);
-        let mut shard = self.shard(lock, key);
+        let deadline = now.saturating_add(ttl_ms);
+        let mut shard = self.shard_at(lock, key, now);
         match get_nested_mut(&mut shard.leases, lock, key) {
             Some(lease) if lease.token == token && lease.deadline_ms > now => {
                 lease.deadline_ms = deadline;
@@ -536,7 +548,7 @@ impl Store for MemoryStore {
 
     fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
         let now = self.clock.now_ms();
-        let mut shard = self.shard(lock, key);
+        let mut shard = self.shard_at(lock, key, now);
         match get_nested(&shard.leases, lock, key) {
             Some(lease) if lease.token == token && lease.deadline_ms > now => {
                 remove_nested(&mut shard.leases, lock, key);
@@ -550,7 +562,7 @@ impl Store for MemoryStore {
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let now = self.clock.now_ms();
-        let shard = self.shard(lock, key);
+        let shard = self.shard_at(lock, key, now);
         Ok(get_nested(&shard.leases, lock, key).copied().filter(|l| l.deadline_ms > now))
     }
 
