@@ -1,0 +1,33 @@
+//! The WebAssembly binding of racefree: converts types and errors, nothing more. The idiomatic
+//! JavaScript API (options objects, promises, `AbortSignal`, error classes) lives in `js/`.
+
+mod cache;
+mod convert;
+mod counter;
+mod errors;
+mod guard;
+mod lock;
+mod records;
+mod store;
+
+use wasm_bindgen::prelude::*;
+
+pub use cache::Cache;
+pub use counter::Counter;
+pub use errors::install_error_factory;
+pub use guard::EventGuard;
+pub use lock::{Backoff, Lease, StartLock};
+pub use records::Records;
+pub use store::{new_execution_id, open_store, ManualClock, Store};
+
+/// Every error code the core can raise, for tests that check each maps to a class.
+#[wasm_bindgen(js_name = errorCodes)]
+pub fn error_codes() -> Vec<String> {
+    racefree::Error::CODES.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// The largest key, id or name, in bytes of UTF-8.
+#[wasm_bindgen(js_name = maxKeyBytes)]
+pub fn max_key_bytes() -> usize {
+    racefree::MAX_KEY_BYTES
+}
