@@ -33,3 +33,32 @@ need_python_venv() {
         cp "$requirements" "$stamp"
     fi
 }
+
+# The wasm-bindgen CLI at exactly the version of the wasm-bindgen crate in Cargo.lock.
+need_wasm_bindgen() {
+    local wanted
+    wanted=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wanted" ]; then
+        echo "setup: installing wasm-bindgen-cli $wanted (a few minutes, once)"
+        cargo install wasm-bindgen-cli --version "$wanted"
+    fi
+}
+
+need_node() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "setup: installing Node.js and npm from Debian's packages"
+        apt_install nodejs npm
+    fi
+}
+
+# Debian's Chromium for the browser tests.
+need_chromium() {
+    command -v chromium >/dev/null || apt_install chromium
+}
+
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" > /dev/null
+}

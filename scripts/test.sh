@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 need_python_venv
+need_wasm_bindgen
+need_node
+need_chromium
 
 section() { printf '\n==== %s ====\n' "$1"; }
 
@@ -23,3 +26,6 @@ rm -f target/wheels/racefree-*.whl
 .venv/bin/maturin build --release --locked --manifest-path bindings-python/Cargo.toml --out target/wheels
 .venv/bin/pip install --quiet --force-reinstall --no-deps target/wheels/racefree-*.whl
 (cd bindings-python && ../.venv/bin/python -m pytest -p no:cacheprovider)
+
+section "javascript: npm package (wasm), node --test, tsc, headless Chromium"
+bash bindings-wasm/scripts/test.sh

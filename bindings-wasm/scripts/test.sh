@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the npm package, packs it, installs the tarball into a scratch project and runs every
+# JavaScript suite against that installed copy: node --test, tsc --noEmit, headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+root=$(cd .. && pwd)
+
+npm ci --no-audit --no-fund --silent
+bash scripts/build.sh
+
+out="$root/target/js"
+rm -rf "$out" && mkdir -p "$out/scratch/test"
+npm pack --silent --pack-destination "$out" > /dev/null
+tarball=$(ls "$out"/racefree-*.tgz)
+echo "packed $(basename "$tarball"): $(du -k "$tarball" | cut -f1) KiB"
+
+cd "$out/scratch"
+echo '{ "name": "scratch", "private": true, "type": "module" }' > package.json
+npm install --no-audit --no-fund --silent "$tarball"
+cp "$here"/test/*.mjs "$here"/test/types.ts test/
+
+echo "-- tsc --noEmit: the tests' types against the installed index.d.ts"
+cat > tsconfig.json <<'JSON'
+{
+  "compilerOptions": {
+    "strict": true,
+    "noEmit": true,
+    "target": "es2022",
+    "module": "nodenext",
+    "moduleResolution": "nodenext",
+    "lib": ["es2022", "dom"],
+    "types": []
+  },
+  "files": ["test/types.ts"]
+}
+JSON
+"$here/node_modules/.bin/tsc" -p tsconfig.json
+echo "tsc: no type errors"
+
+echo "-- node --test against the installed package"
+RACEFREE_VECTORS="$root/tests/vectors" node --test test/*.test.mjs
+
+echo "-- headless Chromium: the key scenarios with the web build"
+bash "$here/scripts/browser_test.sh" "$out/scratch/node_modules/racefree/dist" "$root/tests/vectors"

@@ -1,0 +1,70 @@
+// Runs one shared scenario against a racefree module; returns the mismatches (empty when all
+// steps give the expected results). Shared by the Node tests and the browser page.
+
+export function runScenario(racefree, scenario) {
+  const clock = new racefree.ManualClock(1_000_000);
+  const store = racefree.open("memory://", { clock });
+  const leases = new Map();
+  const guard = (s) => new racefree.EventGuard(store, s.guard, s.events, "retention_ms" in s ? { retention: s.retention_ms } : undefined);
+  const ops = {
+    "clock.advance": (s) => clock.advance(s.ms),
+    "store.sweep": () => store.sweep(),
+    "store.entries": () => store.stats().entries,
+    "counter.next": (s) => new racefree.Counter(store, s.counter).next(),
+    "counter.peek": (s) => new racefree.Counter(store, s.counter).peek(),
+    "counter.claim": (s) => new racefree.Counter(store, s.counter).claim(s.id),
+    "counter.index_of": (s) => new racefree.Counter(store, s.counter).indexOf(s.id),
+    "counter.set": (s) => new racefree.Counter(store, s.counter).set(s.value) ?? null,
+    "counter.reset": (s) => new racefree.Counter(store, s.counter).reset() ?? null,
+    "guard.mark": (s) => guard(s).mark(s.stream, s.event),
+    "guard.is_marked": (s) => guard(s).isMarked(s.stream, s.event),
+    "guard.forget": (s) => guard(s).forget(s.stream),
+    "lock.try_start": (s) => {
+      const lease = new racefree.StartLock(store, s.lock).tryStart(s.key, { ttl: s.ttl_ms });
+      if (lease === null) return null;
+      if (s.save) leases.set(s.save, lease);
+      return { token: lease.token };
+    },
+    "lock.is_held": (s) => new racefree.StartLock(store, s.lock).isHeld(s.key),
+    "lease.renew": (s) => leases.get(s.lease).renew({ ttl: s.ttl_ms }) ?? null,
+    "lease.release": (s) => leases.get(s.lease).release() ?? null,
+    "records.get": (s) => new racefree.Records(store, s.space).get(s.key),
+    "records.put": (s) =>
+      new racefree.Records(store, s.space).put(s.key, s.value, { expectedVersion: s.expected_version, fencingToken: s.fencing_token }),
+    "records.update": (s) =>
+      new racefree.Records(store, s.space).update(s.key, (current) => ({ ...(current ?? {}), ...s.set }), { fencingToken: s.fencing_token }),
+    "records.delete": (s) => new racefree.Records(store, s.space).delete(s.key, { expectedVersion: s.expected_version }),
+  };
+  const failures = [];
+  scenario.steps.forEach((step, i) => {
+    const where = `${scenario.name} step ${i} (${step.op})`;
+    const op = ops[step.op];
+    if (!op) return failures.push(`${where}: unknown op`);
+    let result;
+    try {
+      result = op(step);
+    } catch (error) {
+      if (!("error" in step)) return failures.push(`${where}: unexpected ${error.name}: ${error.message}`);
+      if (!(error instanceof Error)) return failures.push(`${where}: threw a non-Error ${String(error)}`);
+      if (error.code !== step.error) failures.push(`${where}: expected ${step.error}, got ${error.code}`);
+      return;
+    }
+    if ("error" in step) return failures.push(`${where}: expected error ${step.error}, got ${JSON.stringify(result)}`);
+    if ("expect" in step && !sameJson(result, step.expect)) {
+      failures.push(`${where}: expected ${JSON.stringify(step.expect)}, got ${JSON.stringify(result)}`);
+    }
+  });
+  return failures;
+}
+
+function sameJson(a, b) {
+  return JSON.stringify(sortKeys(a ?? null)) === JSON.stringify(sortKeys(b ?? null));
+}
+
+function sortKeys(value) {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, sortKeys(value[k])]));
+  }
+  return value;
+}

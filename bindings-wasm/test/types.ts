@@ -1,0 +1,65 @@
+// Type-checked against the package's index.d.ts with `tsc --noEmit` (never run). The
+// expect-error directives below prove the types reject what the runtime rejects.
+import {
+  Cache,
+  ConflictError,
+  Counter,
+  EventGuard,
+  Mark,
+  Records,
+  StartLock,
+  open,
+  newExecutionId,
+  type Json,
+  type Lease,
+  type Versioned,
+} from "racefree";
+
+const store = open();
+const counter = new Counter(store, "task:1");
+const claim = counter.claim(newExecutionId());
+const index: number = claim.index;
+const isNew: boolean = claim.new;
+const maybe: number | null = counter.indexOf("x");
+
+const guard = new EventGuard(store, "streams", ["started", "ended"], { retention: 60_000 });
+const mark: Mark = guard.mark("s", "started");
+const first: boolean = mark === Mark.First;
+
+const lock = new StartLock(store, "tasks");
+const lease: Lease | null = lock.tryStart("k", { ttl: 30_000 });
+const token: number | undefined = lease?.token;
+
+async function waiting(signal: AbortSignal): Promise<string> {
+  const held: Lease = await lock.acquire("k", { ttl: 30_000, timeout: 1_000, signal });
+  held.renew({ ttl: 30_000 });
+  held.release();
+  return lock.runExclusive("k", { ttl: 30_000 }, async (l) => `ran with token ${l.token}`);
+}
+
+const records = new Records(store, "pods");
+const updated: Versioned<{ phase: string }> = records.update("p", () => ({ phase: "Running" }));
+const value: Json | undefined = records.get("p")?.value;
+try {
+  records.put("p", { phase: "x" });
+} catch (error) {
+  if (error instanceof ConflictError) {
+    const current: number | null = error.currentVersion;
+    void current;
+  }
+}
+
+const cache = new Cache({ maxEntries: 100 });
+const engines: Promise<string[]> = cache.getOrLoad("engines", { ttl: 2_000 }, async () => ["a"]);
+const cachedFetch: (region: string) => Promise<number> = cache.wrap(async (region: string) => region.length, { ttl: 1_000 });
+
+// @ts-expect-error keys are strings
+new Counter(store, 42);
+// @ts-expect-error ttl is required
+lock.tryStart("k", {});
+// @ts-expect-error record values are JSON
+records.put("p", new Map());
+// @ts-expect-error marks are "first" or "duplicate"
+const wrong: Mark = "maybe";
+
+void [index, isNew, maybe, first, token, waiting, updated, value, engines, cachedFetch, wrong];
