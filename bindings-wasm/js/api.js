@@ -1,7 +1,7 @@
 // The idiomatic JavaScript API over the wasm module: options objects, promises, AbortSignal,
 // null for "none", error classes. Types convert here; every decision is made in the Rust core.
 
-import { fromNative, TimeoutError } from "./errors.js";
+import { fromNative, InvalidArgumentError, InvalidKeyError, TimeoutError } from "./errors.js";
 
 export * from "./errors.js";
 
@@ -13,6 +13,48 @@ function options(value, what) {
     throw new TypeError(`${what} must be an options object, got ${value === null ? "null" : typeof value}`);
   }
   return value;
+}
+
+const typeName = (value) => (value === null ? "null" : Array.isArray(value) ? "array" : typeof value);
+
+/** A key, id or name: a string of well-formed UTF-16 (a lone surrogate has no UTF-8 form). */
+function str(what, value) {
+  if (typeof value !== "string") throw new TypeError(`${what} must be a string, got ${typeName(value)}`);
+  if (!value.isWellFormed()) throw new InvalidKeyError(`invalid key: ${what} contains a lone surrogate (not valid UTF-8)`);
+  return value;
+}
+
+/** Milliseconds: a number (range checks happen in the core, the same in every language). */
+function ms(what, value) {
+  if (typeof value !== "number") throw new TypeError(`${what} must be a number of milliseconds, got ${typeName(value)}`);
+  return value;
+}
+
+const MAX_DEPTH = 64;
+
+/** JSON text for a record value, refusing what JSON.stringify would silently drop or change. */
+function jsonText(value) {
+  const check = (v, depth) => {
+    if (depth > MAX_DEPTH) {
+      throw new InvalidArgumentError(`invalid argument: record value nests deeper than ${MAX_DEPTH} levels (or contains itself)`);
+    }
+    if (v === null || typeof v === "string" || typeof v === "boolean") return;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw new InvalidArgumentError(`invalid argument: ${v} is not a JSON number`);
+      return;
+    }
+    if (Array.isArray(v)) return v.forEach((item) => check(item, depth + 1));
+    const proto = typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
+    if (proto === Object.prototype || proto === null) {
+      for (const key of Object.keys(v)) check(v[key], depth + 1);
+      return;
+    }
+    throw new TypeError(
+      `a record value must be JSON-compatible (plain object, array, string, finite number, boolean or null), got ${v?.constructor?.name ?? typeName(v)}`,
+    );
+  };
+  check(value, 0);
+  return JSON.stringify(value);
 }
 
 const sleep = (ms, signal) =>
@@ -35,10 +77,10 @@ export function createApi(native) {
   class ManualClock {
     #native;
     constructor(startMs = 0) {
-      this.#native = new native.ManualClock(startMs);
+      this.#native = new native.ManualClock(ms("startMs", startMs));
     }
-    advance(ms) {
-      this.#native.advance(ms);
+    advance(by) {
+      this.#native.advance(ms("ms", by));
     }
     nowMs() {
       return this.#native.nowMs();
@@ -71,13 +113,14 @@ export function createApi(native) {
 
   function open(url = "memory://", opts) {
     const { clock } = options(opts, "open options");
-    return new Store(native.openStore(url, ManualClock.native(clock)));
+    if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
+    return new Store(native.openStore(str("url", url), ManualClock.native(clock)));
   }
 
   class Counter {
     #native;
     constructor(store, key) {
-      this.#native = new native.Counter(Store.native(store), key);
+      this.#native = new native.Counter(Store.native(store), str("counter key", key));
     }
     get key() {
       return this.#native.key;
@@ -86,11 +129,11 @@ export function createApi(native) {
       return this.#native.next();
     }
     claim(executionId) {
-      const [index, isNew] = this.#native.claimRaw(executionId);
-      return { index, new: isNew };
+      const packed = this.#native.claimPacked(str("execution id", executionId));
+      return packed >= 0 ? { index: packed, new: true } : { index: -packed - 1, new: false };
     }
     indexOf(executionId) {
-      return this.#native.indexOf(executionId) ?? null;
+      return this.#native.indexOf(str("execution id", executionId)) ?? null;
     }
     peek() {
       return this.#native.peek();
@@ -111,22 +154,25 @@ export function createApi(native) {
     #native;
     constructor(store, name, events, opts) {
       const { retention } = options(opts, "guard options");
-      this.#native = new native.EventGuard(Store.native(store), name, events, retention);
+      if (!Array.isArray(events)) throw new TypeError(`events must be an array of event names, got ${typeName(events)}`);
+      const names = events.map((event) => str("event name", event));
+      const keep = retention === undefined ? undefined : ms("retention", retention);
+      this.#native = new native.EventGuard(Store.native(store), str("guard name", name), names, keep);
     }
     get events() {
       return this.#native.events;
     }
     mark(stream, event) {
-      return this.#native.mark(stream, event);
+      return this.#native.markFirst(str("stream id", stream), str("event name", event)) ? Mark.First : Mark.Duplicate;
     }
     isMarked(stream, event) {
-      return this.#native.isMarked(stream, event);
+      return this.#native.isMarked(str("stream id", stream), str("event name", event));
     }
     lastMarked(stream) {
-      return this.#native.lastMarked(stream) ?? null;
+      return this.#native.lastMarked(str("stream id", stream)) ?? null;
     }
     forget(stream) {
-      return this.#native.forget(stream);
+      return this.#native.forget(str("stream id", stream));
     }
     stats() {
       const [delivered, duplicatesSuppressed, outOfOrder] = this.#native.statsRaw();
@@ -152,7 +198,7 @@ export function createApi(native) {
       return this.#native.timeLeftMs;
     }
     renew(opts) {
-      this.#native.renew(options(opts, "renew options").ttl);
+      this.#native.renew(ms("ttl", options(opts, "renew options").ttl));
     }
     release() {
       this.#native.release();
@@ -162,13 +208,13 @@ export function createApi(native) {
   class StartLock {
     #native;
     constructor(store, name) {
-      this.#native = new native.StartLock(Store.native(store), name);
+      this.#native = new native.StartLock(Store.native(store), str("lock name", name));
     }
     get name() {
       return this.#native.name;
     }
     tryStart(key, opts) {
-      const lease = this.#native.tryStart(key, options(opts, "tryStart options").ttl);
+      const lease = this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl));
       return lease === undefined ? null : new Lease(lease);
     }
     /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
@@ -205,10 +251,10 @@ export function createApi(native) {
       }
     }
     isHeld(key) {
-      return this.#native.isHeld(key);
+      return this.#native.isHeld(str("lease key", key));
     }
     holder(key) {
-      const found = this.#native.holderRaw(key);
+      const found = this.#native.holderRaw(str("lease key", key));
       return found === undefined ? null : { token: found[0], deadlineMs: found[1] };
     }
     stats() {
@@ -220,22 +266,25 @@ export function createApi(native) {
   class Records {
     #native;
     constructor(store, name) {
-      this.#native = new native.Records(Store.native(store), name);
+      this.#native = new native.Records(Store.native(store), str("record space name", name));
     }
     get(key) {
-      return this.#native.get(key) ?? null;
+      const found = this.#native.get(str("record key", key));
+      return found === undefined ? null : JSON.parse(found);
     }
     put(key, value, opts) {
       const { expectedVersion, fencingToken } = options(opts, "put options");
-      return this.#native.put(key, value, expectedVersion, fencingToken);
+      return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken);
     }
     update(key, change, opts) {
       if (typeof change !== "function") throw new TypeError("change must be a function");
       const { fencingToken, maxAttempts } = options(opts, "update options");
-      return this.#native.update(key, change, fencingToken, maxAttempts);
+      // The core re-reads and retries; each attempt passes JSON text through `change`.
+      const adapter = (current) => jsonText(change(current === null ? null : JSON.parse(current)));
+      return JSON.parse(this.#native.update(str("record key", key), adapter, fencingToken, maxAttempts));
     }
     delete(key, opts) {
-      return this.#native.delete(key, options(opts, "delete options").expectedVersion);
+      return this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion);
     }
     stats() {
       const [writes, conflicts, retries, staleTokens] = this.#native.statsRaw();
@@ -252,7 +301,7 @@ export function createApi(native) {
     getOrLoad(key, opts, loader) {
       if (typeof loader !== "function") return Promise.reject(new TypeError("loader must be a function"));
       try {
-        return this.#native.getOrLoad(key, options(opts, "getOrLoad options").ttl, loader);
+        return this.#native.getOrLoad(str("cache key", key), ms("ttl", options(opts, "getOrLoad options").ttl), loader);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -263,7 +312,7 @@ export function createApi(native) {
       return (...args) => this.getOrLoad(key(...args), { ttl }, () => fn(...args));
     }
     invalidate(key) {
-      return this.#native.invalidate(key);
+      return this.#native.invalidate(str("cache key", key));
     }
     sweep() {
       return this.#native.sweep();

@@ -36,9 +36,9 @@ impl Cache {
     /// Resolves to the cached value of `key`, or to `await loader()` run by exactly one of the
     /// concurrent callers; a rejection reaches every waiter and is not cached.
     #[wasm_bindgen(js_name = getOrLoad)]
-    pub fn get_or_load(&self, key: JsValue, ttl_ms: JsValue, loader: Function) -> Result<Promise, JsValue> {
-        let (key, ttl) = (convert::key("cache key", &key)?, convert::millis("ttl", &ttl_ms)?);
-        let cache = self.inner.clone();
+    pub fn get_or_load(&self, key: &str, ttl_ms: f64, loader: Function) -> Result<Promise, JsValue> {
+        let ttl = convert::millis("ttl", ttl_ms)?;
+        let (cache, key) = (self.inner.clone(), key.to_owned());
         Ok(future_to_promise(async move {
             let load = || async move {
                 let returned = loader.call0(&JsValue::NULL)?;
@@ -54,8 +54,8 @@ impl Cache {
     }
 
     /// Drops the cached value of `key`; returns whether one was cached.
-    pub fn invalidate(&self, key: JsValue) -> Result<bool, JsValue> {
-        Ok(self.inner.invalidate(&convert::key("cache key", &key)?))
+    pub fn invalidate(&self, key: &str) -> Result<bool, JsValue> {
+        Ok(self.inner.invalidate(key))
     }
 
     /// Removes expired values; returns how many.

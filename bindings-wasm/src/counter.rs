@@ -16,9 +16,8 @@ pub struct Counter {
 impl Counter {
     /// The counter named `key` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &Store, key: JsValue) -> Result<Counter, JsValue> {
-        let key = convert::key("counter key", &key)?;
-        Ok(Counter { inner: racefree::Counter::new(&store.inner, &key).js()? })
+    pub fn new(store: &Store, key: &str) -> Result<Counter, JsValue> {
+        Ok(Counter { inner: racefree::Counter::new(&store.inner, key).js()? })
     }
 
     /// The counter's key.
@@ -32,18 +31,19 @@ impl Counter {
         to_number("index", self.inner.next().js()?)
     }
 
-    /// The index of `executionId` and whether this call assigned it: `[index, isNew]`.
-    #[wasm_bindgen(js_name = claimRaw)]
-    pub fn claim_raw(&self, execution_id: JsValue) -> Result<js_sys::Array, JsValue> {
-        let claim = self.inner.claim(&convert::key("execution id", &execution_id)?).js()?;
+    /// The index of `executionId`, packed with whether this call assigned it: `index` for a new
+    /// claim, `-(index + 1)` for a repeated one (one number crosses the boundary, not an array).
+    #[wasm_bindgen(js_name = claimPacked)]
+    pub fn claim_packed(&self, execution_id: &str) -> Result<f64, JsValue> {
+        let claim = self.inner.claim(execution_id).js()?;
         let index = to_number("index", claim.index)?;
-        Ok(js_sys::Array::of2(&index.into(), &claim.new.into()))
+        Ok(if claim.new { index } else { -(index + 1.0) })
     }
 
     /// The index `executionId` claimed, or `undefined`.
     #[wasm_bindgen(js_name = indexOf)]
-    pub fn index_of(&self, execution_id: JsValue) -> Result<Option<f64>, JsValue> {
-        let found = self.inner.index_of(&convert::key("execution id", &execution_id)?).js()?;
+    pub fn index_of(&self, execution_id: &str) -> Result<Option<f64>, JsValue> {
+        let found = self.inner.index_of(execution_id).js()?;
         found.map(|i| to_number("index", i)).transpose()
     }
 

@@ -4,7 +4,7 @@ use racefree::{GuardOptions, Mark};
 use wasm_bindgen::prelude::*;
 
 use crate::convert;
-use crate::errors::{wrong_type, IntoJs};
+use crate::errors::IntoJs;
 use crate::store::Store;
 
 /// Ordered lifecycle events, each delivered once per stream.
@@ -19,25 +19,16 @@ impl EventGuard {
     #[wasm_bindgen(constructor)]
     pub fn new(
         store: &Store,
-        name: JsValue,
-        events: JsValue,
-        retention_ms: JsValue,
+        name: &str,
+        events: Vec<String>,
+        retention_ms: Option<f64>,
     ) -> Result<EventGuard, JsValue> {
-        let name = convert::key("guard name", &name)?;
-        if !js_sys::Array::is_array(&events) {
-            return Err(wrong_type("events", "an array of event names", &events));
-        }
-        let events: Vec<String> = js_sys::Array::from(&events)
-            .iter()
-            .map(|e| convert::key("event name", &e))
-            .collect::<Result<_, _>>()?;
-        let options = if retention_ms.is_undefined() {
-            GuardOptions::default()
-        } else {
-            GuardOptions::retention(convert::millis("retention", &retention_ms)?)
+        let options = match retention_ms {
+            Some(ms) => GuardOptions::retention(convert::millis("retention", ms)?),
+            None => GuardOptions::default(),
         };
         Ok(EventGuard {
-            inner: racefree::EventGuard::with_options(&store.inner, &name, &events, options).js()?,
+            inner: racefree::EventGuard::with_options(&store.inner, name, &events, options).js()?,
         })
     }
 
@@ -47,32 +38,27 @@ impl EventGuard {
         self.inner.events().to_vec()
     }
 
-    /// `"first"` for the one caller that records the event, `"duplicate"` after.
-    pub fn mark(&self, stream: JsValue, event: JsValue) -> Result<String, JsValue> {
-        let (stream, event) = (convert::key("stream id", &stream)?, convert::key("event name", &event)?);
-        Ok(match self.inner.mark(&stream, &event).js()? {
-            Mark::First => "first",
-            Mark::Duplicate => "duplicate",
-        }
-        .to_owned())
+    /// `true` for the one caller that records the event (`"first"`), `false` after (`"duplicate"`).
+    #[wasm_bindgen(js_name = markFirst)]
+    pub fn mark_first(&self, stream: &str, event: &str) -> Result<bool, JsValue> {
+        Ok(self.inner.mark(stream, event).js()? == Mark::First)
     }
 
     /// Whether `event` of `stream` is marked.
     #[wasm_bindgen(js_name = isMarked)]
-    pub fn is_marked(&self, stream: JsValue, event: JsValue) -> Result<bool, JsValue> {
-        let (stream, event) = (convert::key("stream id", &stream)?, convert::key("event name", &event)?);
-        self.inner.is_marked(&stream, &event).js()
+    pub fn is_marked(&self, stream: &str, event: &str) -> Result<bool, JsValue> {
+        self.inner.is_marked(stream, event).js()
     }
 
     /// The latest event marked for `stream`, or `undefined`.
     #[wasm_bindgen(js_name = lastMarked)]
-    pub fn last_marked(&self, stream: JsValue) -> Result<Option<String>, JsValue> {
-        Ok(self.inner.last_marked(&convert::key("stream id", &stream)?).js()?.map(str::to_owned))
+    pub fn last_marked(&self, stream: &str) -> Result<Option<String>, JsValue> {
+        Ok(self.inner.last_marked(stream).js()?.map(str::to_owned))
     }
 
     /// Forgets `stream`'s marks; returns whether it had any.
-    pub fn forget(&self, stream: JsValue) -> Result<bool, JsValue> {
-        self.inner.forget(&convert::key("stream id", &stream)?).js()
+    pub fn forget(&self, stream: &str) -> Result<bool, JsValue> {
+        self.inner.forget(stream).js()
     }
 
     /// `[delivered, duplicatesSuppressed, outOfOrder]`.

@@ -22,9 +22,8 @@ pub struct Lease {
 impl StartLock {
     /// The lock named `name` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &Store, name: JsValue) -> Result<StartLock, JsValue> {
-        let name = convert::key("lock name", &name)?;
-        Ok(StartLock { inner: racefree::StartLock::new(&store.inner, &name).js()? })
+    pub fn new(store: &Store, name: &str) -> Result<StartLock, JsValue> {
+        Ok(StartLock { inner: racefree::StartLock::new(&store.inner, name).js()? })
     }
 
     /// The lock's name.
@@ -35,21 +34,21 @@ impl StartLock {
 
     /// A lease on `key` for `ttlMs` if nobody holds one, else `undefined`.
     #[wasm_bindgen(js_name = tryStart)]
-    pub fn try_start(&self, key: JsValue, ttl_ms: JsValue) -> Result<Option<Lease>, JsValue> {
-        let (key, ttl) = (convert::key("lease key", &key)?, convert::millis("ttl", &ttl_ms)?);
-        Ok(self.inner.try_start(&key, ttl).js()?.map(|inner| Lease { inner }))
+    pub fn try_start(&self, key: &str, ttl_ms: f64) -> Result<Option<Lease>, JsValue> {
+        let ttl = convert::millis("ttl", ttl_ms)?;
+        Ok(self.inner.try_start(key, ttl).js()?.map(|inner| Lease { inner }))
     }
 
     /// Whether somebody holds an unexpired lease on `key`.
     #[wasm_bindgen(js_name = isHeld)]
-    pub fn is_held(&self, key: JsValue) -> Result<bool, JsValue> {
-        self.inner.is_held(&convert::key("lease key", &key)?).js()
+    pub fn is_held(&self, key: &str) -> Result<bool, JsValue> {
+        self.inner.is_held(key).js()
     }
 
     /// `[token, deadlineMs]` of the unexpired lease on `key`, or `undefined`.
     #[wasm_bindgen(js_name = holderRaw)]
-    pub fn holder_raw(&self, key: JsValue) -> Result<Option<Vec<f64>>, JsValue> {
-        let holder = self.inner.holder(&convert::key("lease key", &key)?).js()?;
+    pub fn holder_raw(&self, key: &str) -> Result<Option<Vec<f64>>, JsValue> {
+        let holder = self.inner.holder(key).js()?;
         holder.map(|g| Ok(vec![to_number("token", g.token)?, g.deadline_ms as f64])).transpose()
     }
 
@@ -91,8 +90,8 @@ impl Lease {
     }
 
     /// Extends the lease to `ttlMs` from now.
-    pub fn renew(&self, ttl_ms: JsValue) -> Result<(), JsValue> {
-        self.inner.renew(convert::millis("ttl", &ttl_ms)?).js()
+    pub fn renew(&self, ttl_ms: f64) -> Result<(), JsValue> {
+        self.inner.renew(convert::millis("ttl", ttl_ms)?).js()
     }
 
     /// Releases the lease.

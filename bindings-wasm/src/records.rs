@@ -25,56 +25,52 @@ impl From<Error> for UpdateError {
     }
 }
 
-fn versioned(v: Versioned) -> Result<js_sys::Object, JsValue> {
-    let out = js_sys::Object::new();
-    js_sys::Reflect::set(&out, &"value".into(), &convert::from_json(&v.value))?;
-    js_sys::Reflect::set(&out, &"version".into(), &to_number("version", v.version)?.into())?;
-    Ok(out)
+/// `{"value": …, "version": n}` as JSON text: one string crosses the boundary, `JSON.parse` reads it.
+fn versioned(v: Versioned) -> Result<String, JsValue> {
+    let version = to_number("version", v.version)?;
+    Ok(format!("{{\"value\":{},\"version\":{version}}}", convert::json_text(&v.value)))
 }
 
 #[wasm_bindgen]
 impl Records {
     /// The record space named `name` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &Store, name: JsValue) -> Result<Records, JsValue> {
-        let name = convert::key("record space name", &name)?;
-        Ok(Records { inner: racefree::Records::new(&store.inner, &name).js()? })
+    pub fn new(store: &Store, name: &str) -> Result<Records, JsValue> {
+        Ok(Records { inner: racefree::Records::new(&store.inner, name).js()? })
     }
 
-    /// `{value, version}`, or `undefined` when the record does not exist.
-    pub fn get(&self, key: JsValue) -> Result<Option<js_sys::Object>, JsValue> {
-        self.inner.get(&convert::key("record key", &key)?).js()?.map(versioned).transpose()
+    /// `{value, version}` as JSON text, or `undefined` when the record does not exist.
+    pub fn get(&self, key: &str) -> Result<Option<String>, JsValue> {
+        self.inner.get(key).js()?.map(versioned).transpose()
     }
 
     /// Writes `value` (create-only without `expectedVersion`); returns the new version.
     pub fn put(
         &self,
-        key: JsValue,
-        value: JsValue,
+        key: &str,
+        value_json: &str,
         expected_version: JsValue,
         fencing_token: JsValue,
     ) -> Result<f64, JsValue> {
-        let key = convert::key("record key", &key)?;
-        let value = convert::to_json(&value)?;
+        let value = convert::parse_json(value_json)?;
         let expected = convert::optional_unsigned("expectedVersion", &expected_version)?;
         let version = match convert::optional_unsigned("fencingToken", &fencing_token)? {
-            Some(token) => self.inner.put_fenced(&key, &value, expected, token),
-            None => self.inner.put(&key, &value, expected),
+            Some(token) => self.inner.put_fenced(key, &value, expected, token),
+            None => self.inner.put(key, &value, expected),
         }
         .js()?;
         to_number("version", version)
     }
 
-    /// Applies `change(currentOrNull) -> newValue` as one compare-and-swap write, retrying on
+    /// Applies `change(currentJsonOrNull) -> newJson` as one compare-and-swap write, retrying on
     /// conflict; an exception from `change` is rethrown and nothing is written.
     pub fn update(
         &self,
-        key: JsValue,
+        key: &str,
         change: Function,
         fencing_token: JsValue,
         max_attempts: JsValue,
-    ) -> Result<js_sys::Object, JsValue> {
-        let key = convert::key("record key", &key)?;
+    ) -> Result<String, JsValue> {
         let mut options = UpdateOptions::default();
         if let Some(token) = convert::optional_unsigned("fencingToken", &fencing_token)? {
             options = options.with_fencing_token(token);
@@ -82,10 +78,14 @@ impl Records {
         if let Some(attempts) = convert::optional_unsigned("maxAttempts", &max_attempts)? {
             options = options.with_max_attempts(u32::try_from(attempts).unwrap_or(u32::MAX));
         }
-        let outcome = self.inner.try_update_with(&key, &options, |current| {
-            let current = current.map_or(JsValue::NULL, convert::from_json);
+        let outcome = self.inner.try_update_with(key, &options, |current| {
+            // `change` is the JS layer's adapter: JSON text (or null) in, JSON text out.
+            let current = current.map_or(JsValue::NULL, |v| JsValue::from_str(&convert::json_text(v)));
             let next = change.call1(&JsValue::NULL, &current).map_err(UpdateError::Js)?;
-            convert::to_json(&next).map_err(UpdateError::Js)
+            let text = next
+                .as_string()
+                .ok_or_else(|| UpdateError::Js(JsValue::from_str("change adapter returned no JSON")))?;
+            convert::parse_json(&text).map_err(UpdateError::Js)
         });
         match outcome {
             Ok(updated) => versioned(updated),
@@ -95,9 +95,8 @@ impl Records {
     }
 
     /// Deletes the record (only at `expectedVersion`, when given); returns whether there was one.
-    pub fn delete(&self, key: JsValue, expected_version: JsValue) -> Result<bool, JsValue> {
-        let key = convert::key("record key", &key)?;
-        self.inner.delete(&key, convert::optional_unsigned("expectedVersion", &expected_version)?).js()
+    pub fn delete(&self, key: &str, expected_version: JsValue) -> Result<bool, JsValue> {
+        self.inner.delete(key, convert::optional_unsigned("expectedVersion", &expected_version)?).js()
     }
 
     /// `[writes, conflicts, retries, staleTokens]`.

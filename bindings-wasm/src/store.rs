@@ -33,8 +33,8 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `ms` milliseconds.
-    pub fn advance(&self, ms: JsValue) -> Result<(), JsValue> {
-        self.inner.advance(convert::millis("ms", &ms)?);
+    pub fn advance(&self, ms: f64) -> Result<(), JsValue> {
+        self.inner.advance(convert::millis("ms", ms)?);
         Ok(())
     }
 
@@ -81,14 +81,12 @@ impl Store {
 
 /// Opens a store from a URL (`memory://` by default; the only backend in the browser).
 #[wasm_bindgen(js_name = openStore)]
-pub fn open_store(url: JsValue, clock: Option<ManualClock>) -> Result<Store, JsValue> {
-    let url =
-        if url.is_undefined() || url.is_null() { "memory://".to_owned() } else { convert::key("url", &url)? };
+pub fn open_store(url: &str, clock: Option<ManualClock>) -> Result<Store, JsValue> {
     let clock: SharedClock = match clock {
         Some(clock) => clock.inner.clone(),
         None => Arc::new(DateClock),
     };
-    Ok(Store { inner: racefree::open_with_clock(&url, clock).js()? })
+    Ok(Store { inner: racefree::open_with_clock(url, clock).js()? })
 }
 
 /// A new execution id: a ULID, monotonic within this instance.

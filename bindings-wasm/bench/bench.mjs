@@ -1,0 +1,109 @@
+// Each racefree operation against a pure-JS Map-based equivalent, measured in the same run.
+// Run after building: node bench/bench.mjs [n]   (prints ns/op and the ratio; target <= 2x)
+import { Counter, EventGuard, Records, StartLock, open } from "../dist/node.js";
+
+const n = Number(process.argv[2] ?? 200_000);
+const ids = Array.from({ length: 1000 }, (_, i) => `exec-${i}`);
+
+// The hand-rolled equivalents: plain Maps, check-then-act (fine in one JS thread, unsafe elsewhere).
+const baselines = {
+  counter_next() {
+    const counters = new Map();
+    return () => {
+      const next = counters.get("task:1") ?? 0;
+      counters.set("task:1", next + 1);
+      return next;
+    };
+  },
+  counter_claim() {
+    const counters = new Map();
+    const claims = new Map();
+    let i = 0;
+    return () => {
+      const id = ids[i++ % 1000];
+      let index = claims.get(id);
+      if (index === undefined) {
+        index = counters.get("task:1") ?? 0;
+        counters.set("task:1", index + 1);
+        claims.set(id, index);
+      }
+      return index;
+    };
+  },
+  guard_mark() {
+    const marked = new Map();
+    let i = 0;
+    return () => {
+      const id = ids[i++ % 1000];
+      if (marked.has(id)) return "duplicate";
+      marked.set(id, Date.now() + 3_600_000);
+      return "first";
+    };
+  },
+  try_start_release() {
+    const leases = new Map();
+    let token = 0;
+    return () => {
+      const now = Date.now();
+      const held = leases.get("task:1");
+      if (held && held.deadline > now) return null;
+      const lease = { token: ++token, deadline: now + 30_000 };
+      leases.set("task:1", lease);
+      if (leases.get("task:1")?.token === lease.token) leases.delete("task:1");
+      return lease;
+    };
+  },
+  records_update() {
+    const records = new Map();
+    return () => {
+      const current = records.get("job") ?? { value: { count: 0 }, version: 0 };
+      const value = { count: current.value.count + 1 };
+      records.set("job", { value, version: current.version + 1 });
+      return value;
+    };
+  },
+};
+
+const racefree = {
+  counter_next() {
+    const c = new Counter(open(), "task:1");
+    return () => c.next();
+  },
+  counter_claim() {
+    const c = new Counter(open(), "task:1");
+    let i = 0;
+    return () => c.claim(ids[i++ % 1000]);
+  },
+  guard_mark() {
+    const g = new EventGuard(open(), "streams", ["ended"]);
+    let i = 0;
+    return () => g.mark(ids[i++ % 1000], "ended");
+  },
+  try_start_release() {
+    const lock = new StartLock(open(), "tasks");
+    return () => lock.tryStart("task:1", { ttl: 30_000 }).release();
+  },
+  records_update() {
+    const r = new Records(open(), "status");
+    return () => r.update("job", (v) => ({ count: (v?.count ?? 0) + 1 }));
+  },
+};
+
+function measure(make) {
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const op = make();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) op();
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / n);
+  }
+  return best;
+}
+
+console.log(`node ${process.version}, n=${n}, best of 5, both in this process`);
+console.log(`${"operation".padEnd(18)} ${"Map baseline ns/op".padStart(19)} ${"racefree ns/op".padStart(15)} ${"ratio".padStart(7)}`);
+for (const name of Object.keys(baselines)) {
+  const base = measure(baselines[name]);
+  const ours = measure(racefree[name]);
+  console.log(`${name.padEnd(18)} ${base.toFixed(1).padStart(19)} ${ours.toFixed(1).padStart(15)} ${(ours / base).toFixed(2).padStart(7)}`);
+}
