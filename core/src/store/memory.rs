@@ -5,6 +5,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 
@@ -50,6 +51,8 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Padded<Mutex<Shard>>]>,
+    /// Seeded per store: picks the shard and, for counters, the slot — one hash per call.
+    hasher: foldhash::fast::RandomState,
     /// One fencing-token counter per lock; never removed, so tokens never repeat.
     lock_tokens: RwLock<HashMap<String, Arc<AtomicU64>>>,
     clock: SharedClock,
@@ -66,7 +69,8 @@ struct Padded<T>(T);
 
 #[derive(Debug, Default)]
 struct Shard {
-    counters: HashMap<String, CounterState>,
+    /// Counters by key, in a table addressed by the store's own hash (computed once per call).
+    counters: HashTable<CounterEntry>,
     marks: HashMap<String, HashMap<String, MarkState>>,
     leases: HashMap<String, HashMap<String, LeaseGrant>>,
     records: HashMap<String, HashMap<String, RecordState>>,
@@ -76,8 +80,9 @@ struct Shard {
     expiring: usize,
 }
 
-#[derive(Debug, Default)]
-struct CounterState {
+#[derive(Debug)]
+struct CounterEntry {
+    key: String,
     next: u64,
     claims: HashMap<String, u64>,
 }
@@ -161,6 +166,7 @@ impl MemoryStoreBuilder {
         };
         Ok(MemoryStore {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             lock_tokens: RwLock::default(),
             clock,
             namespace: self.namespace,
@@ -200,27 +206,47 @@ impl MemoryStore {
         Self::builder().clock(clock).build().unwrap_or_else(|_| unreachable!("default options are valid"))
     }
 
+    /// The hash of `(name, key)`: its middle bits choose the shard (the table inside uses the
+    /// low and top bits, so the two choices stay independent).
+    #[inline]
+    fn hash(&self, name: &str, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((name, key))
+    }
+
     /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
     #[inline]
     fn shard(&self, name: &str, key: &str) -> MutexGuard<'_, Shard> {
-        self.lock_shard(name, key, None)
+        self.lock_shard(self.hash(name, key), None)
     }
 
     /// [`shard`](Self::shard) for operations that have read the clock already (one read per call).
     #[inline]
     fn shard_at(&self, name: &str, key: &str, now: u64) -> MutexGuard<'_, Shard> {
-        self.lock_shard(name, key, Some(now))
+        self.lock_shard(self.hash(name, key), Some(now))
     }
 
     #[inline]
-    fn lock_shard(&self, name: &str, key: &str, now: Option<u64>) -> MutexGuard<'_, Shard> {
-        let mut shard = self.shards[shard_index(name, key)].0.lock();
+    fn lock_shard(&self, hash: u64, now: Option<u64>) -> MutexGuard<'_, Shard> {
+        let mut shard = self.shards[(hash >> 32) as usize & (SHARDS - 1)].0.lock();
         if !shard.expiries.is_empty() {
             let now = now.unwrap_or_else(|| self.clock.now_ms());
             let removed = shard.expire(now, AMORTIZED_SWEEP);
             self.forget_expired(removed);
         }
         shard
+    }
+
+    /// Locks the counter's shard; returns it with the counter's hash. Counters never expire, so
+    /// the hot path skips the amortized sweep (lease and mark calls on the shard do it).
+    #[inline]
+    fn counter_shard(&self, counter: &str) -> (MutexGuard<'_, Shard>, u64) {
+        let hash = self.hash(counter, "");
+        (self.shards[(hash >> 32) as usize & (SHARDS - 1)].0.lock(), hash)
+    }
+
+    fn insert_counter(&self, shard: &mut Shard, hash: u64, entry: CounterEntry) {
+        shard.counters.insert_unique(hash, entry, |e| self.hash(&e.key, ""));
     }
 
     fn forget_expired(&self, removed: u64) {
@@ -372,16 +398,6 @@ fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str,
     outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
 }
 
-/// Which shard holds `(name, key)`.
-#[inline]
-fn shard_index(name: &str, key: &str) -> usize {
-    use std::hash::BuildHasher;
-    // Fixed seed: shard choice only spreads contention; the maps inside use per-map seeds.
-    let hash = foldhash::fast::FixedState::with_seed(0x5eed).hash_one((name, key));
-    // The top bits are the best mixed.
-    (hash >> (64 - SHARDS.trailing_zeros())) as usize
-}
-
 fn overflow(counter: &str) -> Error {
     Error::invalid_argument(format!("counter {counter:?} is at u64::MAX and cannot issue another index"))
 }
@@ -396,64 +412,69 @@ impl Store for MemoryStore {
     }
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
-        let mut shard = self.shard(counter, "");
-        if let Some(state) = shard.counters.get_mut(counter) {
-            let index = state.next;
-            state.next = index.checked_add(1).ok_or_else(|| overflow(counter))?;
+        let (mut shard, hash) = self.counter_shard(counter);
+        if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {
+            let index = entry.next;
+            entry.next = index.checked_add(1).ok_or_else(|| overflow(counter))?;
             return Ok(index);
         }
         self.reserve(1)?;
-        shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims: HashMap::default() });
+        let entry = CounterEntry { key: counter.to_owned(), next: 1, claims: HashMap::default() };
+        self.insert_counter(&mut shard, hash, entry);
         Ok(0)
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         self.with_room(|| {
-            let mut shard = self.shard(counter, "");
-            let Some(state) = shard.counters.get_mut(counter) else {
+            let (mut shard, hash) = self.counter_shard(counter);
+            let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) else {
                 self.reserve(2)?;
                 let claims = HashMap::from_iter([(id.to_owned(), 0)]);
-                shard.counters.insert(counter.to_owned(), CounterState { next: 1, claims });
+                let entry = CounterEntry { key: counter.to_owned(), next: 1, claims };
+                self.insert_counter(&mut shard, hash, entry);
                 return Ok(Claim { index: 0, new: true });
             };
-            if let Some(&index) = state.claims.get(id) {
+            if let Some(&index) = entry.claims.get(id) {
                 return Ok(Claim { index, new: false });
             }
-            let index = state.next;
+            let index = entry.next;
             let after = index.checked_add(1).ok_or_else(|| overflow(counter))?;
             self.reserve(1)?;
-            state.next = after;
-            state.claims.insert(id.to_owned(), index);
+            entry.next = after;
+            entry.claims.insert(id.to_owned(), index);
             Ok(Claim { index, new: true })
         })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
-        let shard = self.shard(counter, "");
-        Ok(shard.counters.get(counter).and_then(|c| c.claims.get(id)).copied())
+        let (shard, hash) = self.counter_shard(counter);
+        Ok(shard.counters.find(hash, |e| e.key == counter).and_then(|e| e.claims.get(id)).copied())
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
-        Ok(self.shard(counter, "").counters.get(counter).map_or(0, |c| c.next))
+        let (shard, hash) = self.counter_shard(counter);
+        Ok(shard.counters.find(hash, |e| e.key == counter).map_or(0, |e| e.next))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
         self.with_room(|| {
-            let mut shard = self.shard(counter, "");
-            if let Some(state) = shard.counters.get_mut(counter) {
-                state.next = next;
+            let (mut shard, hash) = self.counter_shard(counter);
+            if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {
+                entry.next = next;
                 return Ok(());
             }
             self.reserve(1)?;
-            shard.counters.insert(counter.to_owned(), CounterState { next, claims: HashMap::default() });
+            let entry = CounterEntry { key: counter.to_owned(), next, claims: HashMap::default() };
+            self.insert_counter(&mut shard, hash, entry);
             Ok(())
         })
     }
 
     fn counter_reset(&self, counter: &str) -> Result<()> {
-        let removed = self.shard(counter, "").counters.remove(counter);
-        if let Some(state) = removed {
-            self.release_entries(1 + state.claims.len() as u64);
+        let (mut shard, hash) = self.counter_shard(counter);
+        if let Ok(found) = shard.counters.find_entry(hash, |e| e.key == counter) {
+            let (entry, _) = found.remove();
+            self.release_entries(1 + entry.claims.len() as u64);
         }
         Ok(())
     }
@@ -640,10 +661,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_index_spreads_keys_over_every_shard() {
+    fn keys_spread_over_every_shard() {
+        let store = MemoryStore::new();
         let mut seen = [0usize; SHARDS];
         for i in 0..SHARDS * 64 {
-            seen[shard_index(&format!("task:{i}"), "")] += 1;
+            seen[(store.hash(&format!("task:{i}"), "") >> 32) as usize & (SHARDS - 1)] += 1;
         }
         assert!(seen.iter().all(|&n| n > 0), "some shard never chosen: {seen:?}");
     }
