@@ -137,6 +137,20 @@ fn scaling(c: &mut Criterion) {
             })
         });
     }
+    // The machine's own ceiling: each thread increments a private mutex-guarded integer.
+    for threads in [1, 2] {
+        group.bench_function(format!("private_mutex_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                parallel(threads, iters, |_| {
+                    let own = Mutex::new(0u64);
+                    Box::new(move || {
+                        *own.lock().expect("poisoned") += 1;
+                        black_box(&own);
+                    })
+                })
+            })
+        });
+    }
     group.finish();
 }
 
