@@ -60,6 +60,8 @@ pub use store::{
     open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore, Store,
     StoreStats, Versioned,
 };
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};
 pub use validate::{MAX_KEY_BYTES, MAX_TTL};
 
 /// Waits between retries: a thread sleep, or nothing where threads cannot sleep (wasm, where a

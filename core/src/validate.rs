@@ -35,3 +35,14 @@ pub(crate) fn ttl_ms(what: &str, ttl: Duration) -> Result<u64> {
     }
     Ok(ms)
 }
+
+/// Checks a namespace: may be empty (none), at most [`MAX_KEY_BYTES`] bytes.
+pub(crate) fn namespace(value: &str) -> Result<&str> {
+    if value.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid_argument(format!(
+            "namespace is {} bytes; at most {MAX_KEY_BYTES} are allowed",
+            value.len()
+        )));
+    }
+    Ok(value)
+}

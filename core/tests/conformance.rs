@@ -47,3 +47,11 @@ macro_rules! conformance {
 }
 
 conformance!(memory, |clock| Arc::new(MemoryStore::with_clock(clock)));
+
+#[cfg(feature = "sqlite")]
+conformance!(sqlite, |clock| {
+    let path = common::scratch_path("conformance.db");
+    Arc::new(
+        racefree::SqliteStore::open(&path, clock, racefree::SqliteOptions::default()).expect("sqlite store"),
+    )
+});

@@ -91,7 +91,12 @@ fn urls_open_or_explain() {
     assert_eq!(code("memory://somewhere"), "invalid_argument");
     assert_eq!(code("postgres://db"), "invalid_argument");
     assert_eq!(code("no-scheme"), "invalid_argument");
+    #[cfg(not(feature = "sqlite"))]
     assert_eq!(code("sqlite:///tmp/x.db"), "backend_unavailable");
+    assert_eq!(
+        code("sqlite://relative.db"),
+        if cfg!(feature = "sqlite") { "invalid_argument" } else { "backend_unavailable" }
+    );
     assert_eq!(code("redis://127.0.0.1:6379/0"), "backend_unavailable");
 }
 

@@ -153,13 +153,7 @@ impl MemoryStoreBuilder {
         if max_keys == 0 {
             return Err(Error::invalid_argument("max_keys must be at least 1"));
         }
-        if self.namespace.len() > crate::MAX_KEY_BYTES {
-            return Err(Error::invalid_argument(format!(
-                "namespace is {} bytes; at most {} are allowed",
-                self.namespace.len(),
-                crate::MAX_KEY_BYTES
-            )));
-        }
+        crate::validate::namespace(&self.namespace)?;
         let clock = match self.clock {
             Some(clock) => clock,
             None => default_clock()?,

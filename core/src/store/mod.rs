@@ -19,8 +19,12 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A shared store handle: what every primitive holds.
 pub type SharedStore = Arc<dyn Store>;
@@ -217,9 +221,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 ///
 /// - `memory://` — a new in-process store (the default). Query options: `namespace=…`,
 ///   `max_keys=…`.
-/// - `sqlite:///abs/path.db`, `redis://host:port/db`, `rediss://…` — backends that are not part
-///   of this build yet: they answer [`Error::BackendUnavailable`] rather than silently falling
-///   back to memory.
+/// - `sqlite:///abs/path.db` — the embedded SQLite backend (feature `sqlite`). Query options:
+///   `namespace=…`, `busy_timeout_ms=…` (default 5000), `synchronous=normal|full`.
+/// - `redis://host:port/db`, `rediss://…` — not part of this build yet: they answer
+///   [`Error::BackendUnavailable`] rather than silently falling back to memory.
 ///
 /// ```
 /// let store = racefree::open("memory://?namespace=billing&max_keys=10000")?;
@@ -254,8 +259,7 @@ pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
                 )));
             }
             let mut builder = MemoryStore::builder().clock(clock);
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            for (name, value) in query_pairs(query) {
                 builder = match name {
                     "namespace" => builder.namespace(value),
                     "max_keys" => builder.max_keys(value.parse().map_err(|_| {
@@ -268,11 +272,59 @@ pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
             }
             Ok(Arc::new(builder.build()?))
         }
-        "sqlite" | "redis" | "rediss" => Err(Error::BackendUnavailable {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => open_sqlite(url, rest, clock),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(Error::BackendUnavailable {
+            reason: "the sqlite backend is not in this build of racefree (feature `sqlite`)".to_owned(),
+        }),
+        "redis" | "rediss" => Err(Error::BackendUnavailable {
             reason: format!("the {scheme} backend is not available in this build of racefree"),
         }),
         other => Err(Error::invalid_argument(format!(
             "unknown store scheme {other:?} (expected memory, sqlite, redis or rediss)"
         ))),
     }
+}
+
+/// Splits `a=1&b=2` into pairs.
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(Error::invalid_argument(format!(
+            "sqlite URLs take an absolute file path, like sqlite:///var/lib/app/racefree.db; got {url:?}"
+        )));
+    }
+    let mut options = SqliteOptions::default();
+    for (name, value) in query_pairs(query) {
+        match name {
+            "namespace" => options.namespace = value.to_owned(),
+            "busy_timeout_ms" => {
+                let ms: u64 = value.parse().map_err(|_| {
+                    Error::invalid_argument(format!(
+                        "busy_timeout_ms must be a number of milliseconds, got {value:?}"
+                    ))
+                })?;
+                options.busy_timeout = std::time::Duration::from_millis(ms);
+            }
+            "synchronous" => {
+                options.synchronous_full = match value {
+                    "full" => true,
+                    "normal" => false,
+                    other => {
+                        return Err(Error::invalid_argument(format!(
+                            "synchronous must be normal or full, got {other:?}"
+                        )))
+                    }
+                }
+            }
+            other => return Err(Error::invalid_argument(format!("unknown sqlite:// option {other:?}"))),
+        }
+    }
+    Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), clock, options)?))
 }

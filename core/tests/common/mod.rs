@@ -22,6 +22,14 @@ pub type Factory = dyn Fn(SharedClock) -> SharedStore + Sync;
 
 pub type Outcome = Result<(), String>;
 
+/// A fresh file path under the system's temp folder, unique to this process and call.
+pub fn scratch_path(name: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("racefree-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
 pub fn manual() -> (Arc<ManualClock>, SharedClock) {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let shared: SharedClock = clock.clone();
@@ -135,29 +143,34 @@ pub fn one_starter_wins(factory: &Factory) -> Outcome {
     check(again.token() > winners[0].token(), || "token did not grow after release".into())
 }
 
-/// 8 threads × 1,000 `update` increments of one record end at 8,000.
+/// 8 threads × 1,000 `update` increments of one record end at 8,000. An update that gives up
+/// after its bounded retries says so with `Conflict` (never silently); the caller then tries
+/// again, as an application would — so every increment must be in the final count.
 pub fn updates_are_not_lost(factory: &Factory) -> Outcome {
     let store = factory(manual().1);
     let per_thread = 1_000;
-    let failures = AtomicUsize::new(0);
+    let gave_up = AtomicUsize::new(0);
     on_threads(8, |_| {
         let records = Records::new(&store, "status").expect("records");
         for _ in 0..per_thread {
-            let result = records.update("job", |current| {
-                let n = current.and_then(|v| v["count"].as_u64()).unwrap_or(0);
-                json!({ "count": n + 1 })
-            });
-            if result.is_err() {
-                failures.fetch_add(1, Ordering::Relaxed);
+            loop {
+                let result = records.update("job", |current| {
+                    let n = current.and_then(|v| v["count"].as_u64()).unwrap_or(0);
+                    json!({ "count": n + 1 })
+                });
+                match result {
+                    Ok(_) => break,
+                    Err(Error::Conflict { .. }) => gave_up.fetch_add(1, Ordering::Relaxed),
+                    Err(other) => panic!("update failed: {other}"),
+                };
             }
         }
     });
     let records = Records::new(&store, "status").expect("records");
     let stored = records.get("job").expect("get").ok_or("record missing")?;
-    let failed = failures.load(Ordering::Relaxed);
-    check(failed == 0, || format!("{failed} updates gave up on conflicts"))?;
+    let retried = gave_up.load(Ordering::Relaxed);
     check(stored.value["count"] == 8 * per_thread, || {
-        format!("8,000 increments ended at {}", stored.value["count"])
+        format!("8,000 increments ended at {} ({retried} gave up and were retried)", stored.value["count"])
     })?;
     check(stored.version == 8_000, || format!("version {} after 8,000 writes", stored.version))
 }

@@ -1,0 +1,501 @@
+//! The embedded SQLite store: several processes on one machine, and it survives restarts.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+use serde_json::Value;
+
+use super::{Claim, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+
+/// The schema this build writes; a file with another version is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Expired rows removed per write, so expiry costs are spread over calls.
+const AMORTIZED_SWEEP: i64 = 8;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS racefree_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (ns TEXT NOT NULL, counter TEXT NOT NULL, next INTEGER NOT NULL,
+    PRIMARY KEY (ns, counter)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (ns TEXT NOT NULL, counter TEXT NOT NULL, id TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (ns, counter, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks (ns TEXT NOT NULL, guard TEXT NOT NULL, stream TEXT NOT NULL,
+    marked INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (ns, guard, stream)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS marks_by_expiry ON marks (ns, expires_at);
+CREATE TABLE IF NOT EXISTS leases (ns TEXT NOT NULL, lock TEXT NOT NULL, key TEXT NOT NULL,
+    token INTEGER NOT NULL, deadline INTEGER NOT NULL, PRIMARY KEY (ns, lock, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leases_by_deadline ON leases (ns, deadline);
+CREATE TABLE IF NOT EXISTS lock_tokens (ns TEXT NOT NULL, lock TEXT NOT NULL, last INTEGER NOT NULL,
+    PRIMARY KEY (ns, lock)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (ns TEXT NOT NULL, space TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    version INTEGER NOT NULL, fence INTEGER NOT NULL, PRIMARY KEY (ns, space, key)) WITHOUT ROWID;
+";
+
+/// Options of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Prefixes every key: stores with different namespaces share a file without sharing keys.
+    pub namespace: String,
+    /// How long a call waits for another process's transaction before failing with `timeout`.
+    pub busy_timeout: Duration,
+    /// `synchronous=FULL` (each commit survives power loss) instead of `NORMAL` (WAL default:
+    /// survives a process crash; a power loss can drop the last commits).
+    pub synchronous_full: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { namespace: String::new(), busy_timeout: Duration::from_secs(5), synchronous_full: false }
+    }
+}
+
+/// The SQLite store: one `BEGIN IMMEDIATE` transaction per operation, on a file shared by any
+/// number of processes (WAL mode). Deadlines are judged by the injected clock, which must be one
+/// all processes agree on: the default [`SystemClock`](crate::SystemClock) (Unix milliseconds).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    clock: SharedClock,
+    options: SqliteOptions,
+    expired_swept: AtomicU64,
+}
+
+fn unavailable(err: &rusqlite::Error) -> Error {
+    Error::BackendUnavailable { reason: format!("sqlite: {err}") }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and its schema.
+    ///
+    /// # Errors
+    /// [`Error::BackendUnavailable`] when the file cannot be opened or holds another schema
+    /// version; [`Error::Timeout`] when another process holds it past the busy timeout.
+    pub fn open(path: &Path, clock: SharedClock, options: SqliteOptions) -> Result<Self> {
+        crate::validate::namespace(&options.namespace)?;
+        let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
+        conn.busy_timeout(options.busy_timeout).map_err(|e| unavailable(&e))?;
+        let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
+        conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};"))
+            .map_err(|e| classify(&e, options.busy_timeout))?;
+        let store = Self { conn: Mutex::new(conn), clock, options, expired_swept: AtomicU64::new(0) };
+        store.write(|tx, _| {
+            tx.execute_batch(SCHEMA)?;
+            let found: Option<i64> = tx
+                .query_row("SELECT value FROM racefree_meta WHERE name = 'schema_version'", [], |r| r.get(0))
+                .optional()?;
+            match found {
+                None => {
+                    tx.execute("INSERT INTO racefree_meta VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
+                    Ok(Ok(()))
+                }
+                Some(SCHEMA_VERSION) => Ok(Ok(())),
+                Some(other) => Ok(Err(Error::BackendUnavailable {
+                    reason: format!(
+                        "sqlite: schema version {other} in {path:?}; this build reads {SCHEMA_VERSION}"
+                    ),
+                })),
+            }
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction; commits only when it returns `Ok(Ok(_))`.
+    fn write<T>(&self, body: impl FnOnce(&Transaction<'_>, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let now = self.clock.now_ms();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify(&e, self.options.busy_timeout))?;
+        match body(&tx, now).map_err(|e| classify(&e, self.options.busy_timeout))? {
+            Ok(value) => {
+                let swept = sweep_some(&tx, &self.options.namespace, now, AMORTIZED_SWEEP)
+                    .map_err(|e| classify(&e, self.options.busy_timeout))?;
+                tx.commit().map_err(|e| classify(&e, self.options.busy_timeout))?;
+                self.expired_swept.fetch_add(swept, Ordering::Relaxed);
+                Ok(value)
+            }
+            // Dropping the transaction rolls it back: a refused call records nothing.
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Runs one read-only statement (atomic on its own).
+    fn read<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.conn.lock();
+        let now = self.clock.now_ms();
+        body(&conn, now).map_err(|e| classify(&e, self.options.busy_timeout))
+    }
+
+    fn ns(&self) -> &str {
+        &self.options.namespace
+    }
+}
+
+/// SQLite errors as racefree errors: a lock held past the busy timeout is `timeout`; anything
+/// else (I/O, a corrupt or unreadable file) is `backend_unavailable`.
+fn classify(err: &rusqlite::Error, busy_timeout: Duration) -> Error {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Timeout { waited: busy_timeout },
+        _ => unavailable(err),
+    }
+}
+
+fn sweep_some(tx: &Transaction<'_>, ns: &str, now: u64, limit: i64) -> rusqlite::Result<u64> {
+    let now = to_sql(now);
+    let leases = tx.execute(
+        "DELETE FROM leases WHERE (ns, lock, key) IN
+            (SELECT ns, lock, key FROM leases WHERE ns = ?1 AND deadline <= ?2 LIMIT ?3)",
+        params![ns, now, limit],
+    )?;
+    let marks = tx.execute(
+        "DELETE FROM marks WHERE (ns, guard, stream) IN
+            (SELECT ns, guard, stream FROM marks WHERE ns = ?1 AND expires_at <= ?2 LIMIT ?3)",
+        params![ns, now, limit],
+    )?;
+    Ok((leases + marks) as u64)
+}
+
+/// SQLite integers are signed 64-bit: times and counters past `i64::MAX` saturate there.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn overflow(counter: &str) -> Error {
+    Error::invalid_argument(format!(
+        "counter {counter:?} is at its largest value and cannot issue another index"
+    ))
+}
+
+fn next_index(tx: &Transaction<'_>, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
+    let current: Option<i64> = tx
+        .query_row("SELECT next FROM counters WHERE ns = ?1 AND counter = ?2", params![ns, counter], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let index = current.unwrap_or(0);
+    if index == i64::MAX {
+        return Ok(Err(overflow(counter)));
+    }
+    tx.execute(
+        "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, ?3)
+         ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next",
+        params![ns, counter, index + 1],
+    )?;
+    Ok(Ok(from_sql(index)))
+}
+
+impl Store for SqliteStore {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn namespace(&self) -> &str {
+        self.ns()
+    }
+
+    fn counter_next(&self, counter: &str) -> Result<u64> {
+        self.write(|tx, _| next_index(tx, self.ns(), counter))
+    }
+
+    fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
+        self.write(|tx, _| {
+            let ns = self.ns();
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
+                    params![ns, counter, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(index) = found {
+                return Ok(Ok(Claim { index: from_sql(index), new: false }));
+            }
+            let index = match next_index(tx, ns, counter)? {
+                Ok(index) => index,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            tx.execute(
+                "INSERT INTO claims VALUES (?1, ?2, ?3, ?4)",
+                params![ns, counter, id, to_sql(index)],
+            )?;
+            Ok(Ok(Claim { index, new: true }))
+        })
+    }
+
+    fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
+        self.read(|conn, _| {
+            conn.query_row(
+                "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
+                params![self.ns(), counter, id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|found| found.map(from_sql))
+        })
+    }
+
+    fn counter_peek(&self, counter: &str) -> Result<u64> {
+        self.read(|conn, _| {
+            conn.query_row(
+                "SELECT next FROM counters WHERE ns = ?1 AND counter = ?2",
+                params![self.ns(), counter],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|found| found.map_or(0, from_sql))
+        })
+    }
+
+    fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
+        self.write(|tx, _| {
+            tx.execute(
+                "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next",
+                params![self.ns(), counter, to_sql(next)],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn counter_reset(&self, counter: &str) -> Result<()> {
+        self.write(|tx, _| {
+            tx.execute("DELETE FROM counters WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
+            tx.execute("DELETE FROM claims WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
+        self.write(|tx, now| {
+            let ns = self.ns();
+            let live: Option<i64> = tx
+                .query_row(
+                    "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
+                    params![ns, guard, stream, to_sql(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let marked = u32::try_from(live.unwrap_or(0)).unwrap_or(u32::MAX);
+            if position < marked {
+                return Ok(Ok(MarkOutcome::Duplicate));
+            }
+            if position > marked {
+                return Ok(Ok(MarkOutcome::OutOfOrder { marked }));
+            }
+            tx.execute(
+                "INSERT INTO marks VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (ns, guard, stream) DO UPDATE SET marked = excluded.marked, expires_at = excluded.expires_at",
+                params![ns, guard, stream, marked + 1, to_sql(now.saturating_add(retention_ms))],
+            )?;
+            Ok(Ok(MarkOutcome::First))
+        })
+    }
+
+    fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
+        self.read(|conn, now| {
+            conn.query_row(
+                "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
+                params![self.ns(), guard, stream, to_sql(now)],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|found| found.map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)))
+        })
+    }
+
+    fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
+        self.write(|tx, now| {
+            let removed: Option<i64> = tx
+                .query_row(
+                    "DELETE FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 RETURNING expires_at",
+                    params![self.ns(), guard, stream],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(Ok(removed.is_some_and(|expires_at| expires_at > to_sql(now))))
+        })
+    }
+
+    fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
+        self.write(|tx, now| {
+            let ns = self.ns();
+            let held: Option<i64> = tx
+                .query_row(
+                    "SELECT deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
+                    params![ns, lock, key, to_sql(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if held.is_some() {
+                return Ok(Ok(None));
+            }
+            // One token counter per lock, never deleted: tokens grow across keys, expiry and restarts.
+            let token: i64 = tx.query_row(
+                "INSERT INTO lock_tokens VALUES (?1, ?2, 1)
+                 ON CONFLICT (ns, lock) DO UPDATE SET last = last + 1 RETURNING last",
+                params![ns, lock],
+                |r| r.get(0),
+            )?;
+            let deadline = now.saturating_add(ttl_ms);
+            tx.execute(
+                "INSERT INTO leases VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline",
+                params![ns, lock, key, token, to_sql(deadline)],
+            )?;
+            Ok(Ok(Some(LeaseGrant { token: from_sql(token), deadline_ms: deadline })))
+        })
+    }
+
+    fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
+        self.write(|tx, now| {
+            let deadline = now.saturating_add(ttl_ms);
+            let changed = tx.execute(
+                "UPDATE leases SET deadline = ?5
+                 WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND token = ?4 AND deadline > ?6",
+                params![self.ns(), lock, key, to_sql(token), to_sql(deadline), to_sql(now)],
+            )?;
+            Ok(if changed == 1 { Ok(deadline) } else { Err(Error::NotOwner { key: key.to_owned(), token }) })
+        })
+    }
+
+    fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
+        self.write(|tx, now| {
+            let changed = tx.execute(
+                "DELETE FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND token = ?4 AND deadline > ?5",
+                params![self.ns(), lock, key, to_sql(token), to_sql(now)],
+            )?;
+            Ok(if changed == 1 { Ok(()) } else { Err(Error::NotOwner { key: key.to_owned(), token }) })
+        })
+    }
+
+    fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
+        self.read(|conn, now| {
+            conn.query_row(
+                "SELECT token, deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
+                params![self.ns(), lock, key, to_sql(now)],
+                |r| Ok(LeaseGrant { token: from_sql(r.get(0)?), deadline_ms: from_sql(r.get(1)?) }),
+            )
+            .optional()
+        })
+    }
+
+    fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
+        let found = self.read(|conn, _| {
+            conn.query_row(
+                "SELECT value, version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                params![self.ns(), space, key],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()
+        })?;
+        found
+            .map(|(text, version)| {
+                let value = serde_json::from_str(&text).map_err(|e| Error::BackendUnavailable {
+                    reason: format!("sqlite: record {key:?} holds invalid JSON: {e}"),
+                })?;
+                Ok(Versioned { value, version: from_sql(version) })
+            })
+            .transpose()
+    }
+
+    fn record_put(
+        &self,
+        space: &str,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> Result<u64> {
+        let text = value.to_string();
+        self.write(|tx, _| {
+            let ns = self.ns();
+            let current: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT version, fence FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                    params![ns, space, key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((version, fence)) = current else {
+                if expected_version.is_some() {
+                    return Ok(Err(Error::Conflict { key: key.to_owned(), current_version: None }));
+                }
+                let fence = to_sql(fencing_token.unwrap_or(0));
+                tx.execute("INSERT INTO records VALUES (?1, ?2, ?3, ?4, 1, ?5)", params![ns, space, key, text, fence])?;
+                return Ok(Ok(1));
+            };
+            let (version, fence) = (from_sql(version), from_sql(fence));
+            if let Some(token) = fencing_token.filter(|&t| t < fence) {
+                return Ok(Err(Error::StaleToken { key: key.to_owned(), token, latest: fence }));
+            }
+            if expected_version != Some(version) {
+                return Ok(Err(Error::Conflict { key: key.to_owned(), current_version: Some(version) }));
+            }
+            let fence = fence.max(fencing_token.unwrap_or(0));
+            tx.execute(
+                "UPDATE records SET value = ?4, version = ?5, fence = ?6 WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                params![ns, space, key, text, to_sql(version + 1), to_sql(fence)],
+            )?;
+            Ok(Ok(version + 1))
+        })
+    }
+
+    fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
+        self.write(|tx, _| {
+            let ns = self.ns();
+            let version: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                    params![ns, space, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match (version.map(from_sql), expected_version) {
+                (None, None) => Ok(Ok(false)),
+                (None, Some(_)) => Ok(Err(Error::Conflict { key: key.to_owned(), current_version: None })),
+                (Some(v), Some(expected)) if v != expected => {
+                    Ok(Err(Error::Conflict { key: key.to_owned(), current_version: Some(v) }))
+                }
+                (Some(_), _) => {
+                    tx.execute(
+                        "DELETE FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                        params![ns, space, key],
+                    )?;
+                    Ok(Ok(true))
+                }
+            }
+        })
+    }
+
+    fn sweep(&self) -> Result<u64> {
+        let removed = self.write(|tx, now| sweep_some(tx, self.ns(), now, i64::MAX).map(Ok))?;
+        self.expired_swept.fetch_add(removed, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        let entries = self.read(|conn, _| {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM counters WHERE ns = ?1) + (SELECT count(*) FROM claims WHERE ns = ?1)
+                      + (SELECT count(*) FROM marks WHERE ns = ?1) + (SELECT count(*) FROM leases WHERE ns = ?1)
+                      + (SELECT count(*) FROM records WHERE ns = ?1)",
+                params![self.ns()],
+                |r| r.get::<_, i64>(0),
+            )
+        })?;
+        Ok(StoreStats {
+            entries: from_sql(entries),
+            expired_swept: self.expired_swept.load(Ordering::Relaxed),
+        })
+    }
+}
