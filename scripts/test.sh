@@ -13,13 +13,13 @@ section() { printf '\n==== %s ====\n' "$1"; }
 
 section "rust: format and lints"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 
-section "rust: unit, conformance, racy-store proof, shared scenarios, doc examples"
-cargo test --workspace --release --locked
+section "rust: unit, conformance (memory, sqlite), racy-store proof, processes on SQLite, scenarios, doc examples"
+cargo test --workspace --release --locked --all-features
 
 section "python: build the wheel, install it into .venv, run pytest"
 rm -f target/wheels/racefree-*.whl

@@ -66,7 +66,16 @@ def test_a_rust_panic_is_an_exception_not_an_abort():
     assert out.stdout.strip() == "PanicException"
 
 
-@pytest.mark.parametrize("url, error", [("postgres://x", racefree.InvalidArgument), ("nope", racefree.InvalidArgument), ("sqlite:///tmp/x.db", racefree.BackendUnavailable)])
+@pytest.mark.parametrize(
+    "url, error",
+    [
+        ("postgres://x", racefree.InvalidArgument),
+        ("nope", racefree.InvalidArgument),
+        ("sqlite://relative.db", racefree.InvalidArgument),
+        ("sqlite:///nonexistent-dir/racefree/x.db", racefree.BackendUnavailable),
+        ("redis://127.0.0.1:6379/0", racefree.BackendUnavailable),
+    ],
+)
 def test_open_explains_bad_urls(url, error):
     with pytest.raises(error):
         racefree.open(url)

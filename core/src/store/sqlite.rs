@@ -49,6 +49,29 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
 }
 
+impl SqliteOptions {
+    /// These options with the given namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// These options with the given busy timeout.
+    #[must_use]
+    pub fn with_busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.busy_timeout = busy_timeout;
+        self
+    }
+
+    /// These options with `synchronous=FULL` (or `NORMAL`).
+    #[must_use]
+    pub fn with_synchronous_full(mut self, full: bool) -> Self {
+        self.synchronous_full = full;
+        self
+    }
+}
+
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self { namespace: String::new(), busy_timeout: Duration::from_secs(5), synchronous_full: false }

@@ -1,0 +1,205 @@
+//! The SQLite store shared by real OS processes: this test binary re-runs itself as the children
+//! (the `child` test does the work when `RACEFREE_CHILD` names a role, and nothing otherwise).
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use racefree::{
+    Counter, EventGuard, Records, SharedStore, SqliteOptions, SqliteStore, StartLock, SystemClock,
+};
+use serde_json::json;
+
+fn open(path: &Path) -> SharedStore {
+    Arc::new(SqliteStore::open(path, Arc::new(SystemClock), SqliteOptions::default()).expect("open"))
+}
+
+fn spawn(role: &str, db: &Path, start_at_ms: u64) -> Child {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("RACEFREE_CHILD", role)
+        .env("RACEFREE_DB", db)
+        .env("RACEFREE_START_AT", start_at_ms.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// The lines a child printed with the given prefix (the test harness prints its own lines too).
+fn lines(child: Child, prefix: &str) -> Vec<String> {
+    let output = child.wait_with_output().expect("child output");
+    assert!(output.status.success(), "child failed: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.find(prefix).map(|at| l[at + prefix.len()..].to_owned()))
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    use racefree::Clock;
+    SystemClock.now_ms()
+}
+
+/// Children start their work at the same wall-clock moment, like threads on a barrier.
+fn wait_until(start_at_ms: u64) {
+    while now_ms() < start_at_ms {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn child() {
+    let Ok(role) = std::env::var("RACEFREE_CHILD") else { return };
+    let db = std::env::var("RACEFREE_DB").expect("RACEFREE_DB");
+    let start_at: u64 = std::env::var("RACEFREE_START_AT").expect("start").parse().expect("number");
+    let store = open(Path::new(&db));
+    wait_until(start_at);
+    match role.as_str() {
+        "next" => {
+            let counter = Counter::new(&store, "task:1").expect("counter");
+            let indexes: Vec<String> =
+                (0..5_000).map(|_| counter.next().expect("next").to_string()).collect();
+            println!("\nINDEXES {}", indexes.join(","));
+        }
+        "start" => {
+            let lock = StartLock::new(&store, "tasks").expect("lock");
+            match lock.try_start("tests.ExampleTask:1", Duration::from_secs(60)).expect("try_start") {
+                Some(lease) => println!("\nOUTCOME WON {}", lease.token()),
+                None => println!("\nOUTCOME LOST"),
+            }
+        }
+        "hold" => {
+            let lock = StartLock::new(&store, "tasks").expect("lock");
+            let lease = lock.try_start("crashy", Duration::from_millis(1_500)).expect("start").expect("free");
+            println!("\nHELD {}", lease.token());
+            std::thread::sleep(Duration::from_secs(60)); // killed long before this ends
+        }
+        "write" => {
+            let counter = Counter::new(&store, "task:persist").expect("counter");
+            counter.next().expect("next");
+            counter.claim("exec-a").expect("claim");
+            let guard = EventGuard::new(&store, "streams", &["started", "ended"]).expect("guard");
+            guard.mark("s1", "started").expect("mark");
+            let lock = StartLock::new(&store, "tasks").expect("lock");
+            let lease = lock.try_start("long", Duration::from_secs(3_600)).expect("start").expect("free");
+            Records::new(&store, "pods")
+                .expect("records")
+                .put("web-1", &json!({"phase": "Running"}), None)
+                .expect("put");
+            println!("\nWROTE {}", lease.token());
+        }
+        "read" => {
+            let counter = Counter::new(&store, "task:persist").expect("counter");
+            let guard = EventGuard::new(&store, "streams", &["started", "ended"]).expect("guard");
+            let lock = StartLock::new(&store, "tasks").expect("lock");
+            let record = Records::new(&store, "pods").expect("records").get("web-1").expect("get");
+            println!(
+                "\nREAD peek={} claim={:?} started={} held={:?} record={}",
+                counter.peek().expect("peek"),
+                counter.index_of("exec-a").expect("index_of"),
+                guard.is_marked("s1", "started").expect("marked"),
+                lock.holder("long").expect("holder").map(|g| g.token),
+                record.map(|r| r.value.to_string()).unwrap_or_default(),
+            );
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn four_processes_next_is_gap_free() {
+    let db = common::scratch_path("processes-next.db");
+    drop(open(&db)); // create the schema before the race
+    let start = now_ms() + 500;
+    let children: Vec<Child> = (0..4).map(|_| spawn("next", &db, start)).collect();
+    let mut all: Vec<u64> = children
+        .into_iter()
+        .flat_map(|c| lines(c, "INDEXES "))
+        .flat_map(|line| line.split(',').map(|i| i.parse::<u64>().expect("index")).collect::<Vec<_>>())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all.len(), 20_000, "children reported {} indexes", all.len());
+    assert!(all.iter().copied().eq(0..20_000), "4 processes × 5,000 next() did not give exactly 0..20000");
+}
+
+#[test]
+fn eight_processes_one_starter() {
+    let db = common::scratch_path("processes-start.db");
+    drop(open(&db));
+    let start = now_ms() + 500;
+    let children: Vec<Child> = (0..8).map(|_| spawn("start", &db, start)).collect();
+    let outcomes: Vec<String> = children.into_iter().flat_map(|c| lines(c, "OUTCOME ")).collect();
+    assert_eq!(outcomes.len(), 8, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| o.starts_with("WON")).count(), 1, "{outcomes:?}");
+}
+
+#[test]
+fn a_killed_holder_loses_its_lease_after_the_ttl() {
+    let db = common::scratch_path("processes-kill.db");
+    drop(open(&db));
+    let mut holder = spawn("hold", &db, 0);
+    let mut out = BufReader::new(holder.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let token = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).expect("read") > 0, "holder exited without a lease");
+        if let Some(at) = line.find("HELD ") {
+            break line[at + 5..].trim().parse::<u64>().expect("token");
+        }
+    };
+    let granted = Instant::now();
+    holder.kill().expect("SIGKILL"); // no chance to release
+    holder.wait().expect("reap");
+    let store = open(&db);
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    assert!(lock.is_held("crashy").expect("is_held"), "the lease vanished with its process");
+    let lease = loop {
+        if let Some(lease) = lock.try_start("crashy", Duration::from_secs(10)).expect("try_start") {
+            break lease;
+        }
+        assert!(granted.elapsed() < Duration::from_secs(10), "the dead holder's lease never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(granted.elapsed() >= Duration::from_millis(1_400), "won before the TTL passed");
+    assert!(lease.token() > token, "token {} after the dead holder's {token}", lease.token());
+}
+
+#[test]
+fn state_survives_the_processes_that_wrote_it() {
+    let db = common::scratch_path("processes-persist.db");
+    let token = lines(spawn("write", &db, 0), "WROTE ").pop().expect("writer output");
+    let read = lines(spawn("read", &db, 0), "READ ").pop().expect("reader output");
+    assert_eq!(
+        read,
+        format!("peek=2 claim=Some(1) started=true held=Some({token}) record={{\"phase\":\"Running\"}}")
+    );
+}
+
+#[test]
+fn a_locked_file_is_a_prompt_timeout_and_records_nothing() {
+    let db = common::scratch_path("locked.db");
+    let options = SqliteOptions::default().with_busy_timeout(Duration::from_millis(200));
+    let store: SharedStore = Arc::new(SqliteStore::open(&db, Arc::new(SystemClock), options).expect("open"));
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    assert_eq!(counter.next(), Ok(0));
+    let blocker = rusqlite::Connection::open(&db).expect("second connection");
+    blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock the file");
+    let started = Instant::now();
+    let err = counter.next().expect_err("the file is locked");
+    assert_eq!(err.code(), "timeout", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    blocker.execute_batch("COMMIT").expect("unlock");
+    assert_eq!(counter.next(), Ok(1), "the failed call recorded something, or the store did not recover");
+}
+
+#[test]
+fn an_unopenable_file_is_backend_unavailable() {
+    let err = racefree::open("sqlite:///nonexistent-dir/for/racefree/x.db").expect_err("no such directory");
+    assert_eq!(err.code(), "backend_unavailable", "{err}");
+}
