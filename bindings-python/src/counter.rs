@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::convert;
 use crate::errors::IntoPy;
-use crate::store::Store;
+use crate::store::{call, Store};
 
 /// The index of an execution id and whether this claim assigned it.
 #[pyclass(module = "racefree._native", frozen, eq, hash)]
@@ -28,6 +28,7 @@ impl Claim {
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Counter {
     inner: racefree::Counter,
+    local: bool,
 }
 
 #[pymethods]
@@ -35,7 +36,8 @@ impl Counter {
     #[new]
     fn new(store: &Bound<'_, Store>, key: &Bound<'_, PyAny>) -> PyResult<Self> {
         let key = convert::key("counter key", key)?;
-        Ok(Self { inner: racefree::Counter::new(&store.get().inner, key).py()? })
+        let store = &store.get().inner;
+        Ok(Self { inner: racefree::Counter::new(store, key).py()?, local: store.is_local() })
     }
 
     #[getter]
@@ -43,29 +45,32 @@ impl Counter {
         self.inner.key()
     }
 
-    fn next(&self) -> PyResult<u64> {
-        self.inner.next().py()
+    fn next(&self, py: Python<'_>) -> PyResult<u64> {
+        call(py, self.local, || self.inner.next()).py()
     }
 
-    fn claim(&self, execution_id: &Bound<'_, PyAny>) -> PyResult<Claim> {
-        let claim = self.inner.claim(convert::key("execution id", execution_id)?).py()?;
+    fn claim(&self, py: Python<'_>, execution_id: &Bound<'_, PyAny>) -> PyResult<Claim> {
+        let id = convert::key("execution id", execution_id)?;
+        let claim = call(py, self.local, || self.inner.claim(id)).py()?;
         Ok(Claim { index: claim.index, new: claim.new })
     }
 
-    fn index_of(&self, execution_id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
-        self.inner.index_of(convert::key("execution id", execution_id)?).py()
+    fn index_of(&self, py: Python<'_>, execution_id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+        let id = convert::key("execution id", execution_id)?;
+        call(py, self.local, || self.inner.index_of(id)).py()
     }
 
-    fn peek(&self) -> PyResult<u64> {
-        self.inner.peek().py()
+    fn peek(&self, py: Python<'_>) -> PyResult<u64> {
+        call(py, self.local, || self.inner.peek()).py()
     }
 
-    fn set(&self, next: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.set(convert::unsigned("next", next)?).py()
+    fn set(&self, py: Python<'_>, next: &Bound<'_, PyAny>) -> PyResult<()> {
+        let next = convert::unsigned("next", next)?;
+        call(py, self.local, || self.inner.set(next)).py()
     }
 
-    fn reset(&self) -> PyResult<()> {
-        self.inner.reset().py()
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        call(py, self.local, || self.inner.reset()).py()
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::convert;
 use crate::errors::IntoPy;
-use crate::store::Store;
+use crate::store::{call, Store};
 
 /// What `EventGuard.mark` found: deliver on `FIRST`, suppress on `DUPLICATE`.
 #[pyclass(module = "racefree._native", name = "Mark", frozen, eq, eq_int, hash)]
@@ -27,6 +27,7 @@ static DUPLICATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 #[pyclass(module = "racefree._native", frozen)]
 pub struct EventGuard {
     inner: racefree::EventGuard,
+    local: bool,
 }
 
 #[pymethods]
@@ -52,6 +53,7 @@ impl EventGuard {
         };
         Ok(Self {
             inner: racefree::EventGuard::with_options(&store.get().inner, name, &events, options).py()?,
+            local: store.get().inner.is_local(),
         })
     }
 
@@ -77,17 +79,24 @@ impl EventGuard {
         Ok(member.bind(py).clone())
     }
 
-    fn is_marked(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn is_marked(
+        &self,
+        py: Python<'_>,
+        stream: &Bound<'_, PyAny>,
+        event: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
-        self.inner.is_marked(stream, event).py()
+        call(py, self.local, || self.inner.is_marked(stream, event)).py()
     }
 
-    fn last_marked(&self, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        Ok(self.inner.last_marked(convert::key("stream id", stream)?).py()?.map(str::to_owned))
+    fn last_marked(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let stream = convert::key("stream id", stream)?;
+        Ok(call(py, self.local, || self.inner.last_marked(stream).map(|e| e.map(str::to_owned))).py()?)
     }
 
-    fn forget(&self, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.inner.forget(convert::key("stream id", stream)?).py()
+    fn forget(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let stream = convert::key("stream id", stream)?;
+        call(py, self.local, || self.inner.forget(stream)).py()
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

@@ -8,18 +8,20 @@ use pyo3::prelude::*;
 
 use crate::convert;
 use crate::errors::IntoPy;
-use crate::store::Store;
+use crate::store::{call, Store};
 
 /// One winner per key, with TTL leases and fencing tokens.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct StartLock {
     inner: Arc<racefree::StartLock>,
+    local: bool,
 }
 
 /// A granted lease. A context manager: leaving the `with` block releases it.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Lease {
     inner: racefree::Lease,
+    local: bool,
 }
 
 #[pymethods]
@@ -27,7 +29,8 @@ impl StartLock {
     #[new]
     fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
         let name = convert::key("lock name", name)?;
-        Ok(Self { inner: Arc::new(racefree::StartLock::new(&store.get().inner, name).py()?) })
+        let store = &store.get().inner;
+        Ok(Self { inner: Arc::new(racefree::StartLock::new(store, name).py()?), local: store.is_local() })
     }
 
     #[getter]
@@ -36,9 +39,15 @@ impl StartLock {
     }
 
     #[pyo3(signature = (key, *, ttl))]
-    fn try_start(&self, key: &Bound<'_, PyAny>, ttl: &Bound<'_, PyAny>) -> PyResult<Option<Lease>> {
+    fn try_start(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        ttl: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Lease>> {
         let (key, ttl) = (convert::key("lease key", key)?, convert::duration("ttl", ttl)?);
-        Ok(self.inner.try_start(key, ttl).py()?.map(|inner| Lease { inner }))
+        let granted = call(py, self.local, || self.inner.try_start(key, ttl)).py()?;
+        Ok(granted.map(|inner| Lease { inner, local: self.local }))
     }
 
     /// Waits up to `timeout` (forever when `None`) for the lease, with the GIL released while
@@ -55,7 +64,7 @@ impl StartLock {
         let timeout = timeout.map_or(Ok(Duration::MAX), |t| convert::duration("timeout", t))?;
         let lock = Arc::clone(&self.inner);
         let inner = py.detach(move || lock.acquire(key, ttl, timeout)).py()?;
-        Ok(Lease { inner })
+        Ok(Lease { inner, local: self.local })
     }
 
     /// `acquire` for `with lock.hold(key, ttl=30) as lease:` (the lease releases on exit).
@@ -70,13 +79,15 @@ impl StartLock {
         self.acquire(py, key, ttl, timeout)
     }
 
-    fn is_held(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.inner.is_held(convert::key("lease key", key)?).py()
+    fn is_held(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = convert::key("lease key", key)?;
+        call(py, self.local, || self.inner.is_held(key)).py()
     }
 
     /// `(token, deadline_ms)` of the unexpired lease on `key`, or `None`.
-    fn holder(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64)>> {
-        Ok(self.inner.holder(convert::key("lease key", key)?).py()?.map(|g| (g.token, g.deadline_ms)))
+    fn holder(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64)>> {
+        let key = convert::key("lease key", key)?;
+        Ok(call(py, self.local, || self.inner.holder(key)).py()?.map(|g| (g.token, g.deadline_ms)))
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {
@@ -115,12 +126,13 @@ impl Lease {
     }
 
     #[pyo3(signature = (*, ttl))]
-    fn renew(&self, ttl: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.renew(convert::duration("ttl", ttl)?).py()
+    fn renew(&self, py: Python<'_>, ttl: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ttl = convert::duration("ttl", ttl)?;
+        call(py, self.local, || self.inner.renew(ttl)).py()
     }
 
-    fn release(&self) -> PyResult<()> {
-        self.inner.release().py()
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        call(py, self.local, || self.inner.release()).py()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -129,12 +141,13 @@ impl Lease {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
         // A lease lost inside the block (expired) is reported, like redis-py's LockNotOwnedError.
-        self.inner.release().py()?;
+        self.release(py)?;
         Ok(false)
     }
 

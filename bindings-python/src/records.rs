@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::convert;
 use crate::errors::{to_py, IntoPy};
-use crate::store::Store;
+use crate::store::{call, Store};
 
 /// A record's value and version.
 #[pyclass(module = "racefree._native", frozen)]
@@ -32,6 +32,7 @@ fn versioned(py: Python<'_>, v: racefree::Versioned) -> PyResult<Versioned> {
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Records {
     inner: racefree::Records,
+    local: bool,
 }
 
 /// Either a core error or the exception raised by the caller's `change` function.
@@ -55,17 +56,20 @@ impl Records {
     #[new]
     fn new(store: &Bound<'_, Store>, name: &Bound<'_, PyAny>) -> PyResult<Self> {
         let name = convert::key("record space name", name)?;
-        Ok(Self { inner: racefree::Records::new(&store.get().inner, name).py()? })
+        let store = &store.get().inner;
+        Ok(Self { inner: racefree::Records::new(store, name).py()?, local: store.is_local() })
     }
 
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Versioned>> {
-        let found = self.inner.get(convert::key("record key", key)?).py()?;
+        let key = convert::key("record key", key)?;
+        let found = call(py, self.local, || self.inner.get(key)).py()?;
         found.map(|v| versioned(py, v)).transpose()
     }
 
     #[pyo3(signature = (key, value, *, expected_version = None, fencing_token = None))]
     fn put(
         &self,
+        py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
         expected_version: Option<&Bound<'_, PyAny>>,
@@ -74,10 +78,11 @@ impl Records {
         let key = convert::key("record key", key)?;
         let value = convert::to_json(value)?;
         let expected = optional("expected_version", expected_version)?;
-        match optional("fencing_token", fencing_token)? {
+        let token = optional("fencing_token", fencing_token)?;
+        call(py, self.local, || match token {
             Some(token) => self.inner.put_fenced(key, &value, expected, token),
             None => self.inner.put(key, &value, expected),
-        }
+        })
         .py()
     }
 
@@ -118,9 +123,15 @@ impl Records {
     }
 
     #[pyo3(signature = (key, *, expected_version = None))]
-    fn delete(&self, key: &Bound<'_, PyAny>, expected_version: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        expected_version: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let key = convert::key("record key", key)?;
-        self.inner.delete(key, optional("expected_version", expected_version)?).py()
+        let expected = optional("expected_version", expected_version)?;
+        call(py, self.local, || self.inner.delete(key, expected)).py()
     }
 
     fn stats(&self) -> HashMap<&'static str, u64> {

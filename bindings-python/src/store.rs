@@ -51,18 +51,18 @@ impl Store {
         self.inner.namespace()
     }
 
-    /// Whether every operation is in-process (no network I/O to wait for).
+    /// Whether every operation is in-process (nothing to wait for: no disk, network or other process).
     #[getter]
     fn is_local(&self) -> bool {
-        true
+        self.inner.is_local()
     }
 
-    fn sweep(&self) -> PyResult<u64> {
-        self.inner.sweep().py()
+    fn sweep(&self, py: Python<'_>) -> PyResult<u64> {
+        call(py, self.inner.is_local(), || self.inner.sweep()).py()
     }
 
-    fn stats(&self) -> PyResult<HashMap<&'static str, u64>> {
-        let s = self.inner.stats().py()?;
+    fn stats(&self, py: Python<'_>) -> PyResult<HashMap<&'static str, u64>> {
+        let s = call(py, self.inner.is_local(), || self.inner.stats()).py()?;
         Ok(HashMap::from([("entries", s.entries), ("expired_swept", s.expired_swept)]))
     }
 
@@ -72,6 +72,16 @@ impl Store {
 
     fn __repr__(&self) -> String {
         format!("<racefree.Store namespace={:?}>", self.inner.namespace())
+    }
+}
+
+/// Runs a store call: directly on an in-process store (nanoseconds; releasing the GIL would cost
+/// more), and with the GIL released on the others, which may wait on disk or other processes.
+pub fn call<T: Send>(py: Python<'_>, local: bool, f: impl FnOnce() -> T + Send) -> T {
+    if local {
+        f()
+    } else {
+        py.detach(f)
     }
 }
 

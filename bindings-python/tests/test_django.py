@@ -69,13 +69,20 @@ def test_naive_coordinator_starts_duplicates_in_one_loop(task):
 
 
 def race_from_threads(start_and_wait, pk):
-    """Eight sync views (each its own thread, through async_to_sync) start the same task at once."""
+    """Eight sync views (each its own thread, through async_to_sync) start the same task at once.
+
+    The barrier is crossed inside each view's event loop, so all eight reach the start together
+    rather than staggered by how long each thread takes to set its loop up.
+    """
     barrier = threading.Barrier(8)
     results = []
 
+    async def lined_up(pk):
+        barrier.wait()  # blocks only this view's own loop, briefly
+        return await start_and_wait(pk)
+
     def view():
-        barrier.wait()
-        results.append(async_to_sync(start_and_wait)(pk))
+        results.append(async_to_sync(lined_up)(pk))
 
     threads = [threading.Thread(target=view) for _ in range(8)]
     for t in threads:

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import racefree
 from conftest import on_threads
 
@@ -35,3 +37,42 @@ def test_state_outlives_the_process(tmp_path):
     # Another namespace in the same file sees none of it.
     other = racefree.open(f"sqlite:///{tmp_path}/racefree.db?namespace=other")
     assert racefree.Counter(other, "task:1").index_of("exec-a") is None
+
+
+async def test_coordinator_on_sqlite_keeps_the_loop_free(tmp_path):
+    import asyncio
+
+    from racefree.asyncio import StartLock, TaskCoordinator
+
+    store = racefree.open(f"sqlite:///{tmp_path}/racefree.db")
+    assert not store.is_local
+    coordinator = TaskCoordinator(store, ttl=30)
+    runs = 0
+
+    async def task():
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.05)
+
+    started = await asyncio.gather(*(coordinator.start("tests.ExampleTask:1", task) for _ in range(50)))
+    assert started.count(True) == 1
+    await coordinator.wait("tests.ExampleTask:1")
+    await asyncio.sleep(0.05)  # the release runs in the executor
+    assert runs == 1 and not coordinator.is_running("tests.ExampleTask:1")
+
+    lock = StartLock(store, "tasks")
+    held = lock.try_start("k", ttl=30)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    tick_task = asyncio.create_task(ticker())
+    with pytest.raises(racefree.Timeout):
+        await lock.acquire("k", ttl=30, timeout=0.2)
+    tick_task.cancel()
+    held.release()
+    assert ticks >= 10

@@ -1,8 +1,9 @@
 """asyncio forms of racefree's waiting operations, and the task coordinator built on them.
 
 Operations on the memory store are in-process critical sections of a few hundred nanoseconds, so
-they are called directly; what waits (acquiring a held lease, waiting for another caller's load)
-awaits instead of blocking the event loop, and can be cancelled.
+they are called directly; operations on other stores (SQLite: disk, other processes' locks) run
+in the loop's executor so the event loop never waits on them. What waits (acquiring a held lease,
+waiting for another caller's load) awaits instead of blocking, and can be cancelled.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ Seconds = Union[float, int, timedelta]
 logger = logging.getLogger("racefree")
 
 
+async def _call(local: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``: directly for in-process stores, in the executor for the others."""
+    if local:
+        return fn(*args, **kwargs)
+    return await _asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
@@ -33,6 +41,7 @@ class StartLock:
 
     def __init__(self, store: _native.Store, name: str) -> None:
         self._lock = _native.StartLock(store, name)
+        self._local = store.is_local
 
     @property
     def name(self) -> str:
@@ -57,7 +66,7 @@ class StartLock:
             raise _native_invalid("timeout", limit)
         delays = _native.Backoff.for_acquire()
         while True:
-            lease = self._lock.try_start(key, ttl=ttl)
+            lease = await _call(self._local, self._lock.try_start, key, ttl=ttl)
             if lease is not None:
                 return lease
             waited = loop.time() - started
@@ -77,7 +86,7 @@ class StartLock:
         try:
             yield lease
         finally:
-            lease.release()
+            await _call(self._local, lease.release)
 
     def is_held(self, key: str) -> bool:
         return self._lock.is_held(key)
@@ -158,6 +167,7 @@ class TaskCoordinator:
     ) -> None:
         self.store = store if store is not None else _native.open()
         self._lock = _native.StartLock(self.store, name)
+        self._local = self.store.is_local
         self._ttl = _seconds(ttl)
         self._renew_every = _seconds(renew_every) if renew_every is not None else self._ttl / 3
         if not self._renew_every > 0 or self._renew_every >= self._ttl:
@@ -166,7 +176,7 @@ class TaskCoordinator:
 
     async def start(self, key: str, coro_fn: Callable[[], Awaitable[Any]]) -> bool:
         """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started."""
-        lease = self._lock.try_start(key, ttl=self._ttl)
+        lease = await _call(self._local, self._lock.try_start, key, ttl=self._ttl)
         if lease is None:
             return False
         task = _asyncio.get_running_loop().create_task(self._run(key, lease, coro_fn))
@@ -188,16 +198,23 @@ class TaskCoordinator:
     def _finished(self, key: str, lease: _native.Lease, task: "_asyncio.Task[Any]") -> None:
         if self._running.get(key) is task:
             del self._running[key]
-        try:
-            lease.release()
-        except NotOwner:
-            logger.warning("task %r lost its lease before it ended", key)
+
+        def release() -> None:
+            try:
+                lease.release()
+            except NotOwner:
+                logger.warning("task %r lost its lease before it ended", key)
+
+        if self._local:
+            release()
+        else:
+            task.get_loop().run_in_executor(None, release)
 
     async def _keep_renewed(self, lease: _native.Lease, task: "Optional[_asyncio.Task[Any]]") -> None:
         while True:
             await _asyncio.sleep(self._renew_every)
             try:
-                lease.renew(ttl=self._ttl)
+                await _call(self._local, lease.renew, ttl=self._ttl)
             except NotOwner:
                 logger.error("task %r lost its lease; cancelling it", lease.key)
                 if task is not None:

@@ -405,6 +405,10 @@ impl Store for MemoryStore {
         &self.namespace
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn counter_next(&self, counter: &str) -> Result<u64> {
         let (mut shard, hash) = self.counter_shard(counter);
         if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {

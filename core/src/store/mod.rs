@@ -94,6 +94,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The namespace that prefixes every key of this store ("" for none).
     fn namespace(&self) -> &str;
 
+    /// Whether every operation completes in-process without waiting on I/O or other processes
+    /// (bindings call such stores directly; others off the event loop and without the GIL).
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Returns the counter's next index and increments it; a new counter starts at 0.
     ///
     /// # Errors
