@@ -91,7 +91,7 @@ impl EventGuard {
 
     fn last_marked(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let stream = convert::key("stream id", stream)?;
-        Ok(call(py, self.local, || self.inner.last_marked(stream).map(|e| e.map(str::to_owned))).py()?)
+        call(py, self.local, || self.inner.last_marked(stream).map(|e| e.map(str::to_owned))).py()
     }
 
     fn forget(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
