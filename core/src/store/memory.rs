@@ -9,7 +9,10 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 
-use super::{Claim, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use super::{
+    decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
+    StoreStats, Versioned,
+};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -484,11 +487,9 @@ impl Store for MemoryStore {
             let current = get_nested(&shard.marks, guard, stream).copied();
             let live = current.filter(|m| m.expires_at > now);
             let marked = live.map_or(0, |m| m.marked);
-            if position < marked {
-                return Ok(MarkOutcome::Duplicate);
-            }
-            if position > marked {
-                return Ok(MarkOutcome::OutOfOrder { marked });
+            let outcome = decide_mark(marked, position);
+            if outcome != MarkOutcome::First {
+                return Ok(outcome);
             }
             let expires_at = now.saturating_add(retention_ms);
             let state = MarkState { marked: marked + 1, expires_at };
@@ -601,45 +602,34 @@ impl Store for MemoryStore {
     ) -> Result<u64> {
         self.with_room(|| {
             let mut shard = self.shard(space, key);
-            let Some(record) = get_nested_mut(&mut shard.records, space, key) else {
-                if expected_version.is_some() {
-                    return Err(Error::Conflict { key: key.to_owned(), current_version: None });
-                }
-                self.reserve(1)?;
-                let record =
-                    RecordState { value: value.clone(), version: 1, fence: fencing_token.unwrap_or(0) };
-                insert_nested(&mut shard.records, space, key, record);
-                return Ok(1);
-            };
-            if let Some(token) = fencing_token {
-                if token < record.fence {
-                    return Err(Error::StaleToken { key: key.to_owned(), token, latest: record.fence });
+            let record = get_nested_mut(&mut shard.records, space, key);
+            let current = record.as_ref().map(|r| (r.version, r.fence));
+            let (version, fence) = decide_record_write(key, current, expected_version, fencing_token)?;
+            match record {
+                Some(record) => *record = RecordState { value: value.clone(), version, fence },
+                None => {
+                    self.reserve(1)?;
+                    insert_nested(
+                        &mut shard.records,
+                        space,
+                        key,
+                        RecordState { value: value.clone(), version, fence },
+                    );
                 }
             }
-            if expected_version != Some(record.version) {
-                return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
-            }
-            record.value = value.clone();
-            record.version += 1;
-            record.fence = record.fence.max(fencing_token.unwrap_or(0));
-            Ok(record.version)
+            Ok(version)
         })
     }
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         let mut shard = self.shard(space, key);
-        let Some(record) = get_nested(&shard.records, space, key) else {
-            return match expected_version {
-                None => Ok(false),
-                Some(_) => Err(Error::Conflict { key: key.to_owned(), current_version: None }),
-            };
-        };
-        if expected_version.is_some_and(|v| v != record.version) {
-            return Err(Error::Conflict { key: key.to_owned(), current_version: Some(record.version) });
+        let current = get_nested(&shard.records, space, key).map(|r| r.version);
+        let delete = decide_record_delete(key, current, expected_version)?;
+        if delete {
+            remove_nested(&mut shard.records, space, key);
+            self.release_entries(1);
         }
-        remove_nested(&mut shard.records, space, key);
-        self.release_entries(1);
-        Ok(true)
+        Ok(delete)
     }
 
     fn sweep(&self) -> Result<u64> {

@@ -223,6 +223,56 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn stats(&self) -> Result<StoreStats>;
 }
 
+/// The rules of a record write, kept in one place so that every backend decides alike.
+///
+/// `current` is the record's `(version, fence)` if it exists. Returns the record's new
+/// `(version, fence)`; a stale token is reported before a version mismatch, so a paused former
+/// holder learns that it lost its lease rather than that it should retry.
+pub(crate) fn decide_record_write(
+    key: &str,
+    current: Option<(u64, u64)>,
+    expected_version: Option<u64>,
+    fencing_token: Option<u64>,
+) -> Result<(u64, u64)> {
+    let Some((version, fence)) = current else {
+        return match expected_version {
+            None => Ok((1, fencing_token.unwrap_or(0))),
+            Some(_) => Err(Error::Conflict { key: key.to_owned(), current_version: None }),
+        };
+    };
+    if let Some(token) = fencing_token.filter(|&token| token < fence) {
+        return Err(Error::StaleToken { key: key.to_owned(), token, latest: fence });
+    }
+    if expected_version != Some(version) {
+        return Err(Error::Conflict { key: key.to_owned(), current_version: Some(version) });
+    }
+    Ok((version + 1, fence.max(fencing_token.unwrap_or(0))))
+}
+
+/// The rules of a record delete: whether there is a record to delete, or a `Conflict`.
+pub(crate) fn decide_record_delete(
+    key: &str,
+    current_version: Option<u64>,
+    expected: Option<u64>,
+) -> Result<bool> {
+    match (current_version, expected) {
+        (None, None) => Ok(false),
+        (current, Some(expected)) if current != Some(expected) => {
+            Err(Error::Conflict { key: key.to_owned(), current_version: current })
+        }
+        _ => Ok(true),
+    }
+}
+
+/// The rules of marking event `position` when the first `marked` events are marked.
+pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
+    match position.cmp(&marked) {
+        std::cmp::Ordering::Less => MarkOutcome::Duplicate,
+        std::cmp::Ordering::Equal => MarkOutcome::First,
+        std::cmp::Ordering::Greater => MarkOutcome::OutOfOrder { marked },
+    }
+}
+
 /// Opens a store from a URL.
 ///
 /// - `memory://` — a new in-process store (the default). Query options: `namespace=…`,

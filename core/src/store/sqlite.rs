@@ -8,7 +8,10 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 
-use super::{Claim, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use super::{
+    decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
+    StoreStats, Versioned,
+};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -309,11 +312,9 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             let marked = u32::try_from(live.unwrap_or(0)).unwrap_or(u32::MAX);
-            if position < marked {
-                return Ok(Ok(MarkOutcome::Duplicate));
-            }
-            if position > marked {
-                return Ok(Ok(MarkOutcome::OutOfOrder { marked }));
+            let outcome = decide_mark(marked, position);
+            if outcome != MarkOutcome::First {
+                return Ok(Ok(outcome));
             }
             tx.execute(
                 "INSERT INTO marks VALUES (?1, ?2, ?3, ?4, ?5)
@@ -449,27 +450,18 @@ impl Store for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some((version, fence)) = current else {
-                if expected_version.is_some() {
-                    return Ok(Err(Error::Conflict { key: key.to_owned(), current_version: None }));
-                }
-                let fence = to_sql(fencing_token.unwrap_or(0));
-                tx.execute("INSERT INTO records VALUES (?1, ?2, ?3, ?4, 1, ?5)", params![ns, space, key, text, fence])?;
-                return Ok(Ok(1));
+            let current = current.map(|(version, fence)| (from_sql(version), from_sql(fence)));
+            let (version, fence) = match decide_record_write(key, current, expected_version, fencing_token) {
+                Ok(next) => next,
+                Err(refused) => return Ok(Err(refused)),
             };
-            let (version, fence) = (from_sql(version), from_sql(fence));
-            if let Some(token) = fencing_token.filter(|&t| t < fence) {
-                return Ok(Err(Error::StaleToken { key: key.to_owned(), token, latest: fence }));
-            }
-            if expected_version != Some(version) {
-                return Ok(Err(Error::Conflict { key: key.to_owned(), current_version: Some(version) }));
-            }
-            let fence = fence.max(fencing_token.unwrap_or(0));
             tx.execute(
-                "UPDATE records SET value = ?4, version = ?5, fence = ?6 WHERE ns = ?1 AND space = ?2 AND key = ?3",
-                params![ns, space, key, text, to_sql(version + 1), to_sql(fence)],
+                "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (ns, space, key) DO UPDATE
+                 SET value = excluded.value, version = excluded.version, fence = excluded.fence",
+                params![ns, space, key, text, to_sql(version), to_sql(fence)],
             )?;
-            Ok(Ok(version + 1))
+            Ok(Ok(version))
         })
     }
 
@@ -483,19 +475,15 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .optional()?;
-            match (version.map(from_sql), expected_version) {
-                (None, None) => Ok(Ok(false)),
-                (None, Some(_)) => Ok(Err(Error::Conflict { key: key.to_owned(), current_version: None })),
-                (Some(v), Some(expected)) if v != expected => {
-                    Ok(Err(Error::Conflict { key: key.to_owned(), current_version: Some(v) }))
-                }
-                (Some(_), _) => {
+            match decide_record_delete(key, version.map(from_sql), expected_version) {
+                Ok(true) => {
                     tx.execute(
                         "DELETE FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                         params![ns, space, key],
                     )?;
                     Ok(Ok(true))
                 }
+                other => Ok(other),
             }
         })
     }
