@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 /// The schema this build writes; a file with another version is refused rather than misread.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// Expired rows removed per write, so expiry costs are spread over calls.
-const AMORTIZED_SWEEP: i64 = 8;
+/// Every this many writes of a handle, up to [`AMORTIZED_SWEEP`] expired rows are removed too,
+/// so expiry costs are spread over calls.
+const SWEEP_EVERY: u64 = 32;
+const AMORTIZED_SWEEP: i64 = 64;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS racefree_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -90,6 +92,7 @@ pub struct SqliteStore {
     clock: SharedClock,
     options: SqliteOptions,
     expired_swept: AtomicU64,
+    writes: AtomicU64,
 }
 
 fn unavailable(err: &rusqlite::Error) -> Error {
@@ -109,15 +112,21 @@ impl SqliteStore {
         let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
         conn.execute_batch(&format!("PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};"))
             .map_err(|e| classify(&e, options.busy_timeout))?;
-        let store = Self { conn: Mutex::new(conn), clock, options, expired_swept: AtomicU64::new(0) };
+        conn.set_prepared_statement_cache_capacity(64);
+        let store = Self {
+            conn: Mutex::new(conn),
+            clock,
+            options,
+            expired_swept: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        };
         store.write(|tx, _| {
             tx.execute_batch(SCHEMA)?;
-            let found: Option<i64> = tx
-                .query_row("SELECT value FROM racefree_meta WHERE name = 'schema_version'", [], |r| r.get(0))
-                .optional()?;
+            let found: Option<i64> =
+                opt(tx, "SELECT value FROM racefree_meta WHERE name = 'schema_version'", [], |r| r.get(0))?;
             match found {
                 None => {
-                    tx.execute("INSERT INTO racefree_meta VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
+                    exec(tx, "INSERT INTO racefree_meta VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
                     Ok(Ok(()))
                 }
                 Some(SCHEMA_VERSION) => Ok(Ok(())),
@@ -140,8 +149,12 @@ impl SqliteStore {
             .map_err(|e| classify(&e, self.options.busy_timeout))?;
         match body(&tx, now).map_err(|e| classify(&e, self.options.busy_timeout))? {
             Ok(value) => {
-                let swept = sweep_some(&tx, &self.options.namespace, now, AMORTIZED_SWEEP)
-                    .map_err(|e| classify(&e, self.options.busy_timeout))?;
+                let swept = if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+                    sweep_some(&tx, &self.options.namespace, now, AMORTIZED_SWEEP)
+                        .map_err(|e| classify(&e, self.options.busy_timeout))?
+                } else {
+                    0
+                };
                 tx.commit().map_err(|e| classify(&e, self.options.busy_timeout))?;
                 self.expired_swept.fetch_add(swept, Ordering::Relaxed);
                 Ok(value)
@@ -174,17 +187,44 @@ fn classify(err: &rusqlite::Error, busy_timeout: Duration) -> Error {
 
 fn sweep_some(tx: &Transaction<'_>, ns: &str, now: u64, limit: i64) -> rusqlite::Result<u64> {
     let now = to_sql(now);
-    let leases = tx.execute(
+    let leases = exec(
+        tx,
         "DELETE FROM leases WHERE (ns, lock, key) IN
             (SELECT ns, lock, key FROM leases WHERE ns = ?1 AND deadline <= ?2 LIMIT ?3)",
         params![ns, now, limit],
     )?;
-    let marks = tx.execute(
+    let marks = exec(
+        tx,
         "DELETE FROM marks WHERE (ns, guard, stream) IN
             (SELECT ns, guard, stream FROM marks WHERE ns = ?1 AND expires_at <= ?2 LIMIT ?3)",
         params![ns, now, limit],
     )?;
     Ok((leases + marks) as u64)
+}
+
+/// Runs a cached statement (prepared once per connection).
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// The one row of a cached query.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, row)
+}
+
+/// The row of a cached query, if there is one.
+fn opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    one(conn, sql, params, row).optional()
 }
 
 /// SQLite integers are signed 64-bit: times and counters past `i64::MAX` saturate there.
@@ -203,21 +243,16 @@ fn overflow(counter: &str) -> Error {
 }
 
 fn next_index(tx: &Transaction<'_>, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
-    let current: Option<i64> = tx
-        .query_row("SELECT next FROM counters WHERE ns = ?1 AND counter = ?2", params![ns, counter], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let index = current.unwrap_or(0);
-    if index == i64::MAX {
-        return Ok(Err(overflow(counter)));
-    }
-    tx.execute(
-        "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, ?3)
-         ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next",
-        params![ns, counter, index + 1],
+    // One statement; the WHERE keeps a counter at i64::MAX from wrapping (no row comes back).
+    let index: Option<i64> = opt(
+        tx,
+        "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, 1)
+         ON CONFLICT (ns, counter) DO UPDATE SET next = next + 1 WHERE next < 9223372036854775807
+         RETURNING next - 1",
+        params![ns, counter],
+        |r| r.get(0),
     )?;
-    Ok(Ok(from_sql(index)))
+    Ok(index.map(from_sql).ok_or_else(|| overflow(counter)))
 }
 
 impl Store for SqliteStore {
@@ -236,13 +271,12 @@ impl Store for SqliteStore {
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         self.write(|tx, _| {
             let ns = self.ns();
-            let found: Option<i64> = tx
-                .query_row(
-                    "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
-                    params![ns, counter, id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let found: Option<i64> = opt(
+                tx,
+                "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
+                params![ns, counter, id],
+                |r| r.get(0),
+            )?;
             if let Some(index) = found {
                 return Ok(Ok(Claim { index: from_sql(index), new: false }));
             }
@@ -250,41 +284,39 @@ impl Store for SqliteStore {
                 Ok(index) => index,
                 Err(refused) => return Ok(Err(refused)),
             };
-            tx.execute(
-                "INSERT INTO claims VALUES (?1, ?2, ?3, ?4)",
-                params![ns, counter, id, to_sql(index)],
-            )?;
+            exec(tx, "INSERT INTO claims VALUES (?1, ?2, ?3, ?4)", params![ns, counter, id, to_sql(index)])?;
             Ok(Ok(Claim { index, new: true }))
         })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
         self.read(|conn, _| {
-            conn.query_row(
+            opt(
+                conn,
                 "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
                 params![self.ns(), counter, id],
                 |r| r.get::<_, i64>(0),
             )
-            .optional()
             .map(|found| found.map(from_sql))
         })
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
         self.read(|conn, _| {
-            conn.query_row(
+            opt(
+                conn,
                 "SELECT next FROM counters WHERE ns = ?1 AND counter = ?2",
                 params![self.ns(), counter],
                 |r| r.get::<_, i64>(0),
             )
-            .optional()
             .map(|found| found.map_or(0, from_sql))
         })
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
         self.write(|tx, _| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, ?3)
                  ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next",
                 params![self.ns(), counter, to_sql(next)],
@@ -295,8 +327,8 @@ impl Store for SqliteStore {
 
     fn counter_reset(&self, counter: &str) -> Result<()> {
         self.write(|tx, _| {
-            tx.execute("DELETE FROM counters WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
-            tx.execute("DELETE FROM claims WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
+            exec(tx, "DELETE FROM counters WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
+            exec(tx, "DELETE FROM claims WHERE ns = ?1 AND counter = ?2", params![self.ns(), counter])?;
             Ok(Ok(()))
         })
     }
@@ -304,19 +336,17 @@ impl Store for SqliteStore {
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.write(|tx, now| {
             let ns = self.ns();
-            let live: Option<i64> = tx
-                .query_row(
+            let live: Option<i64> = opt(tx, 
                     "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
                     params![ns, guard, stream, to_sql(now)],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             let marked = u32::try_from(live.unwrap_or(0)).unwrap_or(u32::MAX);
             let outcome = decide_mark(marked, position);
             if outcome != MarkOutcome::First {
                 return Ok(Ok(outcome));
             }
-            tx.execute(
+            exec(tx, 
                 "INSERT INTO marks VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (ns, guard, stream) DO UPDATE SET marked = excluded.marked, expires_at = excluded.expires_at",
                 params![ns, guard, stream, marked + 1, to_sql(now.saturating_add(retention_ms))],
@@ -327,25 +357,24 @@ impl Store for SqliteStore {
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         self.read(|conn, now| {
-            conn.query_row(
+            opt(
+                conn,
                 "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
                 params![self.ns(), guard, stream, to_sql(now)],
                 |r| r.get::<_, i64>(0),
             )
-            .optional()
             .map(|found| found.map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)))
         })
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
         self.write(|tx, now| {
-            let removed: Option<i64> = tx
-                .query_row(
-                    "DELETE FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 RETURNING expires_at",
-                    params![self.ns(), guard, stream],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let removed: Option<i64> = opt(
+                tx,
+                "DELETE FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 RETURNING expires_at",
+                params![self.ns(), guard, stream],
+                |r| r.get(0),
+            )?;
             Ok(Ok(removed.is_some_and(|expires_at| expires_at > to_sql(now))))
         })
     }
@@ -353,25 +382,23 @@ impl Store for SqliteStore {
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         self.write(|tx, now| {
             let ns = self.ns();
-            let held: Option<i64> = tx
-                .query_row(
+            let held: Option<i64> = opt(tx, 
                     "SELECT deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
                     params![ns, lock, key, to_sql(now)],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             if held.is_some() {
                 return Ok(Ok(None));
             }
             // One token counter per lock, never deleted: tokens grow across keys, expiry and restarts.
-            let token: i64 = tx.query_row(
+            let token: i64 = one(tx, 
                 "INSERT INTO lock_tokens VALUES (?1, ?2, 1)
                  ON CONFLICT (ns, lock) DO UPDATE SET last = last + 1 RETURNING last",
                 params![ns, lock],
                 |r| r.get(0),
             )?;
             let deadline = now.saturating_add(ttl_ms);
-            tx.execute(
+            exec(tx, 
                 "INSERT INTO leases VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline",
                 params![ns, lock, key, token, to_sql(deadline)],
@@ -383,7 +410,8 @@ impl Store for SqliteStore {
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
         self.write(|tx, now| {
             let deadline = now.saturating_add(ttl_ms);
-            let changed = tx.execute(
+            let changed = exec(
+                tx,
                 "UPDATE leases SET deadline = ?5
                  WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND token = ?4 AND deadline > ?6",
                 params![self.ns(), lock, key, to_sql(token), to_sql(deadline), to_sql(now)],
@@ -394,7 +422,7 @@ impl Store for SqliteStore {
 
     fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
         self.write(|tx, now| {
-            let changed = tx.execute(
+            let changed = exec(tx, 
                 "DELETE FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND token = ?4 AND deadline > ?5",
                 params![self.ns(), lock, key, to_sql(token), to_sql(now)],
             )?;
@@ -404,23 +432,22 @@ impl Store for SqliteStore {
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         self.read(|conn, now| {
-            conn.query_row(
+            opt(conn, 
                 "SELECT token, deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
                 params![self.ns(), lock, key, to_sql(now)],
                 |r| Ok(LeaseGrant { token: from_sql(r.get(0)?), deadline_ms: from_sql(r.get(1)?) }),
             )
-            .optional()
         })
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let found = self.read(|conn, _| {
-            conn.query_row(
+            opt(
+                conn,
                 "SELECT value, version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                 params![self.ns(), space, key],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
-            .optional()
         })?;
         found
             .map(|(text, version)| {
@@ -443,19 +470,19 @@ impl Store for SqliteStore {
         let text = value.to_string();
         self.write(|tx, _| {
             let ns = self.ns();
-            let current: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT version, fence FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
-                    params![ns, space, key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+            let current: Option<(i64, i64)> = opt(
+                tx,
+                "SELECT version, fence FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                params![ns, space, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let current = current.map(|(version, fence)| (from_sql(version), from_sql(fence)));
             let (version, fence) = match decide_record_write(key, current, expected_version, fencing_token) {
                 Ok(next) => next,
                 Err(refused) => return Ok(Err(refused)),
             };
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (ns, space, key) DO UPDATE
                  SET value = excluded.value, version = excluded.version, fence = excluded.fence",
@@ -468,16 +495,16 @@ impl Store for SqliteStore {
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         self.write(|tx, _| {
             let ns = self.ns();
-            let version: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
-                    params![ns, space, key],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let version: Option<i64> = opt(
+                tx,
+                "SELECT version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                params![ns, space, key],
+                |r| r.get(0),
+            )?;
             match decide_record_delete(key, version.map(from_sql), expected_version) {
                 Ok(true) => {
-                    tx.execute(
+                    exec(
+                        tx,
                         "DELETE FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                         params![ns, space, key],
                     )?;
@@ -496,7 +523,7 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> Result<StoreStats> {
         let entries = self.read(|conn, _| {
-            conn.query_row(
+            one(conn, 
                 "SELECT (SELECT count(*) FROM counters WHERE ns = ?1) + (SELECT count(*) FROM claims WHERE ns = ?1)
                       + (SELECT count(*) FROM marks WHERE ns = ?1) + (SELECT count(*) FROM leases WHERE ns = ?1)
                       + (SELECT count(*) FROM records WHERE ns = ?1)",
