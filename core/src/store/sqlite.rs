@@ -336,7 +336,7 @@ impl Store for SqliteStore {
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.write(|tx, now| {
             let ns = self.ns();
-            let live: Option<i64> = opt(tx, 
+            let live: Option<i64> = opt(tx,
                     "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
                     params![ns, guard, stream, to_sql(now)],
                     |r| r.get(0),
@@ -346,7 +346,7 @@ impl Store for SqliteStore {
             if outcome != MarkOutcome::First {
                 return Ok(Ok(outcome));
             }
-            exec(tx, 
+            exec(tx,
                 "INSERT INTO marks VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (ns, guard, stream) DO UPDATE SET marked = excluded.marked, expires_at = excluded.expires_at",
                 params![ns, guard, stream, marked + 1, to_sql(now.saturating_add(retention_ms))],
@@ -382,7 +382,7 @@ impl Store for SqliteStore {
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         self.write(|tx, now| {
             let ns = self.ns();
-            let held: Option<i64> = opt(tx, 
+            let held: Option<i64> = opt(tx,
                     "SELECT deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
                     params![ns, lock, key, to_sql(now)],
                     |r| r.get(0),
@@ -391,14 +391,14 @@ impl Store for SqliteStore {
                 return Ok(Ok(None));
             }
             // One token counter per lock, never deleted: tokens grow across keys, expiry and restarts.
-            let token: i64 = one(tx, 
+            let token: i64 = one(tx,
                 "INSERT INTO lock_tokens VALUES (?1, ?2, 1)
                  ON CONFLICT (ns, lock) DO UPDATE SET last = last + 1 RETURNING last",
                 params![ns, lock],
                 |r| r.get(0),
             )?;
             let deadline = now.saturating_add(ttl_ms);
-            exec(tx, 
+            exec(tx,
                 "INSERT INTO leases VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline",
                 params![ns, lock, key, token, to_sql(deadline)],
@@ -422,7 +422,7 @@ impl Store for SqliteStore {
 
     fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
         self.write(|tx, now| {
-            let changed = exec(tx, 
+            let changed = exec(tx,
                 "DELETE FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND token = ?4 AND deadline > ?5",
                 params![self.ns(), lock, key, to_sql(token), to_sql(now)],
             )?;
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         self.read(|conn, now| {
-            opt(conn, 
+            opt(conn,
                 "SELECT token, deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
                 params![self.ns(), lock, key, to_sql(now)],
                 |r| Ok(LeaseGrant { token: from_sql(r.get(0)?), deadline_ms: from_sql(r.get(1)?) }),
@@ -523,7 +523,7 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> Result<StoreStats> {
         let entries = self.read(|conn, _| {
-            one(conn, 
+            one(conn,
                 "SELECT (SELECT count(*) FROM counters WHERE ns = ?1) + (SELECT count(*) FROM claims WHERE ns = ?1)
                       + (SELECT count(*) FROM marks WHERE ns = ?1) + (SELECT count(*) FROM leases WHERE ns = ?1)
                       + (SELECT count(*) FROM records WHERE ns = ?1)",
