@@ -57,8 +57,8 @@ pub use start_lock::{Lease, LockStats, StartLock};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use store::open;
 pub use store::{
-    open_with_clock, Claim, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore, Store,
-    StoreStats, Versioned,
+    open_with_clock, Claim, Inventory, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore,
+    Store, StoreStats, Versioned,
 };
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteOptions, SqliteStore};

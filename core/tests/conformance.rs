@@ -31,6 +31,7 @@ macro_rules! conformance {
                 nothing_left_after_release_or_expiry,
                 records_compare_and_swap,
                 bad_input_is_rejected,
+                inventory_lists_live_entries,
             );
         }
     };

@@ -9,6 +9,7 @@ use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 
+use super::Inventory;
 use super::{
     decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
     StoreStats, Versioned,
@@ -634,6 +635,36 @@ impl Store for MemoryStore {
 
     fn sweep(&self) -> Result<u64> {
         Ok(self.sweep_now())
+    }
+
+    fn inspect(&self) -> Result<Inventory> {
+        let now = self.clock.now_ms();
+        let mut inventory = Inventory::default();
+        // Every shard locked at once (in index order, like sweep) for one consistent snapshot.
+        let shards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
+        for shard in &shards {
+            for c in shard.counters.iter() {
+                inventory.counters.push((c.key.clone(), c.next, c.claims.len() as u64));
+            }
+            for (lock, leases) in &shard.leases {
+                for (key, lease) in leases.iter().filter(|(_, l)| l.deadline_ms > now) {
+                    inventory.leases.push((lock.clone(), key.clone(), *lease));
+                }
+            }
+            for (guard, marks) in &shard.marks {
+                for (stream, mark) in marks.iter().filter(|(_, m)| m.expires_at > now) {
+                    inventory.streams.push((guard.clone(), stream.clone(), mark.marked, mark.expires_at));
+                }
+            }
+            for (space, records) in &shard.records {
+                for (key, record) in records {
+                    inventory.records.push((space.clone(), key.clone(), record.version));
+                }
+            }
+        }
+        drop(shards);
+        inventory.sort();
+        Ok(inventory)
     }
 
     fn stats(&self) -> Result<StoreStats> {

@@ -82,6 +82,29 @@ pub struct StoreStats {
     pub expired_swept: u64,
 }
 
+/// What a store holds in one namespace, for operators (`racefree inspect`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inventory {
+    /// `(counter, next index, claims)`.
+    pub counters: Vec<(String, u64, u64)>,
+    /// `(lock, key, lease)` for every unexpired lease.
+    pub leases: Vec<(String, String, LeaseGrant)>,
+    /// `(guard, stream, events marked, expires at ms)` for every unexpired marked stream.
+    pub streams: Vec<(String, String, u32, u64)>,
+    /// `(space, key, version)`.
+    pub records: Vec<(String, String, u64)>,
+}
+
+impl Inventory {
+    pub(crate) fn sort(&mut self) {
+        self.counters.sort();
+        self.leases.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.streams.sort();
+        self.records.sort();
+    }
+}
+
 /// The atomic steps racefree's primitives are built from.
 ///
 /// Implementations must make each method one atomic step (see the module docs) and must report
@@ -221,6 +244,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     fn stats(&self) -> Result<StoreStats>;
+
+    /// Everything the store holds in its namespace, sorted (one consistent snapshot).
+    ///
+    /// # Errors
+    /// Backend failures only.
+    fn inspect(&self) -> Result<Inventory>;
 }
 
 /// The rules of a record write, kept in one place so that every backend decides alike.

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 
+use super::Inventory;
 use super::{
     decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
     StoreStats, Versioned,
@@ -118,7 +119,7 @@ impl SqliteStore {
             clock,
             options,
             expired_swept: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
+            writes: AtomicU64::new(1),
         };
         store.write(|tx, _| {
             tx.execute_batch(SCHEMA)?;
@@ -519,6 +520,58 @@ impl Store for SqliteStore {
         let removed = self.write(|tx, now| sweep_some(tx, self.ns(), now, i64::MAX).map(Ok))?;
         self.expired_swept.fetch_add(removed, Ordering::Relaxed);
         Ok(removed)
+    }
+
+    fn inspect(&self) -> Result<Inventory> {
+        let mut inventory = Inventory::default();
+        let conn = self.conn.lock();
+        let now = to_sql(self.clock.now_ms());
+        let ns = self.ns();
+        let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
+        // One read transaction: a consistent snapshot across the tables.
+        conn.execute_batch("BEGIN").map_err(fail)?;
+        let snapshot = (|| -> rusqlite::Result<()> {
+            let mut counters = conn.prepare_cached(
+                "SELECT counter, next, (SELECT count(*) FROM claims WHERE claims.ns = counters.ns AND claims.counter = counters.counter)
+                 FROM counters WHERE ns = ?1",
+            )?;
+            for row in
+                counters.query_map([ns], |r| Ok((r.get(0)?, from_sql(r.get(1)?), from_sql(r.get(2)?))))?
+            {
+                inventory.counters.push(row?);
+            }
+            let mut leases = conn.prepare_cached(
+                "SELECT lock, key, token, deadline FROM leases WHERE ns = ?1 AND deadline > ?2",
+            )?;
+            for row in leases.query_map(params![ns, now], |r| {
+                let grant = LeaseGrant { token: from_sql(r.get(2)?), deadline_ms: from_sql(r.get(3)?) };
+                Ok((r.get(0)?, r.get(1)?, grant))
+            })? {
+                inventory.leases.push(row?);
+            }
+            let mut marks = conn.prepare_cached(
+                "SELECT guard, stream, marked, expires_at FROM marks WHERE ns = ?1 AND expires_at > ?2",
+            )?;
+            for row in marks.query_map(params![ns, now], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                    from_sql(r.get(3)?),
+                ))
+            })? {
+                inventory.streams.push(row?);
+            }
+            let mut records = conn.prepare_cached("SELECT space, key, version FROM records WHERE ns = ?1")?;
+            for row in records.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?, from_sql(r.get(2)?))))? {
+                inventory.records.push(row?);
+            }
+            Ok(())
+        })();
+        conn.execute_batch("COMMIT").map_err(fail)?;
+        snapshot.map_err(fail)?;
+        inventory.sort();
+        Ok(inventory)
     }
 
     fn stats(&self) -> Result<StoreStats> {

@@ -390,3 +390,28 @@ pub fn bad_input_is_rejected(factory: &Factory) -> Outcome {
     let stats = store.stats().expect("stats");
     check(stats.entries == 0, || format!("rejected calls recorded {} entries", stats.entries))
 }
+
+/// `inspect` lists exactly what is live, sorted, in every backend.
+pub fn inventory_lists_live_entries(factory: &Factory) -> Outcome {
+    let (clock, shared) = manual();
+    let store = factory(shared);
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    counter.claim("a").expect("claim");
+    counter.claim("b").expect("claim");
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let lease = lock.try_start("k", Duration::from_secs(10)).expect("start").ok_or("no lease")?;
+    lock.try_start("brief", Duration::from_secs(1)).expect("start").ok_or("no lease")?;
+    EventGuard::new(&store, "g", &["started"]).expect("guard").mark("s", "started").expect("mark");
+    Records::new(&store, "pods").expect("records").put("p", &json!(1), None).expect("put");
+    clock.advance(Duration::from_secs(1));
+    let inventory = store.inspect().expect("inspect");
+    check(inventory.counters == vec![("task:1".to_owned(), 2, 2)], || format!("{:?}", inventory.counters))?;
+    let leases: Vec<_> = inventory.leases.iter().map(|(l, k, g)| (l.as_str(), k.as_str(), g.token)).collect();
+    check(leases == vec![("tasks", "k", lease.token())], || format!("{leases:?}"))?;
+    check(inventory.streams.len() == 1 && inventory.streams[0].2 == 1, || {
+        format!("{:?}", inventory.streams)
+    })?;
+    check(inventory.records == vec![("pods".to_owned(), "p".to_owned(), 1)], || {
+        format!("{:?}", inventory.records)
+    })
+}

@@ -7,7 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use racefree::{Claim, LeaseGrant, MarkOutcome, Result, SharedClock, Store, StoreStats, Versioned};
+use racefree::{
+    Claim, Inventory, LeaseGrant, MarkOutcome, Result, SharedClock, Store, StoreStats, Versioned,
+};
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -195,5 +197,9 @@ impl Store for RacyStore {
 
     fn stats(&self) -> Result<StoreStats> {
         Ok(StoreStats::default())
+    }
+
+    fn inspect(&self) -> Result<Inventory> {
+        Ok(Inventory::default())
     }
 }

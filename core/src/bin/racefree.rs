@@ -1,0 +1,71 @@
+//! `racefree`: the operators' command line — see what a store holds, and clear expired entries.
+//!
+//! ```text
+//! racefree inspect <url>   counters, leases (holder token, time left), guards and records
+//! racefree sweep <url>     remove expired leases and marks now
+//! ```
+//! Exit status: 0 on success, 1 when the store cannot be reached, 2 for a bad command or URL.
+
+use std::process::ExitCode;
+
+use racefree::{Clock, Error, SystemClock};
+
+const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url>
+  <url>: sqlite:///abs/path.db[?namespace=...], memory://, redis://host:port/db";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, url) = match args.as_slice() {
+        [command, url] if command == "inspect" || command == "sweep" => (command.as_str(), url.as_str()),
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(command, url) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("racefree {command}: {err} [{}]", err.code());
+            ExitCode::from(if matches!(err, Error::InvalidArgument { .. } | Error::InvalidKey { .. }) {
+                2
+            } else {
+                1
+            })
+        }
+    }
+}
+
+fn run(command: &str, url: &str) -> Result<(), Error> {
+    let store = racefree::open(url)?;
+    if command == "sweep" {
+        println!("removed {} expired entries", store.sweep()?);
+        return Ok(());
+    }
+    let inventory = store.inspect()?;
+    let now = SystemClock.now_ms();
+    let namespace = if store.namespace().is_empty() { "(none)" } else { store.namespace() };
+    println!("namespace: {namespace}");
+    println!("\ncounters ({})", inventory.counters.len());
+    for (name, next, claims) in &inventory.counters {
+        println!("  {name:<40} next={next:<10} claims={claims}");
+    }
+    println!("\nleases ({})", inventory.leases.len());
+    for (lock, key, lease) in &inventory.leases {
+        let left = lease.deadline_ms.saturating_sub(now) as f64 / 1000.0;
+        println!("  {lock:<20} {key:<30} token={:<8} time left={left:.1}s", lease.token);
+    }
+    println!("\nguards ({} streams)", inventory.streams.len());
+    for (guard, stream, marked, expires_at) in &inventory.streams {
+        let left = expires_at.saturating_sub(now) as f64 / 1000.0;
+        println!("  {guard:<20} {stream:<30} events marked={marked:<3} forgotten in {left:.0}s");
+    }
+    println!("\nrecords ({})", inventory.records.len());
+    for (space, key, version) in &inventory.records {
+        println!("  {space:<20} {key:<30} version={version}");
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The operators' CLI against a real SQLite file.
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use racefree::{Counter, EventGuard, Records, SqliteOptions, SqliteStore, StartLock, SystemClock};
+use serde_json::json;
+
+fn racefree(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_racefree")).args(args).output().expect("run the CLI");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
+    let path = common::scratch_path("cli.db");
+    let store: racefree::SharedStore =
+        Arc::new(SqliteStore::open(&path, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    Counter::new(&store, "task:42").unwrap().claim("exec-a").unwrap();
+    let stuck = StartLock::new(&store, "tasks")
+        .unwrap()
+        .try_start("report:7", Duration::from_secs(600))
+        .unwrap()
+        .unwrap();
+    StartLock::new(&store, "tasks").unwrap().try_start("short", Duration::from_millis(1)).unwrap().unwrap();
+    EventGuard::new(&store, "streams", &["started", "ended"]).unwrap().mark("s1", "started").unwrap();
+    Records::new(&store, "pods").unwrap().put("web-1", &json!({"phase": "Running"}), None).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+
+    let url = format!("sqlite://{}", path.display());
+    let (code, out, err) = racefree(&["inspect", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("task:42") && out.contains("claims=1"), "{out}");
+    assert!(out.contains("report:7") && out.contains(&format!("token={}", stuck.token())), "{out}");
+    assert!(!out.contains("short"), "an expired lease was listed:\n{out}");
+    assert!(
+        out.contains("streams") && out.contains("s1") && out.contains("web-1") && out.contains("version=1"),
+        "{out}"
+    );
+
+    let (code, out, _) = racefree(&["sweep", &url]);
+    assert_eq!((code, out.trim()), (0, "removed 1 expired entries"));
+    let (code, out, _) = racefree(&["inspect", &url]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("report:7"),
+        "sweep removed a live lease:
+{out}"
+    );
+}
+
+#[test]
+fn bad_commands_and_urls_are_explained() {
+    let (code, _, err) = racefree(&["inspect"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("usage"), "{err}");
+    let (code, _, err) = racefree(&["inspect", "sqlite://relative.db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("absolute") && err.contains("invalid_argument"), "{err}");
+    let (code, _, err) = racefree(&["inspect", "sqlite:///no/such/dir/x.db"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("backend_unavailable"), "{err}");
+    let (code, _, err) = racefree(&["sweep", "redis://127.0.0.1:1/0"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("backend_unavailable"), "{err}");
+}
