@@ -9,7 +9,10 @@ USE_TZ = True
 INSTALLED_APPS = ["django_project.tasks"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A file, not :memory:, so that threads and their connections share one database.
-_DB = os.path.join(tempfile.gettempdir(), f"racefree-django-{os.getpid()}.sqlite3")
+# Worker processes spawned by a test are handed the test's database file and racefree store.
+_DB = os.environ.get("RACEFREE_TEST_DB") or os.path.join(
+    tempfile.gettempdir(), f"racefree-django-{os.getpid()}.sqlite3"
+)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -18,4 +21,4 @@ DATABASES = {
         "TEST": {"NAME": _DB},
     }
 }
-RACEFREE = {"STORE": "memory://", "TASK_TTL": 30}
+RACEFREE = {"STORE": os.environ.get("RACEFREE_TEST_STORE", "memory://"), "TASK_TTL": 30}

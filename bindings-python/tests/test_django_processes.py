@@ -1,0 +1,35 @@
+"""The coordinator across Django worker processes sharing one SQLite store (as gunicorn or
+uvicorn workers would): exactly one process runs the task."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from django_project.tasks.models import ExampleTask
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WORKER = Path(__file__).with_name("django_worker.py")
+
+
+def test_six_worker_processes_one_run(tmp_path):
+    task = ExampleTask.objects.create(message="hello")
+    env = {
+        **os.environ,
+        "RACEFREE_TEST_DB": str(settings.DATABASES["default"]["NAME"]),
+        "RACEFREE_TEST_STORE": f"sqlite:///{tmp_path}/racefree.db",
+    }
+    start_at = time.time() + 3  # after every worker has imported Django
+    workers = [
+        subprocess.Popen([sys.executable, str(WORKER), str(task.pk), str(start_at)], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outcomes = [w.communicate(timeout=120)[0].strip() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outcomes
+    assert sorted(outcomes) == ["REFUSED"] * 5 + ["STARTED"], outcomes
+    task.refresh_from_db()
+    assert (task.status, task.runs) == ("done", 1)
