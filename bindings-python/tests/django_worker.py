@@ -1,4 +1,5 @@
-"""One Django worker process for test_django_processes.py: starts the task at an agreed moment."""
+"""One Django worker process for test_django_processes.py: once Django is set up it says READY,
+then starts the task when the go-file appears (a barrier across processes)."""
 
 import os
 import sys
@@ -24,7 +25,8 @@ async def start_and_wait(pk: int) -> bool:
 
 
 if __name__ == "__main__":
-    pk, start_at = int(sys.argv[1]), float(sys.argv[2])
-    while time.time() < start_at:
+    pk, go = int(sys.argv[1]), sys.argv[2]
+    print("READY", flush=True)
+    while not os.path.exists(go):
         time.sleep(0.0005)
     print("STARTED" if async_to_sync(start_and_wait)(pk) else "REFUSED", flush=True)

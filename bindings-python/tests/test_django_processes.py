@@ -4,7 +4,6 @@ uvicorn workers would): exactly one process runs the task."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,14 @@ def test_six_worker_processes_one_run(tmp_path):
         "RACEFREE_TEST_DB": str(settings.DATABASES["default"]["NAME"]),
         "RACEFREE_TEST_STORE": f"sqlite:///{tmp_path}/racefree.db",
     }
-    start_at = time.time() + 3  # after every worker has imported Django
+    go = tmp_path / "go"
     workers = [
-        subprocess.Popen([sys.executable, str(WORKER), str(task.pk), str(start_at)], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, str(WORKER), str(task.pk), str(go)], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(6)
     ]
+    for worker in workers:  # every worker has set Django up…
+        assert worker.stdout.readline().strip() == "READY"
+    go.touch()  # …then all start at once
     outcomes = [w.communicate(timeout=120)[0].strip() for w in workers]
     assert all(w.returncode == 0 for w in workers), outcomes
     assert sorted(outcomes) == ["REFUSED"] * 5 + ["STARTED"], outcomes
