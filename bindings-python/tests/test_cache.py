@@ -42,7 +42,7 @@ def test_loader_errors_reach_waiters_and_are_not_cached():
 
     def failing():
         calls.append(1)
-        time.sleep(0.05)
+        time.sleep(0.2)  # every thread arrives while it runs: a failure is not cached
         raise ConnectionError("orchestrator down")
 
     def work(_):

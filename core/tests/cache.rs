@@ -62,7 +62,8 @@ fn errors_reach_every_waiter_and_are_not_cached() {
     let results = common::on_threads(8, |_| {
         cache.get_or_load("k", Duration::from_secs(2), || {
             loads.fetch_add(1, Ordering::SeqCst);
-            thread::sleep(Duration::from_millis(50));
+            // Long enough that every thread arrives while it runs (a failure is not cached).
+            thread::sleep(Duration::from_millis(200));
             Err("orchestrator down".to_owned())
         })
     });
