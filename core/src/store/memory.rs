@@ -207,8 +207,7 @@ impl MemoryStore {
         Self::builder().clock(clock).build().unwrap_or_else(|_| unreachable!("default options are valid"))
     }
 
-    /// The hash of `(name, key)`: its middle bits choose the shard (the table inside uses the
-    /// low and top bits, so the two choices stay independent).
+    /// The hash of `(name, key)`, seeded per store; [`shard_index`] picks its shard.
     #[inline]
     fn hash(&self, name: &str, key: &str) -> u64 {
         use std::hash::BuildHasher;
@@ -229,7 +228,7 @@ impl MemoryStore {
 
     #[inline]
     fn lock_shard(&self, hash: u64, now: Option<u64>) -> MutexGuard<'_, Shard> {
-        let mut shard = self.shards[(hash >> 32) as usize & (SHARDS - 1)].0.lock();
+        let mut shard = self.shards[shard_index(hash)].0.lock();
         if !shard.expiries.is_empty() {
             let now = now.unwrap_or_else(|| self.clock.now_ms());
             let removed = shard.expire(now, AMORTIZED_SWEEP);
@@ -243,7 +242,7 @@ impl MemoryStore {
     #[inline]
     fn counter_shard(&self, counter: &str) -> (MutexGuard<'_, Shard>, u64) {
         let hash = self.hash(counter, "");
-        (self.shards[(hash >> 32) as usize & (SHARDS - 1)].0.lock(), hash)
+        (self.shards[shard_index(hash)].0.lock(), hash)
     }
 
     fn insert_counter(&self, shard: &mut Shard, hash: u64, entry: CounterEntry) {
@@ -371,6 +370,12 @@ impl Shard {
             })
             .collect();
     }
+}
+
+/// The shard of a hash: its middle bits (the table inside a shard uses the low and top bits).
+#[inline]
+fn shard_index(hash: u64) -> usize {
+    (hash >> 32) as usize & (SHARDS - 1)
 }
 
 /// Removes `outer[name][key]`, and `outer[name]` once it is empty; returns the removed value.
@@ -687,7 +692,7 @@ mod tests {
         let store = MemoryStore::new();
         let mut seen = [0usize; SHARDS];
         for i in 0..SHARDS * 64 {
-            seen[(store.hash(&format!("task:{i}"), "") >> 32) as usize & (SHARDS - 1)] += 1;
+            seen[shard_index(store.hash(&format!("task:{i}"), ""))] += 1;
         }
         assert!(seen.iter().all(|&n| n > 0), "some shard never chosen: {seen:?}");
     }
