@@ -1,5 +1,5 @@
-// The idiomatic JavaScript API over the wasm module: options objects, promises, AbortSignal,
-// null for "none", error classes. Types convert here; every decision is made in the Rust core.
+// The idiomatic JavaScript API over the wasm module (wired up by `install`): options objects,
+// promises, AbortSignal, null for "none", error classes. Types convert here; every decision is made in the Rust core.
 
 import { fromNative, InvalidArgumentError, InvalidKeyError, TimeoutError } from "./errors.js";
 
@@ -71,273 +71,270 @@ const sleep = (ms, signal) =>
     signal?.addEventListener("abort", aborted, { once: true });
   });
 
-export function createApi(native) {
+/** The wasm module every class calls into; set once by the entry point (node.js or browser.js). */
+let native;
+
+/** The longest key, id or name accepted, in bytes of UTF-8 (set by `install`). */
+export let MAX_KEY_BYTES;
+
+/** @internal Connects this API to an instantiated wasm module; called once by each entry point. */
+export function install(module) {
+  native = module;
   native.installErrorFactory(fromNative);
+  MAX_KEY_BYTES = native.maxKeyBytes();
+}
 
-  class ManualClock {
-    #native;
-    constructor(startMs = 0) {
-      this.#native = new native.ManualClock(ms("startMs", startMs));
-    }
-    advance(by) {
-      this.#native.advance(ms("ms", by));
-    }
-    nowMs() {
-      return this.#native.nowMs();
-    }
-    /** @internal a fresh native handle sharing this clock's time */
-    static native(clock) {
-      return clock === undefined ? undefined : clock.#native.fork();
-    }
+export const newExecutionId = () => native.newExecutionId();
+export const errorCodes = () => native.errorCodes();
+
+export class ManualClock {
+  #native;
+  constructor(startMs = 0) {
+    this.#native = new native.ManualClock(ms("startMs", startMs));
   }
-
-  class Store {
-    #native;
-    constructor(nativeStore) {
-      this.#native = nativeStore;
-    }
-    static native(store) {
-      if (!(store instanceof Store)) throw new TypeError("store must be a racefree Store (from open())");
-      return store.#native;
-    }
-    get namespace() {
-      return this.#native.namespace;
-    }
-    sweep() {
-      return this.#native.sweep();
-    }
-    stats() {
-      return this.#native.stats();
-    }
+  advance(by) {
+    this.#native.advance(ms("ms", by));
   }
-
-  function open(url = "memory://", opts) {
-    const { clock } = options(opts, "open options");
-    if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
-    return new Store(native.openStore(str("url", url), ManualClock.native(clock)));
+  nowMs() {
+    return this.#native.nowMs();
   }
-
-  class Counter {
-    #native;
-    constructor(store, key) {
-      this.#native = new native.Counter(Store.native(store), str("counter key", key));
-    }
-    get key() {
-      return this.#native.key;
-    }
-    next() {
-      return this.#native.next();
-    }
-    claim(executionId) {
-      const packed = this.#native.claimPacked(str("execution id", executionId));
-      return packed >= 0 ? { index: packed, new: true } : { index: -packed - 1, new: false };
-    }
-    indexOf(executionId) {
-      return this.#native.indexOf(str("execution id", executionId)) ?? null;
-    }
-    peek() {
-      return this.#native.peek();
-    }
-    set(next) {
-      this.#native.set(next);
-    }
-    reset() {
-      this.#native.reset();
-    }
-    stats() {
-      const [newClaims, repeatedClaims] = this.#native.statsRaw();
-      return { newClaims, repeatedClaims };
-    }
+  /** @internal a fresh native handle sharing this clock's time */
+  static native(clock) {
+    return clock === undefined ? undefined : clock.#native.fork();
   }
+}
 
-  class EventGuard {
-    #native;
-    constructor(store, name, events, opts) {
-      const { retention } = options(opts, "guard options");
-      if (!Array.isArray(events)) throw new TypeError(`events must be an array of event names, got ${typeName(events)}`);
-      const names = events.map((event) => str("event name", event));
-      const keep = retention === undefined ? undefined : ms("retention", retention);
-      this.#native = new native.EventGuard(Store.native(store), str("guard name", name), names, keep);
-    }
-    get events() {
-      return this.#native.events;
-    }
-    mark(stream, event) {
-      return this.#native.markFirst(str("stream id", stream), str("event name", event)) ? Mark.First : Mark.Duplicate;
-    }
-    isMarked(stream, event) {
-      return this.#native.isMarked(str("stream id", stream), str("event name", event));
-    }
-    lastMarked(stream) {
-      return this.#native.lastMarked(str("stream id", stream)) ?? null;
-    }
-    forget(stream) {
-      return this.#native.forget(str("stream id", stream));
-    }
-    stats() {
-      const [delivered, duplicatesSuppressed, outOfOrder] = this.#native.statsRaw();
-      return { delivered, duplicatesSuppressed, outOfOrder };
-    }
+export class Store {
+  #native;
+  constructor(nativeStore) {
+    this.#native = nativeStore;
   }
-
-  class Lease {
-    #native;
-    constructor(nativeLease) {
-      this.#native = nativeLease;
-    }
-    get key() {
-      return this.#native.key;
-    }
-    get token() {
-      return this.#native.token;
-    }
-    get deadlineMs() {
-      return this.#native.deadlineMs;
-    }
-    get timeLeftMs() {
-      return this.#native.timeLeftMs;
-    }
-    renew(opts) {
-      this.#native.renew(ms("ttl", options(opts, "renew options").ttl));
-    }
-    release() {
-      this.#native.release();
-    }
+  static native(store) {
+    if (!(store instanceof Store)) throw new TypeError("store must be a racefree Store (from open())");
+    return store.#native;
   }
+  get namespace() {
+    return this.#native.namespace;
+  }
+  sweep() {
+    return this.#native.sweep();
+  }
+  stats() {
+    return this.#native.stats();
+  }
+}
 
-  class StartLock {
-    #native;
-    constructor(store, name) {
-      this.#native = new native.StartLock(Store.native(store), str("lock name", name));
+export function open(url = "memory://", opts) {
+  const { clock } = options(opts, "open options");
+  if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
+  return new Store(native.openStore(str("url", url), ManualClock.native(clock)));
+}
+
+export class Counter {
+  #native;
+  constructor(store, key) {
+    this.#native = new native.Counter(Store.native(store), str("counter key", key));
+  }
+  get key() {
+    return this.#native.key;
+  }
+  next() {
+    return this.#native.next();
+  }
+  claim(executionId) {
+    const packed = this.#native.claimPacked(str("execution id", executionId));
+    return packed >= 0 ? { index: packed, new: true } : { index: -packed - 1, new: false };
+  }
+  indexOf(executionId) {
+    return this.#native.indexOf(str("execution id", executionId)) ?? null;
+  }
+  peek() {
+    return this.#native.peek();
+  }
+  set(next) {
+    this.#native.set(next);
+  }
+  reset() {
+    this.#native.reset();
+  }
+  stats() {
+    const [newClaims, repeatedClaims] = this.#native.statsRaw();
+    return { newClaims, repeatedClaims };
+  }
+}
+
+export class EventGuard {
+  #native;
+  constructor(store, name, events, opts) {
+    const { retention } = options(opts, "guard options");
+    if (!Array.isArray(events)) throw new TypeError(`events must be an array of event names, got ${typeName(events)}`);
+    const names = events.map((event) => str("event name", event));
+    const keep = retention === undefined ? undefined : ms("retention", retention);
+    this.#native = new native.EventGuard(Store.native(store), str("guard name", name), names, keep);
+  }
+  get events() {
+    return this.#native.events;
+  }
+  mark(stream, event) {
+    return this.#native.markFirst(str("stream id", stream), str("event name", event)) ? Mark.First : Mark.Duplicate;
+  }
+  isMarked(stream, event) {
+    return this.#native.isMarked(str("stream id", stream), str("event name", event));
+  }
+  lastMarked(stream) {
+    return this.#native.lastMarked(str("stream id", stream)) ?? null;
+  }
+  forget(stream) {
+    return this.#native.forget(str("stream id", stream));
+  }
+  stats() {
+    const [delivered, duplicatesSuppressed, outOfOrder] = this.#native.statsRaw();
+    return { delivered, duplicatesSuppressed, outOfOrder };
+  }
+}
+
+export class Lease {
+  #native;
+  constructor(nativeLease) {
+    this.#native = nativeLease;
+  }
+  get key() {
+    return this.#native.key;
+  }
+  get token() {
+    return this.#native.token;
+  }
+  get deadlineMs() {
+    return this.#native.deadlineMs;
+  }
+  get timeLeftMs() {
+    return this.#native.timeLeftMs;
+  }
+  renew(opts) {
+    this.#native.renew(ms("ttl", options(opts, "renew options").ttl));
+  }
+  release() {
+    this.#native.release();
+  }
+}
+
+export class StartLock {
+  #native;
+  constructor(store, name) {
+    this.#native = new native.StartLock(Store.native(store), str("lock name", name));
+  }
+  get name() {
+    return this.#native.name;
+  }
+  tryStart(key, opts) {
+    const lease = this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl));
+    return lease === undefined ? null : new Lease(lease);
+  }
+  /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
+  async acquire(key, opts) {
+    const { ttl, timeout, signal } = options(opts, "acquire options");
+    if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
+      throw fromNative("invalid_argument", `timeout must be a non-negative number of milliseconds, got ${timeout}`, {});
     }
-    get name() {
-      return this.#native.name;
-    }
-    tryStart(key, opts) {
-      const lease = this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl));
-      return lease === undefined ? null : new Lease(lease);
-    }
-    /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
-    async acquire(key, opts) {
-      const { ttl, timeout, signal } = options(opts, "acquire options");
-      if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
-        throw fromNative("invalid_argument", `timeout must be a non-negative number of milliseconds, got ${timeout}`, {});
-      }
-      const started = Date.now();
-      const delays = native.Backoff.forAcquire();
-      try {
-        for (;;) {
-          signal?.throwIfAborted();
-          const lease = this.tryStart(key, { ttl });
-          if (lease !== null) return lease;
-          const waited = Date.now() - started;
-          if (timeout !== undefined && waited >= timeout) {
-            throw new TimeoutError(`timed out after ${waited} ms waiting for ${JSON.stringify(key)}`, { waitedMs: waited });
-          }
-          const delay = delays.nextMs();
-          await sleep(timeout === undefined ? delay : Math.min(delay, timeout - waited), signal);
+    const started = Date.now();
+    const delays = native.Backoff.forAcquire();
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const lease = this.tryStart(key, { ttl });
+        if (lease !== null) return lease;
+        const waited = Date.now() - started;
+        if (timeout !== undefined && waited >= timeout) {
+          throw new TimeoutError(`timed out after ${waited} ms waiting for ${JSON.stringify(key)}`, { waitedMs: waited });
         }
-      } finally {
-        delays.free();
+        const delay = delays.nextMs();
+        await sleep(timeout === undefined ? delay : Math.min(delay, timeout - waited), signal);
       }
-    }
-    /** Runs `fn(lease)` under the lease and releases it when `fn` settles. */
-    async runExclusive(key, opts, fn) {
-      const lease = await this.acquire(key, opts);
-      try {
-        return await fn(lease);
-      } finally {
-        lease.release();
-      }
-    }
-    isHeld(key) {
-      return this.#native.isHeld(str("lease key", key));
-    }
-    holder(key) {
-      const found = this.#native.holderRaw(str("lease key", key));
-      return found === undefined ? null : { token: found[0], deadlineMs: found[1] };
-    }
-    stats() {
-      const [granted, contended, renewed, released, rejectedNotOwner] = this.#native.statsRaw();
-      return { granted, contended, renewed, released, rejectedNotOwner };
+    } finally {
+      delays.free();
     }
   }
-
-  class Records {
-    #native;
-    constructor(store, name) {
-      this.#native = new native.Records(Store.native(store), str("record space name", name));
-    }
-    get(key) {
-      const found = this.#native.get(str("record key", key));
-      return found === undefined ? null : JSON.parse(found);
-    }
-    put(key, value, opts) {
-      const { expectedVersion, fencingToken } = options(opts, "put options");
-      return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken);
-    }
-    update(key, change, opts) {
-      if (typeof change !== "function") throw new TypeError("change must be a function");
-      const { fencingToken, maxAttempts } = options(opts, "update options");
-      // The core re-reads and retries; each attempt passes JSON text through `change`.
-      const adapter = (current) => jsonText(change(current === null ? null : JSON.parse(current)));
-      return JSON.parse(this.#native.update(str("record key", key), adapter, fencingToken, maxAttempts));
-    }
-    delete(key, opts) {
-      return this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion);
-    }
-    stats() {
-      const [writes, conflicts, retries, staleTokens] = this.#native.statsRaw();
-      return { writes, conflicts, retries, staleTokens };
+  /** Runs `fn(lease)` under the lease and releases it when `fn` settles. */
+  async runExclusive(key, opts, fn) {
+    const lease = await this.acquire(key, opts);
+    try {
+      return await fn(lease);
+    } finally {
+      lease.release();
     }
   }
+  isHeld(key) {
+    return this.#native.isHeld(str("lease key", key));
+  }
+  holder(key) {
+    const found = this.#native.holderRaw(str("lease key", key));
+    return found === undefined ? null : { token: found[0], deadlineMs: found[1] };
+  }
+  stats() {
+    const [granted, contended, renewed, released, rejectedNotOwner] = this.#native.statsRaw();
+    return { granted, contended, renewed, released, rejectedNotOwner };
+  }
+}
 
-  class Cache {
-    #native;
-    constructor(opts) {
-      const { maxEntries, clock } = options(opts, "cache options");
-      this.#native = new native.Cache(maxEntries, ManualClock.native(clock));
-    }
-    getOrLoad(key, opts, loader) {
-      if (typeof loader !== "function") return Promise.reject(new TypeError("loader must be a function"));
-      try {
-        return this.#native.getOrLoad(str("cache key", key), ms("ttl", options(opts, "getOrLoad options").ttl), loader);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
-    /** `fn` with its results cached for `ttl` ms per `key(...args)` (default: JSON of the arguments). */
-    wrap(fn, opts) {
-      const { ttl, key = (...args) => `${fn.name}:${JSON.stringify(args)}` } = options(opts, "wrap options");
-      return (...args) => this.getOrLoad(key(...args), { ttl }, () => fn(...args));
-    }
-    invalidate(key) {
-      return this.#native.invalidate(str("cache key", key));
-    }
-    sweep() {
-      return this.#native.sweep();
-    }
-    get size() {
-      return this.#native.size;
-    }
-    stats() {
-      const [hits, loads, coalesced, loadErrors, expired] = this.#native.statsRaw();
-      return { hits, loads, coalesced, loadErrors, expired };
+export class Records {
+  #native;
+  constructor(store, name) {
+    this.#native = new native.Records(Store.native(store), str("record space name", name));
+  }
+  get(key) {
+    const found = this.#native.get(str("record key", key));
+    return found === undefined ? null : JSON.parse(found);
+  }
+  put(key, value, opts) {
+    const { expectedVersion, fencingToken } = options(opts, "put options");
+    return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken);
+  }
+  update(key, change, opts) {
+    if (typeof change !== "function") throw new TypeError("change must be a function");
+    const { fencingToken, maxAttempts } = options(opts, "update options");
+    // The core re-reads and retries; each attempt passes JSON text through `change`.
+    const adapter = (current) => jsonText(change(current === null ? null : JSON.parse(current)));
+    return JSON.parse(this.#native.update(str("record key", key), adapter, fencingToken, maxAttempts));
+  }
+  delete(key, opts) {
+    return this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion);
+  }
+  stats() {
+    const [writes, conflicts, retries, staleTokens] = this.#native.statsRaw();
+    return { writes, conflicts, retries, staleTokens };
+  }
+}
+
+export class Cache {
+  #native;
+  constructor(opts) {
+    const { maxEntries, clock } = options(opts, "cache options");
+    this.#native = new native.Cache(maxEntries, ManualClock.native(clock));
+  }
+  getOrLoad(key, opts, loader) {
+    if (typeof loader !== "function") return Promise.reject(new TypeError("loader must be a function"));
+    try {
+      return this.#native.getOrLoad(str("cache key", key), ms("ttl", options(opts, "getOrLoad options").ttl), loader);
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
-
-  return {
-    open,
-    newExecutionId: native.newExecutionId,
-    errorCodes: native.errorCodes,
-    MAX_KEY_BYTES: native.maxKeyBytes(),
-    ManualClock,
-    Store,
-    Counter,
-    EventGuard,
-    StartLock,
-    Lease,
-    Records,
-    Cache,
-  };
+  /** `fn` with its results cached for `ttl` ms per `key(...args)` (default: JSON of the arguments). */
+  wrap(fn, opts) {
+    const { ttl, key = (...args) => `${fn.name}:${JSON.stringify(args)}` } = options(opts, "wrap options");
+    return (...args) => this.getOrLoad(key(...args), { ttl }, () => fn(...args));
+  }
+  invalidate(key) {
+    return this.#native.invalidate(str("cache key", key));
+  }
+  sweep() {
+    return this.#native.sweep();
+  }
+  get size() {
+    return this.#native.size;
+  }
+  stats() {
+    const [hits, loads, coalesced, loadErrors, expired] = this.#native.statsRaw();
+    return { hits, loads, coalesced, loadErrors, expired };
+  }
 }

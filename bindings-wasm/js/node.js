@@ -1,23 +1,7 @@
 // Node entry: the `nodejs` build of the wasm module, loaded synchronously.
 import { createRequire } from "node:module";
-import { createApi } from "./api.js";
+import { install } from "./api.js";
 
-const native = createRequire(import.meta.url)("./node/racefree_wasm.js");
-const api = createApi(native);
+install(createRequire(import.meta.url)("./node/racefree_wasm.js"));
 
-export * from "./errors.js";
-export { Mark } from "./api.js";
-export const {
-  open,
-  newExecutionId,
-  errorCodes,
-  MAX_KEY_BYTES,
-  ManualClock,
-  Store,
-  Counter,
-  EventGuard,
-  StartLock,
-  Lease,
-  Records,
-  Cache,
-} = api;
+export * from "./api.js";
