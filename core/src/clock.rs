@@ -13,6 +13,13 @@ use std::time::Duration;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time in milliseconds.
     fn now_ms(&self) -> u64;
+
+    /// Whether this is the machine's wall clock. A networked store (Redis) judges deadlines by
+    /// its server's clock when handed the wall clock, and by this clock otherwise (tests that
+    /// move time by hand).
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// A shared clock handle.
@@ -32,6 +39,10 @@ impl Clock for SystemClock {
         let since_epoch =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
         u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
     }
 }
 

@@ -60,6 +60,8 @@ pub use store::{
     open_with_clock, Claim, Inventory, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore,
     Store, StoreStats, Versioned,
 };
+#[cfg(feature = "redis")]
+pub use store::{RedisOptions, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use store::{SqliteOptions, SqliteStore};
 pub use validate::{MAX_KEY_BYTES, MAX_TTL};

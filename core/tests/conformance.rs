@@ -56,3 +56,9 @@ conformance!(sqlite, |clock| {
         racefree::SqliteStore::open(&path, clock, racefree::SqliteOptions::default()).expect("sqlite store"),
     )
 });
+
+#[cfg(feature = "redis")]
+conformance!(redis, |clock| {
+    let url = common::redis_server::RedisServer::shared().fresh_url();
+    racefree::open_with_clock(&url, clock).expect("redis store")
+});

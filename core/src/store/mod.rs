@@ -19,10 +19,14 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -308,8 +312,12 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
 ///   `max_keys=…`.
 /// - `sqlite:///abs/path.db` — the embedded SQLite backend (feature `sqlite`). Query options:
 ///   `namespace=…`, `busy_timeout_ms=…` (default 5000), `synchronous=normal|full`.
-/// - `redis://host:port/db`, `rediss://…` — not part of this build yet: they answer
-///   [`Error::BackendUnavailable`] rather than silently falling back to memory.
+/// - `redis://[user:password@]host[:port][/db]` — the Redis backend (feature `redis`). Query
+///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000).
+///   `rediss://` (TLS) answers [`Error::BackendUnavailable`]: this build has no TLS stack.
+///
+/// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
+/// falling back to memory.
 ///
 /// ```
 /// let store = racefree::open("memory://?namespace=billing&max_keys=10000")?;
@@ -363,8 +371,11 @@ pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
         "sqlite" => Err(Error::BackendUnavailable {
             reason: "the sqlite backend is not in this build of racefree (feature `sqlite`)".to_owned(),
         }),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => open_redis(url, clock),
+        #[cfg(not(feature = "redis"))]
         "redis" | "rediss" => Err(Error::BackendUnavailable {
-            reason: format!("the {scheme} backend is not available in this build of racefree"),
+            reason: "the redis backend is not in this build of racefree (feature `redis`)".to_owned(),
         }),
         other => Err(Error::invalid_argument(format!(
             "unknown store scheme {other:?} (expected memory, sqlite, redis or rediss)"
@@ -412,4 +423,25 @@ fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore>
         }
     }
     Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), clock, options)?))
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
+    let (server, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut options = RedisOptions::default();
+    for (name, value) in query_pairs(query) {
+        match name {
+            "namespace" => options.namespace = value.to_owned(),
+            "timeout_ms" => {
+                let ms: u64 = value.parse().ok().filter(|&ms| ms > 0).ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "timeout_ms must be a positive number of milliseconds, got {value:?}"
+                    ))
+                })?;
+                options.timeout = std::time::Duration::from_millis(ms);
+            }
+            other => return Err(Error::invalid_argument(format!("unknown redis:// option {other:?}"))),
+        }
+    }
+    Ok(Arc::new(RedisStore::open(server, clock, options)?))
 }

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod racy;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
