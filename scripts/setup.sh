@@ -56,6 +56,15 @@ need_chromium() {
     command -v chromium >/dev/null || apt_install chromium
 }
 
+# Debian's redis-server (and redis-benchmark): the Redis backend's tests start their own servers
+# on free 127.0.0.1 ports and stop them by PID; no service is started here.
+need_redis() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+        echo "setup: installing redis-server from Debian's packages"
+        apt_install redis-server redis-tools
+    fi
+}
+
 apt_install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

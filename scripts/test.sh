@@ -8,6 +8,7 @@ need_python_venv
 need_wasm_bindgen
 need_node
 need_chromium
+need_redis
 
 section() { printf '\n==== %s ====\n' "$1"; }
 
@@ -18,7 +19,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 
-section "rust: unit, conformance (memory, sqlite), racy-store proof, processes on SQLite, scenarios, doc examples"
+section "rust: unit, conformance (memory, sqlite, redis), racy-store proof, processes on SQLite and Redis, Redis restarts and failures, scenarios, doc examples"
 cargo test --workspace --release --locked --all-features
 
 section "python: build the wheel, install it into .venv, run pytest"

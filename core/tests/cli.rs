@@ -1,13 +1,12 @@
-//! The operators' CLI against a real SQLite file.
-#![cfg(feature = "sqlite")]
+//! The operators' CLI against a real SQLite file and a real Redis server.
+#![cfg(all(feature = "sqlite", feature = "redis"))]
 
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use racefree::{Counter, EventGuard, Records, SqliteOptions, SqliteStore, StartLock, SystemClock};
+use racefree::{Counter, EventGuard, Records, StartLock};
 use serde_json::json;
 
 fn racefree(args: &[&str]) -> (i32, String, String) {
@@ -17,10 +16,20 @@ fn racefree(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
-    let path = common::scratch_path("cli.db");
-    let store: racefree::SharedStore =
-        Arc::new(SqliteStore::open(&path, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+fn sqlite_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
+    let url = format!("sqlite://{}", common::scratch_path("cli.db").display());
+    inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 1);
+}
+
+/// On Redis the server removes the expired lease itself (PX), so the sweep finds nothing left.
+#[test]
+fn redis_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
+    let url = common::redis_server::RedisServer::shared().fresh_url();
+    inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 0);
+}
+
+fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(url: &str, expired: u64) {
+    let store = racefree::open(url).expect("open");
     Counter::new(&store, "task:42").unwrap().claim("exec-a").unwrap();
     let stuck = StartLock::new(&store, "tasks")
         .unwrap()
@@ -32,8 +41,7 @@ fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
     Records::new(&store, "pods").unwrap().put("web-1", &json!({"phase": "Running"}), None).unwrap();
     std::thread::sleep(Duration::from_millis(5));
 
-    let url = format!("sqlite://{}", path.display());
-    let (code, out, err) = racefree(&["inspect", &url]);
+    let (code, out, err) = racefree(&["inspect", url]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("task:42") && out.contains("claims=1"), "{out}");
     assert!(out.contains("report:7") && out.contains(&format!("token={}", stuck.token())), "{out}");
@@ -43,9 +51,9 @@ fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
         "{out}"
     );
 
-    let (code, out, _) = racefree(&["sweep", &url]);
-    assert_eq!((code, out.trim()), (0, "removed 1 expired entries"));
-    let (code, out, _) = racefree(&["inspect", &url]);
+    let (code, out, _) = racefree(&["sweep", url]);
+    assert_eq!((code, out.trim()), (0, format!("removed {expired} expired entries").as_str()));
+    let (code, out, _) = racefree(&["inspect", url]);
     assert_eq!(code, 0);
     assert!(
         out.contains("report:7"),

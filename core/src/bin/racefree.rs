@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use racefree::{Clock, Error, SystemClock};
 
 const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url>
-  <url>: sqlite:///abs/path.db[?namespace=...], memory://, redis://host:port/db";
+  <url>: sqlite:///abs/path.db[?namespace=...], redis://host:port/db[?namespace=...], memory://";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

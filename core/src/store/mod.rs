@@ -24,9 +24,9 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisOptions, RedisStore};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -313,7 +313,8 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
 /// - `sqlite:///abs/path.db` — the embedded SQLite backend (feature `sqlite`). Query options:
 ///   `namespace=…`, `busy_timeout_ms=…` (default 5000), `synchronous=normal|full`.
 /// - `redis://[user:password@]host[:port][/db]` — the Redis backend (feature `redis`). Query
-///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000).
+///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000),
+///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`).
 ///   `rediss://` (TLS) answers [`Error::BackendUnavailable`]: this build has no TLS stack.
 ///
 /// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
@@ -439,6 +440,17 @@ fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
                     ))
                 })?;
                 options.timeout = std::time::Duration::from_millis(ms);
+            }
+            "require_fsync" => {
+                options.require_fsync = match value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(Error::invalid_argument(format!(
+                            "require_fsync must be true or false, got {other:?}"
+                        )))
+                    }
+                }
             }
             other => return Err(Error::invalid_argument(format!("unknown redis:// option {other:?}"))),
         }

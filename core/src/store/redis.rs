@@ -44,6 +44,11 @@ pub struct RedisOptions {
     pub namespace: String,
     /// How long connecting, or one request, may take before failing with `timeout`.
     pub timeout: Duration,
+    /// Refuse to open unless the server runs `appendonly yes` with `appendfsync always`: every
+    /// acknowledged index and token is on disk before the reply, so a server crash can't issue
+    /// one twice. With `everysec` (Redis' default for AOF) a crash can lose the last second and a
+    /// counter can go backwards. Off by default: the server's configuration is the operator's call.
+    pub require_fsync: bool,
 }
 
 impl RedisOptions {
@@ -60,11 +65,18 @@ impl RedisOptions {
         self.timeout = timeout;
         self
     }
+
+    /// These options requiring (or not) a server that fsyncs every write.
+    #[must_use]
+    pub fn with_require_fsync(mut self, require: bool) -> Self {
+        self.require_fsync = require;
+        self
+    }
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        Self { namespace: String::new(), timeout: Duration::from_secs(5) }
+        Self { namespace: String::new(), timeout: Duration::from_secs(5), require_fsync: false }
     }
 }
 
@@ -271,7 +283,9 @@ fn classify(err: &RedisError, timeout: Duration) -> Error {
 }
 
 fn overflow(counter: &str) -> Error {
-    Error::invalid_argument(format!("counter {counter:?} is at its largest value and cannot issue another index"))
+    Error::invalid_argument(format!(
+        "counter {counter:?} is at its largest value and cannot issue another index"
+    ))
 }
 
 /// `Some(n)` as its decimal text, `None` as "" (what the scripts read as "none").
@@ -315,7 +329,27 @@ impl RedisStore {
             expired_swept: AtomicU64::new(0),
         };
         store.call(|conn| redis::cmd("PING").query::<()>(conn))?;
+        if store.options.require_fsync {
+            store.check_fsync()?;
+        }
         Ok(store)
+    }
+
+    fn check_fsync(&self) -> Result<()> {
+        let config = |name: &'static str| {
+            self.call(|conn| redis::cmd("CONFIG").arg("GET").arg(name).query::<Vec<String>>(conn))
+                .map(|pair| pair.get(1).cloned().unwrap_or_default())
+        };
+        let (appendonly, appendfsync) = (config("appendonly")?, config("appendfsync")?);
+        if appendonly == "yes" && appendfsync == "always" {
+            return Ok(());
+        }
+        Err(Error::BackendUnavailable {
+            reason: format!(
+                "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
+                 appendonly {appendonly:?}, appendfsync {appendfsync:?}"
+            ),
+        })
     }
 
     /// Runs one request on a pooled connection. A connection that failed at the transport level
@@ -380,8 +414,13 @@ impl RedisStore {
             let mut keys = Vec::new();
             let mut cursor = 0u64;
             loop {
-                let (next, batch): (u64, Vec<String>) =
-                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(conn)?;
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(conn)?;
                 keys.extend(batch);
                 if next == 0 {
                     return Ok(keys);
@@ -451,9 +490,8 @@ impl Store for RedisStore {
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         let (claims, key) = (self.key(counter, 'i', None), self.key(counter, 'c', None));
-        let (index, new): (i64, i64) = self.call(|conn| {
-            self.scripts.claim.key(&claims).key(&key).arg(id).arg(LUA_MAX_EXACT).invoke(conn)
-        })?;
+        let (index, new): (i64, i64) = self
+            .call(|conn| self.scripts.claim.key(&claims).key(&key).arg(id).arg(LUA_MAX_EXACT).invoke(conn))?;
         if index < 0 {
             return Err(Error::invalid_argument(format!(
                 "counter {counter:?} is past 2^53 - 1, the largest index a Redis claim can issue"
@@ -519,9 +557,8 @@ impl Store for RedisStore {
         let (lease, tokens) = (self.key(lock, 'l', Some(key)), self.key(lock, 't', None));
         // Read before the request: the deadline this handle reports is never later than the server's.
         let (now, local) = self.now();
-        let (granted, token, left): (i64, i64, i64) = self.call(|conn| {
-            self.scripts.grant.key(&lease).key(&tokens).arg(&now).arg(ttl_ms).invoke(conn)
-        })?;
+        let (granted, token, left): (i64, i64, i64) =
+            self.call(|conn| self.scripts.grant.key(&lease).key(&tokens).arg(&now).arg(ttl_ms).invoke(conn))?;
         Ok((granted == 1).then(|| LeaseGrant { token: to_u64(token), deadline_ms: local + to_u64(left) }))
     }
 
@@ -589,10 +626,7 @@ impl Store for RedisStore {
         })?;
         match outcome {
             0 => Ok(to_u64(number)),
-            1 => Err(Error::Conflict {
-                key: key.to_owned(),
-                current_version: u64::try_from(number).ok(),
-            }),
+            1 => Err(Error::Conflict { key: key.to_owned(), current_version: u64::try_from(number).ok() }),
             _ => Err(Error::StaleToken {
                 key: key.to_owned(),
                 token: fencing_token.unwrap_or(0),
@@ -603,8 +637,8 @@ impl Store for RedisStore {
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         let record = self.key(space, 'r', Some(key));
-        let (outcome, number): (i64, i64) = self
-            .call(|conn| self.scripts.delete.key(&record).arg(opt_arg(expected_version)).invoke(conn))?;
+        let (outcome, number): (i64, i64) =
+            self.call(|conn| self.scripts.delete.key(&record).arg(opt_arg(expected_version)).invoke(conn))?;
         match outcome {
             0 => Ok(number == 1),
             _ => Err(Error::Conflict { key: key.to_owned(), current_version: u64::try_from(number).ok() }),
@@ -661,7 +695,11 @@ impl Store for RedisStore {
                     if let (Some(token), Some(deadline)) = (token, deadline) {
                         if deadline > server_now {
                             let deadline_ms = local_now + (deadline - server_now);
-                            inventory.leases.push((name.to_owned(), lease.to_owned(), LeaseGrant { token, deadline_ms }));
+                            inventory.leases.push((
+                                name.to_owned(),
+                                lease.to_owned(),
+                                LeaseGrant { token, deadline_ms },
+                            ));
                         }
                     }
                 }

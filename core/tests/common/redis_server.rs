@@ -38,6 +38,8 @@ impl RedisServer {
         SHARED.get_or_init(|| {
             let server = Self::start(&[]);
             let pid = server.pid().expect("running");
+            // Outlives this process by design: it is what stops the server after the last test.
+            #[allow(clippy::zombie_processes)]
             Command::new("sh")
                 .arg("-c")
                 .arg(format!(
@@ -115,7 +117,8 @@ impl RedisServer {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok() && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
     }
 
     /// Stops the server by its PID: SIGTERM (a clean shutdown, as a restart does).

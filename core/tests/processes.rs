@@ -1,29 +1,38 @@
-//! The SQLite store shared by real OS processes: this test binary re-runs itself as the children
-//! (the `child` test does the work when `RACEFREE_CHILD` names a role, and nothing otherwise).
-#![cfg(feature = "sqlite")]
+//! The SQLite and Redis stores shared by real OS processes: this test binary re-runs itself as the
+//! children (the `child` test does the work when `RACEFREE_CHILD` names a role, and nothing
+//! otherwise). Each scenario runs once per backend, on a store URL.
+#![cfg(all(feature = "sqlite", feature = "redis"))]
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::redis_server::RedisServer;
 use racefree::{
     Counter, EventGuard, Records, SharedStore, SqliteOptions, SqliteStore, StartLock, SystemClock,
 };
 use serde_json::json;
 
-fn open(path: &Path) -> SharedStore {
-    Arc::new(SqliteStore::open(path, Arc::new(SystemClock), SqliteOptions::default()).expect("open"))
+fn sqlite_url(name: &str) -> String {
+    format!("sqlite://{}", common::scratch_path(name).display())
 }
 
-fn spawn(role: &str, db: &Path, start_at_ms: u64) -> Child {
+fn redis_url() -> String {
+    RedisServer::shared().fresh_url()
+}
+
+fn open(url: &str) -> SharedStore {
+    racefree::open(url).expect("open")
+}
+
+fn spawn(role: &str, url: &str, start_at_ms: u64) -> Child {
     Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env("RACEFREE_CHILD", role)
-        .env("RACEFREE_DB", db)
+        .env("RACEFREE_URL", url)
         .env("RACEFREE_START_AT", start_at_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -56,9 +65,9 @@ fn wait_until(start_at_ms: u64) {
 #[test]
 fn child() {
     let Ok(role) = std::env::var("RACEFREE_CHILD") else { return };
-    let db = std::env::var("RACEFREE_DB").expect("RACEFREE_DB");
+    let url = std::env::var("RACEFREE_URL").expect("RACEFREE_URL");
     let start_at: u64 = std::env::var("RACEFREE_START_AT").expect("start").parse().expect("number");
-    let store = open(Path::new(&db));
+    let store = open(&url);
     wait_until(start_at);
     match role.as_str() {
         "next" => {
@@ -113,11 +122,19 @@ fn child() {
 }
 
 #[test]
-fn four_processes_next_is_gap_free() {
-    let db = common::scratch_path("processes-next.db");
-    drop(open(&db)); // create the schema before the race
+fn sqlite_four_processes_next_is_gap_free() {
+    four_processes_next_is_gap_free(&sqlite_url("processes-next.db"));
+}
+
+#[test]
+fn redis_four_processes_next_is_gap_free() {
+    four_processes_next_is_gap_free(&redis_url());
+}
+
+fn four_processes_next_is_gap_free(url: &str) {
+    drop(open(url)); // create the schema before the race
     let start = now_ms() + 500;
-    let children: Vec<Child> = (0..4).map(|_| spawn("next", &db, start)).collect();
+    let children: Vec<Child> = (0..4).map(|_| spawn("next", url, start)).collect();
     let mut all: Vec<u64> = children
         .into_iter()
         .flat_map(|c| lines(c, "INDEXES "))
@@ -129,23 +146,39 @@ fn four_processes_next_is_gap_free() {
 }
 
 #[test]
-fn eight_processes_one_starter() {
-    let db = common::scratch_path("processes-start.db");
-    drop(open(&db));
+fn sqlite_eight_processes_one_starter() {
+    eight_processes_one_starter(&sqlite_url("processes-start.db"));
+}
+
+#[test]
+fn redis_eight_processes_one_starter() {
+    eight_processes_one_starter(&redis_url());
+}
+
+fn eight_processes_one_starter(url: &str) {
+    drop(open(url));
     let start = now_ms() + 500;
-    let children: Vec<Child> = (0..8).map(|_| spawn("start", &db, start)).collect();
+    let children: Vec<Child> = (0..8).map(|_| spawn("start", url, start)).collect();
     let outcomes: Vec<String> = children.into_iter().flat_map(|c| lines(c, "OUTCOME ")).collect();
     assert_eq!(outcomes.len(), 8, "{outcomes:?}");
     assert_eq!(outcomes.iter().filter(|o| o.starts_with("WON")).count(), 1, "{outcomes:?}");
 }
 
 #[test]
-fn a_killed_holder_loses_its_lease_after_the_ttl() {
-    let db = common::scratch_path("processes-kill.db");
-    drop(open(&db));
+fn sqlite_a_killed_holder_loses_its_lease_after_the_ttl() {
+    a_killed_holder_loses_its_lease_after_the_ttl(&sqlite_url("processes-kill.db"));
+}
+
+#[test]
+fn redis_a_killed_holder_loses_its_lease_after_the_ttl() {
+    a_killed_holder_loses_its_lease_after_the_ttl(&redis_url());
+}
+
+fn a_killed_holder_loses_its_lease_after_the_ttl(url: &str) {
+    drop(open(url));
     // Taken before the child exists, so the grant is later still: winning must come after the TTL.
     let spawned = Instant::now();
-    let mut holder = spawn("hold", &db, 0);
+    let mut holder = spawn("hold", url, 0);
     let mut out = BufReader::new(holder.stdout.take().expect("stdout"));
     let mut line = String::new();
     let token = loop {
@@ -157,7 +190,7 @@ fn a_killed_holder_loses_its_lease_after_the_ttl() {
     };
     holder.kill().expect("SIGKILL"); // no chance to release
     holder.wait().expect("reap");
-    let store = open(&db);
+    let store = open(url);
     let lock = StartLock::new(&store, "tasks").expect("lock");
     assert!(lock.is_held("crashy").expect("is_held"), "the lease vanished with its process");
     let lease = loop {
@@ -172,10 +205,18 @@ fn a_killed_holder_loses_its_lease_after_the_ttl() {
 }
 
 #[test]
-fn state_survives_the_processes_that_wrote_it() {
-    let db = common::scratch_path("processes-persist.db");
-    let token = lines(spawn("write", &db, 0), "WROTE ").pop().expect("writer output");
-    let read = lines(spawn("read", &db, 0), "READ ").pop().expect("reader output");
+fn sqlite_state_survives_the_processes_that_wrote_it() {
+    state_survives_the_processes_that_wrote_it(&sqlite_url("processes-persist.db"));
+}
+
+#[test]
+fn redis_state_survives_the_processes_that_wrote_it() {
+    state_survives_the_processes_that_wrote_it(&redis_url());
+}
+
+fn state_survives_the_processes_that_wrote_it(url: &str) {
+    let token = lines(spawn("write", url, 0), "WROTE ").pop().expect("writer output");
+    let read = lines(spawn("read", url, 0), "READ ").pop().expect("reader output");
     assert_eq!(
         read,
         format!("peek=2 claim=Some(1) started=true held=Some({token}) record={{\"phase\":\"Running\"}}")

@@ -1,0 +1,257 @@
+//! What only the Redis store has: the server's clock, a server that goes away and comes back,
+//! restarts with and without fsync, key layout, and round trips per operation.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::redis_server::RedisServer;
+use racefree::{Counter, EventGuard, Mark, Records, SharedStore, StartLock};
+use serde_json::json;
+
+fn open(url: &str) -> SharedStore {
+    racefree::open(url).expect("open")
+}
+
+/// One raw RESP command (for server-side facts the store does not expose).
+fn raw(port: u16, command: &[&str]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut request = format!("*{}\r\n", command.len());
+    for part in command {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn server_clock_expires_leases_and_marks_by_itself() {
+    let store = open(&RedisServer::shared().fresh_url());
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let first = lock.try_start("k", Duration::from_millis(150)).expect("start").expect("free");
+    assert!(first.time_left() <= Duration::from_millis(150) && first.time_left() > Duration::ZERO);
+    assert!(lock.try_start("k", Duration::from_secs(5)).expect("start").is_none(), "second starter won");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!lock.is_held("k").expect("is_held"), "the lease outlived its TTL on the server's clock");
+    let second = lock.try_start("k", Duration::from_secs(5)).expect("start").expect("expired lease");
+    assert!(second.token() > first.token());
+    assert_eq!(first.release().map_err(|e| e.code()), Err("not_owner"));
+    second.renew(Duration::from_millis(150)).expect("renew");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(second.release().map_err(|e| e.code()), Err("not_owner"), "renewal did not set the new TTL");
+
+    let options = racefree::GuardOptions::retention(Duration::from_millis(150));
+    let guard = EventGuard::with_options(&store, "g", &["started"], options).expect("guard");
+    assert_eq!(guard.mark("s", "started"), Ok(Mark::First));
+    assert_eq!(guard.mark("s", "started"), Ok(Mark::Duplicate));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(guard.mark("s", "started"), Ok(Mark::First), "marks outlived their retention");
+    // Redis removed the expired keys itself (PX): nothing is left for a sweep.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(store.stats().expect("stats").entries, 0);
+}
+
+#[test]
+fn namespaces_and_odd_names_never_share_keys() {
+    let server = RedisServer::shared();
+    let url = server.fresh_url();
+    let a = open(&format!("{url}a"));
+    let ab = open(&format!("{url}a:b"));
+    // Names with the layout's own characters: without the length prefixes these would collide.
+    Counter::new(&a, "b:c").expect("counter").set(100).expect("set");
+    assert_eq!(Counter::new(&ab, "c").expect("counter").next(), Ok(0));
+    let lock = StartLock::new(&a, "x}l:y").expect("lock");
+    let other = StartLock::new(&a, "x").expect("lock");
+    lock.try_start("z", Duration::from_secs(5)).expect("start").expect("free");
+    assert!(other.try_start("y}l:z", Duration::from_secs(5)).expect("start").is_some(), "names collided");
+    let records = Records::new(&a, "{p}").expect("records");
+    records.put("*", &json!(1), None).expect("put");
+    let inventory = a.inspect().expect("inspect");
+    assert_eq!(inventory.counters, vec![("b:c".to_owned(), 100, 0)]);
+    let leases: Vec<_> = inventory.leases.iter().map(|(l, k, _)| (l.as_str(), k.as_str())).collect();
+    assert_eq!(leases, vec![("x", "y}l:z"), ("x}l:y", "z")]);
+    assert_eq!(inventory.records, vec![("{p}".to_owned(), "*".to_owned(), 1)]);
+    assert_eq!(ab.inspect().expect("inspect").counters, vec![("c".to_owned(), 1, 0)]);
+    assert_eq!(a.stats().expect("stats").entries, 4);
+}
+
+#[test]
+fn a_stopped_server_is_a_prompt_error_that_records_nothing_and_recovers() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = open(&format!("redis://127.0.0.1:{}/0?timeout_ms=500", server.port));
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let records = Records::new(&store, "pods").expect("records");
+    assert_eq!(counter.next(), Ok(0));
+    records.put("p", &json!(1), None).expect("put");
+    server.stop();
+
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(counter.next().map_err(|e| e.code()), Err("backend_unavailable"));
+        assert_eq!(
+            lock.try_start("k", Duration::from_secs(5)).map(|_| ()).map_err(|e| e.code()),
+            Err("backend_unavailable")
+        );
+        assert_eq!(records.put("p", &json!(2), Some(1)).map_err(|e| e.code()), Err("backend_unavailable"));
+        assert_eq!(counter.peek().map_err(|e| e.code()), Err("backend_unavailable"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "failing took {:?}", started.elapsed());
+
+    server.start_again();
+    // Same store handle, not reopened; none of the failed calls left a trace.
+    assert_eq!(counter.next(), Ok(1));
+    assert_eq!(records.get("p").expect("get").map(|v| (v.value, v.version)), Some((json!(1), 1)));
+    assert!(lock.try_start("k", Duration::from_secs(5)).expect("start").is_some_and(|l| l.token() == 1));
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_a_timeout() {
+    let server = RedisServer::start(&[]);
+    let store = open(&format!("redis://127.0.0.1:{}/0?timeout_ms=300", server.port));
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    assert_eq!(counter.next(), Ok(0));
+    let pid = server.pid().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+    let started = Instant::now();
+    let err = counter.peek().expect_err("the server is stopped");
+    let waited = started.elapsed();
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("kill").success());
+    assert_eq!(err.code(), "timeout", "{err}");
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "waited {waited:?}");
+    assert_eq!(counter.next(), Ok(1), "the store did not recover");
+}
+
+/// Threads issue indexes and tokens while the server is killed (SIGKILL) and restarted
+/// (SIGTERM) under them; returns how many indexes and tokens were issued twice, and how many
+/// were issued in all.
+fn run_through_restarts(server: &mut RedisServer, url: &str) -> (usize, usize, usize) {
+    let store = open(url);
+    let issued = Mutex::new((Vec::new(), Vec::new()));
+    let done = AtomicBool::new(false);
+    let progress = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (store, issued, done, progress) = (&store, &issued, &done, &progress);
+            scope.spawn(move || {
+                let counter = Counter::new(store, "task:1").expect("counter");
+                let lock = StartLock::new(store, "tasks").expect("lock");
+                let key = format!("k{t}");
+                while !done.load(Ordering::Relaxed) {
+                    match counter.next() {
+                        Ok(index) => issued.lock().unwrap().0.push(index),
+                        Err(e) => assert!(e.is_retryable(), "{e}"),
+                    }
+                    match lock.try_start(&key, Duration::from_secs(60)) {
+                        Ok(Some(lease)) => {
+                            issued.lock().unwrap().1.push(lease.token());
+                            let _ = lease.release();
+                        }
+                        Ok(None) => {} // a release lost to a restart: the lease holds the key
+                        Err(e) => assert!(e.is_retryable(), "{e}"),
+                    }
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let wait_for = |n: usize| {
+            let target = progress.load(Ordering::Relaxed) + n;
+            while progress.load(Ordering::Relaxed) < target {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        wait_for(2_000);
+        server.kill();
+        std::thread::sleep(Duration::from_millis(100));
+        server.start_again();
+        wait_for(2_000);
+        server.restart();
+        wait_for(2_000);
+        done.store(true, Ordering::Relaxed);
+    });
+    let (indexes, tokens) = issued.into_inner().unwrap();
+    let distinct = |v: &[u64]| v.iter().collect::<HashSet<_>>().len();
+    (indexes.len() - distinct(&indexes), tokens.len() - distinct(&tokens), indexes.len() + tokens.len())
+}
+
+#[test]
+fn with_fsync_always_restarts_never_reissue_an_index_or_token() {
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = format!("redis://127.0.0.1:{}/0?require_fsync=true&timeout_ms=2000", server.port);
+    let (dup_indexes, dup_tokens, issued) = run_through_restarts(&mut server, &url);
+    assert!(issued > 6_000, "only {issued} issued");
+    assert_eq!((dup_indexes, dup_tokens), (0, 0), "issued twice across a crash and a restart");
+}
+
+/// The same run on a server without persistence does reissue: the scenario can fail.
+#[test]
+fn without_persistence_a_crash_reissues_indexes() {
+    let mut server = RedisServer::start(&[]);
+    let url = format!("redis://127.0.0.1:{}/0?timeout_ms=2000", server.port);
+    let (dup_indexes, dup_tokens, _) = run_through_restarts(&mut server, &url);
+    assert!(dup_indexes > 0 && dup_tokens > 0, "no duplicates: {dup_indexes} indexes, {dup_tokens} tokens");
+}
+
+#[test]
+fn require_fsync_refuses_a_server_that_does_not_fsync() {
+    let url = format!("{}&require_fsync=true", RedisServer::shared().fresh_url());
+    let err = racefree::open(&url).expect_err("the shared server has no AOF");
+    assert_eq!(err.code(), "backend_unavailable");
+    assert!(err.to_string().contains("appendfsync always"), "{err}");
+}
+
+#[test]
+fn try_start_and_release_are_one_round_trip_each() {
+    let server = RedisServer::start(&[]);
+    let store = open(&format!("redis://127.0.0.1:{}/0", server.port));
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    lock.try_start("warm", Duration::from_secs(5)).expect("start").expect("free").release().expect("release");
+    assert!(raw(server.port, &["CONFIG", "RESETSTAT"]).starts_with("+OK"));
+    for i in 0..100 {
+        lock.try_start(&format!("k{i}"), Duration::from_secs(5))
+            .expect("start")
+            .expect("free")
+            .release()
+            .expect("release");
+    }
+    let stats = raw(server.port, &["INFO", "commandstats"]);
+    let calls = |command: &str| {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse::<u64>().unwrap_or(0))
+    };
+    assert_eq!(calls("evalsha"), 200, "{stats}");
+    assert_eq!(calls("eval") + calls("script|load"), 0, "a script was not called by hash: {stats}");
+    // Everything else the server ran came from inside the two scripts, nothing from the client.
+    let inside = ["time", "hget", "incr", "hset", "pexpire", "hmget", "del"].map(calls);
+    assert_eq!(inside, [200, 100, 100, 100, 100, 100, 100], "{stats}");
+}
+
+#[test]
+fn bad_urls_and_unreachable_servers_are_clear_errors() {
+    let code = |url: &str| racefree::open(url).map(drop).map_err(|e| e.code());
+    assert_eq!(code("redis://127.0.0.1:6379/0?namespace=a&bogus=1"), Err("invalid_argument"));
+    assert_eq!(code("redis://127.0.0.1:6379/0?timeout_ms=0"), Err("invalid_argument"));
+    assert_eq!(code("redis://127.0.0.1:6379/0?require_fsync=maybe"), Err("invalid_argument"));
+    assert_eq!(code("redis://127.0.0.1:notaport/0"), Err("invalid_argument"));
+    let started = Instant::now();
+    assert_eq!(code("redis://127.0.0.1:1/0"), Err("backend_unavailable"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(code("rediss://127.0.0.1:1/0"), Err("backend_unavailable"));
+}
