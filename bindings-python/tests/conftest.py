@@ -1,5 +1,12 @@
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import threading
-from typing import Callable, List, TypeVar
+import time
+from typing import Callable, Iterator, List, TypeVar
 
 import pytest
 
@@ -39,3 +46,48 @@ def on_threads(n: int, work: Callable[[int], T]) -> List[T]:
     if errors:
         raise errors[0]
     return results
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run scripts/setup.sh (Debian's redis-server)")
+    port = _free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args += ["--enable-debug-command", "local"]  # DEBUG SLEEP stalls the server on purpose
+    args += ["--dir", str(tmp_path_factory.mktemp("redis"))]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not _answers_ping(port):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"redis-server did not start on port {port}")
+        time.sleep(0.02)
+    yield f"redis://127.0.0.1:{port}/0"
+    os.kill(server.pid, signal.SIGTERM)
+    server.wait(timeout=10)
+
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """A namespace of the session's server that no other test uses: a fresh, empty store."""
+    return f"{redis_server}?namespace=t{os.getpid()}-{next(_namespaces)}"

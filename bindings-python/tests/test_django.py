@@ -20,17 +20,29 @@ def fresh_coordinator():
     racefree.django.reset()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend(request, settings):
+    """The coordinator's store, from Django settings: in-process memory, or a Redis server."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        settings.RACEFREE = {**settings.RACEFREE, "STORE": url}
+    racefree.django.reset()
+    return request.param
+
+
 @pytest.fixture
 def task():
     return ExampleTask.objects.create(message="hello")
 
 
-def test_configured_from_settings():
-    assert racefree.django.store().namespace == ""
+def test_configured_from_settings(backend):
+    store = racefree.django.store()
+    assert store.is_local == (backend == "memory")
+    assert (store.namespace == "") == (backend == "memory")
     assert racefree.django.coordinator() is racefree.django.coordinator()
 
 
-def test_hundred_concurrent_starts(task):
+def test_hundred_concurrent_starts(task, backend):
     async def scenario():
         started = await asyncio.gather(*(start_task(task.pk) for _ in range(100)))
         await racefree.django.coordinator().wait(task.coordinator_key)
@@ -92,7 +104,7 @@ def race_from_threads(start_and_wait, pk):
     return results
 
 
-def test_eight_threads_racefree(task):
+def test_eight_threads_racefree(task, backend):
     async def start_and_wait(pk):
         started = await start_task(pk)
         await racefree.django.coordinator().wait(f"tasks.ExampleTask:{pk}")

@@ -1,14 +1,15 @@
 """asyncio forms of racefree's waiting operations, and the task coordinator built on them.
 
 Operations on the memory store are in-process critical sections of a few hundred nanoseconds, so
-they are called directly; operations on other stores (SQLite: disk, other processes' locks) run
-in the loop's executor so the event loop never waits on them. What waits (acquiring a held lease,
+they are called directly; operations on other stores (SQLite: disk, other processes' locks;
+Redis: the network) run in the loop's executor so the event loop never waits on them. What waits (acquiring a held lease,
 waiting for another caller's load) awaits instead of blocking, and can be cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio as _asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -23,6 +24,10 @@ __all__ = ["StartLock", "get_or_load", "TaskCoordinator"]
 T = TypeVar("T")
 Seconds = Union[float, int, timedelta]
 logger = logging.getLogger("racefree")
+
+# Releases of finished tasks' leases on stores that aren't local: they run from a done callback
+# (no loop to await in), and `wait` awaits them from whichever loop asks.
+_releases = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="racefree-release")
 
 
 async def _call(local: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -173,6 +178,7 @@ class TaskCoordinator:
         if not self._renew_every > 0 or self._renew_every >= self._ttl:
             raise _native_invalid("renew_every (below ttl)", self._renew_every)
         self._running: Dict[str, "_asyncio.Task[Any]"] = {}
+        self._releasing: Dict[str, "concurrent.futures.Future[None]"] = {}
 
     async def start(self, key: str, coro_fn: Callable[[], Awaitable[Any]]) -> bool:
         """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started."""
@@ -207,8 +213,15 @@ class TaskCoordinator:
 
         if self._local:
             release()
-        else:
-            task.get_loop().run_in_executor(None, release)
+            return
+        releasing = _releases.submit(release)
+        self._releasing[key] = releasing
+
+        def forget(done: "concurrent.futures.Future[None]") -> None:
+            if self._releasing.get(key) is done:
+                del self._releasing[key]
+
+        releasing.add_done_callback(forget)
 
     async def _keep_renewed(self, lease: _native.Lease, task: "Optional[_asyncio.Task[Any]]") -> None:
         while True:
@@ -234,10 +247,17 @@ class TaskCoordinator:
         return True
 
     async def wait(self, key: str) -> None:
-        """Waits until this process's task for ``key`` (if any) has ended, from any event loop."""
+        """Waits until this process's task for ``key`` (if any) has ended and released its lease,
+        from any event loop: right after, the key can be started again."""
         task = self._running.get(key)
-        if task is None:
-            return
+        if task is not None:
+            await self._ended(task)
+        releasing = self._releasing.get(key)
+        if releasing is not None:
+            await _asyncio.wrap_future(releasing)
+
+    @staticmethod
+    async def _ended(task: "_asyncio.Task[Any]") -> None:
         loop = _asyncio.get_running_loop()
         if task.get_loop() is loop:
             await _asyncio.wait([task])

@@ -1,0 +1,150 @@
+"""The Redis store from Python: threads, processes, asyncio that never blocks the loop on Redis I/O,
+and a server that goes away."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import racefree
+from conftest import _answers_ping, _free_port, on_threads
+from racefree.asyncio import StartLock, TaskCoordinator
+
+
+def test_threads_share_one_counter(redis_url):
+    store = racefree.open(redis_url)
+    assert not store.is_local
+
+    def work(_):
+        counter = racefree.Counter(store, "task:1")
+        return [counter.next() for _ in range(500)]
+
+    indexes = sorted(i for batch in on_threads(8, work) for i in batch)
+    assert indexes == list(range(4_000))
+
+
+def test_another_process_sees_the_state(redis_url):
+    writer = (
+        "import racefree, sys\n"
+        "store = racefree.open(sys.argv[1])\n"
+        "racefree.Counter(store, 'task:1').claim('exec-a')\n"
+        "racefree.Records(store, 'pods').put('web-1', {'phase': 'Running'})\n"
+        "print(racefree.StartLock(store, 'tasks').try_start('k', ttl=3600).token)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", writer, redis_url], capture_output=True, text=True, timeout=60, check=True)
+    store = racefree.open(redis_url)
+    assert racefree.Counter(store, "task:1").index_of("exec-a") == 0
+    assert racefree.Records(store, "pods").get("web-1").value == {"phase": "Running"}
+    assert racefree.StartLock(store, "tasks").holder("k")[0] == int(out.stdout)
+
+
+def _redis_command(url: str, *parts: str) -> None:
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    request = f"*{len(parts)}\r\n" + "".join(f"${len(p)}\r\n{p}\r\n" for p in parts)
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(request.encode())
+        s.recv(64)
+
+
+async def _max_tick_gap(during) -> float:
+    """The longest the loop went without running a 5 ms ticker while ``during()`` ran."""
+    gaps = []
+
+    async def ticker():
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.02)
+    await during()
+    tick.cancel()
+    return max(gaps)
+
+
+async def test_redis_calls_never_block_the_event_loop(redis_url, redis_server):
+    store = racefree.open(redis_url)
+    lock = StartLock(store, "tasks")
+    coordinator = TaskCoordinator(store, ttl=30)
+    runs = 0
+    all_started = asyncio.Event()
+
+    async def task():
+        nonlocal runs
+        runs += 1
+        await all_started.wait()
+
+    async def burst():
+        # The server stalls for 300 ms in the middle of the burst (DEBUG SLEEP from another
+        # connection): every call waiting on it waits off the loop.
+        stall = asyncio.get_running_loop().run_in_executor(None, _redis_command, redis_server, "DEBUG", "SLEEP", "0.3")
+
+        async def worker(i):
+            started = await coordinator.start("tests.ExampleTask:1", task)
+            for _ in range(20):
+                async with lock.hold(f"k{i % 4}", ttl=5, timeout=10):
+                    await asyncio.sleep(0)
+            return started
+
+        started = await asyncio.gather(*(worker(i) for i in range(32)))
+        all_started.set()
+        await asyncio.gather(stall, coordinator.wait("tests.ExampleTask:1"))
+        assert started.count(True) == 1
+
+    gap = await _max_tick_gap(burst)
+    assert gap < 0.2, f"the loop stood still for {gap * 1000:.0f} ms during a 300 ms server stall"
+    assert runs == 1 and not coordinator.is_running("tests.ExampleTask:1")
+
+    # The control: the same stall, with a synchronous call on the loop, does freeze the ticker.
+    counter = racefree.Counter(store, "task:1")
+
+    async def blocking():
+        stall = asyncio.get_running_loop().run_in_executor(None, _redis_command, redis_server, "DEBUG", "SLEEP", "0.3")
+        await asyncio.sleep(0.05)
+        counter.next()  # waits for the stalled server on the loop's own thread
+        await stall
+
+    gap = await _max_tick_gap(blocking)
+    assert gap >= 0.15, f"a blocking call left the loop free ({gap * 1000:.0f} ms): the test cannot fail"
+
+
+def test_a_stopped_server_fails_promptly_and_recovers(tmp_path):
+    port = _free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    args += ["--appendonly", "yes", "--appendfsync", "always"]
+
+    def start():
+        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not _answers_ping(port):
+            assert server.poll() is None, "redis-server exited"
+            time.sleep(0.02)
+        return server
+
+    server = start()
+    try:
+        store = racefree.open(f"redis://127.0.0.1:{port}/0?timeout_ms=500")
+        counter = racefree.Counter(store, "task:1")
+        assert counter.next() == 0
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+        started = time.monotonic()
+        for _ in range(3):
+            with pytest.raises(racefree.BackendUnavailable) as caught:
+                counter.next()
+            assert caught.value.code == "backend_unavailable"
+            assert isinstance(caught.value, ConnectionError)
+        assert time.monotonic() - started < 2
+        server = start()
+        assert counter.next() == 1, "a failed call recorded something, or the store did not recover"
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
