@@ -1,0 +1,153 @@
+//! The Redis store against `redis-benchmark` in the same run, on a server this benchmark starts
+//! (127.0.0.1, free port, persistence off) and stops by its PID.
+//!
+//! `cargo bench -p racefree --features redis --bench redis [-- CLIENTS...]` prints, per client
+//! count, `next` ops/s against `redis-benchmark -t incr` with as many clients, and the round trips
+//! of `try_start` and `release` counted by the server (`INFO commandstats`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use racefree::{Counter, SharedStore, StartLock};
+
+const OPS: usize = 200_000;
+
+struct Server {
+    port: u16,
+    child: Child,
+}
+
+impl Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (install it with scripts/setup.sh)");
+        let server = Self { port, child };
+        let started = Instant::now();
+        while server.raw(&["PING"]).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn raw(&self, command: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut request = format!("*{}\r\n", command.len());
+        for part in command {
+            request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    fn command_calls(&self, command: &str) -> u64 {
+        let stats = self.raw(&["INFO", "commandstats"]).expect("INFO");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse().unwrap_or(0))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `redis-benchmark -t incr` with `clients` connections: requests per second.
+fn redis_benchmark(port: u16, clients: usize) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-t", "incr", "-n", &OPS.to_string(), "-c", &clients.to_string()])
+        .args(["--csv"])
+        .output()
+        .expect("redis-benchmark (install it with scripts/setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps",...  then  "INCR","51867.53",...
+    let line = text.lines().find(|l| l.starts_with("\"INCR\"")).expect("an INCR line");
+    line.split(',').nth(1).expect("rps").trim_matches('"').parse().expect("a number")
+}
+
+/// `clients` threads share one store (one pooled connection each) and call `work` `OPS` times in
+/// all: operations per second.
+fn threads(clients: usize, store: &SharedStore, work: impl Fn(&SharedStore, usize) + Sync) -> f64 {
+    let barrier = Barrier::new(clients + 1);
+    let per_thread = OPS / clients;
+    std::thread::scope(|scope| {
+        for t in 0..clients {
+            let (barrier, work) = (&barrier, &work);
+            scope.spawn(move || {
+                barrier.wait();
+                for i in 0..per_thread {
+                    work(store, t * per_thread + i);
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let started = Instant::now();
+        barrier.wait();
+        (per_thread * clients) as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+fn main() {
+    let clients: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let clients = if clients.is_empty() { vec![1, 8, 32] } else { clients };
+    let server = Server::start();
+    let url = format!("redis://127.0.0.1:{}/0?namespace=bench", server.port);
+    let store = racefree::open(&url).expect("open");
+
+    println!("redis-server 127.0.0.1:{}, {OPS} operations per row", server.port);
+    println!("| clients | redis-benchmark INCR ops/s | racefree next ops/s | ratio |");
+    println!("|---:|---:|---:|---:|");
+    for &n in &clients {
+        let baseline = redis_benchmark(server.port, n);
+        let counter = Counter::new(&store, "task:1").expect("counter");
+        let ours = threads(n, &store, |_, _| {
+            counter.next().expect("next");
+        });
+        println!("| {n} | {baseline:.0} | {ours:.0} | {:.2} |", ours / baseline);
+    }
+
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    // Loads both scripts into the server first, so the count below is the steady state.
+    lock.try_start("warm-up", Duration::from_secs(30))
+        .expect("start")
+        .expect("free")
+        .release()
+        .expect("release");
+    let before = (server.command_calls("evalsha"), server.command_calls("eval"));
+    let n = 8;
+    let pairs = threads(n, &store, |_, i| {
+        let lease = lock.try_start(&format!("k{i}"), Duration::from_secs(30)).expect("start").expect("free");
+        lease.release().expect("release");
+    });
+    let after = (server.command_calls("evalsha"), server.command_calls("eval"));
+    let done = (OPS / n * n) as u64;
+    println!();
+    println!(
+        "try_start + release, {n} clients: {pairs:.0} pairs/s; the server ran {} EVALSHA and {} EVAL for {done} \
+         pairs = {:.2} round trips per operation",
+        after.0 - before.0,
+        after.1 - before.1,
+        (after.0 - before.0 + after.1 - before.1) as f64 / (2 * done) as f64
+    );
+}
