@@ -15,9 +15,11 @@
 //! `e` expiry; `PX` set to the retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence).
 //!
 //! **Time.** Handed the wall clock ([`SystemClock`](crate::SystemClock)), deadlines are judged by
-//! the server's own clock (`TIME` inside each script) and enforced by Redis itself through `PX`,
-//! so client clocks don't matter. Handed any other clock (a [`ManualClock`](crate::ManualClock) in
-//! tests), scripts judge deadlines by that clock instead; `PX` stays as a backstop.
+//! the server's own clock (`TIME` inside each script) and enforced by Redis itself through
+//! `PEXPIRE`, so client clocks don't matter. Handed any other clock (a
+//! [`ManualClock`](crate::ManualClock) in tests), scripts judge deadlines by that clock instead,
+//! and expired keys stay until [`Store::sweep`] removes them (Redis' own expiry would follow the
+//! real time, not that clock).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -88,6 +90,8 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function int(n) return string.format('%d', n) end
+-- Redis removes the key by itself when it judges time; under an injected clock, sweep does.
+local function expire(key, ms) if ARGV[1] == '' then redis.call('PEXPIRE', key, ms) end end
 ";
 
 // KEYS[1] claims, KEYS[2] counter; ARGV[1] id, ARGV[2] largest exact index. -> {index, new} or {-1, 0}.
@@ -110,7 +114,7 @@ local position = tonumber(ARGV[2])
 if position < marked then return {1, marked} end
 if position > marked then return {2, marked} end
 redis.call('HSET', KEYS[1], 'n', int(marked + 1), 'e', int(now + tonumber(ARGV[3])))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+expire(KEYS[1], ARGV[3])
 return {0, marked + 1}
 ";
 
@@ -138,7 +142,7 @@ local deadline = redis.call('HGET', KEYS[1], 'd')
 if deadline and tonumber(deadline) > now then return {0, 0, 0} end
 local token = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 't', int(token), 'd', int(now + tonumber(ARGV[2])))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+expire(KEYS[1], ARGV[2])
 return {1, token, tonumber(ARGV[2])}
 ";
 
@@ -148,7 +152,7 @@ local now = now_ms()
 local v = redis.call('HMGET', KEYS[1], 't', 'd')
 if v[1] ~= ARGV[2] or tonumber(v[2]) <= now then return 0 end
 redis.call('HSET', KEYS[1], 'd', int(now + tonumber(ARGV[3])))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+expire(KEYS[1], ARGV[3])
 return 1
 ";
 
