@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use racefree::Error;
@@ -72,9 +71,9 @@ pub fn to_json(value: &Bound<'_, PyAny>) -> PyResult<Value> {
 
 fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "record value nests deeper than {MAX_DEPTH} levels (or contains itself)"
-        )));
+        return Err(to_py(Error::InvalidArgument {
+            reason: format!("record value nests deeper than {MAX_DEPTH} levels (or contains itself)"),
+        }));
     }
     if value.is_none() {
         return Ok(Value::Null);
@@ -89,13 +88,15 @@ fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         if let Ok(n) = value.extract::<u64>() {
             return Ok(Value::from(n));
         }
-        return Err(PyValueError::new_err(format!("integer {value} does not fit in 64 bits")));
+        return Err(to_py(Error::InvalidArgument {
+            reason: format!("integer {value} does not fit in 64 bits"),
+        }));
     }
     if value.is_instance_of::<PyFloat>() {
         let x = value.extract::<f64>()?;
         return Number::from_f64(x)
             .map(Value::Number)
-            .ok_or_else(|| PyValueError::new_err(format!("{x} is not a JSON number")));
+            .ok_or_else(|| to_py(Error::InvalidArgument { reason: format!("{x} is not a JSON number") }));
     }
     if let Ok(text) = value.cast::<PyString>() {
         return Ok(Value::String(text.to_cow()?.into_owned()));
