@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use racefree::{ManualClock, SharedClock, SharedStore, Store};
+use racefree::{ManualClock, SharedClock, SharedStore};
 use serde_json::json;
 
 fn check_isolation(open: &dyn Fn(&str, SharedClock) -> SharedStore) {
