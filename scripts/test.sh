@@ -19,8 +19,11 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 
-section "rust: unit, conformance (memory, sqlite, redis), racy-store proof, processes on SQLite and Redis, Redis restarts and failures, scenarios, doc examples"
+section "rust: unit, conformance (memory, sqlite, redis), racy-store proof, processes, Redis restarts and failures, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --release --locked --all-features
+
+section "rust: loom model of the memory store's synchronization (bounded preemptions)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 cargo test --locked -p racefree --test loom
 
 section "python: build the wheel, install it into .venv, run pytest"
 rm -f target/wheels/racefree-*.whl

@@ -42,6 +42,7 @@ mod event_guard;
 mod records;
 mod start_lock;
 pub mod store;
+mod sync;
 mod validate;
 
 pub use backoff::Backoff;

@@ -2,11 +2,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use hashbrown::HashTable;
-use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde_json::Value;
 
 use super::Inventory;
@@ -16,12 +14,28 @@ use super::{
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, RwLock};
 
 /// Maps hashed with foldhash: fast, and seeded per map so chosen keys cannot force collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Number of independently locked shards; a power of two.
-const SHARDS: usize = 64;
+/// Picks shards: seeded per store, so chosen keys cannot force collisions — except in the loom
+/// model, whose replays need every run to lock the same shards.
+#[cfg(not(loom))]
+type ShardHasher = foldhash::fast::RandomState;
+#[cfg(loom)]
+type ShardHasher = foldhash::fast::FixedState;
+
+fn shard_hasher() -> ShardHasher {
+    #[cfg(not(loom))]
+    return foldhash::fast::RandomState::default();
+    #[cfg(loom)]
+    return foldhash::fast::FixedState::with_seed(0x5EED);
+}
+
+/// Number of independently locked shards; a power of two (4 in the loom model, to keep its
+/// state space small; the code paths are the same).
+const SHARDS: usize = if cfg!(loom) { 4 } else { 64 };
 
 /// Expired entries removed per store call on a shard, so expiry costs are spread over calls.
 const AMORTIZED_SWEEP: usize = 4;
@@ -56,7 +70,7 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 pub struct MemoryStore {
     shards: Box<[Padded<Mutex<Shard>>]>,
     /// Seeded per store: picks the shard and, for counters, the slot — one hash per call.
-    hasher: foldhash::fast::RandomState,
+    hasher: ShardHasher,
     /// One fencing-token counter per lock; never removed, so tokens never repeat.
     lock_tokens: RwLock<HashMap<String, Arc<AtomicU64>>>,
     clock: SharedClock,
@@ -167,7 +181,7 @@ impl MemoryStoreBuilder {
         };
         Ok(MemoryStore {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: shard_hasher(),
             lock_tokens: RwLock::default(),
             clock,
             namespace: self.namespace,
@@ -180,7 +194,7 @@ impl MemoryStoreBuilder {
 
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 fn default_clock() -> Result<SharedClock> {
-    Ok(Arc::new(crate::clock::SystemClock))
+    Ok(std::sync::Arc::new(crate::clock::SystemClock))
 }
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -699,7 +713,7 @@ mod tests {
 
     #[test]
     fn stale_expiries_are_compacted() {
-        let clock = Arc::new(crate::ManualClock::new(0));
+        let clock = std::sync::Arc::new(crate::ManualClock::new(0));
         let store = MemoryStore::with_clock(clock);
         for _ in 0..1_000 {
             let grant = store.lease_try_grant("lock", "k", 60_000).unwrap().unwrap();
