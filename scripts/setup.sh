@@ -57,11 +57,13 @@ need_chromium() {
 }
 
 # Debian's redis-server (and redis-benchmark): the Redis backend's tests start their own servers
-# on free 127.0.0.1 ports and stop them by PID; no service is started here.
+# on free 127.0.0.1 ports and stop them by PID; no service is started here. openssl makes the
+# certificates of the rediss:// (TLS) test.
 need_redis() {
-    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-        echo "setup: installing redis-server from Debian's packages"
-        apt_install redis-server redis-tools
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null \
+        || ! command -v openssl >/dev/null; then
+        echo "setup: installing redis-server and openssl from Debian's packages"
+        apt_install redis-server redis-tools openssl
     fi
 }
 

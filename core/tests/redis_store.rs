@@ -255,3 +255,72 @@ fn bad_urls_and_unreachable_servers_are_clear_errors() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(code("rediss://127.0.0.1:1/0"), Err("backend_unavailable"));
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn certificates() -> std::path::PathBuf {
+    let dir = common::scratch_path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let script = r#"
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=racefree test CA"
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj "/CN=$who"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > $who.ext
+            openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile $who.ext
+        done
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem -days 2 -subj "/CN=another CA"
+    "#;
+    let status = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (install it with scripts/setup.sh)");
+    assert!(status.success(), "openssl could not make the test certificates");
+    dir
+}
+
+#[test]
+fn rediss_verifies_the_server_and_presents_a_client_certificate() {
+    let dir = certificates();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let tls_port = common::redis_server::free_port().to_string();
+    let server = RedisServer::start(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    let base = format!("rediss://127.0.0.1:{tls_port}/0?timeout_ms=2000");
+    let client = format!("&tls_cert={}&tls_key={}", file("client.pem"), file("client.key"));
+
+    let store = open(&format!("{base}&tls_ca={}{client}", file("ca.pem")));
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    assert_eq!((counter.next(), counter.next()), (Ok(0), Ok(1)));
+    // The plain port of the same server sees the same data: TLS changed the transport only.
+    let plain = open(&format!("redis://127.0.0.1:{}/0", server.port));
+    assert_eq!(Counter::new(&plain, "task:1").expect("counter").peek(), Ok(2));
+
+    let code = |url: String| racefree::open(&url).map(drop).map_err(|e| e.code());
+    // A server certificate from a CA the client does not trust, or no client certificate.
+    assert_eq!(code(format!("{base}{client}")), Err("backend_unavailable"), "system trust store");
+    assert_eq!(code(format!("{base}&tls_ca={}{client}", file("other-ca.pem"))), Err("backend_unavailable"));
+    assert_eq!(
+        code(format!("{base}&tls_ca={}", file("ca.pem"))),
+        Err("backend_unavailable"),
+        "no client cert"
+    );
+    // Bad options are bad input.
+    assert_eq!(code(format!("{base}&tls_ca=/no/such/ca.pem")), Err("invalid_argument"));
+    assert_eq!(code(format!("{base}&tls_cert={}", file("client.pem"))), Err("invalid_argument"));
+    let plain_url = format!("redis://127.0.0.1:{}/0?tls_ca={}", server.port, file("ca.pem"));
+    assert_eq!(code(plain_url), Err("invalid_argument"));
+    assert_eq!(code(format!("{base}#insecure")), Err("invalid_argument"));
+}

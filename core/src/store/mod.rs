@@ -315,7 +315,8 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
 /// - `redis://[user:password@]host[:port][/db]` — the Redis backend (feature `redis`). Query
 ///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000),
 ///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`).
-///   `rediss://` (TLS) answers [`Error::BackendUnavailable`]: this build has no TLS stack.
+///   `rediss://` is TLS (rustls), verified against the system's trust store or `tls_ca=…`
+///   (a PEM file); `tls_cert=…&tls_key=…` present a client certificate.
 ///
 /// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
 /// falling back to memory.
@@ -428,8 +429,14 @@ fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore>
 
 #[cfg(feature = "redis")]
 fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
+    if url.contains('#') {
+        return Err(Error::invalid_argument(format!(
+            "redis URLs take no #fragment (to trust a private CA, use ?tls_ca=/path/ca.pem): {url:?}"
+        )));
+    }
     let (server, query) = url.split_once('?').unwrap_or((url, ""));
     let mut options = RedisOptions::default();
+    let (mut tls_cert, mut tls_key) = (None, None);
     for (name, value) in query_pairs(query) {
         match name {
             "namespace" => options.namespace = value.to_owned(),
@@ -452,8 +459,16 @@ fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
                     }
                 }
             }
+            "tls_ca" => options.tls_ca = Some(value.into()),
+            "tls_cert" => tls_cert = Some(std::path::PathBuf::from(value)),
+            "tls_key" => tls_key = Some(std::path::PathBuf::from(value)),
             other => return Err(Error::invalid_argument(format!("unknown redis:// option {other:?}"))),
         }
     }
+    options.tls_client = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(Error::invalid_argument("tls_cert and tls_key go together")),
+    };
     Ok(Arc::new(RedisStore::open(server, clock, options)?))
 }

@@ -51,6 +51,12 @@ pub struct RedisOptions {
     /// one twice. With `everysec` (Redis' default for AOF) a crash can lose the last second and a
     /// counter can go backwards. Off by default: the server's configuration is the operator's call.
     pub require_fsync: bool,
+    /// `rediss://` only: the CA certificate (PEM file) to verify the server with, instead of the
+    /// system's trust store.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// `rediss://` only: a client certificate and its key (PEM files), for servers that
+    /// authenticate clients (`tls-auth-clients yes`, Redis' default).
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl RedisOptions {
@@ -78,7 +84,13 @@ impl RedisOptions {
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        Self { namespace: String::new(), timeout: Duration::from_secs(5), require_fsync: false }
+        Self {
+            namespace: String::new(),
+            timeout: Duration::from_secs(5),
+            require_fsync: false,
+            tls_ca: None,
+            tls_client: None,
+        }
     }
 }
 
@@ -302,25 +314,29 @@ fn to_u64(value: i64) -> u64 {
 }
 
 impl RedisStore {
-    /// Connects to the server at `url` (`redis://[user:password@]host[:port][/db]`) and checks
-    /// that it answers.
+    /// Connects to the server at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS) and checks that it answers.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a malformed URL or namespace; [`Error::BackendUnavailable`]
-    /// when the server cannot be reached (or `rediss://` in this build, which has no TLS);
-    /// [`Error::Timeout`] when it does not answer within the timeout.
+    /// [`Error::InvalidArgument`] for a malformed URL, namespace or unreadable certificate file;
+    /// [`Error::BackendUnavailable`] when the server cannot be reached or its certificate is not
+    /// trusted; [`Error::Timeout`] when it does not answer within the timeout.
     pub fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
         crate::validate::namespace(&options.namespace)?;
         if options.timeout.is_zero() {
             return Err(Error::invalid_argument("the redis timeout must be positive"));
         }
-        let client = Client::open(url).map_err(|e| {
-            if url.starts_with("rediss://") {
-                Error::BackendUnavailable { reason: format!("redis: {e}") }
-            } else {
-                Error::invalid_argument(format!("bad redis URL {url:?}: {e}"))
+        let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
+        let client = if url.starts_with("rediss://") {
+            // rustls needs one process-wide crypto provider; a second install is a no-op error.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Client::build_with_tls(url, tls_certificates(&options)?).map_err(bad_url)?
+        } else {
+            if options.tls_ca.is_some() || options.tls_client.is_some() {
+                return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
             }
-        })?;
+            Client::open(url).map_err(bad_url)?
+        };
         let ns = &options.namespace;
         let store = Self {
             client,
@@ -456,6 +472,22 @@ impl RedisStore {
         let (secs, micros): (u64, u64) = self.call(|conn| redis::cmd("TIME").query(conn))?;
         Ok((secs * 1000 + micros / 1000, local))
     }
+}
+
+/// The CA and client certificates named by the options, read from their PEM files.
+fn tls_certificates(options: &RedisOptions) -> Result<redis::TlsCertificates> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::invalid_argument(format!("cannot read TLS file {}: {e}", path.display())))
+    };
+    let client_tls = match &options.tls_client {
+        Some((cert, key)) => {
+            Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? })
+        }
+        None => None,
+    };
+    let root_cert = options.tls_ca.as_deref().map(read).transpose()?;
+    Ok(redis::TlsCertificates { client_tls, root_cert })
 }
 
 /// Escapes the characters `SCAN MATCH` treats as a pattern.
