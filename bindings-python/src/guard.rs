@@ -70,7 +70,7 @@ impl EventGuard {
         event: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
-        let (member, name) = match self.inner.mark(stream, event).py()? {
+        let (member, name) = match call(py, self.local, || self.inner.mark(stream, event)).py()? {
             Mark::First => (&FIRST, "FIRST"),
             Mark::Duplicate => (&DUPLICATE, "DUPLICATE"),
         };

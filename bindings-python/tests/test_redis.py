@@ -2,11 +2,13 @@
 and a server that goes away."""
 
 import asyncio
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -151,3 +153,39 @@ def test_a_stopped_server_fails_promptly_and_recovers(tmp_path):
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
+
+
+BLOCKING_OPERATIONS = {
+    "counter.next": lambda s: racefree.Counter(s, "c").next,
+    "counter.claim": lambda s: functools.partial(racefree.Counter(s, "c").claim, "e"),
+    "counter.peek": lambda s: racefree.Counter(s, "c").peek,
+    "guard.mark": lambda s: functools.partial(racefree.EventGuard(s, "g", ["a"]).mark, "s", "a"),
+    "guard.is_marked": lambda s: functools.partial(racefree.EventGuard(s, "g", ["a"]).is_marked, "s", "a"),
+    "lock.try_start": lambda s: functools.partial(racefree.StartLock(s, "l").try_start, "k", ttl=5),
+    "lock.is_held": lambda s: functools.partial(racefree.StartLock(s, "l").is_held, "k"),
+    "records.put": lambda s: functools.partial(racefree.Records(s, "r").put, "k", 1),
+    "records.get": lambda s: functools.partial(racefree.Records(s, "r").get, "k"),
+    "store.stats": lambda s: s.stats,
+}
+
+
+@pytest.mark.parametrize("name", BLOCKING_OPERATIONS)
+def test_waiting_on_redis_releases_the_gil(redis_url, redis_server, name):
+    call = BLOCKING_OPERATIONS[name](racefree.open(redis_url))
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=ticker)
+    stall = _stall(redis_server, 0.3)
+    thread.start()
+    call()  # waits for the stalled server; another Python thread must run meanwhile
+    stop.set()
+    thread.join()
+    stall.close()
+    gap = max(b - a for a, b in zip(ticks, ticks[1:]))
+    assert gap < 0.15, f"{name} held the GIL for {gap * 1000:.0f} ms while waiting on Redis"
