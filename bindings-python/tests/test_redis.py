@@ -1,5 +1,5 @@
-"""The Redis store from Python: threads, processes, asyncio that never blocks the loop on Redis I/O,
-and a server that goes away."""
+"""The Redis store from Python: threads, asyncio that never blocks the loop on Redis I/O, calls that
+release the GIL while they wait, and a server that goes away (processes: test_sqlite, test_django_processes)."""
 
 import asyncio
 import functools
@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -28,21 +27,6 @@ def test_threads_share_one_counter(redis_url):
 
     indexes = sorted(i for batch in on_threads(8, work) for i in batch)
     assert indexes == list(range(4_000))
-
-
-def test_another_process_sees_the_state(redis_url):
-    writer = (
-        "import racefree, sys\n"
-        "store = racefree.open(sys.argv[1])\n"
-        "racefree.Counter(store, 'task:1').claim('exec-a')\n"
-        "racefree.Records(store, 'pods').put('web-1', {'phase': 'Running'})\n"
-        "print(racefree.StartLock(store, 'tasks').try_start('k', ttl=3600).token)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", writer, redis_url], capture_output=True, text=True, timeout=60, check=True)
-    store = racefree.open(redis_url)
-    assert racefree.Counter(store, "task:1").index_of("exec-a") == 0
-    assert racefree.Records(store, "pods").get("web-1").value == {"phase": "Running"}
-    assert racefree.StartLock(store, "tasks").holder("k")[0] == int(out.stdout)
 
 
 def _stall(url: str, seconds: float) -> socket.socket:

@@ -1,4 +1,5 @@
-"""The embedded SQLite store from Python: shared by threads and by separate processes."""
+"""The embedded SQLite store from Python: shared by threads and by separate processes (the
+persistence test also runs on Redis)."""
 
 import subprocess
 import sys
@@ -20,8 +21,14 @@ def test_threads_share_one_file(tmp_path):
     assert indexes == list(range(4_000))
 
 
-def test_state_outlives_the_process(tmp_path):
-    url = f"sqlite:///{tmp_path}/racefree.db?namespace=app"
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_state_outlives_the_process(tmp_path, request, backend):
+    """A process writes and exits; another reads it all back. (Redis: the same across clients.)"""
+    if backend == "sqlite":
+        url, other_url = f"sqlite:///{tmp_path}/racefree.db?namespace=app", f"sqlite:///{tmp_path}/racefree.db?namespace=other"
+    else:
+        url = request.getfixturevalue("redis_url")
+        other_url = url + "-other"
     writer = (
         "import racefree, sys\n"
         "store = racefree.open(sys.argv[1])\n"
@@ -34,8 +41,8 @@ def test_state_outlives_the_process(tmp_path):
     assert racefree.Counter(store, "task:1").index_of("exec-a") == 0
     assert racefree.Records(store, "pods").get("web-1").value == {"phase": "Running"}
     assert racefree.StartLock(store, "tasks").holder("k")[0] == int(out.stdout)
-    # Another namespace in the same file sees none of it.
-    other = racefree.open(f"sqlite:///{tmp_path}/racefree.db?namespace=other")
+    # Another namespace of the same file or server sees none of it.
+    other = racefree.open(other_url)
     assert racefree.Counter(other, "task:1").index_of("exec-a") is None
 
 
