@@ -165,11 +165,16 @@ def test_waiting_on_redis_releases_the_gil(redis_url, redis_server, name):
             time.sleep(0.002)
 
     thread = threading.Thread(target=ticker)
-    stall = _stall(redis_server, 0.3)
+    stall = _stall(redis_server, 0.4)
+    time.sleep(0.05)  # the server is surely asleep before the call is sent
     thread.start()
+    started = time.monotonic()
     call()  # waits for the stalled server; another Python thread must run meanwhile
+    waited = time.monotonic() - started
     stop.set()
     thread.join()
     stall.close()
-    gap = max(b - a for a, b in zip(ticks, ticks[1:]))
+    assert waited > 0.2, f"{name} did not wait for the stalled server ({waited * 1000:.0f} ms)"
+    # No second tick at all: the ticker was starved for the whole wait.
+    gap = max((b - a for a, b in zip(ticks, ticks[1:])), default=waited)
     assert gap < 0.15, f"{name} held the GIL for {gap * 1000:.0f} ms while waiting on Redis"
