@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 
 use super::Inventory;
@@ -141,27 +141,34 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Runs `body` in one `BEGIN IMMEDIATE` transaction; commits only when it returns `Ok(Ok(_))`.
-    fn write<T>(&self, body: impl FnOnce(&Transaction<'_>, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
-        let mut conn = self.conn.lock();
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction; commits only when it returns `Ok(Ok(_))`
+    /// and rolls back otherwise, so a refused call records nothing. `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` are cached statements: nothing is parsed while the file's write lock is held.
+    fn write<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
+        let conn = self.conn.lock();
         let now = self.clock.now_ms();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| classify(&e, self.options.busy_timeout))?;
-        match body(&tx, now).map_err(|e| classify(&e, self.options.busy_timeout))? {
-            Ok(value) => {
-                let swept = if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
-                    sweep_some(&tx, &self.options.namespace, now, AMORTIZED_SWEEP)
-                        .map_err(|e| classify(&e, self.options.busy_timeout))?
-                } else {
-                    0
-                };
-                tx.commit().map_err(|e| classify(&e, self.options.busy_timeout))?;
-                self.expired_swept.fetch_add(swept, Ordering::Relaxed);
-                Ok(value)
+        let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
+        exec(&conn, "BEGIN IMMEDIATE", []).map_err(fail)?;
+        let outcome = body(&conn, now).and_then(|result| {
+            let Ok(value) = result else { return Ok(result) };
+            let swept = if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+                sweep_some(&conn, &self.options.namespace, now, AMORTIZED_SWEEP)?
+            } else {
+                0
+            };
+            exec(&conn, "COMMIT", [])?;
+            self.expired_swept.fetch_add(swept, Ordering::Relaxed);
+            Ok(Ok(value))
+        });
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            refused_or_failed => {
+                // Still inside the transaction (a refusal, or a failed statement or commit).
+                if !conn.is_autocommit() {
+                    let _ = exec(&conn, "ROLLBACK", []);
+                }
+                refused_or_failed.map_err(fail)?
             }
-            // Dropping the transaction rolls it back: a refused call records nothing.
-            Err(refused) => Err(refused),
         }
     }
 
@@ -186,7 +193,7 @@ fn classify(err: &rusqlite::Error, busy_timeout: Duration) -> Error {
     }
 }
 
-fn sweep_some(tx: &Transaction<'_>, ns: &str, now: u64, limit: i64) -> rusqlite::Result<u64> {
+fn sweep_some(tx: &Connection, ns: &str, now: u64, limit: i64) -> rusqlite::Result<u64> {
     let now = to_sql(now);
     let leases = exec(
         tx,
@@ -243,7 +250,7 @@ fn overflow(counter: &str) -> Error {
     ))
 }
 
-fn next_index(tx: &Transaction<'_>, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
+fn next_index(tx: &Connection, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
     // One statement; the WHERE keeps a counter at i64::MAX from wrapping (no row comes back).
     let index: Option<i64> = opt(
         tx,
