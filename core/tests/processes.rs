@@ -245,3 +245,27 @@ fn an_unopenable_file_is_backend_unavailable() {
     let err = racefree::open("sqlite:///nonexistent-dir/for/racefree/x.db").expect_err("no such directory");
     assert_eq!(err.code(), "backend_unavailable", "{err}");
 }
+
+#[test]
+fn a_call_that_waited_for_the_file_takes_effect_after_the_wait() {
+    let db = common::scratch_path("waited.db");
+    let store: SharedStore =
+        Arc::new(SqliteStore::open(&db, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let blocker = rusqlite::Connection::open(&db).expect("second connection");
+    blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock the file");
+    let called = now_ms();
+    let lease = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            blocker.execute_batch("COMMIT").expect("unlock");
+        });
+        lock.try_start("k", Duration::from_millis(1_000)).expect("start").expect("free")
+    });
+    // The deadline counts from when the grant took effect, not from when the call began.
+    let waited = lease.deadline_ms().saturating_sub(called + 1_000);
+    assert!(
+        waited >= 350,
+        "the deadline counts from before a 400 ms wait for the file (only {waited} ms later)"
+    );
+}

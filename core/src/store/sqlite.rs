@@ -146,9 +146,11 @@ impl SqliteStore {
     /// `ROLLBACK` are cached statements: nothing is parsed while the file's write lock is held.
     fn write<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
         let conn = self.conn.lock();
-        let now = self.clock.now_ms();
         let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
         exec(&conn, "BEGIN IMMEDIATE", []).map_err(fail)?;
+        // Read once the write lock is held: a call that waited for another process judges
+        // deadlines, and sets new ones, at the moment it takes effect.
+        let now = self.clock.now_ms();
         let outcome = body(&conn, now).and_then(|result| {
             let Ok(value) = result else { return Ok(result) };
             let swept = if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
