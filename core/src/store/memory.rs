@@ -89,8 +89,8 @@ struct Padded<T>(T);
 struct Shard {
     /// Counters by key, in a table addressed by the store's own hash (computed once per call).
     counters: HashTable<CounterEntry>,
-    marks: HashMap<String, HashMap<String, MarkState>>,
-    leases: HashMap<String, HashMap<String, LeaseGrant>>,
+    marks: PairTable<MarkState>,
+    leases: PairTable<LeaseGrant>,
     records: HashMap<String, HashMap<String, RecordState>>,
     /// Deadlines of leases and marks, earliest first; entries may be stale (renewed, released).
     expiries: BinaryHeap<Reverse<Expiry>>,
@@ -127,12 +127,74 @@ enum ExpiryKind {
     Mark,
 }
 
+/// A deadline in a shard's heap: the entry is found again by its hash. Any entry of that hash
+/// whose deadline is still `at` (and past) has expired, whichever pair it is, so the heap needs
+/// neither the names nor an allocation.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Expiry {
     at: u64,
     kind: ExpiryKind,
+    hash: u64,
+}
+
+/// Entries keyed by `(primitive name, key)` in one table, addressed by the store's hash of the
+/// pair — computed once per call, also to pick the shard — so a lookup is one probe.
+#[derive(Debug)]
+struct PairTable<V> {
+    table: HashTable<Paired<V>>,
+}
+
+#[derive(Debug)]
+struct Paired<V> {
+    hash: u64,
     name: Box<str>,
     key: Box<str>,
+    value: V,
+}
+
+impl<V> Default for PairTable<V> {
+    fn default() -> Self {
+        Self { table: HashTable::new() }
+    }
+}
+
+impl<V> PairTable<V> {
+    fn get(&self, hash: u64, name: &str, key: &str) -> Option<&V> {
+        self.table.find(hash, |e| &*e.name == name && &*e.key == key).map(|e| &e.value)
+    }
+
+    fn get_mut(&mut self, hash: u64, name: &str, key: &str) -> Option<&mut V> {
+        self.table.find_mut(hash, |e| &*e.name == name && &*e.key == key).map(|e| &mut e.value)
+    }
+
+    /// Sets the pair's value, adding the pair if it is new.
+    fn set(&mut self, hash: u64, name: &str, key: &str, value: V) {
+        match self.get_mut(hash, name, key) {
+            Some(slot) => *slot = value,
+            None => {
+                let entry = Paired { hash, name: name.into(), key: key.into(), value };
+                self.table.insert_unique(hash, entry, |e| e.hash);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: u64, name: &str, key: &str) -> Option<V> {
+        let found = self.table.find_entry(hash, |e| &*e.name == name && &*e.key == key).ok()?;
+        Some(found.remove().0.value)
+    }
+
+    /// Removes an entry of `hash` for which `expired` holds (see [`Expiry`]).
+    fn remove_expired(&mut self, hash: u64, expired: impl Fn(&V) -> bool) -> bool {
+        self.table.find_entry(hash, |e| expired(&e.value)).map(|found| drop(found.remove())).is_ok()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
+        self.table.iter().map(|e| (&*e.name, &*e.key, &e.value))
+    }
+
+    fn hashes(&self) -> impl Iterator<Item = (u64, &V)> {
+        self.table.iter().map(|e| (e.hash, &e.value))
+    }
 }
 
 /// Builds a [`MemoryStore`] with options.
@@ -234,10 +296,12 @@ impl MemoryStore {
         self.lock_shard(self.hash(name, key), None)
     }
 
-    /// [`shard`](Self::shard) for operations that have read the clock already (one read per call).
+    /// [`shard`](Self::shard) for operations that have read the clock already (one read per call);
+    /// returns the pair's hash too, which addresses its entry in the shard.
     #[inline]
-    fn shard_at(&self, name: &str, key: &str, now: u64) -> MutexGuard<'_, Shard> {
-        self.lock_shard(self.hash(name, key), Some(now))
+    fn shard_at(&self, name: &str, key: &str, now: u64) -> (MutexGuard<'_, Shard>, u64) {
+        let hash = self.hash(name, key);
+        (self.lock_shard(hash, Some(now)), hash)
     }
 
     #[inline]
@@ -336,21 +400,13 @@ impl Shard {
                 break;
             };
             examined += 1;
-            let live = match expiry.kind {
-                ExpiryKind::Lease => {
-                    self.leases.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|l| l.deadline_ms)
-                }
-                ExpiryKind::Mark => {
-                    self.marks.get(&*expiry.name).and_then(|m| m.get(&*expiry.key)).map(|m| m.expires_at)
-                }
+            // A renewed lease or refreshed mark has a later deadline: then this heap entry is stale.
+            let at = expiry.at;
+            let found = match expiry.kind {
+                ExpiryKind::Lease => self.leases.remove_expired(expiry.hash, |l| l.deadline_ms == at),
+                ExpiryKind::Mark => self.marks.remove_expired(expiry.hash, |m| m.expires_at == at),
             };
-            // A renewed lease or refreshed mark has a later deadline: this heap entry is stale.
-            if live == Some(expiry.at) {
-                let found = match expiry.kind {
-                    ExpiryKind::Lease => remove_nested(&mut self.leases, &expiry.name, &expiry.key).is_some(),
-                    ExpiryKind::Mark => remove_nested(&mut self.marks, &expiry.name, &expiry.key).is_some(),
-                };
-                debug_assert!(found, "the entry was just looked up");
+            if found {
                 self.expiring -= 1;
                 removed += 1;
             }
@@ -358,8 +414,8 @@ impl Shard {
         removed
     }
 
-    fn push_expiry(&mut self, at: u64, kind: ExpiryKind, name: &str, key: &str) {
-        self.expiries.push(Reverse(Expiry { at, kind, name: name.into(), key: key.into() }));
+    fn push_expiry(&mut self, at: u64, kind: ExpiryKind, hash: u64) {
+        self.expiries.push(Reverse(Expiry { at, kind, hash }));
         if self.expiries.len() > 64 && self.expiries.len() > 4 * self.expiring {
             self.compact_expiries();
         }
@@ -370,19 +426,11 @@ impl Shard {
         if self.expiries.len() == self.expiring {
             return;
         }
-        let leases = self.leases.iter().flat_map(|(name, m)| {
-            m.iter().map(move |(key, l)| (l.deadline_ms, ExpiryKind::Lease, name, key))
-        });
-        let marks = self
-            .marks
-            .iter()
-            .flat_map(|(name, m)| m.iter().map(move |(key, s)| (s.expires_at, ExpiryKind::Mark, name, key)));
-        self.expiries = leases
-            .chain(marks)
-            .map(|(at, kind, name, key)| {
-                Reverse(Expiry { at, kind, name: name.as_str().into(), key: key.as_str().into() })
-            })
-            .collect();
+        let leases =
+            self.leases.hashes().map(|(hash, l)| Expiry { at: l.deadline_ms, kind: ExpiryKind::Lease, hash });
+        let marks =
+            self.marks.hashes().map(|(hash, m)| Expiry { at: m.expires_at, kind: ExpiryKind::Mark, hash });
+        self.expiries = leases.chain(marks).map(Reverse).collect();
     }
 }
 
@@ -506,8 +554,8 @@ impl Store for MemoryStore {
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.with_room(|| {
             let now = self.clock.now_ms();
-            let mut shard = self.shard_at(guard, stream, now);
-            let current = get_nested(&shard.marks, guard, stream).copied();
+            let (mut shard, hash) = self.shard_at(guard, stream, now);
+            let current = shard.marks.get(hash, guard, stream).copied();
             let live = current.filter(|m| m.expires_at > now);
             let marked = live.map_or(0, |m| m.marked);
             let outcome = decide_mark(marked, position);
@@ -521,31 +569,31 @@ impl Store for MemoryStore {
                     if old.expires_at <= now {
                         self.expired_swept.fetch_add(1, Ordering::Relaxed);
                     }
-                    if let Some(slot) = get_nested_mut(&mut shard.marks, guard, stream) {
+                    if let Some(slot) = shard.marks.get_mut(hash, guard, stream) {
                         *slot = state;
                     }
                 }
                 None => {
                     self.reserve(1)?;
-                    insert_nested(&mut shard.marks, guard, stream, state);
+                    shard.marks.set(hash, guard, stream, state);
                     shard.expiring += 1;
                 }
             }
-            shard.push_expiry(expires_at, ExpiryKind::Mark, guard, stream);
+            shard.push_expiry(expires_at, ExpiryKind::Mark, hash);
             Ok(MarkOutcome::First)
         })
     }
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         let now = self.clock.now_ms();
-        let shard = self.shard_at(guard, stream, now);
-        Ok(get_nested(&shard.marks, guard, stream).filter(|m| m.expires_at > now).map_or(0, |m| m.marked))
+        let (shard, hash) = self.shard_at(guard, stream, now);
+        Ok(shard.marks.get(hash, guard, stream).filter(|m| m.expires_at > now).map_or(0, |m| m.marked))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
         let now = self.clock.now_ms();
-        let mut shard = self.shard_at(guard, stream, now);
-        let removed = remove_nested(&mut shard.marks, guard, stream);
+        let (mut shard, hash) = self.shard_at(guard, stream, now);
+        let removed = shard.marks.remove(hash, guard, stream);
         if removed.is_some() {
             shard.expiring -= 1;
             self.release_entries(1);
@@ -556,8 +604,8 @@ impl Store for MemoryStore {
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         self.with_room(|| {
             let now = self.clock.now_ms();
-            let mut shard = self.shard_at(lock, key, now);
-            let current = get_nested(&shard.leases, lock, key).copied();
+            let (mut shard, hash) = self.shard_at(lock, key, now);
+            let current = shard.leases.get(hash, lock, key).copied();
             if current.is_some_and(|l| l.deadline_ms > now) {
                 return Ok(None);
             }
@@ -568,9 +616,9 @@ impl Store for MemoryStore {
                 shard.expiring -= 1;
             }
             let grant = LeaseGrant { token: self.next_token(lock), deadline_ms: now.saturating_add(ttl_ms) };
-            insert_nested(&mut shard.leases, lock, key, grant);
+            shard.leases.set(hash, lock, key, grant);
             shard.expiring += 1;
-            shard.push_expiry(grant.deadline_ms, ExpiryKind::Lease, lock, key);
+            shard.push_expiry(grant.deadline_ms, ExpiryKind::Lease, hash);
             Ok(Some(grant))
         })
     }
@@ -578,11 +626,11 @@ impl Store for MemoryStore {
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
         let now = self.clock.now_ms();
         let deadline = now.saturating_add(ttl_ms);
-        let mut shard = self.shard_at(lock, key, now);
-        match get_nested_mut(&mut shard.leases, lock, key) {
+        let (mut shard, hash) = self.shard_at(lock, key, now);
+        match shard.leases.get_mut(hash, lock, key) {
             Some(lease) if lease.token == token && lease.deadline_ms > now => {
                 lease.deadline_ms = deadline;
-                shard.push_expiry(deadline, ExpiryKind::Lease, lock, key);
+                shard.push_expiry(deadline, ExpiryKind::Lease, hash);
                 Ok(deadline)
             }
             _ => Err(Error::NotOwner { key: key.to_owned(), token }),
@@ -591,10 +639,10 @@ impl Store for MemoryStore {
 
     fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
         let now = self.clock.now_ms();
-        let mut shard = self.shard_at(lock, key, now);
-        match get_nested(&shard.leases, lock, key) {
+        let (mut shard, hash) = self.shard_at(lock, key, now);
+        match shard.leases.get(hash, lock, key) {
             Some(lease) if lease.token == token && lease.deadline_ms > now => {
-                remove_nested(&mut shard.leases, lock, key);
+                shard.leases.remove(hash, lock, key);
                 shard.expiring -= 1;
                 self.release_entries(1);
                 Ok(())
@@ -605,8 +653,8 @@ impl Store for MemoryStore {
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let now = self.clock.now_ms();
-        let shard = self.shard_at(lock, key, now);
-        Ok(get_nested(&shard.leases, lock, key).copied().filter(|l| l.deadline_ms > now))
+        let (shard, hash) = self.shard_at(lock, key, now);
+        Ok(shard.leases.get(hash, lock, key).copied().filter(|l| l.deadline_ms > now))
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
@@ -668,15 +716,11 @@ impl Store for MemoryStore {
             for c in shard.counters.iter() {
                 inventory.counters.push((c.key.clone(), c.next, c.claims.len() as u64));
             }
-            for (lock, leases) in &shard.leases {
-                for (key, lease) in leases.iter().filter(|(_, l)| l.deadline_ms > now) {
-                    inventory.leases.push((lock.clone(), key.clone(), *lease));
-                }
+            for (lock, key, lease) in shard.leases.iter().filter(|(_, _, l)| l.deadline_ms > now) {
+                inventory.leases.push((lock.to_owned(), key.to_owned(), *lease));
             }
-            for (guard, marks) in &shard.marks {
-                for (stream, mark) in marks.iter().filter(|(_, m)| m.expires_at > now) {
-                    inventory.streams.push((guard.clone(), stream.clone(), mark.marked, mark.expires_at));
-                }
+            for (guard, stream, mark) in shard.marks.iter().filter(|(_, _, m)| m.expires_at > now) {
+                inventory.streams.push((guard.to_owned(), stream.to_owned(), mark.marked, mark.expires_at));
             }
             for (space, records) in &shard.records {
                 for (key, record) in records {
