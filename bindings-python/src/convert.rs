@@ -30,8 +30,14 @@ pub fn key<'a>(what: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
 /// every language.
 pub fn duration(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
     // Exact float and int first: the common case, and cheaper to test than timedelta.
-    let seconds = if value.is_exact_instance_of::<PyFloat>() || value.is_exact_instance_of::<PyInt>() {
+    let seconds = if value.is_exact_instance_of::<PyFloat>() {
         value.extract::<f64>()?
+    } else if value.is_exact_instance_of::<PyInt>() {
+        // As an i64 first: reading an int as a float makes CPython allocate a float object.
+        match value.extract::<i64>() {
+            Ok(whole) => whole as f64,
+            Err(_) => value.extract::<f64>()?,
+        }
     } else if let Ok(delta) = value.cast::<PyDelta>() {
         f64::from(delta.get_days()) * 86_400.0
             + f64::from(delta.get_seconds())

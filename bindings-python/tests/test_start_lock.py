@@ -1,5 +1,6 @@
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_acquire_gets_the_key_once_released(store):
     assert lock.acquire("k", ttl=30, timeout=5).token > held.token
 
 
-@pytest.mark.parametrize("ttl", [0, -1, 0.0001, float("nan"), float("inf"), 10**12])
+@pytest.mark.parametrize("ttl", [0, -1, 0.0001, float("nan"), float("inf"), 10**12, 2**63, 10**30, -(10**30)])
 def test_bad_ttls(store, ttl):
     with pytest.raises(racefree.InvalidArgument):
         racefree.StartLock(store, "tasks").try_start("k", ttl=ttl)
@@ -102,3 +103,9 @@ def test_bad_ttls(store, ttl):
 def test_wrong_ttl_types(store, ttl):
     with pytest.raises(TypeError, match="ttl must be"):
         racefree.StartLock(store, "tasks").try_start("k", ttl=ttl)
+
+
+@pytest.mark.parametrize("ttl", [30, 30.0, timedelta(seconds=30)])
+def test_int_float_and_timedelta_ttls_agree(store, ttl):
+    lease = racefree.StartLock(store, "tasks").try_start("k", ttl=ttl)
+    assert lease is not None and abs(lease.time_left - 30) < 1
