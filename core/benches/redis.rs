@@ -5,72 +5,18 @@
 //! count, `next` ops/s against `redis-benchmark -t incr` with as many clients, and the round trips
 //! of `try_start` and `release` counted by the server (`INFO commandstats`).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+// The tests' server helper: the same start on a free port, and the same stop by PID.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use common::redis_server::{calls, RedisServer};
 use racefree::{Counter, SharedStore, StartLock};
 
 const OPS: usize = 200_000;
-
-struct Server {
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (install it with scripts/setup.sh)");
-        let server = Self { port, child };
-        let started = Instant::now();
-        while server.raw(&["PING"]).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn raw(&self, command: &[&str]) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        let mut request = format!("*{}\r\n", command.len());
-        for part in command {
-            request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
-        }
-        stream.write_all(request.as_bytes())?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let mut reply = Vec::new();
-        let mut chunk = [0u8; 65536];
-        while let Ok(n) = stream.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            reply.extend_from_slice(&chunk[..n]);
-        }
-        Ok(String::from_utf8_lossy(&reply).into_owned())
-    }
-
-    fn command_calls(&self, command: &str) -> u64 {
-        let stats = self.raw(&["INFO", "commandstats"]).expect("INFO");
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse().unwrap_or(0))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
 
 /// `redis-benchmark -t incr` with `clients` connections: requests per second.
 fn redis_benchmark(port: u16, clients: usize) -> f64 {
@@ -111,7 +57,7 @@ fn threads(clients: usize, store: &SharedStore, work: impl Fn(&SharedStore, usiz
 fn main() {
     let clients: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let clients = if clients.is_empty() { vec![1, 8, 32] } else { clients };
-    let server = Server::start();
+    let server = RedisServer::start(&[]);
     let url = format!("redis://127.0.0.1:{}/0?namespace=bench", server.port);
     let store = racefree::open(&url).expect("open");
 
@@ -134,13 +80,15 @@ fn main() {
         .expect("free")
         .release()
         .expect("release");
-    let before = (server.command_calls("evalsha"), server.command_calls("eval"));
+    let stats = server.command(&["INFO", "commandstats"]);
+    let before = (calls(&stats, "evalsha"), calls(&stats, "eval"));
     let n = 8;
     let pairs = threads(n, &store, |_, i| {
         let lease = lock.try_start(&format!("k{i}"), Duration::from_secs(30)).expect("start").expect("free");
         lease.release().expect("release");
     });
-    let after = (server.command_calls("evalsha"), server.command_calls("eval"));
+    let stats = server.command(&["INFO", "commandstats"]);
+    let after = (calls(&stats, "evalsha"), calls(&stats, "eval"));
     let done = (OPS / n * n) as u64;
     println!();
     println!(

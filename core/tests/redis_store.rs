@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,26 +15,6 @@ use serde_json::json;
 
 fn open(url: &str) -> SharedStore {
     racefree::open(url).expect("open")
-}
-
-/// One raw RESP command (for server-side facts the store does not expose).
-fn raw(port: u16, command: &[&str]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut request = format!("*{}\r\n", command.len());
-    for part in command {
-        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
-    }
-    stream.write_all(request.as_bytes()).expect("write");
-    stream.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 65536];
-    while let Ok(n) = stream.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&reply).into_owned()
 }
 
 #[test]
@@ -221,7 +199,7 @@ fn try_start_and_release_are_one_round_trip_each() {
     let store = open(&format!("redis://127.0.0.1:{}/0", server.port));
     let lock = StartLock::new(&store, "tasks").expect("lock");
     lock.try_start("warm", Duration::from_secs(5)).expect("start").expect("free").release().expect("release");
-    assert!(raw(server.port, &["CONFIG", "RESETSTAT"]).starts_with("+OK"));
+    assert!(server.command(&["CONFIG", "RESETSTAT"]).starts_with("+OK"));
     for i in 0..100 {
         lock.try_start(&format!("k{i}"), Duration::from_secs(5))
             .expect("start")
@@ -229,13 +207,8 @@ fn try_start_and_release_are_one_round_trip_each() {
             .release()
             .expect("release");
     }
-    let stats = raw(server.port, &["INFO", "commandstats"]);
-    let calls = |command: &str| {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse::<u64>().unwrap_or(0))
-    };
+    let stats = server.command(&["INFO", "commandstats"]);
+    let calls = |command: &str| common::redis_server::calls(&stats, command);
     assert_eq!(calls("evalsha"), 200, "{stats}");
     assert_eq!(calls("eval") + calls("script|load"), 0, "a script was not called by hash: {stats}");
     // Everything else the server ran came from inside the two scripts, nothing from the client.

@@ -1,6 +1,6 @@
 //! A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -114,11 +114,35 @@ impl RedisServer {
 
     /// Whether the server answers PING (and has finished loading its data).
     pub fn ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+        self.try_command(&["PING"], Duration::from_secs(1)).is_ok_and(|reply| reply.starts_with("+PONG"))
+    }
+
+    /// Sends one command on a connection of its own and returns its reply, read to its end: a
+    /// simple string or error line as sent, a bulk string's contents (for server-side facts the
+    /// store does not expose).
+    pub fn command(&self, parts: &[&str]) -> String {
+        self.try_command(parts, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{parts:?} on 127.0.0.1:{}: {e}", self.port))
+    }
+
+    fn try_command(&self, parts: &[&str], timeout: Duration) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut request = format!("*{}\r\n", parts.len());
+        for part in parts {
+            request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let Some(length) = line.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) else {
+            return Ok(line);
+        };
+        let mut body = vec![0; length + 2];
+        reader.read_exact(&mut body)?;
+        body.truncate(length);
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Stops the server by its PID: SIGTERM (a clean shutdown, as a restart does).
@@ -158,4 +182,12 @@ impl Drop for RedisServer {
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// How many times the server ran `command`, from the text of `INFO commandstats`.
+pub fn calls(commandstats: &str, command: &str) -> u64 {
+    commandstats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse().unwrap_or(0))
 }
