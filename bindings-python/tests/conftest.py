@@ -63,15 +63,12 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID."""
+def start_redis(port: int, directory: str, *config: str) -> "subprocess.Popen[bytes]":
+    """Starts Debian's redis-server on 127.0.0.1:``port`` (RDB snapshots off, plus ``config``)
+    and returns once it answers PING; stop it by its PID."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: run scripts/setup.sh (Debian's redis-server)")
-    port = _free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--enable-debug-command", "local"]  # DEBUG SLEEP stalls the server on purpose
-    args += ["--dir", str(tmp_path_factory.mktemp("redis"))]
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory, *config]
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not _answers_ping(port):
@@ -79,6 +76,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.kill()
             pytest.fail(f"redis-server did not start on port {port}")
         time.sleep(0.02)
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID."""
+    port = _free_port()
+    # DEBUG SLEEP stalls the server on purpose in the event-loop and GIL tests.
+    config = ("--appendonly", "no", "--enable-debug-command", "local")
+    server = start_redis(port, str(tmp_path_factory.mktemp("redis")), *config)
     yield f"redis://127.0.0.1:{port}/0"
     os.kill(server.pid, signal.SIGTERM)
     server.wait(timeout=10)

@@ -6,14 +6,13 @@ import functools
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
 import racefree
-from conftest import _answers_ping, _free_port, on_threads
+from conftest import _free_port, on_threads, start_redis
 from racefree.asyncio import StartLock, TaskCoordinator
 
 
@@ -108,15 +107,9 @@ async def test_redis_calls_never_block_the_event_loop(redis_url, redis_server):
 
 def test_a_stopped_server_fails_promptly_and_recovers(tmp_path):
     port = _free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
-    args += ["--appendonly", "yes", "--appendfsync", "always"]
 
     def start():
-        server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not _answers_ping(port):
-            assert server.poll() is None, "redis-server exited"
-            time.sleep(0.02)
-        return server
+        return start_redis(port, str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
 
     server = start()
     try:
