@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::Inventory;
 use super::{
-    decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
-    StoreStats, Versioned,
+    counter_overflow, decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome,
+    Store, StoreStats, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -466,10 +466,6 @@ fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str,
     outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
 }
 
-fn overflow(counter: &str) -> Error {
-    Error::invalid_argument(format!("counter {counter:?} is at u64::MAX and cannot issue another index"))
-}
-
 impl Store for MemoryStore {
     fn clock(&self) -> &SharedClock {
         &self.clock
@@ -487,7 +483,7 @@ impl Store for MemoryStore {
         let (mut shard, hash) = self.counter_shard(counter);
         if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {
             let index = entry.next;
-            entry.next = index.checked_add(1).ok_or_else(|| overflow(counter))?;
+            entry.next = index.checked_add(1).ok_or_else(|| counter_overflow(counter))?;
             return Ok(index);
         }
         self.reserve(1)?;
@@ -510,7 +506,7 @@ impl Store for MemoryStore {
                 return Ok(Claim { index, new: false });
             }
             let index = entry.next;
-            let after = index.checked_add(1).ok_or_else(|| overflow(counter))?;
+            let after = index.checked_add(1).ok_or_else(|| counter_overflow(counter))?;
             self.reserve(1)?;
             entry.next = after;
             entry.claims.insert(id.to_owned(), index);

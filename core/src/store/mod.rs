@@ -297,6 +297,13 @@ pub(crate) fn decide_record_delete(
     }
 }
 
+/// The error of a counter that cannot issue another index (its backend's largest integer).
+pub(crate) fn counter_overflow(counter: &str) -> Error {
+    Error::invalid_argument(format!(
+        "counter {counter:?} is at its largest value and cannot issue another index"
+    ))
+}
+
 /// The rules of marking event `position` when the first `marked` events are marked.
 pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
     match position.cmp(&marked) {

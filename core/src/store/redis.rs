@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError, Script};
 use serde_json::Value;
 
-use super::{Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use super::{counter_overflow, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -298,12 +298,6 @@ fn classify(err: &RedisError, timeout: Duration) -> Error {
     }
 }
 
-fn overflow(counter: &str) -> Error {
-    Error::invalid_argument(format!(
-        "counter {counter:?} is at its largest value and cannot issue another index"
-    ))
-}
-
 /// `Some(n)` as its decimal text, `None` as "" (what the scripts read as "none").
 fn opt_arg(value: Option<u64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
@@ -517,7 +511,7 @@ impl Store for RedisStore {
         // (changing nothing), which is this counter's overflow rather than a backend failure.
         let next = self.call(|conn| match redis::cmd("INCR").arg(&key).query::<i64>(conn) {
             Err(err) if err.kind() != redis::ErrorKind::Io && err.to_string().contains("overflow") => {
-                Ok(Err(overflow(counter)))
+                Ok(Err(counter_overflow(counter)))
             }
             other => other.map(Ok),
         })??;

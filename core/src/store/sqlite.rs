@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::Inventory;
 use super::{
-    decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome, Store,
-    StoreStats, Versioned,
+    counter_overflow, decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome,
+    Store, StoreStats, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -246,12 +246,6 @@ fn from_sql(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn overflow(counter: &str) -> Error {
-    Error::invalid_argument(format!(
-        "counter {counter:?} is at its largest value and cannot issue another index"
-    ))
-}
-
 fn next_index(tx: &Connection, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
     // One statement; the WHERE keeps a counter at i64::MAX from wrapping (no row comes back).
     let index: Option<i64> = opt(
@@ -262,7 +256,7 @@ fn next_index(tx: &Connection, ns: &str, counter: &str) -> rusqlite::Result<Resu
         params![ns, counter],
         |r| r.get(0),
     )?;
-    Ok(index.map(from_sql).ok_or_else(|| overflow(counter)))
+    Ok(index.map(from_sql).ok_or_else(|| counter_overflow(counter)))
 }
 
 impl Store for SqliteStore {
