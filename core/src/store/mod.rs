@@ -397,6 +397,15 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
+/// A `…_ms=` URL option as a duration.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+fn millis_option(name: &str, value: &str) -> Result<std::time::Duration> {
+    let ms: u64 = value.parse().map_err(|_| {
+        Error::invalid_argument(format!("{name} must be a number of milliseconds, got {value:?}"))
+    })?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 #[cfg(feature = "sqlite")]
 fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -409,14 +418,7 @@ fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore>
     for (name, value) in query_pairs(query) {
         match name {
             "namespace" => options.namespace = value.to_owned(),
-            "busy_timeout_ms" => {
-                let ms: u64 = value.parse().map_err(|_| {
-                    Error::invalid_argument(format!(
-                        "busy_timeout_ms must be a number of milliseconds, got {value:?}"
-                    ))
-                })?;
-                options.busy_timeout = std::time::Duration::from_millis(ms);
-            }
+            "busy_timeout_ms" => options.busy_timeout = millis_option(name, value)?,
             "synchronous" => {
                 options.synchronous_full = match value {
                     "full" => true,
@@ -447,14 +449,8 @@ fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
     for (name, value) in query_pairs(query) {
         match name {
             "namespace" => options.namespace = value.to_owned(),
-            "timeout_ms" => {
-                let ms: u64 = value.parse().ok().filter(|&ms| ms > 0).ok_or_else(|| {
-                    Error::invalid_argument(format!(
-                        "timeout_ms must be a positive number of milliseconds, got {value:?}"
-                    ))
-                })?;
-                options.timeout = std::time::Duration::from_millis(ms);
-            }
+            // Zero is refused by `RedisStore::open`, with the other options' checks.
+            "timeout_ms" => options.timeout = millis_option(name, value)?,
             "require_fsync" => {
                 options.require_fsync = match value {
                     "true" | "1" => true,
