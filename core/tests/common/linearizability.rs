@@ -401,24 +401,19 @@ impl State {
                     _ => None,
                 }
             }
-            (Self::Lease { holder, .. }, Op::Renew { token, ttl_ms, .. }, ret) => {
+            (Self::Lease { holder, .. }, Op::Renew { token, .. } | Op::Release { token, .. }, ret) => {
+                // Whether `token` can hold the lease at some point of the window, or have lost it.
                 let live_holder = holder.is_some_and(|(t, _, latest)| t == *token && latest > from_ms);
                 let lost = holder.is_none_or(|(t, earliest, _)| t != *token || earliest <= to_ms);
-                match ret {
-                    Ret::Renewed | Ret::Unknown if live_holder => {
-                        *holder = Some((*token, from_ms + ttl_ms, to_ms.saturating_add(*ttl_ms)));
-                        Some(Undo::Restore(saved))
+                let (succeeded, after) = match event.op {
+                    Op::Renew { ttl_ms, .. } => {
+                        (Ret::Renewed, Some((*token, from_ms + ttl_ms, to_ms.saturating_add(ttl_ms))))
                     }
-                    Ret::NotOwner | Ret::Unknown if lost => Some(Undo::Nothing),
-                    _ => None,
-                }
-            }
-            (Self::Lease { holder, .. }, Op::Release { token, .. }, ret) => {
-                let live_holder = holder.is_some_and(|(t, _, latest)| t == *token && latest > from_ms);
-                let lost = holder.is_none_or(|(t, earliest, _)| t != *token || earliest <= to_ms);
+                    _ => (Ret::Released, None),
+                };
                 match ret {
-                    Ret::Released | Ret::Unknown if live_holder => {
-                        *holder = None;
+                    _ if (unknown || *ret == succeeded) && live_holder => {
+                        *holder = after;
                         Some(Undo::Restore(saved))
                     }
                     Ret::NotOwner | Ret::Unknown if lost => Some(Undo::Nothing),
