@@ -8,7 +8,11 @@ use crate::errors::IntoPy;
 use crate::store::{call, Store};
 
 /// The index of an execution id and whether this claim assigned it.
-#[pyclass(module = "racefree._native", frozen, eq, hash)]
+///
+/// A freelist reuses freed `Claim` objects: one is made per claim, so allocation is a visible
+/// part of its cost. (`__eq__`/`__hash__` are written out because pyo3 0.30.1's `eq, hash`
+/// options do not compile together with `freelist`.)
+#[pyclass(module = "racefree._native", frozen, freelist = 64)]
 #[derive(PartialEq, Eq, Hash)]
 pub struct Claim {
     #[pyo3(get)]
@@ -19,6 +23,17 @@ pub struct Claim {
 
 #[pymethods]
 impl Claim {
+    /// Another type gives `NotImplemented` (pyo3 does so when `other` does not extract).
+    fn __eq__(&self, other: &Bound<'_, Self>) -> bool {
+        self == other.get()
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // Stable across runs, like the hash of a tuple of ints.
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(self)
+    }
+
     fn __repr__(&self) -> String {
         format!("Claim(index={}, new={})", self.index, if self.new { "True" } else { "False" })
     }

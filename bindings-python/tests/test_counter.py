@@ -23,6 +23,19 @@ def test_next_claim_peek_set_reset(store):
     assert repr(first) == "Claim(index=2, new=True)"
 
 
+def test_claims_are_values(store):
+    # Claim objects are recycled (a freelist); equality and hashing go by value only.
+    c = racefree.Counter(store, "task:values")
+    first, again = c.claim("a"), c.claim("a")
+    assert first != again and first.index == again.index == 0
+    assert again == c.claim("a") and hash(again) == hash(c.claim("a"))
+    assert len({c.claim(f"id-{i % 3}") for i in range(30)}) == 6  # ids 1-3, each new once, then repeated
+    assert (again == 0) is False and (again != "a") is True
+    claims = [c.claim(f"many-{i}") for i in range(1_000)]
+    assert [claim.index for claim in claims] == list(range(4, 1_004))
+    assert all(claim.new for claim in claims)
+
+
 def test_eight_threads_next_is_gap_free(store):
     per_thread = 5_000
 

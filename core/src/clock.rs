@@ -14,6 +14,14 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time in milliseconds.
     fn now_ms(&self) -> u64;
 
+    /// A cheaper reading for decisions far from any deadline: never later than
+    /// [`now_ms`](Clock::now_ms), and at most [`LAG_BOUND_MS`] earlier. Stores judge a deadline
+    /// more than `LAG_BOUND_MS` after it to be in the future without reading `now_ms`, so
+    /// decisions are the ones `now_ms` would give. The default is `now_ms` itself.
+    fn lagging_now_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
     /// Whether this is the machine's wall clock. A networked store (Redis) judges deadlines by
     /// its server's clock when handed the wall clock, and by this clock otherwise (tests that
     /// move time by hand).
@@ -21,6 +29,9 @@ pub trait Clock: Send + Sync + fmt::Debug {
         false
     }
 }
+
+/// How far [`Clock::lagging_now_ms`] may be behind [`Clock::now_ms`].
+pub const LAG_BOUND_MS: u64 = 1_000;
 
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
@@ -39,6 +50,23 @@ impl Clock for SystemClock {
         let since_epoch =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
         u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `CLOCK_REALTIME_COARSE` on Linux: the wall clock as of the last timer tick (1–10 ms
+    /// behind, never ahead), read in a few nanoseconds where `now_ms` can take 40 ns (a virtual
+    /// machine's clock read).
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // one libc call; std has no coarse clock
+    fn lagging_now_ms(&self) -> u64 {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `now` is a valid, writable timespec; the call only writes it.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &raw mut now) } != 0 {
+            return self.now_ms();
+        }
+        let (Ok(secs), Ok(nanos)) = (u64::try_from(now.tv_sec), u64::try_from(now.tv_nsec)) else {
+            return self.now_ms();
+        };
+        secs.saturating_mul(1_000).saturating_add(nanos / 1_000_000)
     }
 
     fn is_wall_clock(&self) -> bool {
@@ -84,5 +112,25 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(all(test, not(all(target_arch = "wasm32", target_os = "unknown"))))]
+mod tests {
+    use super::*;
+
+    /// The wall clock keeps its promise: the cheap reading is never ahead of the exact one read
+    /// after it, and never further behind than the bound the stores rely on.
+    #[test]
+    fn the_lagging_wall_clock_stays_within_its_bound() {
+        let clock = SystemClock;
+        let mut largest_lag = 0;
+        for _ in 0..200_000 {
+            let lagging = clock.lagging_now_ms();
+            let exact = clock.now_ms();
+            assert!(lagging <= exact, "lagging reading {lagging} is ahead of {exact}");
+            largest_lag = largest_lag.max(exact - lagging);
+        }
+        assert!(largest_lag <= LAG_BOUND_MS, "lagged {largest_lag} ms");
     }
 }

@@ -49,7 +49,7 @@ pub use backoff::Backoff;
 pub use cache::{Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use clock::SystemClock;
-pub use clock::{Clock, ManualClock, SharedClock};
+pub use clock::{Clock, ManualClock, SharedClock, LAG_BOUND_MS};
 pub use counter::{new_execution_id, Counter, CounterStats};
 pub use error::{Error, Result};
 pub use event_guard::{EventGuard, GuardOptions, GuardStats, Mark, DEFAULT_RETENTION, MAX_EVENTS};

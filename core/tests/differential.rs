@@ -12,11 +12,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use racefree::{Error, ManualClock, MarkOutcome, SharedClock, SharedStore, Store};
+use racefree::{Clock, Error, ManualClock, MarkOutcome, SharedClock, SharedStore, Store, LAG_BOUND_MS};
 use serde_json::{json, Value};
 
 const OPS_PER_CASE: usize = 200;
@@ -249,10 +250,49 @@ impl Reference {
     }
 }
 
+/// A manual clock whose cheap reading ([`Clock::lagging_now_ms`]) trails the exact one by a
+/// different amount on every read, from 0 to `max_lag` ms: the store must decide as if it read
+/// the exact clock whenever `max_lag` is within [`LAG_BOUND_MS`].
+#[derive(Debug)]
+struct LaggingClock {
+    exact: Arc<ManualClock>,
+    max_lag: u64,
+    reads: AtomicU64,
+}
+
+impl Clock for LaggingClock {
+    fn now_ms(&self) -> u64 {
+        self.exact.now_ms()
+    }
+
+    fn lagging_now_ms(&self) -> u64 {
+        let read = self.reads.fetch_add(1, Ordering::Relaxed);
+        // Every lag from 0 to max_lag, in a scrambled order (the bound itself every few reads).
+        let lag = match read % 4 {
+            0 => self.max_lag,
+            _ => (read.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % (self.max_lag + 1),
+        };
+        self.exact.now_ms().saturating_sub(lag)
+    }
+}
+
 /// Runs `ops` on a fresh store and on the reference; the first disagreement fails the case.
 fn agree(open: &dyn Fn(SharedClock) -> SharedStore, ops: &[FuzzOp]) -> Result<(), TestCaseError> {
+    agree_lagging(open, ops, 0)
+}
+
+/// [`agree`], with the store's clock lagging by up to `max_lag` ms in its cheap reading.
+fn agree_lagging(
+    open: &dyn Fn(SharedClock) -> SharedStore,
+    ops: &[FuzzOp],
+    max_lag: u64,
+) -> Result<(), TestCaseError> {
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let store = open(clock.clone());
+    let store = if max_lag == 0 {
+        open(clock.clone())
+    } else {
+        open(Arc::new(LaggingClock { exact: clock.clone(), max_lag, reads: AtomicU64::new(0) }))
+    };
     let mut reference = Reference { now: 1_000_000, ..Reference::default() };
     let mut tokens = Vec::new();
     for (step, op) in ops.iter().enumerate() {
@@ -283,6 +323,13 @@ proptest! {
     #[test]
     fn memory_agrees_with_the_reference(ops in ops()) {
         agree(&|clock| Arc::new(racefree::MemoryStore::with_clock(clock)), &ops)?;
+    }
+
+    /// The memory store settles far deadlines by the clock's cheap reading: with that reading
+    /// lagging by anything up to the bound, every result is still the exact clock's.
+    #[test]
+    fn memory_with_a_lagging_clock_agrees_with_the_reference(ops in ops()) {
+        agree_lagging(&|clock| Arc::new(racefree::MemoryStore::with_clock(clock)), &ops, LAG_BOUND_MS)?;
     }
 
     #[cfg(feature = "sqlite")]
@@ -319,5 +366,22 @@ fn a_deviating_store_is_caught() {
             eprintln!("caught: {why}; minimal: {minimal:?}")
         }
         other => panic!("the racy store agreed with the reference: {other:?}"),
+    }
+}
+
+/// The lagging-clock comparison can fail: a clock lagging past the bound it promises makes the
+/// memory store keep expired leases and marks, and the reference catches it.
+#[test]
+fn a_clock_lagging_past_its_bound_is_caught() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let open = |clock| -> SharedStore { Arc::new(racefree::MemoryStore::with_clock(clock)) };
+    match runner.run(&ops(), |ops| agree_lagging(&open, &ops, 20 * LAG_BOUND_MS)) {
+        Err(proptest::test_runner::TestError::Fail(why, minimal)) => {
+            eprintln!("caught: {why}; minimal: {minimal:?}")
+        }
+        other => panic!("a clock lagging 20 s past its bound went unnoticed: {other:?}"),
     }
 }
