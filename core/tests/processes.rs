@@ -240,6 +240,34 @@ fn a_locked_file_is_a_prompt_timeout_and_records_nothing() {
     assert_eq!(counter.next(), Ok(1), "the failed call recorded something, or the store did not recover");
 }
 
+/// New files get 1 KiB pages (each commit appends whole pages to the WAL); a file made with
+/// SQLite's default 4 KiB pages keeps them and works as before.
+#[test]
+fn new_files_get_small_pages_and_existing_files_keep_theirs() {
+    let page_size = |db: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page_size")
+    };
+    let fresh = common::scratch_path("fresh.db");
+    let store: SharedStore =
+        Arc::new(SqliteStore::open(&fresh, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    assert_eq!(Counter::new(&store, "task:1").expect("counter").next(), Ok(0));
+    assert_eq!(page_size(&fresh), 1024);
+
+    let existing = common::scratch_path("existing.db");
+    rusqlite::Connection::open(&existing)
+        .expect("create")
+        .execute_batch("CREATE TABLE other (x)")
+        .expect("table");
+    assert_eq!(page_size(&existing), 4096);
+    let store: SharedStore = Arc::new(
+        SqliteStore::open(&existing, Arc::new(SystemClock), SqliteOptions::default()).expect("open"),
+    );
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    assert_eq!((counter.next(), counter.next()), (Ok(0), Ok(1)));
+    assert_eq!(page_size(&existing), 4096);
+}
+
 #[test]
 fn an_unopenable_file_is_backend_unavailable() {
     let err = racefree::open("sqlite:///nonexistent-dir/for/racefree/x.db").expect_err("no such directory");
