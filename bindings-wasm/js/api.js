@@ -84,6 +84,12 @@ export function install(module) {
   MAX_KEY_BYTES = native.maxKeyBytes();
 }
 
+/** The value of a hot native call, which returns NaN instead of throwing (see `takeError`). */
+function checked(value) {
+  if (value !== value) throw native.takeError();
+  return value;
+}
+
 export const newExecutionId = () => native.newExecutionId();
 export const errorCodes = () => native.errorCodes();
 
@@ -139,10 +145,10 @@ export class Counter {
     return this.#native.key;
   }
   next() {
-    return this.#native.next();
+    return checked(this.#native.next());
   }
   claim(executionId) {
-    const packed = this.#native.claimPacked(str("execution id", executionId));
+    const packed = checked(this.#native.claimPacked(str("execution id", executionId)));
     return packed >= 0 ? { index: packed, new: true } : { index: -packed - 1, new: false };
   }
   indexOf(executionId) {
@@ -176,7 +182,7 @@ export class EventGuard {
     return this.#native.events;
   }
   mark(stream, event) {
-    return this.#native.markFirst(str("stream id", stream), str("event name", event)) ? Mark.First : Mark.Duplicate;
+    return checked(this.#native.markFirst(str("stream id", stream), str("event name", event))) === 1 ? Mark.First : Mark.Duplicate;
   }
   isMarked(stream, event) {
     return this.#native.isMarked(str("stream id", stream), str("event name", event));
@@ -194,27 +200,35 @@ export class EventGuard {
 }
 
 export class Lease {
-  #native;
-  constructor(nativeLease) {
-    this.#native = nativeLease;
+  #lock;
+  #key;
+  #token;
+  #deadlineMs;
+  /** @internal made by `StartLock.tryStart` */
+  constructor(lock, key, token, deadlineMs) {
+    this.#lock = lock;
+    this.#key = key;
+    this.#token = token;
+    this.#deadlineMs = deadlineMs;
   }
   get key() {
-    return this.#native.key;
+    return this.#key;
   }
   get token() {
-    return this.#native.token;
+    return this.#token;
   }
   get deadlineMs() {
-    return this.#native.deadlineMs;
+    return this.#deadlineMs;
   }
   get timeLeftMs() {
-    return this.#native.timeLeftMs;
+    return this.#lock.timeLeftMs(this.#deadlineMs);
   }
   renew(opts) {
-    this.#native.renew(ms("ttl", options(opts, "renew options").ttl));
+    const ttl = ms("ttl", options(opts, "renew options").ttl);
+    this.#deadlineMs = checked(this.#lock.renewToken(this.#key, this.#token, ttl));
   }
   release() {
-    this.#native.release();
+    checked(this.#lock.releaseToken(this.#key, this.#token));
   }
 }
 
@@ -227,8 +241,10 @@ export class StartLock {
     return this.#native.name;
   }
   tryStart(key, opts) {
-    const lease = this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl));
-    return lease === undefined ? null : new Lease(lease);
+    const native = this.#native;
+    key = str("lease key", key);
+    const token = checked(native.tryGrant(key, ms("ttl", options(opts, "tryStart options").ttl)));
+    return token === 0 ? null : new Lease(native, key, token, native.lastDeadlineMs);
   }
   /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
   async acquire(key, opts) {

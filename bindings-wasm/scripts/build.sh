@@ -11,7 +11,7 @@ wasm-bindgen --target web --out-dir dist/web "$wasm"
 # The nodejs output is CommonJS inside an ESM package.
 echo '{ "type": "commonjs" }' > dist/node/package.json
 for out in dist/node/racefree_wasm_bg.wasm dist/web/racefree_wasm_bg.wasm; do
-    node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-reference-types --enable-multivalue "$out" -o "$out"
 done
 cp js/*.js js/index.d.ts dist/

@@ -4,7 +4,7 @@ use racefree::{GuardOptions, Mark};
 use wasm_bindgen::prelude::*;
 
 use crate::convert;
-use crate::errors::IntoJs;
+use crate::errors::{number_or_nan, IntoJs};
 use crate::store::Store;
 
 /// Ordered lifecycle events, each delivered once per stream.
@@ -38,10 +38,13 @@ impl EventGuard {
         self.inner.events().to_vec()
     }
 
-    /// `true` for the one caller that records the event (`"first"`), `false` after (`"duplicate"`).
+    /// 1 for the one caller that records the event (`"first"`), 0 after (`"duplicate"`); NaN:
+    /// see `takeError`.
     #[wasm_bindgen(js_name = markFirst)]
-    pub fn mark_first(&self, stream: &str, event: &str) -> Result<bool, JsValue> {
-        Ok(self.inner.mark(stream, event).js()? == Mark::First)
+    pub fn mark_first(&self, stream: &str, event: &str) -> f64 {
+        number_or_nan(
+            self.inner.mark(stream, event).js().map(|mark| f64::from(u8::from(mark == Mark::First))),
+        )
     }
 
     /// Whether `event` of `stream` is marked.

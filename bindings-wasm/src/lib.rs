@@ -14,9 +14,9 @@ use wasm_bindgen::prelude::*;
 
 pub use cache::Cache;
 pub use counter::Counter;
-pub use errors::install_error_factory;
+pub use errors::{install_error_factory, take_error};
 pub use guard::EventGuard;
-pub use lock::{Backoff, Lease, StartLock};
+pub use lock::{Backoff, StartLock};
 pub use records::Records;
 pub use store::{new_execution_id, open_store, ManualClock, Store};
 

@@ -1,21 +1,27 @@
-//! `StartLock` and `Lease`.
+//! `StartLock`. A lease is the JavaScript layer's own object holding its key, token and
+//! deadline; it renews and releases through the lock by token, so no wasm object (and no
+//! finalizer registration) is made per lease.
 
+use std::cell::Cell;
+
+use racefree::SharedStore;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, to_number};
-use crate::errors::IntoJs;
+use crate::errors::{number_or_nan, IntoJs};
 use crate::store::Store;
 
 /// One winner per key, with TTL leases and fencing tokens.
 #[wasm_bindgen]
 pub struct StartLock {
     inner: racefree::StartLock,
+    store: SharedStore,
+    last_deadline_ms: Cell<f64>,
 }
 
-/// A granted lease.
-#[wasm_bindgen]
-pub struct Lease {
-    inner: racefree::Lease,
+/// A token from the JavaScript layer: the integer it was given by `tryGrant`.
+fn token(value: f64) -> Result<u64, JsValue> {
+    convert::unsigned("token", &JsValue::from_f64(value))
 }
 
 #[wasm_bindgen]
@@ -23,7 +29,11 @@ impl StartLock {
     /// The lock named `name` in `store`.
     #[wasm_bindgen(constructor)]
     pub fn new(store: &Store, name: &str) -> Result<StartLock, JsValue> {
-        Ok(StartLock { inner: racefree::StartLock::new(&store.inner, name).js()? })
+        Ok(StartLock {
+            inner: racefree::StartLock::new(&store.inner, name).js()?,
+            store: store.inner.clone(),
+            last_deadline_ms: Cell::new(0.0),
+        })
     }
 
     /// The lock's name.
@@ -32,11 +42,47 @@ impl StartLock {
         self.inner.name().to_owned()
     }
 
-    /// A lease on `key` for `ttlMs` if nobody holds one, else `undefined`.
-    #[wasm_bindgen(js_name = tryStart)]
-    pub fn try_start(&self, key: &str, ttl_ms: f64) -> Result<Option<Lease>, JsValue> {
-        let ttl = convert::millis("ttl", ttl_ms)?;
-        Ok(self.inner.try_start(key, ttl).js()?.map(|inner| Lease { inner }))
+    /// The token of a lease on `key` for `ttlMs` if nobody holds one (its deadline is then
+    /// `lastDeadlineMs`), 0 if somebody does; NaN: see `takeError`.
+    #[wasm_bindgen(js_name = tryGrant)]
+    pub fn try_grant(&self, key: &str, ttl_ms: f64) -> f64 {
+        number_or_nan(convert::millis("ttl", ttl_ms).and_then(|ttl| {
+            let Some(grant) = self.inner.try_grant(key, ttl).js()? else { return Ok(0.0) };
+            self.last_deadline_ms.set(grant.deadline_ms as f64);
+            to_number("token", grant.token)
+        }))
+    }
+
+    /// The deadline of the last lease `tryGrant` granted (store clock, milliseconds).
+    #[wasm_bindgen(getter, js_name = lastDeadlineMs)]
+    pub fn last_deadline_ms(&self) -> f64 {
+        self.last_deadline_ms.get()
+    }
+
+    /// Extends `token`'s lease on `key` to `ttlMs` from now; returns the new deadline. NaN: see
+    /// `takeError` (`NotOwnerError` once released or expired).
+    #[wasm_bindgen(js_name = renewToken)]
+    pub fn renew_token(&self, key: &str, token_value: f64, ttl_ms: f64) -> f64 {
+        number_or_nan((|| {
+            let ttl = convert::millis("ttl", ttl_ms)?;
+            let deadline = self.inner.renew_token(key, token(token_value)?, ttl).js()?;
+            Ok(deadline as f64)
+        })())
+    }
+
+    /// Releases `token`'s lease on `key`: 0, or NaN (see `takeError`; `NotOwnerError` once
+    /// released or expired).
+    #[wasm_bindgen(js_name = releaseToken)]
+    pub fn release_token(&self, key: &str, token_value: f64) -> f64 {
+        number_or_nan(
+            token(token_value).and_then(|token| self.inner.release_token(key, token).js()).map(|()| 0.0),
+        )
+    }
+
+    /// Milliseconds from now (store clock) until `deadlineMs`, zero once passed.
+    #[wasm_bindgen(js_name = timeLeftMs)]
+    pub fn time_left_ms(&self, deadline_ms: f64) -> f64 {
+        (deadline_ms - self.store.clock().now_ms() as f64).max(0.0)
     }
 
     /// Whether somebody holds an unexpired lease on `key`.
@@ -60,43 +106,6 @@ impl StartLock {
             .iter()
             .map(|&n| n as f64)
             .collect()
-    }
-}
-
-#[wasm_bindgen]
-impl Lease {
-    /// The leased key.
-    #[wasm_bindgen(getter)]
-    pub fn key(&self) -> String {
-        self.inner.key().to_owned()
-    }
-
-    /// The fencing token.
-    #[wasm_bindgen(getter)]
-    pub fn token(&self) -> Result<f64, JsValue> {
-        to_number("token", self.inner.token())
-    }
-
-    /// The deadline on the store's clock, in milliseconds.
-    #[wasm_bindgen(getter, js_name = deadlineMs)]
-    pub fn deadline_ms(&self) -> f64 {
-        self.inner.deadline_ms() as f64
-    }
-
-    /// Milliseconds left until the deadline.
-    #[wasm_bindgen(getter, js_name = timeLeftMs)]
-    pub fn time_left_ms(&self) -> f64 {
-        self.inner.time_left().as_secs_f64() * 1000.0
-    }
-
-    /// Extends the lease to `ttlMs` from now.
-    pub fn renew(&self, ttl_ms: f64) -> Result<(), JsValue> {
-        self.inner.renew(convert::millis("ttl", ttl_ms)?).js()
-    }
-
-    /// Releases the lease.
-    pub fn release(&self) -> Result<(), JsValue> {
-        self.inner.release().js()
     }
 }
 

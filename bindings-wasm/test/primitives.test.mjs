@@ -100,6 +100,41 @@ test("lock: one winner, expiry hands the key over with a larger token", () => {
   assert.equal(store.stats().entries, 0);
 });
 
+test("lock: a lease keeps its deadline; bad renewals and second releases change nothing", () => {
+  const { store, clock } = fresh();
+  const lock = new StartLock(store, "tasks");
+  const lease = lock.tryStart("k", { ttl: 1_000 });
+  assert.equal(lease.deadlineMs, clock.nowMs() + 1_000);
+  assert.equal(lease.key, "k");
+  assert.throws(() => lease.renew({ ttl: 0 }), { code: "invalid_argument" });
+  assert.throws(() => lease.renew({ ttl: "1s" }), TypeError);
+  assert.equal(lease.deadlineMs, clock.nowMs() + 1_000);
+  clock.advance(400);
+  assert.equal(lease.timeLeftMs, 600);
+  lease.renew({ ttl: 1_000 });
+  assert.equal(lease.deadlineMs, clock.nowMs() + 1_000);
+  assert.deepEqual(lock.holder("k"), { token: lease.token, deadlineMs: lease.deadlineMs });
+  lease.release();
+  assert.throws(() => lease.release(), { code: "not_owner" });
+  assert.equal(lock.tryStart("k", { ttl: 1_000 }).token, lease.token + 1);
+  assert.deepEqual(lock.stats(), { granted: 2, contended: 0, renewed: 1, released: 1, rejectedNotOwner: 1 });
+});
+
+test("hot calls: an error is thrown once and does not leak into the next call", () => {
+  const { store } = fresh();
+  const c = new Counter(store, "big");
+  const guard = new EventGuard(store, "streams", ["started", "ended"]);
+  c.set(Number.MAX_SAFE_INTEGER);
+  c.next();
+  assert.throws(() => c.next(), { code: "invalid_argument" });
+  c.reset();
+  assert.equal(c.next(), 0);
+  assert.throws(() => guard.mark("s", "ended"), { code: "out_of_order" });
+  assert.equal(guard.mark("s", "started"), Mark.First);
+  assert.throws(() => c.claim(""), { code: "invalid_key" });
+  assert.deepEqual(c.claim("a"), { index: 1, new: true });
+});
+
 test("lock: acquire waits, times out, aborts; runExclusive releases on settle", async () => {
   const store = open();
   const lock = new StartLock(store, "tasks");

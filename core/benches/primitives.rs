@@ -72,6 +72,13 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
+    group.bench_function("guard_is_marked", |b| {
+        b.iter(|| {
+            i = (i + 1) % streams.len();
+            black_box(guard.is_marked(&streams[i], "ended").expect("is_marked"))
+        })
+    });
+
     let records = Records::new(&store, "status").expect("records");
     group.bench_function("records_update", |b| {
         b.iter(|| {

@@ -102,18 +102,51 @@ impl StartLock {
     /// The "is it free?" check, the token increment and the grant are one step: memory, one
     /// critical section; SQLite, one transaction; Redis, one Lua script (`SET PX` on the lease).
     pub fn try_start(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
+        Ok(self.try_grant(key, ttl)?.map(|grant| self.lease(key, grant)))
+    }
+
+    /// [`try_start`](StartLock::try_start) for callers that keep the token themselves instead of
+    /// a [`Lease`] (a binding's own lease object, a process that stores it): the grant's token
+    /// and deadline, then [`renew_token`](StartLock::renew_token) and
+    /// [`release_token`](StartLock::release_token).
+    ///
+    /// # Errors
+    /// As [`try_start`](StartLock::try_start).
+    ///
+    /// # Atomicity
+    /// As [`try_start`](StartLock::try_start).
+    pub fn try_grant(&self, key: &str, ttl: Duration) -> Result<Option<LeaseGrant>> {
         validate::key("lease key", key)?;
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        match self.store.lease_try_grant(&self.name, key, ttl_ms)? {
-            Some(grant) => {
-                self.stats.granted.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(self.lease(key, grant)))
-            }
-            None => {
-                self.stats.contended.fetch_add(1, Ordering::Relaxed);
-                Ok(None)
-            }
-        }
+        let grant = self.store.lease_try_grant(&self.name, key, ttl_ms)?;
+        let stat = if grant.is_some() { &self.stats.granted } else { &self.stats.contended };
+        stat.fetch_add(1, Ordering::Relaxed);
+        Ok(grant)
+    }
+
+    /// [`Lease::renew`] by key and token: extends the lease to `ttl` from now if `token` still
+    /// holds `key`; returns the new deadline (store clock, milliseconds).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad key; as [`Lease::renew`].
+    ///
+    /// # Atomicity
+    /// As [`Lease::renew`].
+    pub fn renew_token(&self, key: &str, token: u64, ttl: Duration) -> Result<u64> {
+        validate::key("lease key", key)?;
+        renew(&self.store, &self.name, key, token, ttl, &self.stats)
+    }
+
+    /// [`Lease::release`] by key and token: releases the lease if `token` still holds `key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad key; as [`Lease::release`].
+    ///
+    /// # Atomicity
+    /// As [`Lease::release`].
+    pub fn release_token(&self, key: &str, token: u64) -> Result<()> {
+        validate::key("lease key", key)?;
+        release(&self.store, &self.name, key, token, &self.stats)
     }
 
     /// Waits up to `timeout` for a lease on `key`, retrying on the [`Backoff::for_acquire`]
@@ -255,9 +288,7 @@ impl Lease {
     /// # Atomicity
     /// The holder check and the extension are one step (Redis: one Lua script, `PEXPIRE`).
     pub fn renew(&self, ttl: Duration) -> Result<()> {
-        let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        let outcome = self.store.lease_renew(&self.lock, &self.key, self.token, ttl_ms);
-        let deadline = self.count(outcome, &self.stats.renewed)?;
+        let deadline = renew(&self.store, &self.lock, &self.key, self.token, ttl, &self.stats)?;
         self.deadline_ms.store(deadline, Ordering::Relaxed);
         Ok(())
     }
@@ -271,17 +302,33 @@ impl Lease {
     /// # Atomicity
     /// The holder check and the delete are one step (Redis: one Lua script).
     pub fn release(&self) -> Result<()> {
-        let outcome = self.store.lease_release(&self.lock, &self.key, self.token);
-        self.count(outcome, &self.stats.released)
+        release(&self.store, &self.lock, &self.key, self.token, &self.stats)
     }
+}
 
-    fn count<T>(&self, outcome: Result<T>, success: &AtomicU64) -> Result<T> {
-        let counter = match &outcome {
-            Ok(_) => success,
-            Err(Error::NotOwner { .. }) => &self.stats.rejected_not_owner,
-            Err(_) => return outcome,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
-    }
+fn renew(
+    store: &SharedStore,
+    lock: &str,
+    key: &str,
+    token: u64,
+    ttl: Duration,
+    stats: &LockStatsInner,
+) -> Result<u64> {
+    let ttl_ms = validate::ttl_ms("ttl", ttl)?;
+    count(store.lease_renew(lock, key, token, ttl_ms), &stats.renewed, stats)
+}
+
+fn release(store: &SharedStore, lock: &str, key: &str, token: u64, stats: &LockStatsInner) -> Result<()> {
+    count(store.lease_release(lock, key, token), &stats.released, stats)
+}
+
+/// Counts a renewal or release: a success, a `not_owner` refusal, or neither (a backend failure).
+fn count<T>(outcome: Result<T>, success: &AtomicU64, stats: &LockStatsInner) -> Result<T> {
+    let counter = match &outcome {
+        Ok(_) => success,
+        Err(Error::NotOwner { .. }) => &stats.rejected_not_owner,
+        Err(_) => return outcome,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    outcome
 }

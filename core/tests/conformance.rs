@@ -26,6 +26,7 @@ macro_rules! conformance {
                 ended_is_delivered_once,
                 counter_semantics,
                 expired_lease_goes_to_next_starter,
+                leases_kept_by_token,
                 tokens_grow_across_keys,
                 marks_are_ordered_and_retained,
                 nothing_left_after_release_or_expiry,

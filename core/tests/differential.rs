@@ -265,14 +265,14 @@ impl Clock for LaggingClock {
         self.exact.now_ms()
     }
 
-    fn lagging_now_ms(&self) -> u64 {
+    fn lagging_now_ms(&self) -> Option<u64> {
         let read = self.reads.fetch_add(1, Ordering::Relaxed);
         // Every lag from 0 to max_lag, in a scrambled order (the bound itself every few reads).
         let lag = match read % 4 {
             0 => self.max_lag,
             _ => (read.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % (self.max_lag + 1),
         };
-        self.exact.now_ms().saturating_sub(lag)
+        Some(self.exact.now_ms().saturating_sub(lag))
     }
 }
 

@@ -45,7 +45,14 @@ struct Now<'a> {
 
 impl<'a> Now<'a> {
     fn read(clock: &'a dyn Clock) -> Self {
-        Self { clock, lagging: clock.lagging_now_ms(), exact: std::cell::Cell::new(None) }
+        let (lagging, exact) = match clock.lagging_now_ms() {
+            Some(lagging) => (lagging, None),
+            None => {
+                let now = clock.now_ms();
+                (now, Some(now))
+            }
+        };
+        Self { clock, lagging, exact: std::cell::Cell::new(exact) }
     }
 
     /// The precise time, read on first use.

@@ -16,7 +16,8 @@ use std::thread;
 use std::time::Duration;
 
 use racefree::{
-    Counter, Error, EventGuard, GuardOptions, ManualClock, Mark, Records, SharedClock, SharedStore, StartLock,
+    Clock as _, Counter, Error, EventGuard, GuardOptions, ManualClock, Mark, Records, SharedClock,
+    SharedStore, StartLock,
 };
 use serde_json::json;
 
@@ -247,6 +248,58 @@ pub fn expired_lease_goes_to_next_starter(factory: &Factory) -> Outcome {
     check(second.time_left() == Duration::from_secs(5), || format!("time_left {:?}", second.time_left()))?;
     second.release().map_err(|e| format!("release: {e}"))?;
     check(matches!(second.release(), Err(Error::NotOwner { .. })), || "double release accepted".into())
+}
+
+/// A lease kept as its token (`try_grant`, `renew_token`, `release_token`) behaves as a `Lease`.
+pub fn leases_kept_by_token(factory: &Factory) -> Outcome {
+    let (clock, shared) = manual();
+    let store = factory(shared);
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let grant = lock.try_grant("k", Duration::from_secs(10)).expect("grant").ok_or("no grant")?;
+    check(grant.deadline_ms == clock.now_ms() + 10_000, || format!("deadline {}", grant.deadline_ms))?;
+    check(lock.try_grant("k", Duration::from_secs(10)).expect("grant").is_none(), || "second grant".into())?;
+    check(lock.try_start("k", Duration::from_secs(10)).expect("start").is_none(), || {
+        "started over a grant".into()
+    })?;
+    for wrong in [0, grant.token - 1, grant.token + 1, u64::MAX] {
+        check(matches!(lock.release_token("k", wrong), Err(Error::NotOwner { .. })), || {
+            format!("released with token {wrong}")
+        })?;
+        check(
+            matches!(lock.renew_token("k", wrong, Duration::from_secs(1)), Err(Error::NotOwner { .. })),
+            || format!("renewed with token {wrong}"),
+        )?;
+    }
+    check(matches!(lock.release_token("other", grant.token), Err(Error::NotOwner { .. })), || {
+        "released another key".into()
+    })?;
+    clock.advance(Duration::from_secs(9));
+    let deadline =
+        lock.renew_token("k", grant.token, Duration::from_secs(10)).map_err(|e| format!("renew: {e}"))?;
+    check(deadline == clock.now_ms() + 10_000, || format!("renewed deadline {deadline}"))?;
+    check(
+        lock.holder("k").expect("holder")
+            == Some(racefree::LeaseGrant { token: grant.token, deadline_ms: deadline }),
+        || "holder differs from the renewal".into(),
+    )?;
+    check(
+        lock.renew_token("k", grant.token, Duration::ZERO).is_err_and(|e| e.code() == "invalid_argument"),
+        || "a zero TTL renewed".into(),
+    )?;
+    check(lock.release_token("", grant.token).is_err_and(|e| e.code() == "invalid_key"), || {
+        "empty key".into()
+    })?;
+    lock.release_token("k", grant.token).map_err(|e| format!("release: {e}"))?;
+    check(matches!(lock.release_token("k", grant.token), Err(Error::NotOwner { .. })), || {
+        "double release".into()
+    })?;
+    let next =
+        lock.try_start("k", Duration::from_secs(1)).expect("start").ok_or("key not free after release")?;
+    check(next.token() > grant.token, || "token did not grow".into())?;
+    let stats = lock.stats();
+    check((stats.granted, stats.released, stats.renewed, stats.rejected_not_owner) == (2, 1, 1, 10), || {
+        format!("stats {stats:?}")
+    })
 }
 
 pub fn tokens_grow_across_keys(factory: &Factory) -> Outcome {
