@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::{MarkOutcome, SharedStore};
-use crate::validate;
+use crate::validate::{self, same};
 
 /// The default time marks are kept after a stream's last new event: one hour.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
@@ -162,7 +162,7 @@ impl EventGuard {
     }
 
     fn position(&self, event: &str) -> Result<u32> {
-        self.events.iter().position(|e| e == event).map(|p| p as u32).ok_or_else(|| {
+        self.events.iter().position(|e| same(e, event)).map(|p| p as u32).ok_or_else(|| {
             Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
         })
     }

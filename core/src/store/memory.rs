@@ -15,6 +15,7 @@ use super::{
 use crate::clock::{Clock, SharedClock, LAG_BOUND_MS};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, RwLock};
+use crate::validate::same;
 
 /// Maps hashed with foldhash: fast, and seeded per map so chosen keys cannot force collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -198,11 +199,11 @@ impl<V> Default for PairTable<V> {
 
 impl<V> PairTable<V> {
     fn get(&self, hash: u64, name: &str, key: &str) -> Option<&V> {
-        self.table.find(hash, |e| &*e.name == name && &*e.key == key).map(|e| &e.value)
+        self.table.find(hash, |e| same(&e.name, name) && same(&e.key, key)).map(|e| &e.value)
     }
 
     fn get_mut(&mut self, hash: u64, name: &str, key: &str) -> Option<&mut V> {
-        self.table.find_mut(hash, |e| &*e.name == name && &*e.key == key).map(|e| &mut e.value)
+        self.table.find_mut(hash, |e| same(&e.name, name) && same(&e.key, key)).map(|e| &mut e.value)
     }
 
     /// Sets the pair's value, adding the pair if it is new.
@@ -217,7 +218,7 @@ impl<V> PairTable<V> {
     }
 
     fn remove(&mut self, hash: u64, name: &str, key: &str) -> Option<V> {
-        let found = self.table.find_entry(hash, |e| &*e.name == name && &*e.key == key).ok()?;
+        let found = self.table.find_entry(hash, |e| same(&e.name, name) && same(&e.key, key)).ok()?;
         Some(found.remove().0.value)
     }
 
@@ -369,7 +370,7 @@ impl MemoryStore {
 
     fn claim_locked(&self, counter: &str, id: &str) -> Result<Claim> {
         let (mut shard, hash) = self.counter_shard(counter);
-        let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) else {
+        let Some(entry) = shard.counters.find_mut(hash, |e| same(&e.key, counter)) else {
             return self.first_claim(&mut shard, hash, counter, id);
         };
         if let Some(&index) = entry.claims.get(id) {
@@ -565,7 +566,7 @@ impl Store for MemoryStore {
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
         let (mut shard, hash) = self.counter_shard(counter);
-        if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {
+        if let Some(entry) = shard.counters.find_mut(hash, |e| same(&e.key, counter)) {
             let index = entry.next;
             entry.next = index.checked_add(1).ok_or_else(|| counter_overflow(counter))?;
             return Ok(index);
@@ -582,18 +583,18 @@ impl Store for MemoryStore {
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
         let (shard, hash) = self.counter_shard(counter);
-        Ok(shard.counters.find(hash, |e| e.key == counter).and_then(|e| e.claims.get(id)).copied())
+        Ok(shard.counters.find(hash, |e| same(&e.key, counter)).and_then(|e| e.claims.get(id)).copied())
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
         let (shard, hash) = self.counter_shard(counter);
-        Ok(shard.counters.find(hash, |e| e.key == counter).map_or(0, |e| e.next))
+        Ok(shard.counters.find(hash, |e| same(&e.key, counter)).map_or(0, |e| e.next))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
         self.with_room(|| {
             let (mut shard, hash) = self.counter_shard(counter);
-            if let Some(entry) = shard.counters.find_mut(hash, |e| e.key == counter) {
+            if let Some(entry) = shard.counters.find_mut(hash, |e| same(&e.key, counter)) {
                 entry.next = next;
                 return Ok(());
             }
@@ -606,7 +607,7 @@ impl Store for MemoryStore {
 
     fn counter_reset(&self, counter: &str) -> Result<()> {
         let (mut shard, hash) = self.counter_shard(counter);
-        if let Ok(found) = shard.counters.find_entry(hash, |e| e.key == counter) {
+        if let Ok(found) = shard.counters.find_entry(hash, |e| same(&e.key, counter)) {
             let (entry, _) = found.remove();
             self.release_entries(1 + entry.claims.len() as u64);
         }
