@@ -17,6 +17,7 @@ import time
 import racefree
 
 PROCESSES = 4
+ROUNDS = 3
 
 
 def racefree_worker(url, n, start, out):
@@ -74,12 +75,16 @@ def main():
         racefree.open(url)  # schema
         plain = create_plain(os.path.join(tmp, "plain.db"), page_size=None)
         small_pages = create_plain(os.path.join(tmp, "small_pages.db"), page_size=1024)
-        base = run(sqlite3_worker, plain, n)
-        ours = run(racefree_worker, url, n)
-        tuned = run(sqlite3_worker, small_pages, n)
+        # Best of ROUNDS for each side, the sides interleaved: lock contention between processes
+        # makes single runs vary by 10-20% on a shared machine, for both sides alike.
+        base = ours = tuned = 0.0
+        for _ in range(ROUNDS):
+            base = max(base, run(sqlite3_worker, plain, n))
+            ours = max(ours, run(racefree_worker, url, n))
+            tuned = max(tuned, run(sqlite3_worker, small_pages, n))
         total = racefree.Counter(racefree.open(url), "task:1").peek()
-        assert total == PROCESSES * n, f"racefree issued {total} indexes for {PROCESSES * n} calls"
-    print(f"{PROCESSES} processes x {n} next() on one SQLite file (WAL, synchronous=NORMAL), same run")
+        assert total == ROUNDS * PROCESSES * n, f"racefree issued {total} indexes for {ROUNDS * PROCESSES * n} calls"
+    print(f"{PROCESSES} processes x {n} next() on one SQLite file (WAL, synchronous=NORMAL), best of {ROUNDS}, same run")
     print(f"{'':34s} {'ops/s':>10s} {'racefree is':>12s}")
     print(f"{'python sqlite3':34s} {base:10.0f} {ours / base:11.2f}x")
     print(f"{'racefree (sqlite://)':34s} {ours:10.0f}")

@@ -268,6 +268,35 @@ fn new_files_get_small_pages_and_existing_files_keep_theirs() {
     assert_eq!(page_size(&existing), 4096);
 }
 
+/// At the end of its range (SQLite integers are i64) a counter refuses to issue another index,
+/// records nothing, and still answers repeated claims; lock tokens keep growing past resets.
+#[test]
+fn a_counter_at_the_end_of_its_range_refuses_and_records_nothing() {
+    let db = common::scratch_path("range.db");
+    let store: SharedStore =
+        Arc::new(SqliteStore::open(&db, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    let counter = Counter::new(&store, "task:1").expect("counter");
+    let last = i64::MAX as u64;
+    assert_eq!(counter.claim("early").map(|c| c.index), Ok(0));
+    counter.set(last - 1).expect("set");
+    assert_eq!(counter.next(), Ok(last - 1));
+    assert_eq!(counter.next().map_err(|e| e.code()), Err("invalid_argument"));
+    assert_eq!(counter.claim("late").map_err(|e| e.code()), Err("invalid_argument"));
+    assert_eq!(counter.peek(), Ok(last), "a refused call moved the counter");
+    assert_eq!(counter.index_of("late"), Ok(None), "a refused claim was recorded");
+    assert_eq!(counter.claim("early").map(|c| (c.index, c.new)), Ok((0, false)));
+    assert_eq!(counter.set(last + 1).map_err(|e| e.code()), Err("invalid_argument"));
+
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let mut last_token = 0;
+    for _ in 0..3 {
+        let lease = lock.try_start("k", Duration::from_secs(5)).expect("start").expect("free");
+        assert!(lease.token() > last_token);
+        last_token = lease.token();
+        lease.release().expect("release");
+    }
+}
+
 #[test]
 fn an_unopenable_file_is_backend_unavailable() {
     let err = racefree::open("sqlite:///nonexistent-dir/for/racefree/x.db").expect_err("no such directory");

@@ -298,6 +298,15 @@ pub(crate) fn decide_record_delete(
 }
 
 /// The error of a counter that cannot issue another index (its backend's largest integer).
+/// A value for `counter_set` on a backend whose integers are i64 (SQLite, Redis): larger ones
+/// are refused, never clamped.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
+    i64::try_from(next).map_err(|_| {
+        Error::invalid_argument(format!("a {backend} counter holds at most {}, got {next}", i64::MAX))
+    })
+}
+
 pub(crate) fn counter_overflow(counter: &str) -> Error {
     Error::invalid_argument(format!(
         "counter {counter:?} is at its largest value and cannot issue another index"

@@ -28,7 +28,10 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError, Script};
 use serde_json::Value;
 
-use super::{counter_overflow, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+use super::{
+    counter_overflow, counter_value_i64, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats,
+    Versioned,
+};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -541,12 +544,7 @@ impl Store for RedisStore {
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
-        if i64::try_from(next).is_err() {
-            return Err(Error::invalid_argument(format!(
-                "a Redis counter holds at most {}, got {next}",
-                i64::MAX
-            )));
-        }
+        let next = counter_value_i64("Redis", next)?;
         let key = self.key(counter, 'c', None);
         self.call(|conn| redis::cmd("SET").arg(&key).arg(next).query::<()>(conn))
     }
