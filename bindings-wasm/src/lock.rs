@@ -63,11 +63,9 @@ impl StartLock {
     /// `takeError` (`NotOwnerError` once released or expired).
     #[wasm_bindgen(js_name = renewToken)]
     pub fn renew_token(&self, key: &str, token_value: f64, ttl_ms: f64) -> f64 {
-        number_or_nan((|| {
-            let ttl = convert::millis("ttl", ttl_ms)?;
-            let deadline = self.inner.renew_token(key, token(token_value)?, ttl).js()?;
-            Ok(deadline as f64)
-        })())
+        let renewed = convert::millis("ttl", ttl_ms)
+            .and_then(|ttl| self.inner.renew_token(key, token(token_value)?, ttl).js());
+        number_or_nan(renewed.map(|deadline| deadline as f64))
     }
 
     /// Releases `token`'s lease on `key`: 0, or NaN (see `takeError`; `NotOwnerError` once
