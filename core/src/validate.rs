@@ -60,7 +60,7 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
     let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
     let half = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
     match n {
-        // Two overlapping loads cover every length in the range.
+        // Loads from both ends, overlapping in the middle, cover every length in the range.
         16..=32 => {
             word(a, 0) == word(b, 0)
                 && word(a, 8) == word(b, 8)

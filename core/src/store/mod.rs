@@ -297,7 +297,6 @@ pub(crate) fn decide_record_delete(
     }
 }
 
-/// The error of a counter that cannot issue another index (its backend's largest integer).
 /// A value for `counter_set` on a backend whose integers are i64 (SQLite, Redis): larger ones
 /// are refused, never clamped.
 #[cfg(any(feature = "sqlite", feature = "redis"))]
@@ -307,6 +306,7 @@ pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
     })
 }
 
+/// The error of a counter that cannot issue another index (its backend's largest integer).
 pub(crate) fn counter_overflow(counter: &str) -> Error {
     Error::invalid_argument(format!(
         "counter {counter:?} is at its largest value and cannot issue another index"
