@@ -191,6 +191,12 @@ struct Paired<V> {
     value: V,
 }
 
+impl<V> Paired<V> {
+    fn is(&self, name: &str, key: &str) -> bool {
+        same(&self.name, name) && same(&self.key, key)
+    }
+}
+
 impl<V> Default for PairTable<V> {
     fn default() -> Self {
         Self { table: HashTable::new() }
@@ -199,11 +205,11 @@ impl<V> Default for PairTable<V> {
 
 impl<V> PairTable<V> {
     fn get(&self, hash: u64, name: &str, key: &str) -> Option<&V> {
-        self.table.find(hash, |e| same(&e.name, name) && same(&e.key, key)).map(|e| &e.value)
+        self.table.find(hash, |e| e.is(name, key)).map(|e| &e.value)
     }
 
     fn get_mut(&mut self, hash: u64, name: &str, key: &str) -> Option<&mut V> {
-        self.table.find_mut(hash, |e| same(&e.name, name) && same(&e.key, key)).map(|e| &mut e.value)
+        self.table.find_mut(hash, |e| e.is(name, key)).map(|e| &mut e.value)
     }
 
     /// Sets the pair's value, adding the pair if it is new.
@@ -218,7 +224,7 @@ impl<V> PairTable<V> {
     }
 
     fn remove(&mut self, hash: u64, name: &str, key: &str) -> Option<V> {
-        let found = self.table.find_entry(hash, |e| same(&e.name, name) && same(&e.key, key)).ok()?;
+        let found = self.table.find_entry(hash, |e| e.is(name, key)).ok()?;
         Some(found.remove().0.value)
     }
 
@@ -626,22 +632,17 @@ impl Store for MemoryStore {
                 return Ok(outcome);
             }
             let expires_at = now.exact().saturating_add(retention_ms);
-            let state = MarkState { marked: marked + 1, expires_at };
             match current {
-                Some(old) => {
-                    if now.reached(old.expires_at) {
-                        self.expired_swept.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Some(slot) = shard.marks.get_mut(hash, guard, stream) {
-                        *slot = state;
-                    }
+                Some(old) if now.reached(old.expires_at) => {
+                    self.expired_swept.fetch_add(1, Ordering::Relaxed);
                 }
+                Some(_) => {}
                 None => {
                     self.reserve(1)?;
-                    shard.marks.set(hash, guard, stream, state);
                     shard.expiring += 1;
                 }
             }
+            shard.marks.set(hash, guard, stream, MarkState { marked: marked + 1, expires_at });
             shard.push_expiry(expires_at, ExpiryKind::Mark, hash);
             Ok(MarkOutcome::First)
         })
