@@ -269,7 +269,8 @@ fn new_files_get_small_pages_and_existing_files_keep_theirs() {
 }
 
 /// At the end of its range (SQLite integers are i64) a counter refuses to issue another index,
-/// records nothing, and still answers repeated claims; lock tokens keep growing past resets.
+/// records nothing, and still answers repeated claims; lock tokens keep growing, and a lock at
+/// its largest token refuses to grant rather than repeat one.
 #[test]
 fn a_counter_at_the_end_of_its_range_refuses_and_records_nothing() {
     let db = common::scratch_path("range.db");
@@ -295,6 +296,13 @@ fn a_counter_at_the_end_of_its_range_refuses_and_records_nothing() {
         last_token = lease.token();
         lease.release().expect("release");
     }
+    rusqlite::Connection::open(&db)
+        .expect("second connection")
+        .execute_batch("UPDATE lock_tokens SET last = 9223372036854775807")
+        .expect("tokens at their end");
+    let refused = lock.try_start("k", Duration::from_secs(5)).map(|lease| lease.map(|l| l.token()));
+    assert_eq!(refused.map_err(|e| e.code()), Err("invalid_argument"));
+    assert_eq!(lock.holder("k"), Ok(None), "a refused grant was recorded");
 }
 
 #[test]

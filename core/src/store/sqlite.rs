@@ -419,7 +419,12 @@ impl Store for SqliteStore {
             // Read, then write: see `next_index`.
             let last: Option<i64> =
                 opt(tx, "SELECT last FROM lock_tokens WHERE ns = ?1 AND lock = ?2", params![ns, lock], |r| r.get(0))?;
-            let token = last.map_or(1, |last| last.saturating_add(1));
+            // Tokens only grow: at the largest integer the lock refuses rather than repeat one.
+            let Some(token) = last.map_or(Some(1), |last| last.checked_add(1)) else {
+                return Ok(Err(Error::invalid_argument(format!(
+                    "lock {lock:?} has issued its largest fencing token"
+                ))));
+            };
             exec(tx,
                 "INSERT INTO lock_tokens VALUES (?1, ?2, ?3) ON CONFLICT (ns, lock) DO UPDATE SET last = excluded.last",
                 params![ns, lock, token],
