@@ -28,6 +28,11 @@ fn open(url: &str) -> SharedStore {
     racefree::open(url).expect("open")
 }
 
+/// The SQLite store of the file at `db`, with default options and the wall clock.
+fn open_file(db: &std::path::Path) -> SharedStore {
+    Arc::new(SqliteStore::open(db, Arc::new(SystemClock), SqliteOptions::default()).expect("open"))
+}
+
 fn spawn(role: &str, url: &str, start_at_ms: u64) -> Child {
     Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
@@ -249,8 +254,7 @@ fn new_files_get_small_pages_and_existing_files_keep_theirs() {
         conn.query_row("PRAGMA page_size", [], |r| r.get(0)).expect("page_size")
     };
     let fresh = common::scratch_path("fresh.db");
-    let store: SharedStore =
-        Arc::new(SqliteStore::open(&fresh, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    let store = open_file(&fresh);
     assert_eq!(Counter::new(&store, "task:1").expect("counter").next(), Ok(0));
     assert_eq!(page_size(&fresh), 1024);
 
@@ -260,9 +264,7 @@ fn new_files_get_small_pages_and_existing_files_keep_theirs() {
         .execute_batch("CREATE TABLE other (x)")
         .expect("table");
     assert_eq!(page_size(&existing), 4096);
-    let store: SharedStore = Arc::new(
-        SqliteStore::open(&existing, Arc::new(SystemClock), SqliteOptions::default()).expect("open"),
-    );
+    let store = open_file(&existing);
     let counter = Counter::new(&store, "task:1").expect("counter");
     assert_eq!((counter.next(), counter.next()), (Ok(0), Ok(1)));
     assert_eq!(page_size(&existing), 4096);
@@ -274,8 +276,7 @@ fn new_files_get_small_pages_and_existing_files_keep_theirs() {
 #[test]
 fn a_counter_at_the_end_of_its_range_refuses_and_records_nothing() {
     let db = common::scratch_path("range.db");
-    let store: SharedStore =
-        Arc::new(SqliteStore::open(&db, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    let store = open_file(&db);
     let counter = Counter::new(&store, "task:1").expect("counter");
     let last = i64::MAX as u64;
     assert_eq!(counter.claim("early").map(|c| c.index), Ok(0));
@@ -314,8 +315,7 @@ fn an_unopenable_file_is_backend_unavailable() {
 #[test]
 fn a_call_that_waited_for_the_file_takes_effect_after_the_wait() {
     let db = common::scratch_path("waited.db");
-    let store: SharedStore =
-        Arc::new(SqliteStore::open(&db, Arc::new(SystemClock), SqliteOptions::default()).expect("open"));
+    let store = open_file(&db);
     let lock = StartLock::new(&store, "tasks").expect("lock");
     let blocker = rusqlite::Connection::open(&db).expect("second connection");
     blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock the file");
