@@ -29,6 +29,11 @@ pub fn unsigned(what: &str, value: &JsValue) -> Result<u64, JsValue> {
     let Some(n) = value.as_f64() else {
         return Err(wrong_type(what, "a number", value));
     };
+    unsigned_number(what, n)
+}
+
+/// [`unsigned`] for a value that is a number already.
+pub fn unsigned_number(what: &str, n: f64) -> Result<u64, JsValue> {
     if n.fract() != 0.0 || !(0.0..=MAX_SAFE_INTEGER as f64).contains(&n) {
         return Err(invalid(format!("{what} must be an integer from 0 to 2^53 - 1, got {n}")));
     }

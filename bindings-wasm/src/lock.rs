@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use racefree::SharedStore;
+use racefree::SharedClock;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, to_number};
@@ -15,13 +15,8 @@ use crate::store::Store;
 #[wasm_bindgen]
 pub struct StartLock {
     inner: racefree::StartLock,
-    store: SharedStore,
+    clock: SharedClock,
     last_deadline_ms: Cell<f64>,
-}
-
-/// A token from the JavaScript layer: the integer it was given by `tryGrant`.
-fn token(value: f64) -> Result<u64, JsValue> {
-    convert::unsigned("token", &JsValue::from_f64(value))
 }
 
 #[wasm_bindgen]
@@ -31,7 +26,7 @@ impl StartLock {
     pub fn new(store: &Store, name: &str) -> Result<StartLock, JsValue> {
         Ok(StartLock {
             inner: racefree::StartLock::new(&store.inner, name).js()?,
-            store: store.inner.clone(),
+            clock: store.inner.clock().clone(),
             last_deadline_ms: Cell::new(0.0),
         })
     }
@@ -63,8 +58,9 @@ impl StartLock {
     /// `takeError` (`NotOwnerError` once released or expired).
     #[wasm_bindgen(js_name = renewToken)]
     pub fn renew_token(&self, key: &str, token_value: f64, ttl_ms: f64) -> f64 {
-        let renewed = convert::millis("ttl", ttl_ms)
-            .and_then(|ttl| self.inner.renew_token(key, token(token_value)?, ttl).js());
+        let renewed = convert::millis("ttl", ttl_ms).and_then(|ttl| {
+            self.inner.renew_token(key, convert::unsigned_number("token", token_value)?, ttl).js()
+        });
         number_or_nan(renewed.map(|deadline| deadline as f64))
     }
 
@@ -73,14 +69,16 @@ impl StartLock {
     #[wasm_bindgen(js_name = releaseToken)]
     pub fn release_token(&self, key: &str, token_value: f64) -> f64 {
         number_or_nan(
-            token(token_value).and_then(|token| self.inner.release_token(key, token).js()).map(|()| 0.0),
+            convert::unsigned_number("token", token_value)
+                .and_then(|token| self.inner.release_token(key, token).js())
+                .map(|()| 0.0),
         )
     }
 
     /// Milliseconds from now (store clock) until `deadlineMs`, zero once passed.
     #[wasm_bindgen(js_name = timeLeftMs)]
     pub fn time_left_ms(&self, deadline_ms: f64) -> f64 {
-        (deadline_ms - self.store.clock().now_ms() as f64).max(0.0)
+        (deadline_ms - self.clock.now_ms() as f64).max(0.0)
     }
 
     /// Whether somebody holds an unexpired lease on `key`.
