@@ -1,6 +1,7 @@
 //! `Counter` and `Claim`.
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use std::collections::HashMap;
 
 use crate::convert;
@@ -9,8 +10,8 @@ use crate::store::{call, Store};
 
 /// The index of an execution id and whether this claim assigned it.
 ///
-/// A freelist reuses freed `Claim` objects: one is made per claim, so allocation is a visible
-/// part of its cost. (`__eq__`/`__hash__` are written out because pyo3 0.30.1's `eq, hash`
+/// Claims of indexes below [`SHARED_CLAIMS`] are made once per process and shared; a freelist
+/// recycles the others. (`__eq__`/`__hash__` are written out because pyo3 0.30.1's `eq, hash`
 /// options do not compile together with `freelist`.)
 #[pyclass(module = "racefree._native", frozen, freelist = 64)]
 #[derive(PartialEq, Eq, Hash)]
@@ -39,6 +40,26 @@ impl Claim {
     }
 }
 
+/// Claims of indexes below this are made once per process and then shared.
+const SHARED_CLAIMS: usize = 1024;
+
+/// The shared claims, `[new as usize][index]`, made on first use. A claim is an immutable value,
+/// so sharing one is safe, as CPython shares small ints. Making and freeing one cost more than
+/// the core's repeated claim itself (measured: a Python `claim` loop went from 272 to 218 ns).
+static CLAIMS: [[PyOnceLock<Py<Claim>>; SHARED_CLAIMS]; 2] =
+    [const { [const { PyOnceLock::new() }; SHARED_CLAIMS] }; 2];
+
+impl Claim {
+    fn shared(py: Python<'_>, claim: racefree::Claim) -> PyResult<Py<Self>> {
+        let value = Self { index: claim.index, new: claim.new };
+        let slot = usize::try_from(claim.index).ok().and_then(|i| CLAIMS[usize::from(claim.new)].get(i));
+        match slot {
+            Some(slot) => Ok(slot.get_or_try_init(py, || Py::new(py, value))?.clone_ref(py)),
+            None => Py::new(py, value),
+        }
+    }
+}
+
 /// A per-key sequential index counter.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Counter {
@@ -64,10 +85,10 @@ impl Counter {
         call(py, self.local, || self.inner.next()).py()
     }
 
-    fn claim(&self, py: Python<'_>, execution_id: &Bound<'_, PyAny>) -> PyResult<Claim> {
+    fn claim(&self, py: Python<'_>, execution_id: &Bound<'_, PyAny>) -> PyResult<Py<Claim>> {
         let id = convert::key("execution id", execution_id)?;
         let claim = call(py, self.local, || self.inner.claim(id)).py()?;
-        Ok(Claim { index: claim.index, new: claim.new })
+        Claim::shared(py, claim)
     }
 
     fn index_of(&self, py: Python<'_>, execution_id: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {

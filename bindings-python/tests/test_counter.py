@@ -24,7 +24,7 @@ def test_next_claim_peek_set_reset(store):
 
 
 def test_claims_are_values(store):
-    # Claim objects are recycled (a freelist); equality and hashing go by value only.
+    # Claim objects are shared or recycled (a freelist); equality and hashing go by value only.
     c = racefree.Counter(store, "task:values")
     first, again = c.claim("a"), c.claim("a")
     assert first != again and first.index == again.index == 0
@@ -34,6 +34,22 @@ def test_claims_are_values(store):
     claims = [c.claim(f"many-{i}") for i in range(1_000)]
     assert [claim.index for claim in claims] == list(range(4, 1_004))
     assert all(claim.new for claim in claims)
+
+
+def test_claims_are_shared_below_1024_and_made_above(store):
+    # Claims of small indexes are made once per process (claims are values, as small ints are).
+    a, b = racefree.Counter(store, "task:shared-a"), racefree.Counter(store, "task:shared-b")
+    first_a, first_b = a.claim("x"), b.claim("y")
+    assert first_a is first_b and (first_a.index, first_a.new) == (0, True)
+    again_a, again_b = a.claim("x"), b.claim("y")
+    assert again_a is again_b and (again_a.index, again_a.new) == (0, False)
+    for start in (1_022, 1_023, 1_024, 2**63 - 2):
+        c = racefree.Counter(store, f"task:edge-{start}")
+        c.set(start)
+        made = [c.claim("p"), c.claim("q"), c.claim("p"), c.claim("q")]
+        expected = [(start, True), (start + 1, True), (start, False), (start + 1, False)]
+        assert [(m.index, m.new) for m in made] == expected
+        assert [repr(m) for m in made][0] == f"Claim(index={start}, new=True)"
 
 
 def test_eight_threads_next_is_gap_free(store):
