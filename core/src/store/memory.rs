@@ -15,7 +15,7 @@ use super::{
 use crate::clock::{Clock, SharedClock, LAG_BOUND_MS};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, RwLock};
-use crate::validate::same;
+use crate::validate::{same, same_bytes};
 
 /// Maps hashed with foldhash: fast, and seeded per map so chosen keys cannot force collisions.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -186,14 +186,30 @@ struct PairTable<V> {
 #[derive(Debug)]
 struct Paired<V> {
     hash: u64,
-    name: Box<str>,
-    key: Box<str>,
+    /// The name, then the key, in one allocation: a lookup follows one pointer, not two.
+    joined: Box<str>,
+    name_len: usize,
     value: V,
 }
 
 impl<V> Paired<V> {
+    fn new(hash: u64, name: &str, key: &str, value: V) -> Self {
+        Self { hash, joined: [name, key].concat().into_boxed_str(), name_len: name.len(), value }
+    }
+
+    fn name(&self) -> &str {
+        &self.joined[..self.name_len]
+    }
+
+    fn key(&self) -> &str {
+        &self.joined[self.name_len..]
+    }
+
     fn is(&self, name: &str, key: &str) -> bool {
-        same(&self.name, name) && same(&self.key, key)
+        self.name_len == name.len() && self.joined.len() == name.len() + key.len() && {
+            let (stored_name, stored_key) = self.joined.as_bytes().split_at(self.name_len);
+            same_bytes(stored_name, name.as_bytes()) && same_bytes(stored_key, key.as_bytes())
+        }
     }
 }
 
@@ -217,7 +233,7 @@ impl<V> PairTable<V> {
         match self.get_mut(hash, name, key) {
             Some(slot) => *slot = value,
             None => {
-                let entry = Paired { hash, name: name.into(), key: key.into(), value };
+                let entry = Paired::new(hash, name, key, value);
                 self.table.insert_unique(hash, entry, |e| e.hash);
             }
         }
@@ -234,7 +250,7 @@ impl<V> PairTable<V> {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
-        self.table.iter().map(|e| (&*e.name, &*e.key, &e.value))
+        self.table.iter().map(|e| (e.name(), e.key(), &e.value))
     }
 
     fn hashes(&self) -> impl Iterator<Item = (u64, &V)> {
