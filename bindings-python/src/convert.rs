@@ -13,15 +13,25 @@ use crate::errors::{to_py, wrong_type};
 const MAX_DEPTH: usize = 64;
 
 /// A key, id or name: a `str` that encodes to UTF-8 (lone surrogates do not).
+///
+/// Inlined, with its errors made out of line: every hot call converts one or two keys, and a
+/// `PyResult` returned from a call comes back through memory.
+#[inline(always)]
 pub fn key<'a>(what: &str, value: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
-    let Ok(text) = value.cast::<PyString>() else {
-        return Err(wrong_type(what, "str", value));
-    };
-    match text.to_str() {
-        Ok(text) => Ok(text),
-        Err(_) => {
-            Err(to_py(Error::InvalidKey { reason: format!("{what} is not valid UTF-8 (lone surrogate)") }))
-        }
+    match value.cast::<PyString>().map(|text| text.to_str()) {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(_)) => Err(not_a_key(what, None)),
+        Err(_) => Err(not_a_key(what, Some(value))),
+    }
+}
+
+/// The error of [`key`]: `value` is not a `str` (`Some`), or is one with a lone surrogate.
+#[cold]
+#[inline(never)]
+fn not_a_key(what: &str, value: Option<&Bound<'_, PyAny>>) -> PyErr {
+    match value {
+        Some(value) => wrong_type(what, "str", value),
+        None => to_py(Error::InvalidKey { reason: format!("{what} is not valid UTF-8 (lone surrogate)") }),
     }
 }
 
