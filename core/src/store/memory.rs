@@ -390,6 +390,8 @@ impl MemoryStore {
         (self.shards[shard_index(hash)].0.lock(), hash)
     }
 
+    /// A claim, in one critical section; [`Store::counter_claim`] runs it through
+    /// [`with_room`](Self::with_room), as the other `*_locked` methods are run.
     #[inline(always)]
     fn claim_locked(&self, counter: &str, id: &str) -> Result<Claim> {
         let (mut shard, hash) = self.counter_shard(counter);
@@ -418,6 +420,7 @@ impl MemoryStore {
         Ok(Claim { index: 0, new: true })
     }
 
+    /// A mark, in one critical section.
     #[inline(always)]
     fn mark_locked(
         &self,
@@ -451,6 +454,7 @@ impl MemoryStore {
         Ok(MarkOutcome::First)
     }
 
+    /// A lease grant, in one critical section.
     #[inline(always)]
     fn grant_locked(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         let now = self.now();
@@ -662,7 +666,8 @@ impl Store for MemoryStore {
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
-        self.with_room(self.claim_locked(counter, id), || self.claim_locked(counter, id))
+        let first = self.claim_locked(counter, id);
+        self.with_room(first, || self.claim_locked(counter, id))
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
