@@ -347,8 +347,13 @@ impl MemoryStore {
     /// The hash of `(name, key)`, seeded per store; [`shard_index`] picks its shard.
     #[inline]
     fn hash(&self, name: &str, key: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one((name, key))
+        use std::hash::{BuildHasher, Hasher};
+        // Two writes, not the tuple's `Hash`: that adds a separator byte per string and a
+        // finishing multiply, where foldhash's `write` already folds each string's length in.
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(name.as_bytes());
+        hasher.write(key.as_bytes());
+        hasher.finish()
     }
 
     /// Locks the shard of `(name, key)` and removes a few of its expired entries on the way.
