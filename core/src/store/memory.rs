@@ -197,19 +197,15 @@ impl<V> Paired<V> {
         Self { hash, joined: [name, key].concat().into_boxed_str(), name_len: name.len(), value }
     }
 
-    fn name(&self) -> &str {
-        &self.joined[..self.name_len]
+    /// The name and the key.
+    fn parts(&self) -> (&str, &str) {
+        self.joined.split_at(self.name_len)
     }
 
-    fn key(&self) -> &str {
-        &self.joined[self.name_len..]
-    }
-
+    /// Compares bytes: a `str` split would check for a character boundary on every lookup.
     fn is(&self, name: &str, key: &str) -> bool {
-        self.name_len == name.len() && self.joined.len() == name.len() + key.len() && {
-            let (stored_name, stored_key) = self.joined.as_bytes().split_at(self.name_len);
-            same_bytes(stored_name, name.as_bytes()) && same_bytes(stored_key, key.as_bytes())
-        }
+        let (stored_name, stored_key) = self.joined.as_bytes().split_at(self.name_len);
+        same_bytes(stored_name, name.as_bytes()) && same_bytes(stored_key, key.as_bytes())
     }
 }
 
@@ -250,7 +246,10 @@ impl<V> PairTable<V> {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
-        self.table.iter().map(|e| (e.name(), e.key(), &e.value))
+        self.table.iter().map(|e| {
+            let (name, key) = e.parts();
+            (name, key, &e.value)
+        })
     }
 
     fn hashes(&self) -> impl Iterator<Item = (u64, &V)> {
