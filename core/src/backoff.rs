@@ -46,17 +46,24 @@ impl Backoff {
         self.seed ^= self.seed >> 27;
         self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-}
 
-impl Iterator for Backoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
+    /// The next delay. The schedule never ends: past `max` every delay is drawn from
+    /// `max / 2 ..= max`.
+    pub fn delay(&mut self) -> Duration {
         let step = self.next;
         self.next = (step * 2).min(self.max);
         let half = step / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
         let jitter = if nanos == 0 { 0 } else { self.random() % (nanos + 1) };
-        Some(step - half + Duration::from_nanos(jitter))
+        step - half + Duration::from_nanos(jitter)
+    }
+}
+
+/// The delays of [`Backoff::delay`], without end.
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.delay())
     }
 }

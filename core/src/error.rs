@@ -75,6 +75,71 @@ pub enum Error {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// A kept lease must be treated as lost: the work under it has to stop, because another
+    /// holder may start the key from now on (see [`LeaseKeeper`](crate::LeaseKeeper)).
+    #[error("lease on {key:?} with token {token} is lost: {reason}")]
+    LeaseLost {
+        /// The leased key.
+        key: String,
+        /// The lost lease's token.
+        token: u64,
+        /// Why it is lost.
+        reason: LossReason,
+    },
+}
+
+/// Why a kept lease is lost ([`Error::LeaseLost`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// The store answered a renewal with `not_owner`: the lease was released with its token or
+    /// expired, and another holder may already run the key.
+    NotOwner,
+    /// No renewal was confirmed before the lease's safe deadline. `last_error` is the last
+    /// renewal's failure; `None` when renewals did not fail but their replies came too late.
+    RenewalsFailed {
+        /// The last renewal's error, if one failed.
+        last_error: Option<Box<Error>>,
+    },
+    /// The lease was held for its `max_hold` and is not renewed further.
+    MaxHoldReached,
+}
+
+impl LossReason {
+    /// The stable, machine-readable name of the reason: `"not_owner"`, `"renewals_failed"` or
+    /// `"max_hold_reached"`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            LossReason::NotOwner => "not_owner",
+            LossReason::RenewalsFailed { .. } => "renewals_failed",
+            LossReason::MaxHoldReached => "max_hold_reached",
+        }
+    }
+
+    /// The last renewal error behind [`LossReason::RenewalsFailed`], if any.
+    #[must_use]
+    pub fn last_error(&self) -> Option<&Error> {
+        match self {
+            LossReason::RenewalsFailed { last_error } => last_error.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LossReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LossReason::NotOwner => f.write_str("the store says another holder may have it (not_owner)"),
+            LossReason::RenewalsFailed { last_error: Some(error) } => {
+                write!(f, "no renewal was confirmed before its safe deadline; the last one failed: {error}")
+            }
+            LossReason::RenewalsFailed { last_error: None } => {
+                f.write_str("no renewal was confirmed before its safe deadline (the replies came too late)")
+            }
+            LossReason::MaxHoldReached => f.write_str("held for its max_hold, so no longer renewed"),
+        }
+    }
 }
 
 fn fmt_version(version: Option<u64>) -> String {
@@ -93,6 +158,7 @@ impl Error {
         "capacity_exceeded",
         "backend_unavailable",
         "timeout",
+        "lease_lost",
     ];
 
     /// The stable, machine-readable code of this error.
@@ -113,6 +179,7 @@ impl Error {
             Error::CapacityExceeded { .. } => "capacity_exceeded",
             Error::BackendUnavailable { .. } => "backend_unavailable",
             Error::Timeout { .. } => "timeout",
+            Error::LeaseLost { .. } => "lease_lost",
         }
     }
 

@@ -9,6 +9,7 @@
 //! | [`Counter`] | duplicate and unstable execution indexes (`[0, 0, 1]`) |
 //! | [`EventGuard`] | duplicate lifecycle events, `ended` before `started` |
 //! | [`StartLock`] / [`Lease`] | the same task started twice; stale holders (fencing tokens) |
+//! | [`Coordinator`] / [`LeaseKeeper`] | work that outlives its lease: renewed while it runs, told to stop when lost |
 //! | [`Records`] | lost updates and conflict storms (compare-and-swap, batched update) |
 //! | [`Cache`] | request storms on a shared lookup (single flight) |
 //!
@@ -33,26 +34,34 @@
 //!
 //! Every public type is `Send + Sync` (the cache when its values and errors are).
 
+mod acquisition;
 mod backoff;
 mod cache;
 mod clock;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+mod coordinator;
 mod counter;
 mod error;
 mod event_guard;
+mod lease_keeper;
 mod records;
 mod start_lock;
 pub mod store;
 mod sync;
 mod validate;
 
+pub use acquisition::Acquisition;
 pub use backoff::Backoff;
 pub use cache::{Cache, CacheStats, FlightResult, LoadError, Loader, Lookup, Waiter, DEFAULT_MAX_ENTRIES};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use clock::SystemClock;
 pub use clock::{Clock, ManualClock, SharedClock, LAG_BOUND_MS};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use coordinator::{Coordinator, Finished, Holding, Running};
 pub use counter::{new_execution_id, Counter, CounterStats};
-pub use error::{Error, Result};
+pub use error::{Error, LossReason, Result};
 pub use event_guard::{EventGuard, GuardOptions, GuardStats, Mark, DEFAULT_RETENTION, MAX_EVENTS};
+pub use lease_keeper::{safety_margin, KeeperOptions, KeeperStep, LeaseKeeper};
 pub use records::{RecordStats, Records, UpdateOptions};
 pub use start_lock::{Lease, LockStats, StartLock};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
@@ -88,6 +97,8 @@ mod send_sync {
         assert_send_sync::<EventGuard>();
         assert_send_sync::<StartLock>();
         assert_send_sync::<Lease>();
+        assert_send_sync::<LeaseKeeper>();
+        assert_send_sync::<Acquisition>();
         assert_send_sync::<Records>();
         assert_send_sync::<Cache<String, String>>();
         assert_send_sync::<Loader<String, String>>();
@@ -96,6 +107,13 @@ mod send_sync {
         assert_send_sync::<SharedStore>();
         assert_send_sync::<ManualClock>();
         assert_send_sync::<Error>();
+    };
+
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    const _: () = {
+        assert_send_sync::<Coordinator>();
+        assert_send_sync::<Holding>();
+        assert_send_sync::<Running<String>>();
     };
 }
 

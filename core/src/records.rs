@@ -245,7 +245,7 @@ impl Records {
                 Err(Error::Conflict { .. }) if attempt < options.max_attempts => {
                     attempt += 1;
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    crate::pause(delays.next().unwrap_or(options.initial_backoff));
+                    crate::pause(delays.delay());
                 }
                 Err(err) => return Err(err.into()),
             }

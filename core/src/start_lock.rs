@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+use crate::acquisition::Acquisition;
 use crate::error::{Error, Result};
 use crate::store::{LeaseGrant, SharedStore};
 use crate::validate;
@@ -39,6 +41,7 @@ use crate::validate;
 /// assert!(again.token() > lease.token());
 /// # Ok::<(), racefree::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct StartLock {
     store: SharedStore,
     name: Arc<str>,
@@ -77,7 +80,8 @@ impl fmt::Debug for StartLock {
 }
 
 impl StartLock {
-    /// The lock named `name` in `store`. Handles with the same name share leases and tokens.
+    /// The lock named `name` in `store`. Handles with the same name share leases and tokens;
+    /// a clone also shares this handle's [`stats`](StartLock::stats).
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for an empty or oversized name.
@@ -150,7 +154,7 @@ impl StartLock {
     }
 
     /// Waits up to `timeout` for a lease on `key`, retrying on the [`Backoff::for_acquire`]
-    /// schedule.
+    /// schedule (an [`Acquisition`], as every language's `acquire`).
     ///
     /// ```
     /// # let store: racefree::SharedStore = std::sync::Arc::new(racefree::MemoryStore::new());
@@ -169,19 +173,16 @@ impl StartLock {
     /// Each attempt is one [`try_start`](StartLock::try_start).
     ///
     /// [`Backoff::for_acquire`]: crate::Backoff::for_acquire
+    /// [`Acquisition`]: crate::Acquisition
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn acquire(&self, key: &str, ttl: Duration, timeout: Duration) -> Result<Lease> {
-        let started = std::time::Instant::now();
-        let mut delays = crate::Backoff::for_acquire();
+        let origin = std::time::Instant::now();
+        let mut wait = Acquisition::new(ttl, Some(timeout), Duration::ZERO)?;
         loop {
             if let Some(lease) = self.try_start(key, ttl)? {
                 return Ok(lease);
             }
-            let waited = started.elapsed();
-            let Some(left) = timeout.checked_sub(waited).filter(|left| !left.is_zero()) else {
-                return Err(Error::Timeout { waited });
-            };
-            std::thread::sleep(delays.next().unwrap_or(left).min(left));
+            std::thread::sleep(wait.retry_after(origin.elapsed())?);
         }
     }
 
