@@ -4,6 +4,7 @@
 //! promise, so the same code asserts success on real stores and failure on the racy one.
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod linearizability;
 pub mod racy;
 #[cfg(feature = "redis")]
