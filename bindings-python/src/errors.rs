@@ -36,6 +36,13 @@ fn build(py: Python<'_>, err: &Error) -> Result<PyErr, PyErr> {
         }
         Error::CapacityExceeded { max_keys } => details.set_item("max_keys", max_keys)?,
         Error::Timeout { waited } => details.set_item("waited", waited.as_secs_f64())?,
+        Error::LeaseLost { key, token, reason } => {
+            details.set_item("key", key)?;
+            details.set_item("token", token)?;
+            details.set_item("reason", reason.code())?;
+            let last_error = reason.last_error().map(|cause| build(py, cause)).transpose()?;
+            details.set_item("last_error", last_error.map(|cause| cause.into_value(py)))?;
+        }
         _ => {}
     }
     let exception =

@@ -8,31 +8,10 @@ mod convert;
 mod counter;
 mod errors;
 mod guard;
+mod lease_keeper;
 mod lock;
 mod records;
 mod store;
-
-/// The retry delays `acquire` waits by, for the asyncio layer: seconds, as floats.
-#[pyclass(module = "racefree._native")]
-struct Backoff {
-    inner: racefree::Backoff,
-}
-
-#[pymethods]
-impl Backoff {
-    #[staticmethod]
-    fn for_acquire() -> Self {
-        Self { inner: racefree::Backoff::for_acquire() }
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&mut self) -> Option<f64> {
-        self.inner.next().map(|d| d.as_secs_f64())
-    }
-}
 
 /// Every error code the core can raise, for tests that check each maps to a class.
 #[pyfunction]
@@ -65,7 +44,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
     m.add_class::<cache::LoadDuty>()?;
     m.add_class::<cache::LoadWait>()?;
-    m.add_class::<Backoff>()?;
+    m.add_class::<lease_keeper::KeeperOptions>()?;
+    m.add_class::<lease_keeper::LeaseKeeper>()?;
+    m.add_class::<lease_keeper::Acquisition>()?;
     m.add("MAX_KEY_BYTES", racefree::MAX_KEY_BYTES)?;
     Ok(())
 }

@@ -13,14 +13,14 @@ use crate::store::{call, Store};
 /// One winner per key, with TTL leases and fencing tokens.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct StartLock {
-    inner: Arc<racefree::StartLock>,
-    local: bool,
+    pub(crate) inner: Arc<racefree::StartLock>,
+    pub(crate) local: bool,
 }
 
 /// A granted lease. A context manager: leaving the `with` block releases it.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Lease {
-    inner: racefree::Lease,
+    pub(crate) inner: racefree::Lease,
     local: bool,
 }
 

@@ -64,3 +64,15 @@ async def test_async_hold_releases_on_exit_and_on_error(store):
 async def test_bad_timeouts(store, timeout):
     with pytest.raises(racefree.InvalidArgument):
         await StartLock(store, "tasks").acquire("k", ttl=30, timeout=timeout)
+
+
+async def test_a_refused_timeout_or_ttl_leaves_the_key_free(store):
+    lock = StartLock(store, "tasks")
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(racefree.InvalidArgument):
+            await lock.acquire("k", ttl=30, timeout=bad)
+    with pytest.raises(racefree.InvalidArgument):
+        await lock.acquire("k", ttl=0, timeout=1)
+    with pytest.raises(TypeError):
+        await lock.acquire("k", ttl=30, timeout="soon")
+    assert not lock.is_held("k") and store.stats()["entries"] == 0

@@ -1,10 +1,11 @@
 import asyncio
+import logging
 import threading
 
 import pytest
 
 import racefree
-from racefree.asyncio import TaskCoordinator
+from racefree.asyncio import TaskCoordinator, current_lease
 
 
 async def test_hundred_concurrent_starts_one_runs(store):
@@ -110,6 +111,87 @@ def test_eight_os_threads_one_starter(store):
     assert store.stats()["entries"] == 0
 
 
-def test_bad_configuration(store):
-    with pytest.raises(racefree.InvalidArgument):
-        TaskCoordinator(store, ttl=1, renew_every=2)
+def test_bad_configuration_is_refused_before_anything_is_acquired(store):
+    for bad in (
+        {"renew_every": 2},
+        {"renew_every": 1},
+        {"renew_every": 0},
+        {"renew_every": -0.5},
+        {"renew_every": float("nan")},
+        {"max_hold": 0.5},
+        {"ttl": 0},
+    ):
+        with pytest.raises(racefree.InvalidArgument):
+            TaskCoordinator(store, **{"ttl": 1, **bad})
+    with pytest.raises(TypeError):
+        TaskCoordinator(store, ttl=1, renew_every="often")
+    assert store.stats()["entries"] == 0
+
+
+async def test_the_task_sees_its_lease_and_is_cancelled_when_it_is_released_elsewhere(store, caplog):
+    coordinator = TaskCoordinator(store, ttl=10, renew_every=0.02)
+    tokens = []
+    cancelled = asyncio.Event()
+
+    async def task():
+        lease = current_lease()
+        tokens.append(lease.token)
+        lease.release()  # an operator frees the key under the running task
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with caplog.at_level(logging.ERROR, logger="racefree"):
+        assert await coordinator.start("k", task)
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await coordinator.wait("k")
+    assert tokens and tokens[0] > 0
+    assert any("lost its lease (not_owner)" in r.getMessage() for r in caplog.records), caplog.text
+    with pytest.raises(LookupError):
+        current_lease()
+
+
+async def test_max_hold_cancels_a_task_that_would_run_forever(store, caplog):
+    coordinator = TaskCoordinator(store, ttl=0.2, max_hold=0.4)
+    cancelled = asyncio.Event()
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with caplog.at_level(logging.ERROR, logger="racefree"):
+        assert await coordinator.start("k", forever)
+        await asyncio.wait_for(cancelled.wait(), 10)
+        await coordinator.wait("k")
+    assert any("max_hold_reached" in r.getMessage() for r in caplog.records), caplog.text
+    assert not coordinator.is_running("k"), "released once cancelled"
+
+
+def test_stop_waits_for_a_task_on_another_loop(store):
+    coordinator = TaskCoordinator(store, ttl=30)
+    started, cleaned = threading.Event(), threading.Event()
+
+    async def slow_to_stop():
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.2)  # cleanup takes a while after the cancel
+            cleaned.set()
+
+    async def run_on_its_own_loop():
+        assert await coordinator.start("k", slow_to_stop)
+        await coordinator.wait("k")
+
+    other_loop = threading.Thread(target=asyncio.run, args=(run_on_its_own_loop(),))
+    other_loop.start()
+    assert started.wait(5)
+    assert asyncio.run(coordinator.stop("k"))
+    assert cleaned.is_set(), "stop returned before the task had ended"
+    assert not coordinator.is_running("k"), "stop returned before the lease was released"
+    other_loop.join(5)

@@ -130,3 +130,17 @@ def test_eight_threads_naive_starts_duplicates(task):
     assert results.count(True) > 1, "the naive coordinator was expected to start duplicates"
     task.refresh_from_db()
     assert task.runs == results.count(True)
+
+
+def test_the_original_coordinators_form_runs_process_once_per_key(backend, task):
+    assert racefree.django.get_task_key("tasks", "ExampleTask", task.pk) == task.coordinator_key
+
+    async def start_twice_and_wait():
+        first = await racefree.django.start_task(task, "tasks", "ExampleTask")
+        second = await racefree.django.start_task(task, "tasks", "ExampleTask")
+        await racefree.django.coordinator().wait(task.coordinator_key)
+        return first, second
+
+    assert async_to_sync(start_twice_and_wait)() == (True, False)
+    task.refresh_from_db()
+    assert (task.runs, task.status) == (1, "done")

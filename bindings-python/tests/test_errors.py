@@ -48,6 +48,9 @@ def test_every_code_is_raised_by_some_call(store, clock):
     capture(lambda: lock.acquire("k", ttl=1, timeout=0.01))
     capture(lambda: racefree.open("redis://127.0.0.1:1/0"))
     capture(lambda: racefree.Counter(racefree.open("memory://?max_keys=1"), "a").claim("x"))
+    kept = lock.try_start("kept", ttl=1)
+    keeper = _native.KeeperOptions(ttl=1).keep(lock, kept, 0.0)
+    capture(lambda: keeper.poll(5.0))  # no renewal confirmed: lost at its safe deadline
     clock.advance(2)
     capture(lease.release)
     assert sorted(raised) == sorted(_native.error_codes())
@@ -57,6 +60,8 @@ def test_every_code_is_raised_by_some_call(store, clock):
     assert raised["not_owner"].token == lease.token
     assert raised["capacity_exceeded"].max_keys == 1
     assert raised["timeout"].waited >= 0.01
+    lost = raised["lease_lost"]
+    assert (lost.key, lost.token, lost.reason, lost.last_error) == ("kept", kept.token, "renewals_failed", None)
 
 
 def test_a_rust_panic_is_an_exception_not_an_abort():

@@ -1,17 +1,19 @@
 """Type stubs of the native module ``racefree._native`` (checked against it by mypy's stubtest)."""
 
 from datetime import timedelta
-from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, final
 
 _Seconds = Union[float, int, timedelta]
 
 __all__ = [
-    "Backoff",
+    "Acquisition",
     "Cache",
     "Claim",
     "Counter",
     "EventGuard",
+    "KeeperOptions",
     "Lease",
+    "LeaseKeeper",
     "LoadDuty",
     "LoadWait",
     "MAX_KEY_BYTES",
@@ -167,8 +169,49 @@ class Cache:
     def stats(self) -> Dict[str, int]: ...
 
 @final
-class Backoff:
-    @staticmethod
-    def for_acquire() -> Backoff: ...
-    def __iter__(self) -> Iterator[float]: ...
-    def __next__(self) -> float: ...
+class KeeperOptions:
+    """How leases are kept: ``ttl``, ``renew_every`` (``ttl / 3`` by default) and an optional
+    ``max_hold``; validated on construction, before anything is acquired."""
+
+    def __new__(
+        cls, *, ttl: _Seconds, renew_every: Optional[_Seconds] = None, max_hold: Optional[_Seconds] = None
+    ) -> KeeperOptions: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def renew_every(self) -> float: ...
+    @property
+    def max_hold(self) -> Optional[float]: ...
+    def keep(self, lock: StartLock, lease: Lease, requested_at: float) -> LeaseKeeper:
+        """A keeper for ``lease``, whose grant was requested at ``requested_at`` (monotonic seconds)."""
+
+@final
+class LeaseKeeper:
+    """The core's lifecycle of one kept lease; instants are monotonic seconds (``loop.time()``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def token(self) -> int: ...
+    @property
+    def safe_deadline(self) -> float:
+        """From this instant another holder may start, unless a renewal is confirmed first."""
+    @property
+    def lost_at(self) -> float:
+        """The lease is lost at this instant unless a renewal is confirmed first."""
+    def poll(self, now: float) -> Optional[float]:
+        """``None``: renew now; a number: wait until then. Raises ``LeaseLost`` once lost."""
+    def check(self, now: float) -> None:
+        """Raises ``LeaseLost`` if the lease is lost at ``now``."""
+    def renew(self) -> None:
+        """Sends the renewal ``poll`` asked for; its reply is kept for ``settle`` (never raises)."""
+    def settle(self, now: float) -> None:
+        """Hands the kept reply to the keeper, as received at ``now``."""
+
+@final
+class Acquisition:
+    """One wait for a lease, on the core's schedule; validates ``ttl`` and ``timeout`` first."""
+
+    def __new__(cls, *, ttl: _Seconds, timeout: Optional[_Seconds], now: float) -> Acquisition: ...
+    def retry_after(self, now: float) -> float:
+        """Seconds to sleep before the next attempt; raises ``Timeout`` once the wait is over."""

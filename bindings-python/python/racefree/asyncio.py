@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio as _asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, TypeVar, Union
 from datetime import timedelta
 
 from racefree import _native
-from racefree.errors import NotOwner, Timeout
+from racefree.errors import LeaseLost, NotOwner
 
-__all__ = ["StartLock", "get_or_load", "TaskCoordinator"]
+__all__ = ["StartLock", "get_or_load", "TaskCoordinator", "current_lease"]
 
 T = TypeVar("T")
 Seconds = Union[float, int, timedelta]
@@ -59,28 +60,17 @@ class StartLock:
     async def acquire(self, key: str, *, ttl: Seconds, timeout: Optional[Seconds] = None) -> _native.Lease:
         """Waits up to ``timeout`` seconds (forever when ``None``) for a lease on ``key``.
 
-        Retries on the same backoff schedule as every other language; raises
-        :class:`racefree.Timeout` when the time is up. Cancelling the awaiting task stops the wait.
+        Waits by the core's schedule, as every language does; raises :class:`racefree.Timeout`
+        when the time is up. A bad ``ttl`` or ``timeout`` raises before anything is tried.
+        Cancelling the awaiting task stops the wait.
         """
         loop = _asyncio.get_running_loop()
-        started = loop.time()
-        limit = None if timeout is None else _seconds(timeout)
-        if limit is not None and (limit != limit or limit < 0):
-            # Same validation and error as the synchronous acquire.
-            self._lock.try_start(key, ttl=ttl)
-            raise _native_invalid("timeout", limit)
-        delays = _native.Backoff.for_acquire()
+        wait = _native.Acquisition(ttl=ttl, timeout=timeout, now=loop.time())  # validates first
         while True:
             lease = await _call(self._local, self._lock.try_start, key, ttl=ttl)
             if lease is not None:
                 return lease
-            waited = loop.time() - started
-            if limit is not None and waited >= limit:
-                raise Timeout(f"timed out after {waited:.3f}s waiting for {key!r}", {"waited": waited})
-            delay = next(delays)
-            if limit is not None:
-                delay = min(delay, limit - waited)
-            await _asyncio.sleep(delay)
+            await _asyncio.sleep(wait.retry_after(loop.time()))
 
     @contextlib.asynccontextmanager
     async def hold(
@@ -98,12 +88,6 @@ class StartLock:
 
     def stats(self) -> Dict[str, int]:
         return self._lock.stats()
-
-
-def _native_invalid(what: str, value: float) -> Exception:
-    from racefree.errors import InvalidArgument
-
-    return InvalidArgument(f"invalid argument: {what} must be a finite, positive number of seconds, got {value}")
 
 
 async def get_or_load(cache: _native.Cache, key: str, ttl: Seconds, loader: Callable[[], Awaitable[Any]]) -> Any:
@@ -152,14 +136,32 @@ def _set_once(future: "_asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
+_current_lease: "contextvars.ContextVar[_native.Lease]" = contextvars.ContextVar("racefree_current_lease")
+
+
+def current_lease() -> _native.Lease:
+    """The lease of the :class:`TaskCoordinator` task running this code: its ``.token`` fences
+    writes that must not land once the lease is lost (``Records.put(..., fencing_token=...)``).
+
+    Raises :class:`LookupError` outside such a task.
+    """
+    return _current_lease.get()
+
+
 class TaskCoordinator:
     """Runs at most one task per key — across threads, event loops and processes sharing the store.
 
     ``await coordinator.start(key, coro_fn)`` returns ``True`` and runs ``coro_fn()`` in a new task
     if nobody runs ``key``; otherwise it returns ``False`` at once. The task runs under a lease
-    that is renewed while it runs and released when it ends — on success, failure or
-    cancellation — so the key can be started again right after. If a renewal finds the lease
-    lost (the process stalled past the TTL and another starter took over), the task is cancelled.
+    that is renewed while it runs (every ``renew_every`` seconds, ``ttl / 3`` by default) and
+    released when it ends — on success, failure or cancellation — so the key can be started again
+    right after. Inside the task, :func:`current_lease` is its lease.
+
+    When the lease is lost — a renewal refused, renewals failing until the lease's safe deadline
+    (send time of the last confirmed renewal + ``ttl``, less a margin), or ``max_hold`` seconds
+    reached — the task is cancelled before another holder can start the key, and the reason is
+    logged on the ``racefree`` logger. Leases are kept with the event loop's timers; renewals on
+    stores that wait run in the loop's executor.
     """
 
     def __init__(
@@ -169,37 +171,43 @@ class TaskCoordinator:
         name: str = "tasks",
         ttl: Seconds = 30.0,
         renew_every: Optional[Seconds] = None,
+        max_hold: Optional[Seconds] = None,
     ) -> None:
+        self._options = _native.KeeperOptions(ttl=ttl, renew_every=renew_every, max_hold=max_hold)
         self.store = store if store is not None else _native.open()
         self._lock = _native.StartLock(self.store, name)
         self._local = self.store.is_local
-        self._ttl = _seconds(ttl)
-        self._renew_every = _seconds(renew_every) if renew_every is not None else self._ttl / 3
-        if not self._renew_every > 0 or self._renew_every >= self._ttl:
-            raise _native_invalid("renew_every (below ttl)", self._renew_every)
         self._running: Dict[str, "_asyncio.Task[Any]"] = {}
         self._releasing: Dict[str, "concurrent.futures.Future[None]"] = {}
 
     async def start(self, key: str, coro_fn: Callable[[], Awaitable[Any]]) -> bool:
         """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started."""
-        lease = await _call(self._local, self._lock.try_start, key, ttl=self._ttl)
+        loop = _asyncio.get_running_loop()
+        requested_at = loop.time()  # the lease is counted from before the request was sent
+        lease = await _call(self._local, self._lock.try_start, key, ttl=self._options.ttl)
         if lease is None:
             return False
-        task = _asyncio.get_running_loop().create_task(self._run(key, lease, coro_fn))
+        keeper = self._options.keep(self._lock, lease, requested_at)
+        task = loop.create_task(self._run(key, lease, keeper, coro_fn))
         self._running[key] = task
         # A done callback, not a `finally`: a task cancelled before its first step never runs its body.
         task.add_done_callback(functools.partial(self._finished, key, lease))
         return True
 
-    async def _run(self, key: str, lease: _native.Lease, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-        renewer = _asyncio.get_running_loop().create_task(self._keep_renewed(lease, _asyncio.current_task()))
+    async def _run(
+        self, key: str, lease: _native.Lease, keeper: _native.LeaseKeeper, coro_fn: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        _current_lease.set(lease)
+        this = _asyncio.current_task()
+        assert this is not None
+        keeping = _asyncio.get_running_loop().create_task(self._keep(keeper, this))
         try:
             return await coro_fn()
         except Exception:
             logger.exception("task %r failed", key)
             return None
         finally:
-            renewer.cancel()
+            keeping.cancel()
 
     def _finished(self, key: str, lease: _native.Lease, task: "_asyncio.Task[Any]") -> None:
         if self._running.get(key) is task:
@@ -210,6 +218,8 @@ class TaskCoordinator:
                 lease.release()
             except NotOwner:
                 logger.warning("task %r lost its lease before it ended", key)
+            except Exception as error:  # the lease expires by its TTL
+                logger.warning("task %r could not release its lease: %s", key, error)
 
         if self._local:
             release()
@@ -223,27 +233,45 @@ class TaskCoordinator:
 
         releasing.add_done_callback(forget)
 
-    async def _keep_renewed(self, lease: _native.Lease, task: "Optional[_asyncio.Task[Any]]") -> None:
+    async def _keep(self, keeper: _native.LeaseKeeper, task: "_asyncio.Task[Any]") -> None:
+        """Drives the core's keeper: sleeps until it asks for a renewal, sends it, hands the reply
+        back, and cancels ``task`` when it says the lease is lost."""
+        loop = _asyncio.get_running_loop()
+        renewal: "Optional[_asyncio.Future[None]]" = None
         while True:
-            await _asyncio.sleep(self._renew_every)
+            if renewal is not None:
+                # A stalled store must not hold the keeper past the instant the lease is lost.
+                await _asyncio.wait([renewal], timeout=max(0.0, keeper.lost_at - loop.time()))
+                if renewal.done():
+                    renewal = None
+                    keeper.settle(loop.time())
             try:
-                await _call(self._local, lease.renew, ttl=self._ttl)
-            except NotOwner:
-                logger.error("task %r lost its lease; cancelling it", lease.key)
-                if task is not None:
-                    task.cancel()
+                wake = keeper.poll(loop.time())
+            except LeaseLost as lost:
+                logger.error("task %r lost its lease (%s); cancelling it: %s", keeper.key, lost.reason, lost)
+                task.cancel(msg="racefree: the task's lease is lost")
                 return
+            if wake is not None:
+                if renewal is None:
+                    await _asyncio.sleep(max(0.0, wake - loop.time()))
+                continue
+            if self._local:
+                keeper.renew()
+                keeper.settle(loop.time())
+            else:
+                renewal = loop.run_in_executor(None, keeper.renew)
 
     async def stop(self, key: str) -> bool:
-        """Cancels this process's task for ``key`` and waits for it to end; returns whether one ran."""
+        """Cancels this process's task for ``key`` and waits, from any event loop, until it has
+        ended and released its lease; returns whether one ran."""
         task = self._running.get(key)
         if task is None:
             return False
         if task.get_loop() is _asyncio.get_running_loop():
             task.cancel()
-            await _asyncio.wait([task])
         else:
             task.get_loop().call_soon_threadsafe(task.cancel)
+        await self.wait(key)
         return True
 
     async def wait(self, key: str) -> None:

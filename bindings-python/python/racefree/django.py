@@ -8,6 +8,13 @@
     # anywhere
     from racefree.django import coordinator
     started = await coordinator().start(f"tasks.ExampleTask:{task.pk}", task.process)
+
+    # or in the form of a hand-written coordinator: runs task.process() once per key
+    from racefree.django import start_task
+    started = await start_task(task, "tasks", "ExampleTask")
+
+Settings: ``STORE`` (default ``memory://``), ``TASK_LOCK`` (``"tasks"``), ``TASK_TTL`` (seconds,
+30), ``TASK_RENEW_EVERY`` (seconds, ``TASK_TTL / 3``), ``TASK_MAX_HOLD`` (seconds, unbounded).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any, Dict, Optional
 from racefree import _native
 from racefree.asyncio import TaskCoordinator
 
-__all__ = ["coordinator", "store", "reset"]
+__all__ = ["coordinator", "store", "reset", "get_task_key", "start_task"]
 
 _lock = threading.Lock()
 _store: Optional[_native.Store] = None
@@ -48,9 +55,25 @@ def coordinator() -> TaskCoordinator:
         if _coordinator is None:
             config = _settings()
             _coordinator = TaskCoordinator(
-                shared, name=config.get("TASK_LOCK", "tasks"), ttl=config.get("TASK_TTL", 30.0)
+                shared,
+                name=config.get("TASK_LOCK", "tasks"),
+                ttl=config.get("TASK_TTL", 30.0),
+                renew_every=config.get("TASK_RENEW_EVERY"),
+                max_hold=config.get("TASK_MAX_HOLD"),
             )
         return _coordinator
+
+
+def get_task_key(app_name: str, model_name: str, pk: Any) -> str:
+    """The coordinator key of a model instance's task: ``"<app>.<Model>:<pk>"``."""
+    return f"{app_name}.{model_name}:{pk}"
+
+
+async def start_task(task_instance: Any, app_name: str, model_name: str) -> bool:
+    """Runs ``await task_instance.process()`` unless that instance's task already runs anywhere
+    (any thread, event loop or process sharing the store); returns whether it started."""
+    key = get_task_key(app_name, model_name, task_instance.pk)
+    return await coordinator().start(key, task_instance.process)
 
 
 def reset() -> None:

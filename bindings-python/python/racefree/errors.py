@@ -20,6 +20,7 @@ __all__ = [
     "CapacityExceeded",
     "BackendUnavailable",
     "Timeout",
+    "LeaseLost",
     "ERRORS_BY_CODE",
 ]
 
@@ -103,6 +104,22 @@ class Timeout(RacefreeError, TimeoutError):
     waited: float
 
 
+class LeaseLost(RacefreeError):
+    """A kept lease must be treated as lost, so the work under it has to stop.
+
+    ``.reason`` is ``"not_owner"`` (the store refused a renewal), ``"renewals_failed"`` (no
+    renewal was confirmed before the lease's safe deadline; ``.last_error`` is the last
+    renewal's exception, or ``None`` when the replies only came too late) or
+    ``"max_hold_reached"``.
+    """
+
+    code = "lease_lost"
+    key: str
+    token: int
+    reason: str
+    last_error: Optional[RacefreeError]
+
+
 ERRORS_BY_CODE: Dict[str, Type[RacefreeError]] = {
     cls.code: cls
     for cls in (
@@ -115,6 +132,7 @@ ERRORS_BY_CODE: Dict[str, Type[RacefreeError]] = {
         CapacityExceeded,
         BackendUnavailable,
         Timeout,
+        LeaseLost,
     )
 }
 
