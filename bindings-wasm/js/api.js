@@ -1,7 +1,7 @@
 // The idiomatic JavaScript API over the wasm module (wired up by `install`): options objects,
 // promises, AbortSignal, null for "none", error classes. Types convert here; every decision is made in the Rust core.
 
-import { fromNative, InvalidArgumentError, InvalidKeyError, TimeoutError } from "./errors.js";
+import { InvalidArgumentError, InvalidKeyError, NotOwnerError, fromNative } from "./errors.js";
 
 export * from "./errors.js";
 
@@ -199,6 +199,80 @@ export class EventGuard {
   }
 }
 
+const monotonicNow = () => performance.now();
+
+/** The core's keeper options, validated: `ttl`, `renewEvery` (default ttl / 3), `maxHold`. */
+function keeperOptions(ttl, renewEvery, maxHold) {
+  const optional = (what, value) => (value === undefined ? undefined : ms(what, value));
+  return new native.KeeperOptions(ms("ttl", ttl), optional("renewEvery", renewEvery), optional("maxHold", maxHold));
+}
+
+/**
+ * Keeps a lease alive with the event loop's timers, as the core's keeper decides, until `stop()`;
+ * calls `onLost(error)` once if it is lost. (The memory store answers renewals at once; a store
+ * that answers later would await the reply between `renew` and `settle`.)
+ */
+function keepAlive(keeper, onLost) {
+  let timer;
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    clearTimeout(timer);
+    keeper.free();
+  };
+  const step = () => {
+    let wake;
+    try {
+      while ((wake = keeper.poll(monotonicNow())) === undefined) {
+        keeper.renew();
+        keeper.settle(monotonicNow());
+      }
+    } catch (error) {
+      stop();
+      onLost(error);
+      return;
+    }
+    timer = setTimeout(step, Math.max(0, wake - monotonicNow()));
+  };
+  step();
+  return stop;
+}
+
+/**
+ * Runs `fn({ lease, signal })` under `lease`, kept alive while it runs, then releases it. Settles
+ * with `fn`'s outcome; if the lease was lost before `fn` fulfilled, rejects with the
+ * `LeaseLostError` (or the release's `NotOwnerError`), whose `result` is `fn`'s value.
+ */
+async function runKept(nativeLock, keeping, lease, requestedAt, fn, outerSignal) {
+  const controller = new AbortController();
+  let lost = null;
+  const stop = keepAlive(keeping.keep(nativeLock, lease.key, lease.token, requestedAt), (error) => {
+    lost = error;
+    controller.abort(error);
+  });
+  const forward = () => controller.abort(outerSignal.reason);
+  outerSignal?.addEventListener("abort", forward, { once: true });
+  let value;
+  try {
+    value = await fn({ lease, signal: controller.signal });
+  } finally {
+    stop();
+    outerSignal?.removeEventListener("abort", forward);
+    try {
+      lease.release();
+    } catch (error) {
+      if (!(error instanceof NotOwnerError)) throw error;
+      lost ??= error; // taken from it since the last renewal
+    }
+  }
+  if (lost !== null) {
+    lost.result = value;
+    throw lost;
+  }
+  return value;
+}
+
 export class Lease {
   #lock;
   #key;
@@ -237,6 +311,10 @@ export class StartLock {
   constructor(store, name) {
     this.#native = new native.StartLock(Store.native(store), str("lock name", name));
   }
+  /** @internal the wasm lock behind a StartLock */
+  static native(lock) {
+    return lock.#native;
+  }
   get name() {
     return this.#native.name;
   }
@@ -248,35 +326,38 @@ export class StartLock {
   }
   /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
   async acquire(key, opts) {
-    const { ttl, timeout, signal } = options(opts, "acquire options");
-    if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
-      throw fromNative("invalid_argument", `timeout must be a non-negative number of milliseconds, got ${timeout}`, {});
-    }
-    const started = Date.now();
-    const delays = native.Backoff.forAcquire();
+    return (await this.#acquire(key, options(opts, "acquire options"))).lease;
+  }
+  /** The lease and the instant its successful request was sent (for a keeper). */
+  async #acquire(key, { ttl, timeout, signal }) {
+    key = str("lease key", key);
+    // Validates ttl and timeout before anything is tried; the wait's schedule is the core's.
+    const wait = new native.Acquisition(ms("ttl", ttl), timeout === undefined ? undefined : ms("timeout", timeout), monotonicNow());
     try {
       for (;;) {
         signal?.throwIfAborted();
+        const requestedAt = monotonicNow();
         const lease = this.tryStart(key, { ttl });
-        if (lease !== null) return lease;
-        const waited = Date.now() - started;
-        if (timeout !== undefined && waited >= timeout) {
-          throw new TimeoutError(`timed out after ${waited} ms waiting for ${JSON.stringify(key)}`, { waitedMs: waited });
-        }
-        const delay = delays.nextMs();
-        await sleep(timeout === undefined ? delay : Math.min(delay, timeout - waited), signal);
+        if (lease !== null) return { lease, requestedAt };
+        await sleep(wait.retryAfterMs(monotonicNow()), signal);
       }
     } finally {
-      delays.free();
+      wait.free();
     }
   }
-  /** Runs `fn(lease)` under the lease and releases it when `fn` settles. */
+  /**
+   * Runs `fn({ lease, signal })` under the lease, renewed while `fn` runs, and releases it when
+   * `fn` settles. `signal` aborts with a `LeaseLostError` when the lease is lost.
+   */
   async runExclusive(key, opts, fn) {
-    const lease = await this.acquire(key, opts);
+    if (typeof fn !== "function") throw new TypeError("fn must be a function");
+    const { ttl, timeout, signal, renewEvery, maxHold } = options(opts, "runExclusive options");
+    const keeping = keeperOptions(ttl, renewEvery, maxHold); // refused before anything is acquired
     try {
-      return await fn(lease);
+      const { lease, requestedAt } = await this.#acquire(key, { ttl, timeout, signal });
+      return await runKept(this.#native, keeping, lease, requestedAt, fn, signal);
     } finally {
-      lease.release();
+      keeping.free();
     }
   }
   isHeld(key) {
@@ -289,6 +370,66 @@ export class StartLock {
   stats() {
     const [granted, contended, renewed, released, rejectedNotOwner] = this.#native.statsRaw();
     return { granted, contended, renewed, released, rejectedNotOwner };
+  }
+}
+
+/**
+ * Runs at most one task per key: `await coordinator.start(key, fn)` is `true` and runs
+ * `fn({ lease, signal })` under a lease kept alive while it runs, or `false` at once when the key
+ * is held. `signal` aborts when the lease is lost or the task is stopped; failures go to `onError`.
+ */
+export class TaskCoordinator {
+  #lock;
+  #keeping;
+  #onError;
+  #running = new Map();
+  constructor(store, opts) {
+    const { name = "tasks", ttl = 30_000, renewEvery, maxHold, onError } = options(opts, "coordinator options");
+    if (onError !== undefined && typeof onError !== "function") throw new TypeError("onError must be a function");
+    this.#keeping = keeperOptions(ttl, renewEvery, maxHold);
+    this.#lock = new StartLock(store, name);
+    this.#onError = onError ?? ((error, key) => console.error(`racefree: task ${JSON.stringify(key)} failed:`, error));
+  }
+  async start(key, fn) {
+    key = str("task key", key);
+    if (typeof fn !== "function") throw new TypeError("fn must be a function");
+    const requestedAt = monotonicNow();
+    const lease = this.#lock.tryStart(key, { ttl: this.#keeping.ttlMs });
+    if (lease === null) return false;
+    const stopper = new AbortController();
+    const done = runKept(StartLock.native(this.#lock), this.#keeping, lease, requestedAt, fn, stopper.signal)
+      .catch((error) => {
+        if (!(stopper.signal.aborted && error === stopper.signal.reason)) this.#onError(error, key);
+      })
+      .finally(() => {
+        if (this.#running.get(key)?.done === done) this.#running.delete(key);
+      });
+    this.#running.set(key, { done, stopper });
+    return true;
+  }
+  /** Aborts this coordinator's task for `key` and waits until it has settled and released; whether one ran. */
+  async stop(key) {
+    const run = this.#running.get(str("task key", key));
+    if (run === undefined) return false;
+    run.stopper.abort(new DOMException("the task was stopped", "AbortError"));
+    await run.done;
+    return true;
+  }
+  /** Waits until this coordinator's task for `key` (if any) has settled and released its lease. */
+  async wait(key) {
+    await this.#running.get(str("task key", key))?.done;
+  }
+  /** Keys whose tasks run here. */
+  running() {
+    return [...this.#running.keys()].sort();
+  }
+  /** Whether `key` is held by anyone sharing the store. */
+  isRunning(key) {
+    return this.#lock.isHeld(key);
+  }
+  /** Stops every task here and waits for their releases. */
+  async close() {
+    await Promise.all(this.running().map((key) => this.stop(key)));
   }
 }
 

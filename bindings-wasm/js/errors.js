@@ -24,6 +24,8 @@ export const StaleTokenError = define("StaleTokenError", "stale_token");
 export const CapacityExceededError = define("CapacityExceededError", "capacity_exceeded");
 export const BackendUnavailableError = define("BackendUnavailableError", "backend_unavailable");
 export const TimeoutError = define("TimeoutError", "timeout");
+/** A kept lease is lost: `reason` is "not_owner", "renewals_failed" or "max_hold_reached"; `lastError` the last renewal's error. */
+export const LeaseLostError = define("LeaseLostError", "lease_lost");
 
 export const ERRORS_BY_CODE = Object.freeze(
   Object.fromEntries(
@@ -37,6 +39,7 @@ export const ERRORS_BY_CODE = Object.freeze(
       CapacityExceededError,
       BackendUnavailableError,
       TimeoutError,
+      LeaseLostError,
     ].map((cls) => [cls.prototype.code, cls]),
   ),
 );

@@ -51,6 +51,19 @@ export declare class TimeoutError extends RacefreeError {
   readonly waitedMs: number;
 }
 
+/** A kept lease is lost: the work under it must stop (another holder may start the key). */
+export declare class LeaseLostError extends RacefreeError {
+  readonly code: "lease_lost";
+  readonly key: string;
+  readonly token: number;
+  /** `not_owner`: a renewal was refused; `renewals_failed`: none was confirmed before the safe deadline; `max_hold_reached`. */
+  readonly reason: "not_owner" | "renewals_failed" | "max_hold_reached";
+  /** The last renewal's error behind `renewals_failed`, if one failed. */
+  readonly lastError: RacefreeError | null;
+  /** Set by `runExclusive` when `fn` fulfilled after its lease was lost: what it returned. */
+  result?: unknown;
+}
+
 export type ErrorCode =
   | "invalid_key"
   | "invalid_argument"
@@ -61,6 +74,7 @@ export type ErrorCode =
   | "capacity_exceeded"
   | "backend_unavailable"
   | "timeout"
+  | "lease_lost"
   | "racefree_error";
 
 export declare const ERRORS_BY_CODE: Readonly<Record<Exclude<ErrorCode, "racefree_error">, typeof RacefreeError>>;
@@ -145,6 +159,21 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
+export interface KeepOptions {
+  /** Milliseconds between renewals (default: ttl / 3); must be below the TTL. */
+  renewEvery?: number;
+  /** Stop renewing after this many milliseconds and report the lease lost; at least the TTL. */
+  maxHold?: number;
+}
+
+export interface RunExclusiveOptions extends AcquireOptions, KeepOptions {}
+
+/** What a kept task receives: its lease (for its fencing token) and a signal that aborts with a `LeaseLostError` when the lease is lost. */
+export interface Holding {
+  readonly lease: Lease;
+  readonly signal: AbortSignal;
+}
+
 /** One winner per key: TTL leases with fencing tokens. */
 export declare class StartLock {
   constructor(store: Store, name: string);
@@ -152,11 +181,37 @@ export declare class StartLock {
   /** A lease if nobody holds `key`, else `null`. */
   tryStart(key: string, options: { ttl: number }): Lease | null;
   acquire(key: string, options: AcquireOptions): Promise<Lease>;
-  /** Runs `fn` under the lease and releases it when `fn` settles. */
-  runExclusive<T>(key: string, options: AcquireOptions, fn: (lease: Lease) => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` under the lease, renewed while it runs, and releases it when `fn` settles. Settles
+   * with `fn`'s outcome; if the lease was lost before `fn` fulfilled, rejects with the
+   * `LeaseLostError` (its `result` is `fn`'s value).
+   */
+  runExclusive<T>(key: string, options: RunExclusiveOptions, fn: (held: Holding) => T | Promise<T>): Promise<T>;
   isHeld(key: string): boolean;
   holder(key: string): { token: number; deadlineMs: number } | null;
   stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number };
+}
+
+export interface CoordinatorOptions extends KeepOptions {
+  /** The lock's name (default "tasks"). */
+  name?: string;
+  /** The lease TTL in milliseconds (default 30,000). */
+  ttl?: number;
+  /** Called with a task's failure or lost lease (default: console.error). */
+  onError?: (error: unknown, key: string) => void;
+}
+
+/** At most one task per key, each under a lease kept alive while it runs. */
+export declare class TaskCoordinator {
+  constructor(store: Store, options?: CoordinatorOptions);
+  /** Runs `fn` unless `key` is held anywhere; whether it started. */
+  start(key: string, fn: (held: Holding) => unknown): Promise<boolean>;
+  /** Aborts this coordinator's task for `key` and waits for its release; whether one ran. */
+  stop(key: string): Promise<boolean>;
+  wait(key: string): Promise<void>;
+  running(): string[];
+  isRunning(key: string): boolean;
+  close(): Promise<void>;
 }
 
 export interface Versioned<T extends Json = Json> {

@@ -70,6 +70,12 @@ pub fn to_js(err: Error) -> JsValue {
         }
         Error::CapacityExceeded { max_keys } => set(&details, "maxKeys", number(*max_keys as u64)),
         Error::Timeout { waited } => set(&details, "waitedMs", waited.as_secs_f64() * 1000.0),
+        Error::LeaseLost { key, token, reason } => {
+            set(&details, "key", key.as_str());
+            set(&details, "token", number(*token));
+            set(&details, "reason", reason.code());
+            set(&details, "lastError", reason.last_error().cloned().map_or(JsValue::NULL, to_js));
+        }
         _ => {}
     }
     build(err.code(), &err.to_string(), details)

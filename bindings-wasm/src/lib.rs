@@ -6,6 +6,7 @@ mod convert;
 mod counter;
 mod errors;
 mod guard;
+mod lease_keeper;
 mod lock;
 mod records;
 mod store;
@@ -16,7 +17,8 @@ pub use cache::Cache;
 pub use counter::Counter;
 pub use errors::{install_error_factory, take_error};
 pub use guard::EventGuard;
-pub use lock::{Backoff, StartLock};
+pub use lease_keeper::{Acquisition, KeeperOptions, LeaseKeeper};
+pub use lock::StartLock;
 pub use records::Records;
 pub use store::{new_execution_id, open_store, ManualClock, Store};
 

@@ -31,6 +31,11 @@ impl StartLock {
         })
     }
 
+    /// The core lock (for the lease keeper).
+    pub(crate) fn core(&self) -> &racefree::StartLock {
+        &self.inner
+    }
+
     /// The lock's name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
@@ -102,26 +107,5 @@ impl StartLock {
             .iter()
             .map(|&n| n as f64)
             .collect()
-    }
-}
-
-/// The retry delays `acquire` waits by, in milliseconds: the same schedule in every language.
-#[wasm_bindgen]
-pub struct Backoff {
-    inner: racefree::Backoff,
-}
-
-#[wasm_bindgen]
-impl Backoff {
-    /// The schedule of `acquire`.
-    #[wasm_bindgen(js_name = forAcquire)]
-    pub fn for_acquire() -> Backoff {
-        Backoff { inner: racefree::Backoff::for_acquire() }
-    }
-
-    /// The next delay in milliseconds.
-    #[wasm_bindgen(js_name = nextMs)]
-    pub fn next_ms(&mut self) -> f64 {
-        self.inner.next().map_or(50.0, |d| d.as_secs_f64() * 1000.0)
     }
 }

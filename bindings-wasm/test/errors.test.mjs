@@ -41,10 +41,15 @@ test("every code is thrown by a real call as a real Error with name and code", a
   await capture(() => lock.acquire("k", { ttl: 1000, timeout: 5 }));
   await capture(() => open("redis://127.0.0.1:6379/0"));
   await capture(() => new Counter(open("memory://?max_keys=1"), "a").claim("x"));
+  // Held past its max hold: lost, whatever the (hand-moved) store clock says.
+  await capture(() => lock.runExclusive("kept", { ttl: 30, maxHold: 40 }, ({ signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)))));
   clock.advance(2000);
   await capture(() => lease.release());
   assert.deepEqual(Object.keys(thrown).sort(), racefree.errorCodes().sort());
   assert.equal(thrown.capacity_exceeded.maxKeys, 1);
+  assert.equal(thrown.lease_lost.reason, "max_hold_reached");
+  assert.equal(thrown.lease_lost.key, "kept");
+  assert.equal(thrown.lease_lost.lastError, null);
 });
 
 test("wrong types are TypeErrors; bad values are typed errors; nothing is recorded", () => {

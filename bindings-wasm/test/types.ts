@@ -5,13 +5,16 @@ import {
   ConflictError,
   Counter,
   EventGuard,
+  LeaseLostError,
   Mark,
   Records,
   StartLock,
+  TaskCoordinator,
   open,
   newExecutionId,
   type Json,
   type Lease,
+  type Store,
   type Versioned,
 } from "racefree";
 
@@ -34,7 +37,26 @@ async function waiting(signal: AbortSignal): Promise<string> {
   const held: Lease = await lock.acquire("k", { ttl: 30_000, timeout: 1_000, signal });
   held.renew({ ttl: 30_000 });
   held.release();
-  return lock.runExclusive("k", { ttl: 30_000 }, async (l) => `ran with token ${l.token}`);
+  return lock.runExclusive("k", { ttl: 30_000, renewEvery: 5_000, maxHold: 60_000 }, async ({ lease, signal }) => {
+    signal.throwIfAborted();
+    return `ran with token ${lease.token}`;
+  });
+}
+
+async function coordinated(store: Store): Promise<boolean> {
+  const tasks = new TaskCoordinator(store, { ttl: 10_000, onError: (error: unknown, key: string) => console.log(key, error) });
+  const started: boolean = await tasks.start("k", async ({ signal }) => signal.aborted);
+  await tasks.wait("k");
+  const keys: string[] = tasks.running();
+  try {
+    await lock.runExclusive("k", { ttl: 100 }, () => 1);
+  } catch (error) {
+    if (error instanceof LeaseLostError) {
+      const why: "not_owner" | "renewals_failed" | "max_hold_reached" = error.reason;
+      console.log(why, error.lastError?.code, error.result, keys);
+    }
+  }
+  return started;
 }
 
 const records = new Records(store, "pods");
