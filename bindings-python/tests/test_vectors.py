@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import racefree
+from racefree.asyncio import TaskCoordinator
 
 VECTORS = sorted((Path(__file__).resolve().parents[2] / "tests" / "vectors").glob("*.json"))
 
@@ -106,6 +107,14 @@ class Runner:
             return self.leases[step["lease"]].renew(ttl=ttl())
         if op == "lease.release":
             return self.leases[step["lease"]].release()
+        if op == "keeper.options":
+            kwargs = {
+                name: millis(step[field])
+                for name, field in (("renew_every", "renew_every_ms"), ("max_hold", "max_hold_ms"))
+                if field in step
+            }
+            TaskCoordinator(self.store, name=step["lock"], ttl=ttl(), **kwargs)
+            return None
         if op == "records.get":
             found = records().get(step["key"])
             return None if found is None else {"value": found.value, "version": found.version}

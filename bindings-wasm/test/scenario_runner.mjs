@@ -62,6 +62,10 @@ export function runScenario(racefree, scenario) {
     "lock.is_held": (s) => new racefree.StartLock(store, s.lock).isHeld(s.key),
     "lease.renew": (s) => leases.get(s.lease).renew({ ttl: s.ttl_ms }) ?? null,
     "lease.release": (s) => leases.get(s.lease).release() ?? null,
+    "keeper.options": (s) => {
+      new racefree.TaskCoordinator(store, { name: s.lock, ttl: s.ttl_ms, renewEvery: s.renew_every_ms, maxHold: s.max_hold_ms });
+      return null;
+    },
     "records.get": (s) => new racefree.Records(store, s.space).get(s.key),
     "records.put": (s) =>
       new racefree.Records(store, s.space).put(s.key, s.value, { expectedVersion: s.expected_version, fencingToken: s.fencing_token }),

@@ -112,6 +112,17 @@ impl Runner {
             "lock.is_held" => json!(lock()?.is_held(text(step, "key"))?),
             "lease.renew" => json!(self.lease(step).renew(ttl())?),
             "lease.release" => json!(self.lease(step).release()?),
+            "keeper.options" => {
+                let mut options = racefree::KeeperOptions::new(ttl())?;
+                if step.get("renew_every_ms").is_some() {
+                    options = options.with_renew_every(millis(step, "renew_every_ms"))?;
+                }
+                if step.get("max_hold_ms").is_some() {
+                    options = options.with_max_hold(millis(step, "max_hold_ms"))?;
+                }
+                racefree::Coordinator::new(&self.store, text(step, "lock"), options)?;
+                Value::Null
+            }
             "records.get" => match records()?.get(text(step, "key"))? {
                 Some(v) => json!({ "value": v.value, "version": v.version }),
                 None => Value::Null,
