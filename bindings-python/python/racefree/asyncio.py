@@ -14,7 +14,8 @@ import contextlib
 import contextvars
 import functools
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, TypeVar, Union
+import weakref
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 from datetime import timedelta
 
 from racefree import _native
@@ -136,6 +137,95 @@ def _set_once(future: "_asyncio.Future[None]") -> None:
         future.set_result(None)
 
 
+class _LoopKeeper:
+    """Keeps the leases of one coordinator's tasks on one event loop with one timer (no task or
+    thread per lease): wakes when the core's keepers ask, sends their renewals (in the executor on
+    stores that wait), hands the replies back, and cancels a task when its lease is lost."""
+
+    __slots__ = ("_loop", "_local", "_leases", "_timer", "_timer_at")
+
+    def __init__(self, loop: _asyncio.AbstractEventLoop, local: bool) -> None:
+        self._loop, self._local = loop, local
+        # keeper -> (its task, the renewal in flight on a store that waits)
+        self._leases: "Dict[_native.LeaseKeeper, List[Any]]" = {}
+        self._timer: Optional[_asyncio.TimerHandle] = None
+        self._timer_at = float("inf")
+
+    def keep(self, keeper: _native.LeaseKeeper, task: "_asyncio.Task[Any]") -> None:
+        self._leases[keeper] = [task, None]
+        self._step(keeper)
+
+    def forget(self, keeper: _native.LeaseKeeper) -> None:
+        self._leases.pop(keeper, None)  # the timer finds nothing to do for it
+
+    def _wake_at(self, at: float) -> None:
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self._loop.call_at(at, self._tick), at
+
+    def _tick(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        for keeper in list(self._leases):
+            self._step(keeper)
+
+    def _step(self, keeper: _native.LeaseKeeper) -> None:
+        entry = self._leases.get(keeper)
+        if entry is None:
+            return
+        loop = self._loop
+        renewal = entry[1]
+        if renewal is not None and renewal.done():
+            entry[1] = None
+            keeper.settle(loop.time())
+        try:
+            wake = keeper.poll(loop.time())
+            while wake is None and self._local:  # the memory store answers at once
+                keeper.renew()
+                keeper.settle(loop.time())
+                wake = keeper.poll(loop.time())
+        except LeaseLost as lost:
+            del self._leases[keeper]
+            logger.error("task %r lost its lease (%s); cancelling it: %s", keeper.key, lost.reason, lost)
+            entry[0].cancel(msg="racefree: the task's lease is lost")
+            return
+        if wake is None:
+            entry[1] = loop.run_in_executor(None, keeper.renew)
+            entry[1].add_done_callback(lambda _: self._step(keeper))
+            # A stalled store must not hold the keeper past the instant the lease is lost.
+            wake = keeper.lost_at
+        self._wake_at(wake)
+
+
+class _Run:
+    """One task of a coordinator: its lease, and who waits for it to end (each waiter on its own
+    future, so a cancelled waiter cancels nothing but itself)."""
+
+    __slots__ = ("task", "lease", "ended", "_waiters")
+
+    def __init__(self, lease: _native.Lease) -> None:
+        self.lease = lease
+        self.task: "_asyncio.Task[Any]"
+        self.ended = False
+        self._waiters: "List[Tuple[_asyncio.AbstractEventLoop, _asyncio.Future[None]]]" = []
+
+    def ended_on(self, loop: _asyncio.AbstractEventLoop) -> "_asyncio.Future[None]":
+        """A future of ``loop`` done once the run has ended and its lease is released (on stores
+        that wait, once its release has been sent)."""
+        ended = loop.create_future()
+        self._waiters.append((loop, ended))
+        if self.ended:  # ended meanwhile: `wake_waiters` may have missed it
+            _set_once(ended)
+        return ended
+
+    def wake_waiters(self) -> None:
+        for loop, ended in list(self._waiters):
+            if loop is self.task.get_loop():
+                _set_once(ended)
+            else:
+                loop.call_soon_threadsafe(_set_once, ended)
+
+
 _current_lease: "contextvars.ContextVar[_native.Lease]" = contextvars.ContextVar("racefree_current_lease")
 
 
@@ -160,8 +250,8 @@ class TaskCoordinator:
     When the lease is lost — a renewal refused, renewals failing until the lease's safe deadline
     (send time of the last confirmed renewal + ``ttl``, less a margin), or ``max_hold`` seconds
     reached — the task is cancelled before another holder can start the key, and the reason is
-    logged on the ``racefree`` logger. Leases are kept with the event loop's timers; renewals on
-    stores that wait run in the loop's executor.
+    logged on the ``racefree`` logger. Leases are kept with the event loop's timers (no task or
+    thread per lease); renewals on stores that wait run in the loop's executor.
     """
 
     def __init__(
@@ -177,41 +267,53 @@ class TaskCoordinator:
         self.store = store if store is not None else _native.open()
         self._lock = _native.StartLock(self.store, name)
         self._local = self.store.is_local
-        self._running: Dict[str, "_asyncio.Task[Any]"] = {}
+        self._running: Dict[str, _Run] = {}
         self._releasing: Dict[str, "concurrent.futures.Future[None]"] = {}
+        self._keepers: "weakref.WeakKeyDictionary[_asyncio.AbstractEventLoop, _LoopKeeper]" = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def start(self, key: str, coro_fn: Callable[[], Awaitable[Any]]) -> bool:
         """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started."""
         loop = _asyncio.get_running_loop()
         requested_at = loop.time()  # the lease is counted from before the request was sent
-        lease = await _call(self._local, self._lock.try_start, key, ttl=self._options.ttl)
+        if self._local:
+            lease = self._lock.try_start(key, ttl=self._options.ttl)
+        else:
+            lease = await _call(False, self._lock.try_start, key, ttl=self._options.ttl)
         if lease is None:
             return False
-        keeper = self._options.keep(self._lock, lease, requested_at)
-        task = loop.create_task(self._run(key, lease, keeper, coro_fn))
-        self._running[key] = task
-        # A done callback, not a `finally`: a task cancelled before its first step never runs its body.
-        task.add_done_callback(functools.partial(self._finished, key, lease))
+        run = _Run(lease)
+        run.task = loop.create_task(self._run(key, run, self._options.keep(self._lock, lease, requested_at), coro_fn))
+        self._running[key] = run
+        # Also a done callback: a task cancelled before its first step never runs its `finally`.
+        run.task.add_done_callback(lambda _: self._end(key, run))
         return True
 
-    async def _run(
-        self, key: str, lease: _native.Lease, keeper: _native.LeaseKeeper, coro_fn: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        _current_lease.set(lease)
-        this = _asyncio.current_task()
-        assert this is not None
-        keeping = _asyncio.get_running_loop().create_task(self._keep(keeper, this))
+    async def _run(self, key: str, run: "_Run", keeper: _native.LeaseKeeper, coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+        _current_lease.set(run.lease)
+        loop = _asyncio.get_running_loop()
+        keeping = self._keepers.get(loop)
+        if keeping is None:
+            keeping = self._keepers.setdefault(loop, _LoopKeeper(loop, self._local))
+        keeping.keep(keeper, run.task)
         try:
             return await coro_fn()
         except Exception:
             logger.exception("task %r failed", key)
             return None
         finally:
-            keeping.cancel()
+            keeping.forget(keeper)
+            self._end(key, run)
 
-    def _finished(self, key: str, lease: _native.Lease, task: "_asyncio.Task[Any]") -> None:
-        if self._running.get(key) is task:
+    def _end(self, key: str, run: "_Run") -> None:
+        """Releases the run's lease (once) and wakes whoever waits for it."""
+        if run.ended:
+            return
+        run.ended = True
+        if self._running.get(key) is run:
             del self._running[key]
+        lease = run.lease
 
         def release() -> None:
             try:
@@ -223,50 +325,24 @@ class TaskCoordinator:
 
         if self._local:
             release()
-            return
-        releasing = _releases.submit(release)
-        self._releasing[key] = releasing
+        else:
+            releasing = _releases.submit(release)
+            self._releasing[key] = releasing
 
-        def forget(done: "concurrent.futures.Future[None]") -> None:
-            if self._releasing.get(key) is done:
-                del self._releasing[key]
+            def forget(done: "concurrent.futures.Future[None]") -> None:
+                if self._releasing.get(key) is done:
+                    del self._releasing[key]
 
-        releasing.add_done_callback(forget)
-
-    async def _keep(self, keeper: _native.LeaseKeeper, task: "_asyncio.Task[Any]") -> None:
-        """Drives the core's keeper: sleeps until it asks for a renewal, sends it, hands the reply
-        back, and cancels ``task`` when it says the lease is lost."""
-        loop = _asyncio.get_running_loop()
-        renewal: "Optional[_asyncio.Future[None]]" = None
-        while True:
-            if renewal is not None:
-                # A stalled store must not hold the keeper past the instant the lease is lost.
-                await _asyncio.wait([renewal], timeout=max(0.0, keeper.lost_at - loop.time()))
-                if renewal.done():
-                    renewal = None
-                    keeper.settle(loop.time())
-            try:
-                wake = keeper.poll(loop.time())
-            except LeaseLost as lost:
-                logger.error("task %r lost its lease (%s); cancelling it: %s", keeper.key, lost.reason, lost)
-                task.cancel(msg="racefree: the task's lease is lost")
-                return
-            if wake is not None:
-                if renewal is None:
-                    await _asyncio.sleep(max(0.0, wake - loop.time()))
-                continue
-            if self._local:
-                keeper.renew()
-                keeper.settle(loop.time())
-            else:
-                renewal = loop.run_in_executor(None, keeper.renew)
+            releasing.add_done_callback(forget)
+        run.wake_waiters()
 
     async def stop(self, key: str) -> bool:
         """Cancels this process's task for ``key`` and waits, from any event loop, until it has
         ended and released its lease; returns whether one ran."""
-        task = self._running.get(key)
-        if task is None:
+        run = self._running.get(key)
+        if run is None:
             return False
+        task = run.task
         if task.get_loop() is _asyncio.get_running_loop():
             task.cancel()
         else:
@@ -277,31 +353,16 @@ class TaskCoordinator:
     async def wait(self, key: str) -> None:
         """Waits until this process's task for ``key`` (if any) has ended and released its lease,
         from any event loop: right after, the key can be started again."""
-        task = self._running.get(key)
-        if task is not None:
-            await self._ended(task)
+        run = self._running.get(key)
+        if run is not None:
+            await run.ended_on(_asyncio.get_running_loop())
         releasing = self._releasing.get(key)
         if releasing is not None:
             await _asyncio.wrap_future(releasing)
 
-    @staticmethod
-    async def _ended(task: "_asyncio.Task[Any]") -> None:
-        loop = _asyncio.get_running_loop()
-        if task.get_loop() is loop:
-            await _asyncio.wait([task])
-            return
-        ended = loop.create_future()
-
-        def notify(_: "_asyncio.Task[Any]") -> None:
-            loop.call_soon_threadsafe(_set_once, ended)
-
-        # Callbacks must be added from the task's own loop.
-        task.get_loop().call_soon_threadsafe(task.add_done_callback, notify)
-        await ended
-
     def running(self) -> List[str]:
         """Keys whose tasks run in this process."""
-        return sorted(key for key, task in list(self._running.items()) if not task.done())
+        return sorted(key for key, run in list(self._running.items()) if not run.ended)
 
     def is_running(self, key: str) -> bool:
         """Whether ``key`` runs anywhere (any process sharing the store)."""
