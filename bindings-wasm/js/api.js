@@ -201,76 +201,143 @@ export class EventGuard {
 
 const monotonicNow = () => performance.now();
 
-/** The core's keeper options, validated: `ttl`, `renewEvery` (default ttl / 3), `maxHold`. */
+let lastKeeperOptions = { ttl: NaN };
+
+/** Keep options the core accepts (`ttl`, `renewEvery` default ttl / 3, `maxHold`), checked now
+ * (or found equal to the last ones checked), with when a fresh lease first needs its keeper. */
 function keeperOptions(ttl, renewEvery, maxHold) {
+  const last = lastKeeperOptions;
+  if (ttl === last.ttl && renewEvery === last.renewEvery && maxHold === last.maxHold) return last;
   const optional = (what, value) => (value === undefined ? undefined : ms(what, value));
-  return new native.KeeperOptions(ms("ttl", ttl), optional("renewEvery", renewEvery), optional("maxHold", maxHold));
+  const checked = { ttl: ms("ttl", ttl), renewEvery: optional("renewEvery", renewEvery), maxHold: optional("maxHold", maxHold) };
+  checked.firstWakeAfter = native.firstWakeAfterMs(checked.ttl, checked.renewEvery, checked.maxHold);
+  return (lastKeeperOptions = checked);
+}
+
+let lastWait = { ttl: NaN };
+
+/** Throws what the core says of a wait's `ttl` and `timeout` (remembering the last good pair). */
+function checkWait(ttl, timeout) {
+  if (ttl === lastWait.ttl && timeout === lastWait.timeout) return;
+  native.checkWait(ttl, timeout);
+  lastWait = { ttl, timeout };
 }
 
 /**
- * Keeps a lease alive with the event loop's timers, as the core's keeper decides, until `stop()`;
- * calls `onLost(error)` once if it is lost. (The memory store answers renewals at once; a store
- * that answers later would await the reply between `renew` and `settle`.)
+ * Every kept lease of this realm, on one timer: each lease's keeper (the core's) says when it
+ * wants a renewal; the timer wakes at the earliest. JavaScript runs one thing at a time, so one
+ * timer serves all, and starting a lease rarely touches it. A keeper is made when its lease first
+ * needs one (the core says when), so a run shorter than `renewEvery` makes none. In Node the timer
+ * holds the process open while a lease is kept (it may have to abort a task that waits for nothing
+ * else), and not after the last one ends.
  */
-function keepAlive(keeper, onLost) {
-  let timer;
-  let stopped = false;
-  const stop = () => {
-    if (stopped) return;
-    stopped = true;
-    clearTimeout(timer);
-    keeper.free();
-  };
-  const step = () => {
-    let wake;
+const keptLeases = {
+  leases: new Set(), // { nativeLock, lease, requestedAt, options, run, keeper, wake }
+  timer: undefined,
+  timerAt: Infinity,
+  /** Keeps `lease` alive, calling `run.onLost(error)` once if it is lost; returns `stop`. */
+  keep(nativeLock, lease, requestedAt, options, run) {
+    const kept = { nativeLock, lease, requestedAt, options, run, keeper: null, wake: requestedAt + options.firstWakeAfter };
+    this.leases.add(kept);
+    if (this.leases.size === 1) this.timer?.ref?.();
+    this.schedule(kept.wake);
+    return () => this.forget(kept);
+  },
+  forget(kept) {
+    if (!this.leases.delete(kept)) return;
+    kept.keeper?.free();
+    if (this.leases.size === 0) this.timer?.unref?.();
+  },
+  schedule(wake) {
+    if (wake >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = wake;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, wake - monotonicNow()));
+  },
+  tick() {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = monotonicNow();
+    for (const kept of [...this.leases]) {
+      if (kept.wake <= now) this.step(kept, now);
+      else this.schedule(kept.wake);
+    }
+  },
+  /** Polls a lease's keeper at `now`, renewing while it asks (the memory store answers at once; a
+   * store that answers later would await the reply between `renew` and `settle`). */
+  step(kept, now) {
+    const { lease, options } = kept;
     try {
-      while ((wake = keeper.poll(monotonicNow())) === undefined) {
-        keeper.renew();
-        keeper.settle(monotonicNow());
+      kept.keeper ??= new native.LeaseKeeper(kept.nativeLock, lease.key, lease.token, kept.requestedAt, options.ttl, options.renewEvery, options.maxHold);
+      let wake;
+      while ((wake = kept.keeper.poll(now)) === undefined) {
+        kept.keeper.renew();
+        kept.keeper.settle((now = monotonicNow()));
       }
+      kept.wake = wake;
     } catch (error) {
-      stop();
-      onLost(error);
+      this.forget(kept);
+      kept.run.onLost(error);
       return;
     }
-    timer = setTimeout(step, Math.max(0, wake - monotonicNow()));
-  };
-  step();
-  return stop;
-}
+    this.schedule(kept.wake);
+  },
+};
 
 /**
- * Runs `fn({ lease, signal })` under `lease`, kept alive while it runs, then releases it. Settles
- * with `fn`'s outcome; if the lease was lost before `fn` fulfilled, rejects with the
- * `LeaseLostError` (or the release's `NotOwnerError`), whose `result` is `fn`'s value.
+ * One run of `fn({ lease, signal })` under `lease`, kept alive while it runs, then released.
+ * `done` settles with `fn`'s outcome; if the lease was lost before `fn` fulfilled, it rejects with
+ * the `LeaseLostError` (or the release's `NotOwnerError`), whose `result` is `fn`'s value.
+ * `abort(reason)` aborts the signal. The run is the `{ lease, signal }` that `fn` receives; its
+ * signal is made on first use (reading an AbortSignal costs Node 20 about 5 µs, more than the rest
+ * of a run).
  */
-async function runKept(nativeLock, keeping, lease, requestedAt, fn, outerSignal) {
-  const controller = new AbortController();
-  let lost = null;
-  const stop = keepAlive(keeping.keep(nativeLock, lease.key, lease.token, requestedAt), (error) => {
-    lost = error;
-    controller.abort(error);
-  });
-  const forward = () => controller.abort(outerSignal.reason);
-  outerSignal?.addEventListener("abort", forward, { once: true });
-  let value;
-  try {
-    value = await fn({ lease, signal: controller.signal });
-  } finally {
-    stop();
-    outerSignal?.removeEventListener("abort", forward);
-    try {
-      lease.release();
-    } catch (error) {
-      if (!(error instanceof NotOwnerError)) throw error;
-      lost ??= error; // taken from it since the last renewal
+class KeptRun {
+  #controller = null;
+  #aborted = null;
+  #lost = null;
+  #stop;
+  constructor(nativeLock, options, lease, requestedAt, fn) {
+    this.lease = lease;
+    this.#stop = keptLeases.keep(nativeLock, lease, requestedAt, options, this);
+    this.done = this.#run(fn);
+  }
+  get signal() {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#aborted !== null) this.#controller.abort(this.#aborted.reason);
     }
+    return this.#controller.signal;
   }
-  if (lost !== null) {
-    lost.result = value;
-    throw lost;
+  abort(reason) {
+    if (this.#aborted !== null) return;
+    this.#aborted = { reason };
+    this.#controller?.abort(reason);
   }
-  return value;
+  /** @internal called by the keeper */
+  onLost(error) {
+    this.#lost = error;
+    this.abort(error);
+  }
+  async #run(fn) {
+    let value;
+    try {
+      value = await fn(this);
+    } finally {
+      this.#stop();
+      try {
+        this.lease.release();
+      } catch (error) {
+        if (!(error instanceof NotOwnerError)) throw error;
+        this.#lost ??= error; // taken from it since the last renewal
+      }
+    }
+    if (this.#lost !== null) {
+      this.#lost.result = value;
+      throw this.#lost;
+    }
+    return value;
+  }
 }
 
 export class Lease {
@@ -326,20 +393,30 @@ export class StartLock {
   }
   /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
   async acquire(key, opts) {
-    return (await this.#acquire(key, options(opts, "acquire options"))).lease;
+    const { ttl, timeout, signal } = options(opts, "acquire options");
+    const first = this.#tryFirst(key, ttl, timeout, signal);
+    return (first.lease !== null ? first : await this.#wait(first)).lease;
   }
-  /** The lease and the instant its successful request was sent (for a keeper). */
-  async #acquire(key, { ttl, timeout, signal }) {
+  /** The wait's first attempt, made at once: `{ lease, requestedAt }`, with `lease` null when the
+   * key is held (then `#wait(first)`). */
+  #tryFirst(key, ttl, timeout, signal) {
     key = str("lease key", key);
-    // Validates ttl and timeout before anything is tried; the wait's schedule is the core's.
-    const wait = new native.Acquisition(ms("ttl", ttl), timeout === undefined ? undefined : ms("timeout", timeout), monotonicNow());
+    const timeoutMs = timeout === undefined ? undefined : ms("timeout", timeout);
+    checkWait(ms("ttl", ttl), timeoutMs); // refused before anything is tried
+    signal?.throwIfAborted();
+    const requestedAt = monotonicNow();
+    const lease = this.tryStart(key, { ttl });
+    return { lease, requestedAt, key, ttl, timeoutMs, signal };
+  }
+  /** The key was held at the first attempt: waits by the core's schedule. */
+  async #wait({ key, ttl, timeoutMs, signal, requestedAt: startedAt }) {
+    const wait = new native.Acquisition(ttl, timeoutMs, startedAt);
     try {
       for (;;) {
-        signal?.throwIfAborted();
+        await sleep(wait.retryAfterMs(monotonicNow()), signal);
         const requestedAt = monotonicNow();
         const lease = this.tryStart(key, { ttl });
         if (lease !== null) return { lease, requestedAt };
-        await sleep(wait.retryAfterMs(monotonicNow()), signal);
       }
     } finally {
       wait.free();
@@ -353,11 +430,16 @@ export class StartLock {
     if (typeof fn !== "function") throw new TypeError("fn must be a function");
     const { ttl, timeout, signal, renewEvery, maxHold } = options(opts, "runExclusive options");
     const keeping = keeperOptions(ttl, renewEvery, maxHold); // refused before anything is acquired
+    const first = this.#tryFirst(key, ttl, timeout, signal);
+    const { lease, requestedAt } = first.lease !== null ? first : await this.#wait(first);
+    const run = new KeptRun(this.#native, keeping, lease, requestedAt, fn);
+    if (signal === undefined) return run.done;
+    const forward = () => run.abort(signal.reason);
+    signal.addEventListener("abort", forward, { once: true });
     try {
-      const { lease, requestedAt } = await this.#acquire(key, { ttl, timeout, signal });
-      return await runKept(this.#native, keeping, lease, requestedAt, fn, signal);
+      return await run.done;
     } finally {
-      keeping.free();
+      signal.removeEventListener("abort", forward);
     }
   }
   isHeld(key) {
@@ -394,30 +476,39 @@ export class TaskCoordinator {
     key = str("task key", key);
     if (typeof fn !== "function") throw new TypeError("fn must be a function");
     const requestedAt = monotonicNow();
-    const lease = this.#lock.tryStart(key, { ttl: this.#keeping.ttlMs });
+    const lease = this.#lock.tryStart(key, { ttl: this.#keeping.ttl });
     if (lease === null) return false;
-    const stopper = new AbortController();
-    const done = runKept(StartLock.native(this.#lock), this.#keeping, lease, requestedAt, fn, stopper.signal)
-      .catch((error) => {
-        if (!(stopper.signal.aborted && error === stopper.signal.reason)) this.#onError(error, key);
-      })
-      .finally(() => {
-        if (this.#running.get(key)?.done === done) this.#running.delete(key);
-      });
-    this.#running.set(key, { done, stopper });
+    const run = new KeptRun(StartLock.native(this.#lock), this.#keeping, lease, requestedAt, fn);
+    const entry = { run, stopped: null, done: null };
+    entry.done = this.#settle(key, entry);
+    this.#running.set(key, entry);
     return true;
+  }
+  async #settle(key, entry) {
+    try {
+      await entry.run.done;
+    } catch (error) {
+      if (entry.stopped === null || error !== entry.stopped) this.#onError(error, key);
+    } finally {
+      if (this.#running.get(key) === entry) this.#running.delete(key);
+    }
   }
   /** Aborts this coordinator's task for `key` and waits until it has settled and released; whether one ran. */
   async stop(key) {
     const run = this.#running.get(str("task key", key));
     if (run === undefined) return false;
-    run.stopper.abort(new DOMException("the task was stopped", "AbortError"));
+    run.stopped = new DOMException("the task was stopped", "AbortError");
+    run.run.abort(run.stopped);
     await run.done;
     return true;
   }
   /** Waits until this coordinator's task for `key` (if any) has settled and released its lease. */
-  async wait(key) {
-    await this.#running.get(str("task key", key))?.done;
+  wait(key) {
+    try {
+      return this.#running.get(str("task key", key))?.done ?? Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
   /** Keys whose tasks run here. */
   running() {

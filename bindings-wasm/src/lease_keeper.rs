@@ -20,53 +20,44 @@ fn to_ms(at: Duration) -> f64 {
     at.as_secs_f64() * 1000.0
 }
 
-/// How leases are kept: TTL, renewal period, optional max hold (validated on construction).
-#[wasm_bindgen]
-pub struct KeeperOptions {
-    inner: racefree::KeeperOptions,
+/// The core's keeper options from milliseconds: TTL, renewal period (default `ttlMs / 3`), max
+/// hold (default: unbounded).
+fn keeper_options(
+    ttl_ms: f64,
+    renew_every_ms: Option<f64>,
+    max_hold_ms: Option<f64>,
+) -> Result<racefree::KeeperOptions, JsValue> {
+    let mut options = racefree::KeeperOptions::new(convert::millis("ttl", ttl_ms)?).js()?;
+    if let Some(every) = renew_every_ms {
+        options = options.with_renew_every(convert::millis("renewEvery", every)?).js()?;
+    }
+    if let Some(max) = max_hold_ms {
+        options = options.with_max_hold(convert::millis("maxHold", max)?).js()?;
+    }
+    Ok(options)
 }
 
-#[wasm_bindgen]
-impl KeeperOptions {
-    /// Leases of `ttlMs`, renewed every `renewEveryMs` (default `ttlMs / 3`), for at most
-    /// `maxHoldMs` (default: as long as the work runs).
-    #[wasm_bindgen(constructor)]
-    pub fn new(
-        ttl_ms: f64,
-        renew_every_ms: Option<f64>,
-        max_hold_ms: Option<f64>,
-    ) -> Result<KeeperOptions, JsValue> {
-        let mut inner = racefree::KeeperOptions::new(convert::millis("ttl", ttl_ms)?).js()?;
-        if let Some(every) = renew_every_ms {
-            inner = inner.with_renew_every(convert::millis("renewEvery", every)?).js()?;
-        }
-        if let Some(max) = max_hold_ms {
-            inner = inner.with_max_hold(convert::millis("maxHold", max)?).js()?;
-        }
-        Ok(KeeperOptions { inner })
+/// How long after its grant was requested a lease first needs its keeper (its first renewal, or
+/// its loss if that comes first), in milliseconds: a run that ends sooner never makes one.
+#[wasm_bindgen(js_name = firstWakeAfterMs)]
+pub fn first_wake_after_ms(
+    ttl_ms: f64,
+    renew_every_ms: Option<f64>,
+    max_hold_ms: Option<f64>,
+) -> Result<f64, JsValue> {
+    match keeper_options(ttl_ms, renew_every_ms, max_hold_ms)?
+        .keep("", 0, Duration::ZERO)
+        .poll(Duration::ZERO)
+    {
+        racefree::KeeperStep::WaitUntil(wake) => Ok(to_ms(wake)),
+        racefree::KeeperStep::Renew | racefree::KeeperStep::Lost(_) => Ok(0.0),
     }
+}
 
-    /// The TTL of the grant and of each renewal, in milliseconds.
-    #[wasm_bindgen(getter, js_name = ttlMs)]
-    pub fn ttl_ms(&self) -> f64 {
-        to_ms(self.inner.ttl())
-    }
-
-    /// A keeper for the lease `token` of `lock` on `key`, requested at `requestedAtMs`.
-    pub fn keep(
-        &self,
-        lock: &StartLock,
-        key: &str,
-        token: f64,
-        requested_at_ms: f64,
-    ) -> Result<LeaseKeeper, JsValue> {
-        let token = convert::unsigned_number("token", token)?;
-        Ok(LeaseKeeper {
-            keeper: RefCell::new(self.inner.keep(key, token, instant(requested_at_ms)?)),
-            lock: lock.core().clone(),
-            reply: RefCell::new(None),
-        })
-    }
+/// Throws `InvalidArgumentError` for a wait the core refuses: a bad `ttlMs` or `timeoutMs`.
+#[wasm_bindgen(js_name = checkWait)]
+pub fn check_wait(ttl_ms: f64, timeout_ms: Option<f64>) -> Result<(), JsValue> {
+    Acquisition::new(ttl_ms, timeout_ms, 0.0).map(drop)
 }
 
 /// One kept lease: `poll(nowMs)` says when to renew; `renew()` sends the renewal and
@@ -80,6 +71,27 @@ pub struct LeaseKeeper {
 
 #[wasm_bindgen]
 impl LeaseKeeper {
+    /// A keeper for the lease `token` of `lock` on `key`, requested at `requestedAtMs`, kept by
+    /// the options of [`checkKeeperOptions`].
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        lock: &StartLock,
+        key: &str,
+        token: f64,
+        requested_at_ms: f64,
+        ttl_ms: f64,
+        renew_every_ms: Option<f64>,
+        max_hold_ms: Option<f64>,
+    ) -> Result<LeaseKeeper, JsValue> {
+        let options = keeper_options(ttl_ms, renew_every_ms, max_hold_ms)?;
+        let token = convert::unsigned_number("token", token)?;
+        Ok(LeaseKeeper {
+            keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
+            lock: lock.core().clone(),
+            reply: RefCell::new(None),
+        })
+    }
+
     /// `undefined`: send a renewal now. A number: nothing to do until that instant. Throws
     /// `LeaseLostError` once the lease is lost.
     pub fn poll(&self, now_ms: f64) -> Result<Option<f64>, JsValue> {

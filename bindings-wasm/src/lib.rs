@@ -17,7 +17,7 @@ pub use cache::Cache;
 pub use counter::Counter;
 pub use errors::{install_error_factory, take_error};
 pub use guard::EventGuard;
-pub use lease_keeper::{Acquisition, KeeperOptions, LeaseKeeper};
+pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};
 pub use lock::StartLock;
 pub use records::Records;
 pub use store::{new_execution_id, open_store, ManualClock, Store};
