@@ -30,15 +30,18 @@ use crate::store::SharedStore;
 ///
 /// let store = racefree::open("memory://")?;
 /// let tasks = Coordinator::new(&store, "tasks", KeeperOptions::new(Duration::from_secs(30))?)?;
-/// let run = tasks.start("report:7", |holding| {
+/// let (finish, finished_when) = std::sync::mpsc::channel::<()>();
+/// let run = tasks.start("report:7", move |holding| {
 ///     for _step in 0..3 {
 ///         holding.check()?; // Err(LeaseLost) once the lease is lost: stop here
 ///         // … one step of the work …
 ///     }
+///     finished_when.recv().ok(); // (here: until the caller lets it finish)
 ///     Ok::<_, racefree::Error>("done")
 /// })?;
 /// let run = run.expect("nobody ran report:7");
 /// assert!(tasks.start("report:7", |_| ())?.is_none()); // running: a second start is refused
+/// finish.send(()).expect("the work waits");
 /// let finished = run.join();
 /// assert_eq!(finished.value?, "done");
 /// assert!(finished.lost.is_none());

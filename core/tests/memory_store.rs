@@ -118,6 +118,7 @@ fn every_error_has_a_distinct_stable_code() {
         Error::CapacityExceeded { max_keys: 0 },
         Error::BackendUnavailable { reason: String::new() },
         Error::Timeout { waited: Duration::ZERO },
+        Error::LeaseLost { key: String::new(), token: 0, reason: racefree::LossReason::NotOwner },
     ];
     let codes: Vec<&str> = all.iter().map(Error::code).collect();
     assert_eq!(codes, Error::CODES);
