@@ -18,15 +18,21 @@ use serde_json::Value;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+mod fork;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+mod url;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisOptions, RedisStore};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use url::open;
+pub use url::{open_with_clock, StoreUrl};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -322,165 +328,3 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
     }
 }
 
-/// Opens a store from a URL.
-///
-/// - `memory://` — a new in-process store (the default). Query options: `namespace=…`,
-///   `max_keys=…`.
-/// - `sqlite:///abs/path.db` — the embedded SQLite backend (feature `sqlite`). Query options:
-///   `namespace=…`, `busy_timeout_ms=…` (default 5000), `synchronous=normal|full`.
-/// - `redis://[user:password@]host[:port][/db]` — the Redis backend (feature `redis`). Query
-///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000),
-///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`).
-///   `rediss://` is TLS (rustls), verified against the system's trust store or `tls_ca=…`
-///   (a PEM file); `tls_cert=…&tls_key=…` present a client certificate.
-///
-/// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
-/// falling back to memory.
-///
-/// ```
-/// let store = racefree::open("memory://?namespace=billing&max_keys=10000")?;
-/// assert_eq!(store.namespace(), "billing");
-/// # Ok::<(), racefree::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::InvalidArgument`] for a malformed URL or option; [`Error::BackendUnavailable`] for a
-/// backend this build does not have.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
-pub fn open(url: &str) -> Result<SharedStore> {
-    open_with_clock(url, Arc::new(crate::clock::SystemClock))
-}
-
-/// [`open`] with an injected clock (the only form on `wasm32-unknown-unknown`).
-///
-/// # Errors
-/// As [`open`].
-pub fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "store URL {url:?} has no scheme (expected memory://, sqlite:///path or redis://host)"
-        ))
-    })?;
-    match scheme {
-        "memory" => {
-            let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
-            if !host.is_empty() && host != "/" {
-                return Err(Error::invalid_argument(format!(
-                    "memory:// takes no host or path, got {host:?}"
-                )));
-            }
-            let mut builder = MemoryStore::builder().clock(clock);
-            for (name, value) in query_pairs(query) {
-                builder = match name {
-                    "namespace" => builder.namespace(value),
-                    "max_keys" => builder.max_keys(value.parse().map_err(|_| {
-                        Error::invalid_argument(format!("max_keys must be a positive integer, got {value:?}"))
-                    })?),
-                    other => {
-                        return Err(Error::invalid_argument(format!("unknown memory:// option {other:?}")))
-                    }
-                };
-            }
-            Ok(Arc::new(builder.build()?))
-        }
-        #[cfg(feature = "sqlite")]
-        "sqlite" => open_sqlite(url, rest, clock),
-        #[cfg(not(feature = "sqlite"))]
-        "sqlite" => Err(Error::BackendUnavailable {
-            reason: "the sqlite backend is not in this build of racefree (feature `sqlite`)".to_owned(),
-        }),
-        #[cfg(feature = "redis")]
-        "redis" | "rediss" => open_redis(url, clock),
-        #[cfg(not(feature = "redis"))]
-        "redis" | "rediss" => Err(Error::BackendUnavailable {
-            reason: "the redis backend is not in this build of racefree (feature `redis`)".to_owned(),
-        }),
-        other => Err(Error::invalid_argument(format!(
-            "unknown store scheme {other:?} (expected memory, sqlite, redis or rediss)"
-        ))),
-    }
-}
-
-/// Splits `a=1&b=2` into pairs.
-fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    query.split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-}
-
-/// A `…_ms=` URL option as a duration.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
-fn millis_option(name: &str, value: &str) -> Result<std::time::Duration> {
-    let ms: u64 = value.parse().map_err(|_| {
-        Error::invalid_argument(format!("{name} must be a number of milliseconds, got {value:?}"))
-    })?;
-    Ok(std::time::Duration::from_millis(ms))
-}
-
-#[cfg(feature = "sqlite")]
-fn open_sqlite(url: &str, rest: &str, clock: SharedClock) -> Result<SharedStore> {
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if !path.starts_with('/') || path.len() < 2 {
-        return Err(Error::invalid_argument(format!(
-            "sqlite URLs take an absolute file path, like sqlite:///var/lib/app/racefree.db; got {url:?}"
-        )));
-    }
-    let mut options = SqliteOptions::default();
-    for (name, value) in query_pairs(query) {
-        match name {
-            "namespace" => options.namespace = value.to_owned(),
-            "busy_timeout_ms" => options.busy_timeout = millis_option(name, value)?,
-            "synchronous" => {
-                options.synchronous_full = match value {
-                    "full" => true,
-                    "normal" => false,
-                    other => {
-                        return Err(Error::invalid_argument(format!(
-                            "synchronous must be normal or full, got {other:?}"
-                        )))
-                    }
-                }
-            }
-            other => return Err(Error::invalid_argument(format!("unknown sqlite:// option {other:?}"))),
-        }
-    }
-    Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), clock, options)?))
-}
-
-#[cfg(feature = "redis")]
-fn open_redis(url: &str, clock: SharedClock) -> Result<SharedStore> {
-    if url.contains('#') {
-        return Err(Error::invalid_argument(format!(
-            "redis URLs take no #fragment (to trust a private CA, use ?tls_ca=/path/ca.pem): {url:?}"
-        )));
-    }
-    let (server, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut options = RedisOptions::default();
-    let (mut tls_cert, mut tls_key) = (None, None);
-    for (name, value) in query_pairs(query) {
-        match name {
-            "namespace" => options.namespace = value.to_owned(),
-            // Zero is refused by `RedisStore::open`, with the other options' checks.
-            "timeout_ms" => options.timeout = millis_option(name, value)?,
-            "require_fsync" => {
-                options.require_fsync = match value {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    other => {
-                        return Err(Error::invalid_argument(format!(
-                            "require_fsync must be true or false, got {other:?}"
-                        )))
-                    }
-                }
-            }
-            "tls_ca" => options.tls_ca = Some(value.into()),
-            "tls_cert" => tls_cert = Some(std::path::PathBuf::from(value)),
-            "tls_key" => tls_key = Some(std::path::PathBuf::from(value)),
-            other => return Err(Error::invalid_argument(format!("unknown redis:// option {other:?}"))),
-        }
-    }
-    options.tls_client = match (tls_cert, tls_key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => return Err(Error::invalid_argument("tls_cert and tls_key go together")),
-    };
-    Ok(Arc::new(RedisStore::open(server, clock, options)?))
-}

@@ -32,6 +32,7 @@ use super::{
     counter_overflow, counter_value_i64, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats,
     Versioned,
 };
+use super::fork::OpenedIn;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -271,6 +272,8 @@ impl Scripts {
 pub struct RedisStore {
     client: Client,
     idle: Mutex<Vec<Connection>>,
+    /// A child after `fork()` drops the inherited connections and opens its own (see [`OpenedIn`]).
+    opened_in: OpenedIn,
     clock: SharedClock,
     /// Deadlines are judged by `clock` (passed to each script) instead of the server's `TIME`.
     judge_by_clock: bool,
@@ -289,6 +292,22 @@ impl std::fmt::Debug for RedisStore {
             .field("judge_by_clock", &self.judge_by_clock)
             .finish_non_exhaustive()
     }
+}
+
+/// The checks of `url` and `options` that need no server: namespace, timeout, TLS options only
+/// with `rediss://`, and a URL the client can read.
+pub(super) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
+    use redis::IntoConnectionInfo as _;
+
+    crate::validate::namespace(&options.namespace)?;
+    if options.timeout.is_zero() {
+        return Err(Error::invalid_argument("the redis timeout must be positive"));
+    }
+    if !url.starts_with("rediss://") && (options.tls_ca.is_some() || options.tls_client.is_some()) {
+        return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
+    }
+    url.into_connection_info().map_err(|e| Error::invalid_argument(format!("bad redis URL {url:?}: {e}")))?;
+    Ok(())
 }
 
 /// A failed request as a racefree error: `timeout` when the server did not answer in time,
@@ -319,25 +338,20 @@ impl RedisStore {
     /// [`Error::BackendUnavailable`] when the server cannot be reached or its certificate is not
     /// trusted; [`Error::Timeout`] when it does not answer within the timeout.
     pub fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
-        crate::validate::namespace(&options.namespace)?;
-        if options.timeout.is_zero() {
-            return Err(Error::invalid_argument("the redis timeout must be positive"));
-        }
+        check_options(url, &options)?;
         let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
         let client = if url.starts_with("rediss://") {
             // rustls needs one process-wide crypto provider; a second install is a no-op error.
             let _ = rustls::crypto::ring::default_provider().install_default();
             Client::build_with_tls(url, tls_certificates(&options)?).map_err(bad_url)?
         } else {
-            if options.tls_ca.is_some() || options.tls_client.is_some() {
-                return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
-            }
             Client::open(url).map_err(bad_url)?
         };
         let ns = &options.namespace;
         let store = Self {
             client,
             idle: Mutex::new(Vec::new()),
+            opened_in: OpenedIn::this_process(),
             judge_by_clock: !clock.is_wall_clock(),
             clock,
             prefix: format!("rf:{{{}:{ns}", ns.len()),
@@ -373,6 +387,12 @@ impl RedisStore {
     /// is dropped with every idle one (after a server restart they are all dead); the next call
     /// connects afresh, so the store recovers without being reopened.
     fn call<T>(&self, request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        if self.opened_in.moved() {
+            // Dropping closes this process's copies of the sockets and sends nothing: the sync
+            // connection has no goodbye of its own, rustls sends no close_notify unasked, and
+            // the parent still holds the sockets, so not even a FIN goes out.
+            drop(std::mem::take(&mut *self.idle.lock()));
+        }
         let idle = self.idle.lock().pop();
         let mut conn = match idle {
             Some(conn) => conn,

@@ -1,10 +1,10 @@
 //! The embedded SQLite store: several processes on one machine, and it survives restarts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 
@@ -13,6 +13,7 @@ use super::{
     counter_overflow, counter_value_i64, decide_mark, decide_record_delete, decide_record_write, Claim,
     LeaseGrant, MarkOutcome, Store, StoreStats, Versioned,
 };
+use super::fork::OpenedIn;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -93,6 +94,9 @@ impl Default for SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    path: PathBuf,
+    /// A child after `fork()` opens its own connection (see [`OpenedIn`]).
+    opened_in: OpenedIn,
     clock: SharedClock,
     options: SqliteOptions,
     expired_swept: AtomicU64,
@@ -111,19 +115,11 @@ impl SqliteStore {
     /// version; [`Error::Timeout`] when another process holds it past the busy timeout.
     pub fn open(path: &Path, clock: SharedClock, options: SqliteOptions) -> Result<Self> {
         crate::validate::namespace(&options.namespace)?;
-        let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
-        conn.busy_timeout(options.busy_timeout).map_err(|e| unavailable(&e))?;
-        let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
-        // A new file gets 1 KiB pages: every operation rewrites one small row, and each commit
-        // appends whole pages to the WAL, so 4 KiB pages copied and checksummed 4x the bytes
-        // (measured: 27 -> 17 us per `next`). Only takes effect before the file's first write.
-        conn.execute_batch(&format!(
-            "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};"
-        ))
-        .map_err(|e| classify(&e, options.busy_timeout))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        let conn = connect(path, &options)?;
         let store = Self {
             conn: Mutex::new(conn),
+            path: path.to_owned(),
+            opened_in: OpenedIn::this_process(),
             clock,
             options,
             expired_swept: AtomicU64::new(0),
@@ -153,7 +149,7 @@ impl SqliteStore {
     /// and rolls back otherwise, so a refused call records nothing. `BEGIN`, `COMMIT` and
     /// `ROLLBACK` are cached statements: nothing is parsed while the file's write lock is held.
     fn write<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
-        let conn = self.conn.lock();
+        let conn = self.connection()?;
         let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
         exec(&conn, "BEGIN IMMEDIATE", []).map_err(fail)?;
         // Read once the write lock is held: a call that waited for another process judges
@@ -184,14 +180,42 @@ impl SqliteStore {
 
     /// Runs one read-only statement (atomic on its own).
     fn read<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<T>) -> Result<T> {
-        let conn = self.conn.lock();
+        let conn = self.connection()?;
         let now = self.clock.now_ms();
         body(&conn, now).map_err(|e| classify(&e, self.options.busy_timeout))
+    }
+
+    /// This process's connection. In a child after `fork()` the inherited one is leaked, never
+    /// used or closed (SQLite forbids both: closing it could checkpoint or delete the WAL under
+    /// the parent), and the file is opened again.
+    fn connection(&self) -> Result<MutexGuard<'_, Connection>> {
+        let mut conn = self.conn.lock();
+        if self.opened_in.moved() {
+            let inherited = std::mem::replace(&mut *conn, connect(&self.path, &self.options)?);
+            std::mem::forget(inherited);
+        }
+        Ok(conn)
     }
 
     fn ns(&self) -> &str {
         &self.options.namespace
     }
+}
+
+/// A connection to the file at `path`, set up as every connection of the store is.
+fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
+    conn.busy_timeout(options.busy_timeout).map_err(|e| unavailable(&e))?;
+    let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
+    // A new file gets 1 KiB pages: every operation rewrites one small row, and each commit
+    // appends whole pages to the WAL, so 4 KiB pages copied and checksummed 4x the bytes
+    // (measured: 27 -> 17 us per `next`). Only takes effect before the file's first write.
+    conn.execute_batch(&format!(
+        "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};"
+    ))
+    .map_err(|e| classify(&e, options.busy_timeout))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// SQLite errors as racefree errors: a lock held past the busy timeout is `timeout`; anything
@@ -555,7 +579,7 @@ impl Store for SqliteStore {
 
     fn inspect(&self) -> Result<Inventory> {
         let mut inventory = Inventory::default();
-        let conn = self.conn.lock();
+        let conn = self.connection()?;
         let now = to_sql(self.clock.now_ms());
         let ns = self.ns();
         let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);

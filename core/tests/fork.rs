@@ -1,0 +1,126 @@
+//! Stores used after `fork()`: parent and children share one store object, inherited with its
+//! connections, and all work on one counter and one lock at once. A child must never read a
+//! reply meant for its parent (Redis: one socket, two readers) or touch the parent's SQLite
+//! connection: every index comes out exactly once, every call succeeds.
+//!
+//! `harness = false`: it forks, so it runs alone in its process, one scenario after another,
+//! and prints `N passed, N failed`.
+#![allow(unsafe_code)] // fork, pipe, waitpid, _exit
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use racefree::{Counter, SharedStore, StartLock};
+
+const CHILDREN: usize = 3;
+const CALLS: usize = 2_000;
+
+/// What one process does: `CALLS` indexes from one counter, with a lease grant and release after
+/// each (replies of other shapes, so a crossed reply shows as an error).
+fn work(store: &SharedStore, who: usize) -> Result<Vec<u64>, String> {
+    let counter = Counter::new(store, "forked").map_err(|e| e.to_string())?;
+    let lock = StartLock::new(store, "forked").map_err(|e| e.to_string())?;
+    let mut indexes = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        indexes.push(counter.next().map_err(|e| format!("next: {e}"))?);
+        let key = format!("p{who}-{}", i % 7);
+        let lease = lock.try_start(&key, Duration::from_secs(60)).map_err(|e| format!("try_start: {e}"))?;
+        lease.ok_or("a key only this process uses was held")?.release().map_err(|e| format!("release: {e}"))?;
+    }
+    Ok(indexes)
+}
+
+/// Forks `CHILDREN` children that work on `store` while the parent does too; every index any of
+/// them got, or the first failure.
+fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
+    let mut children = Vec::new();
+    for who in 1..=CHILDREN {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: this binary runs one scenario at a time on its main thread; the child only uses
+        // the store, writes to its pipe and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: fds[1] is this child's end of the pipe, owned here alone.
+            let mut out = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+            let (text, code) = match work(store, who) {
+                Ok(indexes) => (indexes.iter().map(u64::to_string).collect::<Vec<_>>().join(","), 0),
+                Err(error) => (error, 1),
+            };
+            let _ = out.write_all(text.as_bytes());
+            drop(out);
+            // SAFETY: leaves the child at once, without the parent's atexit work.
+            unsafe { libc::_exit(code) };
+        }
+        // SAFETY: fds[1] is the child's end; the parent keeps only fds[0].
+        unsafe { libc::close(fds[1]) };
+        // SAFETY: fds[0] is the parent's end of the pipe, owned here alone.
+        children.push((pid, unsafe { std::fs::File::from_raw_fd(fds[0]) }));
+    }
+    let mut all = work(store, 0).map_err(|e| format!("parent: {e}"))?;
+    let mut failures = Vec::new();
+    for (pid, mut pipe) in children {
+        let mut text = String::new();
+        pipe.read_to_string(&mut text).expect("read the child's pipe");
+        let mut status = 0;
+        // SAFETY: `pid` is a child of this process; `status` is writable.
+        unsafe { libc::waitpid(pid, &raw mut status, 0) };
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            all.extend(text.split(',').map(|n| n.parse::<u64>().expect("an index")));
+        } else {
+            failures.push(format!("child {pid}: {text}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(all)
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+fn every_index_once(store: &SharedStore) {
+    // The parent has used the store before it forks: its connections are open and pooled.
+    let counter = Counter::new(store, "forked").expect("counter");
+    let first = counter.next().expect("next");
+    let mut indexes = forked(store).unwrap_or_else(|e| panic!("{e}"));
+    indexes.push(first);
+    indexes.sort_unstable();
+    let expected: Vec<u64> = (0..((CHILDREN + 1) * CALLS + 1) as u64).collect();
+    assert!(indexes == expected, "indexes are not each issued once: {} of {} distinct", {
+        let mut distinct = indexes.clone();
+        distinct.dedup();
+        distinct.len()
+    }, expected.len());
+    assert_eq!(counter.next().expect("the parent's store still works"), expected.len() as u64);
+}
+
+fn redis_after_fork() {
+    let server = RedisServer::start(&[]);
+    every_index_once(&racefree::open(&server.fresh_url()).expect("open"));
+}
+
+fn sqlite_after_fork() {
+    let path = common::scratch_path("forked.db");
+    every_index_once(&racefree::open(&format!("sqlite://{}", path.display())).expect("open"));
+}
+
+fn main() {
+    let scenarios: [(&str, fn()); 2] =
+        [("redis_after_fork", redis_after_fork), ("sqlite_after_fork", sqlite_after_fork)];
+    let mut failed = 0;
+    for (name, scenario) in scenarios {
+        let ok = std::panic::catch_unwind(scenario).is_ok();
+        failed += usize::from(!ok);
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+    }
+    println!("fork: {} passed, {failed} failed", scenarios.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
