@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
 use racefree::{SharedClock, SharedStore};
 
 use crate::convert;
@@ -70,6 +71,50 @@ impl Store {
         self.inner.clock().now_ms()
     }
 
+    /// What the namespace holds, for operators: `{"counters": [...], "leases": [...], "streams":
+    /// [...], "records": [...]}`, each entry a dict.
+    fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let inventory = call(py, self.inner.is_local(), || self.inner.inspect()).py()?;
+        let (counters, leases, streams, records) =
+            (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
+        for (counter, next, claims) in &inventory.counters {
+            let entry = PyDict::new(py);
+            entry.set_item("counter", counter)?;
+            entry.set_item("next", next)?;
+            entry.set_item("claims", claims)?;
+            counters.append(entry)?;
+        }
+        for (lock, key, grant) in &inventory.leases {
+            let entry = PyDict::new(py);
+            entry.set_item("lock", lock)?;
+            entry.set_item("key", key)?;
+            entry.set_item("token", grant.token)?;
+            entry.set_item("deadline_ms", grant.deadline_ms)?;
+            leases.append(entry)?;
+        }
+        for (guard, stream, marked, expires_at_ms) in &inventory.streams {
+            let entry = PyDict::new(py);
+            entry.set_item("guard", guard)?;
+            entry.set_item("stream", stream)?;
+            entry.set_item("marked", marked)?;
+            entry.set_item("expires_at_ms", expires_at_ms)?;
+            streams.append(entry)?;
+        }
+        for (space, key, version) in &inventory.records {
+            let entry = PyDict::new(py);
+            entry.set_item("space", space)?;
+            entry.set_item("key", key)?;
+            entry.set_item("version", version)?;
+            records.append(entry)?;
+        }
+        let found = PyDict::new(py);
+        found.set_item("counters", counters)?;
+        found.set_item("leases", leases)?;
+        found.set_item("streams", streams)?;
+        found.set_item("records", records)?;
+        Ok(found)
+    }
+
     fn __repr__(&self) -> String {
         format!("<racefree.Store namespace={:?}>", self.inner.namespace())
     }
@@ -83,6 +128,13 @@ pub fn call<T: Send>(py: Python<'_>, local: bool, f: impl FnOnce() -> T + Send) 
     } else {
         py.detach(f)
     }
+}
+
+/// Checks a store URL as `open` would, without opening it (no file, no connection): raises
+/// `InvalidArgument` for a malformed URL or option, `BackendUnavailable` for a missing backend.
+#[pyfunction]
+pub fn check_url(url: &Bound<'_, PyAny>) -> PyResult<()> {
+    racefree::store::StoreUrl::parse(convert::key("url", url)?).map(drop).py()
 }
 
 /// Opens a store from a URL (`memory://` by default).

@@ -25,6 +25,7 @@ from racefree._native import (
     StartLock,
     Store,
     Versioned,
+    check_url,
     new_execution_id,
     open,
 )
@@ -69,5 +70,6 @@ __all__ = [
     "Versioned",
     "new_execution_id",
     "cached",
+    "check_url",
     "open",
 ]

@@ -9,11 +9,13 @@ waiting for another caller's load) awaits instead of blocking, and can be cancel
 from __future__ import annotations
 
 import asyncio as _asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import contextvars
 import functools
 import logging
+import os as _os
 import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 from datetime import timedelta
@@ -29,7 +31,22 @@ logger = logging.getLogger("racefree")
 
 # Releases of finished tasks' leases on stores that aren't local: they run from a done callback
 # (no loop to await in), and `wait` awaits them from whichever loop asks.
-_releases = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="racefree-release")
+def _release_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="racefree-release")
+
+
+_releases = _release_pool()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's worker threads do not exist in a child: a pool inherited from it would queue
+    # releases that no thread ever runs.
+    global _releases
+    _releases = _release_pool()
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 async def _call(local: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -132,6 +149,19 @@ async def get_or_load(cache: _native.Cache, key: str, ttl: Seconds, loader: Call
         # "abandoned": the loader was cancelled; look up again.
 
 
+def _running_loop() -> Optional[_asyncio.AbstractEventLoop]:
+    try:
+        return _asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _timeout_error(waited: float, what: str) -> Exception:
+    from racefree.errors import Timeout
+
+    return Timeout(f"timed out after {waited:.3f}s: {what}", {"waited": waited})
+
+
 def _set_once(future: "_asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
@@ -226,6 +256,17 @@ class _Run:
                 loop.call_soon_threadsafe(_set_once, ended)
 
 
+_coordinators: "weakref.WeakSet[TaskCoordinator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    # A server that ends its event loop without cancelling the tasks on it (and exits) would
+    # leave their keys held for the TTL: after every deploy, for every task in flight.
+    for coordinator in list(_coordinators):
+        coordinator._release_abandoned()
+
+
 _current_lease: "contextvars.ContextVar[_native.Lease]" = contextvars.ContextVar("racefree_current_lease")
 
 
@@ -272,9 +313,16 @@ class TaskCoordinator:
         self._keepers: "weakref.WeakKeyDictionary[_asyncio.AbstractEventLoop, _LoopKeeper]" = (
             weakref.WeakKeyDictionary()
         )
+        self._closed = False
+        _coordinators.add(self)
 
     async def start(self, key: str, coro_fn: Callable[[], Awaitable[Any]]) -> bool:
-        """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started."""
+        """Starts ``coro_fn()`` for ``key`` unless it already runs anywhere; returns whether it started.
+
+        Raises :class:`RuntimeError` once the coordinator is closed.
+        """
+        if self._closed:
+            raise RuntimeError("this TaskCoordinator is closed")
         loop = _asyncio.get_running_loop()
         requested_at = loop.time()  # the lease is counted from before the request was sent
         if self._local:
@@ -359,6 +407,57 @@ class TaskCoordinator:
         releasing = self._releasing.get(key)
         if releasing is not None:
             await _asyncio.wrap_future(releasing)
+
+    async def aclose(self, timeout: Seconds = 10.0) -> None:
+        """Shuts down: refuses new starts, cancels this process's tasks (on every event loop) and
+        waits until each has ended and released its lease, so other processes can start those
+        keys at once instead of after the TTL. Raises :class:`racefree.Timeout` when tasks are
+        still running after ``timeout`` seconds (their leases then expire by the TTL)."""
+        self._closed = True
+        limit = _seconds(timeout)
+        loop = _asyncio.get_running_loop()
+        ends = []
+        for run in list(self._running.values()):
+            task = run.task
+            if task.get_loop() is loop:
+                task.cancel()
+            else:
+                task.get_loop().call_soon_threadsafe(task.cancel)
+            ends.append(run.ended_on(loop))
+        releases = [_asyncio.wrap_future(f) for f in list(self._releasing.values())]
+        started = loop.time()
+        if ends:
+            _, pending = await _asyncio.wait(ends, timeout=limit)
+            if pending:
+                raise _timeout_error(loop.time() - started, f"{len(pending)} task(s) still running")
+        # Releases started by the tasks' ends (stores that wait) are sent by now or soon.
+        releases += [_asyncio.wrap_future(f) for f in list(self._releasing.values())]
+        if releases:
+            _, pending = await _asyncio.wait(releases, timeout=max(0.0, limit - (loop.time() - started)))
+            if pending:
+                raise _timeout_error(loop.time() - started, f"{len(pending)} release(s) unanswered")
+
+    def close(self, timeout: Seconds = 10.0) -> None:
+        """:meth:`aclose` from synchronous code (a signal handler, ``atexit``, a management
+        command). Not from a thread whose event loop runs one of the tasks: it could not end."""
+        for run in list(self._running.values()):
+            task_loop = run.task.get_loop()
+            if task_loop.is_running() and _running_loop() is task_loop:
+                raise RuntimeError("close() would wait on its own event loop: use `await aclose()`")
+        _asyncio.run(self.aclose(timeout))
+
+    def _release_abandoned(self) -> None:
+        """Releases the leases of tasks whose event loop has stopped, at interpreter exit (when
+        such a task can never run again), so the keys can start elsewhere at once."""
+        for key, run in list(self._running.items()):
+            if not run.task.done() and not run.task.get_loop().is_running():
+                try:
+                    run.lease.release()
+                except Exception as error:  # the lease expires by its TTL
+                    logger.warning("task %r could not release its lease at exit: %s", key, error)
+                run.ended = True
+                if self._running.get(key) is run:
+                    del self._running[key]
 
     def running(self) -> List[str]:
         """Keys whose tasks run in this process."""

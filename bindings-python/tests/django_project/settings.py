@@ -6,7 +6,9 @@ import tempfile
 SECRET_KEY = "racefree-tests-only"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["django_project.tasks"]
+INSTALLED_APPS = ["racefree.django", "django_project.tasks"]
+ROOT_URLCONF = "django_project.urls"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A file, not :memory:, so that threads and their connections share one database.
 # Worker processes spawned by a test are handed the test's database file and racefree store.
@@ -21,4 +23,7 @@ DATABASES = {
         "TEST": {"NAME": _DB},
     }
 }
-RACEFREE = {"STORE": os.environ.get("RACEFREE_TEST_STORE", "memory://"), "TASK_TTL": 30}
+RACEFREE = {
+    "STORE": os.environ.get("RACEFREE_TEST_STORE", "memory://"),
+    "TASK_TTL": float(os.environ.get("RACEFREE_TEST_TTL", "30")),
+}

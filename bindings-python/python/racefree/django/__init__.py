@@ -1,0 +1,169 @@
+"""Django integration: a :class:`~racefree.asyncio.TaskCoordinator` configured from settings.
+
+.. code-block:: python
+
+    # settings.py
+    INSTALLED_APPS = [..., "racefree.django"]          # system checks, `manage.py racefree`
+    RACEFREE = {"STORE": "redis://127.0.0.1:6379/0?namespace=app", "TASK_TTL": 30}
+
+    # asgi.py: shutdown cancels this worker's tasks and releases their keys at once
+    application = racefree.django.lifespan(get_asgi_application())
+
+    # anywhere
+    from racefree.django import acoordinator, start_task
+    started = await (await acoordinator()).start(f"tasks.ExampleTask:{task.pk}", task.process)
+    started = await start_task(task, "tasks", "ExampleTask")   # the same, by app and model
+
+Settings (``RACEFREE``, every key optional): ``STORE`` (default ``memory://``), ``TASK_LOCK``
+(``"tasks"``), ``TASK_TTL`` (seconds, 30), ``TASK_RENEW_EVERY`` (seconds, ``TASK_TTL / 3``),
+``TASK_MAX_HOLD`` (seconds, unbounded). ``manage.py check`` reports unknown keys and bad values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Awaitable, Callable, Dict, Optional
+
+from racefree import _native
+from racefree.asyncio import TaskCoordinator
+
+__all__ = [
+    "SETTINGS",
+    "acoordinator",
+    "coordinator",
+    "get_task_key",
+    "lifespan",
+    "reset",
+    "start_task",
+    "store",
+]
+
+#: Every key ``RACEFREE`` may hold, with its default.
+SETTINGS: Dict[str, Any] = {
+    "STORE": "memory://",
+    "TASK_LOCK": "tasks",
+    "TASK_TTL": 30.0,
+    "TASK_RENEW_EVERY": None,
+    "TASK_MAX_HOLD": None,
+}
+
+# A failed open is remembered and raised again until the back-off has passed, so an unreachable
+# store costs one attempt per back-off, not one per request.
+_RETRY_FIRST, _RETRY_MAX = 0.5, 5.0
+
+#: The clock of the back-off (tests move it by hand).
+_now: Callable[[], float] = time.monotonic
+
+_lock = threading.Lock()
+_store: Optional[_native.Store] = None
+_coordinator: Optional[TaskCoordinator] = None
+_failed: Optional[BaseException] = None
+_retry_at = 0.0
+_retry_after = _RETRY_FIRST
+
+
+def settings() -> Dict[str, Any]:
+    """``RACEFREE`` from Django's settings, with the defaults filled in."""
+    from django.conf import settings as django_settings  # type: ignore[import-untyped]
+
+    return {**SETTINGS, **dict(getattr(django_settings, "RACEFREE", {}))}
+
+
+def store() -> _native.Store:
+    """The store named by ``RACEFREE["STORE"]``, opened once per process (and again in a child
+    after ``fork()`` by the store itself). Blocks while it opens: in async code use
+    :func:`acoordinator`, which opens it off the event loop."""
+    global _store, _failed, _retry_at, _retry_after
+    with _lock:
+        if _store is not None:
+            return _store
+        if _failed is not None and _now() < _retry_at:
+            raise _failed
+        try:
+            _store = _native.open(settings()["STORE"])
+        except Exception as error:
+            _failed, _retry_at = error, _now() + _retry_after
+            _retry_after = min(_retry_after * 2, _RETRY_MAX)
+            raise
+        _failed, _retry_after = None, _RETRY_FIRST
+        return _store
+
+
+def coordinator() -> TaskCoordinator:
+    """The process's task coordinator (opening the store if needed: see :func:`acoordinator`)."""
+    global _coordinator
+    shared = store()
+    with _lock:
+        if _coordinator is None:
+            config = settings()
+            _coordinator = TaskCoordinator(
+                shared,
+                name=config["TASK_LOCK"],
+                ttl=config["TASK_TTL"],
+                renew_every=config["TASK_RENEW_EVERY"],
+                max_hold=config["TASK_MAX_HOLD"],
+            )
+        return _coordinator
+
+
+async def acoordinator() -> TaskCoordinator:
+    """:func:`coordinator` for async code: the first call opens the store in a thread, so the
+    event loop never waits on a slow or unreachable server."""
+    found = _coordinator
+    if found is not None:
+        return found
+    return await asyncio.get_running_loop().run_in_executor(None, coordinator)
+
+
+def get_task_key(app_name: str, model_name: str, pk: Any) -> str:
+    """The coordinator key of a model instance's task: ``"<app>.<Model>:<pk>"``."""
+    return f"{app_name}.{model_name}:{pk}"
+
+
+async def start_task(task_instance: Any, app_name: str, model_name: str) -> bool:
+    """Runs ``await task_instance.process()`` unless that instance's task already runs anywhere
+    (any thread, event loop or process sharing the store); returns whether it started."""
+    key = get_task_key(app_name, model_name, task_instance.pk)
+    return await (await acoordinator()).start(key, task_instance.process)
+
+
+def reset() -> None:
+    """Forgets the store and coordinator (done on every change of ``RACEFREE``)."""
+    global _store, _coordinator, _failed, _retry_at, _retry_after
+    with _lock:
+        _store, _coordinator, _failed, _retry_at, _retry_after = None, None, None, 0.0, _RETRY_FIRST
+
+
+async def shutdown(timeout: float = 10.0) -> None:
+    """Cancels this process's tasks and releases their leases (see
+    :meth:`TaskCoordinator.aclose`); nothing to do if no task was ever started."""
+    found = _coordinator
+    if found is not None:
+        await found.aclose(timeout)
+
+
+def lifespan(application: Callable[..., Awaitable[None]], *, timeout: float = 10.0) -> Callable[..., Awaitable[None]]:
+    """Wraps an ASGI application so that the server's lifespan shutdown (uvicorn, hypercorn,
+    gunicorn's UvicornWorker on SIGTERM) cancels this worker's tasks and releases their leases
+    before it exits: another worker can start those keys at once instead of after the TTL.
+    Django's own ASGI handler speaks HTTP only; this answers the lifespan messages for it."""
+
+    async def app(scope: Dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "lifespan":
+            return await application(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await shutdown(timeout)
+                except Exception as error:  # reported, and the server still stops
+                    await send({"type": "lifespan.shutdown.failed", "message": str(error)})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return app
