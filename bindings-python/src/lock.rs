@@ -81,7 +81,12 @@ impl StartLock {
 
     /// Releases the lease holding `token` on `key` (an operator freeing a stuck key, a process
     /// that kept the token); raises `NotOwner` when `token` no longer holds it.
-    fn release_token(&self, py: Python<'_>, key: &Bound<'_, PyAny>, token: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn release_token(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        token: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let (key, token) = (convert::key("lease key", key)?, convert::unsigned("token", token)?);
         call(py, self.local, || self.inner.release_token(key, token)).py()
     }

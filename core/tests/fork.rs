@@ -29,7 +29,10 @@ fn work(store: &SharedStore, who: usize) -> Result<Vec<u64>, String> {
         indexes.push(counter.next().map_err(|e| format!("next: {e}"))?);
         let key = format!("p{who}-{}", i % 7);
         let lease = lock.try_start(&key, Duration::from_secs(60)).map_err(|e| format!("try_start: {e}"))?;
-        lease.ok_or("a key only this process uses was held")?.release().map_err(|e| format!("release: {e}"))?;
+        lease
+            .ok_or("a key only this process uses was held")?
+            .release()
+            .map_err(|e| format!("release: {e}"))?;
     }
     Ok(indexes)
 }
@@ -92,11 +95,16 @@ fn every_index_once(store: &SharedStore) {
     indexes.push(first);
     indexes.sort_unstable();
     let expected: Vec<u64> = (0..((CHILDREN + 1) * CALLS + 1) as u64).collect();
-    assert!(indexes == expected, "indexes are not each issued once: {} of {} distinct", {
-        let mut distinct = indexes.clone();
-        distinct.dedup();
-        distinct.len()
-    }, expected.len());
+    assert!(
+        indexes == expected,
+        "indexes are not each issued once: {} of {} distinct",
+        {
+            let mut distinct = indexes.clone();
+            distinct.dedup();
+            distinct.len()
+        },
+        expected.len()
+    );
     assert_eq!(counter.next().expect("the parent's store still works"), expected.len() as u64);
 }
 

@@ -30,11 +30,11 @@ mod url;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisOptions, RedisStore};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use url::open;
 pub use url::{open_with_clock, StoreUrl};
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A shared store handle: what every primitive holds.
 pub type SharedStore = Arc<dyn Store>;
@@ -327,4 +327,3 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
         std::cmp::Ordering::Greater => MarkOutcome::OutOfOrder { marked },
     }
 }
-

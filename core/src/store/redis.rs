@@ -28,11 +28,11 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError, Script};
 use serde_json::Value;
 
+use super::fork::OpenedIn;
 use super::{
     counter_overflow, counter_value_i64, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats,
     Versioned,
 };
-use super::fork::OpenedIn;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 

@@ -8,12 +8,12 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 
+use super::fork::OpenedIn;
 use super::Inventory;
 use super::{
     counter_overflow, counter_value_i64, decide_mark, decide_record_delete, decide_record_write, Claim,
     LeaseGrant, MarkOutcome, Store, StoreStats, Versioned,
 };
-use super::fork::OpenedIn;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
