@@ -140,19 +140,24 @@ pub fn check_url(url: &Bound<'_, PyAny>) -> PyResult<()> {
 /// Opens a store from a URL (`memory://` by default).
 #[pyfunction]
 #[pyo3(signature = (url = None, *, clock = None))]
-pub fn open(url: Option<&Bound<'_, PyAny>>, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Store> {
+pub fn open(
+    py: Python<'_>,
+    url: Option<&Bound<'_, PyAny>>,
+    clock: Option<&Bound<'_, ManualClock>>,
+) -> PyResult<Store> {
     let url = match url {
         Some(url) => convert::key("url", url)?,
         None => "memory://",
     };
-    let inner = match clock {
-        Some(clock) => {
-            let shared: SharedClock = clock.get().inner.clone();
-            racefree::open_with_clock(url, shared)
-        }
-        None => racefree::open(url),
-    }
-    .py()?;
+    let clock = clock.map(|clock| -> SharedClock { clock.get().inner.clone() });
+    // Opening may connect (Redis) or wait for a file lock (SQLite): without the GIL, so other
+    // threads, and an event loop that opens in its executor, go on meanwhile.
+    let inner = py
+        .detach(|| match clock {
+            Some(clock) => racefree::open_with_clock(url, clock),
+            None => racefree::open(url),
+        })
+        .py()?;
     Ok(Store { inner })
 }
 

@@ -23,6 +23,7 @@ class Printed(logging.Handler):
 async def main(role: str, url: str, run_for: float) -> None:
     logging.getLogger("racefree").addHandler(Printed())
     store = racefree.open(url)
+    say("READY")  # the store is open: the test may stall it from now on
     coordinator = TaskCoordinator(store, ttl=1.0)
     loop = asyncio.get_running_loop()
     ended = asyncio.Event()

@@ -63,6 +63,7 @@ def no_overlap_through(url: str, stall: Callable[[], None]) -> None:
     holder = Worker("holder", url, 6.0)
     holder.wait_for("RUN holder start")
     starter = Worker("starter", url, 0.3)
+    starter.wait_for("READY")  # its own open must not meet the stall
     time.sleep(0.3)
     stall()
     held, started = run_of("holder", holder.finish()), run_of("starter", starter.finish())

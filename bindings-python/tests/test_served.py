@@ -147,5 +147,10 @@ def test_a_stopped_worker_frees_its_key_within_a_second(served):
     os.kill(pid, signal.SIGTERM)
     freed_after = served.wait_free("deploy", within=1.0)
     assert freed_after <= 1.0
-    ran = served.runs().get("deploy", [])
+    deadline = time.monotonic() + 10
+    while served.held("deploy"):  # the probe that started it again runs 10 ms
+        assert time.monotonic() < deadline, "the probe's run never ended"
+        time.sleep(0.02)
+    ran = served.runs()["deploy"]
+    assert len(ran) == 2, "the stopped run ends (its task was cancelled), then the probe runs"
     assert_no_overlap({"deploy": ran})

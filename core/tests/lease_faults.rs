@@ -69,6 +69,7 @@ fn child(role: &str) {
         return;
     }
     let store = racefree::open(&url).expect("open");
+    say("READY"); // the store is open: the parent may stall it from now on
     let tasks =
         Coordinator::new(&store, "tasks", KeeperOptions::new(Duration::from_millis(TTL_MS)).expect("ttl"))
             .expect("coordinator");
@@ -161,7 +162,8 @@ fn runs(lines: &[String]) -> Vec<(String, u128, u128)> {
 fn no_overlap_through(url: &str, stall: impl FnOnce()) {
     let mut holder = spawn("holder", url, 6_000);
     holder.wait_for("RUN holder start");
-    let starter = spawn("starter", url, 300);
+    let mut starter = spawn("starter", url, 300);
+    starter.wait_for("READY"); // its own open must not meet the stall
     std::thread::sleep(Duration::from_millis(300));
     stall();
     let mut lines = holder.finish();

@@ -9,7 +9,7 @@ from racefree import _native
 from racefree.errors import RacefreeError
 
 
-@checks.register("racefree")
+@checks.register("racefree")  # type: ignore[untyped-decorator]
 def check_settings(app_configs: Any = None, **_: Any) -> List[Any]:
     from racefree.django import SETTINGS, settings
 
