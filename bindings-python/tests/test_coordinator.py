@@ -195,3 +195,37 @@ def test_stop_waits_for_a_task_on_another_loop(store):
     assert cleaned.is_set(), "stop returned before the task had ended"
     assert not coordinator.is_running("k"), "stop returned before the lease was released"
     other_loop.join(5)
+
+
+EXITS_WITH_A_TASK_RUNNING = """
+import asyncio, sys
+import racefree
+from racefree.asyncio import TaskCoordinator
+
+store = racefree.open(sys.argv[1])
+coordinator = TaskCoordinator(store, ttl=30)
+
+async def forever():
+    await asyncio.sleep(3600)
+
+async def start_and_leave():
+    assert await coordinator.start("k", forever)
+    await asyncio.sleep(0.05)
+
+# A server that stops its loop without cancelling the tasks on it, then exits (no lifespan).
+loop = asyncio.new_event_loop()
+loop.run_until_complete(start_and_leave())
+print("HELD", racefree.StartLock(store, "tasks").is_held("k"), flush=True)
+"""
+
+
+def test_a_process_that_exits_with_a_task_on_a_stopped_loop_frees_its_key(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite://{tmp_path / 'exit.db'}"
+    out = subprocess.run([sys.executable, "-c", EXITS_WITH_A_TASK_RUNNING, url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "HELD True", "the task did not run"
+    lock = racefree.StartLock(racefree.open(url), "tasks")
+    assert not lock.is_held("k"), "the key stays held for the TTL after the process exited"
