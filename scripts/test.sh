@@ -22,6 +22,12 @@ cargo build --locked -p racefree --target wasm32-unknown-unknown
 section "rust: unit, conformance (memory, sqlite, redis), racy-store proof, processes, Redis restarts and failures, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --release --locked --all-features
 
+section "rust: the core with each other feature set a user can build (none, sqlite, redis), debug profile"
+for features in "" sqlite redis; do
+    echo "-- features: ${features:-none}"
+    cargo test --locked -p racefree ${features:+--features "$features"}
+done
+
 section "rust: loom model of the memory store's synchronization (bounded preemptions)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 cargo test --locked -p racefree --test loom
 
