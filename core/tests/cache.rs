@@ -62,8 +62,9 @@ fn errors_reach_every_waiter_and_are_not_cached() {
     let results = common::on_threads(8, |_| {
         cache.get_or_load("k", Duration::from_secs(2), || {
             loads.fetch_add(1, Ordering::SeqCst);
-            // Long enough that every thread arrives while it runs (a failure is not cached).
-            thread::sleep(Duration::from_millis(200));
+            // Fails once the seven other callers wait on it (a failure is not cached, so a late
+            // caller would load again).
+            until(|| cache.stats().coalesced == 7);
             Err("orchestrator down".to_owned())
         })
     });
@@ -88,7 +89,8 @@ fn a_panicking_loader_hands_the_load_to_a_waiter() {
         let panicking = scope.spawn(move || {
             cache.get_or_load("k", Duration::from_secs(2), || -> Result<String, String> {
                 barrier.wait();
-                thread::sleep(Duration::from_millis(50));
+                // Panics once the other caller waits on this load: only the hand-off serves it.
+                until(|| cache.stats().coalesced == 1);
                 panic!("loader crashed");
             })
         });
@@ -97,7 +99,17 @@ fn a_panicking_loader_hands_the_load_to_a_waiter() {
         assert!(panicking.join().is_err());
         waiting
     });
-    assert_eq!(outcome.unwrap(), "second try");
+    assert_eq!(outcome.unwrap(), "second try", "the waiter did not take the load over");
+    assert_eq!(cache.stats().loads, 2, "the panicking load and the waiter's");
+}
+
+/// Waits (a few ms at a time, ten seconds at most) until `condition` holds.
+fn until(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "the condition never held");
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
