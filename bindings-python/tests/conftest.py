@@ -98,3 +98,16 @@ _namespaces = itertools.count()
 def redis_url(redis_server: str) -> str:
     """A namespace of the session's server that no other test uses: a fresh, empty store."""
     return f"{redis_server}?namespace=t{os.getpid()}-{next(_namespaces)}"
+
+
+def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
+    """The shared scenarios' report (tests/vectors/README.md): steps run, and skipped because
+    they are only for other languages."""
+    import sys
+
+    vectors = sys.modules.get("test_vectors")
+    if vectors is not None and vectors.REPORT["run"]:
+        report = vectors.REPORT
+        terminalreporter.write_line(
+            f"shared scenarios: {report['run']} steps run, {report['skipped']} only for other languages, skipped"
+        )
