@@ -82,9 +82,9 @@ impl Records {
             // `change` is the JS layer's adapter: JSON text (or null) in, JSON text out.
             let current = current.map_or(JsValue::NULL, |v| JsValue::from_str(&convert::json_text(v)));
             let next = change.call1(&JsValue::NULL, &current).map_err(UpdateError::Js)?;
-            let text = next
-                .as_string()
-                .ok_or_else(|| UpdateError::Js(JsValue::from_str("change adapter returned no JSON")))?;
+            let text = next.as_string().ok_or_else(|| {
+                UpdateError::Js(crate::errors::wrong_type("the change adapter's result", "JSON text", &next))
+            })?;
             convert::parse_json(&text).map_err(UpdateError::Js)
         });
         match outcome {

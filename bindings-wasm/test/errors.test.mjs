@@ -74,5 +74,10 @@ test("wrong types are TypeErrors; bad values are typed errors; nothing is record
   assert.throws(() => new Counter({}, "k"), TypeError);
   assert.throws(() => new EventGuard(store, "g", "started"), TypeError);
   assert.throws(() => new EventGuard(store, "g", [1]), TypeError);
+  // A change whose result JSON cannot hold is a TypeError (an Error), and nothing is written.
+  const records = new Records(store, "r");
+  for (const result of [undefined, () => 1, new Map(), NaN]) {
+    assert.throws(() => records.update("k", () => result), (e) => e instanceof Error, String(result));
+  }
   assert.equal(store.stats().entries, 0);
 });
