@@ -50,14 +50,16 @@ async def test_failure_and_cancellation_release_the_key(store):
 
 
 async def test_lease_is_renewed_while_the_task_runs():
-    coordinator = TaskCoordinator(racefree.open(), ttl=0.2, renew_every=0.05)
+    # Renewed every 0.2 s: a stall of the whole process longer than the 0.6 s TTL is what it takes
+    # to lose the lease (and then the task is cancelled, as the lost-lease tests check).
+    coordinator = TaskCoordinator(racefree.open(), ttl=0.6)
     done = asyncio.Event()
 
     async def long_task():
         await done.wait()
 
     assert await coordinator.start("k", long_task)
-    await asyncio.sleep(0.5)  # more than twice the TTL
+    await asyncio.sleep(1.5)  # more than twice the TTL
     assert not await coordinator.start("k", long_task), "the lease expired while the task ran"
     done.set()
     await coordinator.wait("k")
