@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// them: on a shared socket each reply goes to whichever process reads first (a key started
 /// twice, replies of the wrong type), and SQLite forbids using — or even closing — a connection
 /// carried across `fork()`. A store checks [`moved`](OpenedIn::moved) before each call and, in a
-/// new process, lets go of what it inherited without sending anything on it, then opens its own.
+/// new process, lets go of what it inherited without sending anything on it, opens its own, and
+/// only then marks the move [`settled`](OpenedIn::settled).
 #[derive(Debug)]
 pub(crate) struct OpenedIn {
     pid: AtomicU32,
@@ -19,11 +20,17 @@ impl OpenedIn {
         Self { pid: AtomicU32::new(std::process::id()) }
     }
 
-    /// `true` for the first call in a process other than the one that opened the connections
-    /// (then once per further fork); the caller must let go of what it inherited.
+    /// Whether this is another process than the one the connections belong to; after letting
+    /// go of what it inherited and opening its own, the caller says so with [`settled`].
+    ///
+    /// [`settled`]: OpenedIn::settled
     pub(crate) fn moved(&self) -> bool {
-        let now = std::process::id();
-        // A plain load on the common path: a swap would make every call a shared write.
-        self.pid.load(Ordering::Relaxed) != now && self.pid.swap(now, Ordering::Relaxed) != now
+        self.pid.load(Ordering::Relaxed) != std::process::id()
+    }
+
+    /// The connections now belong to this process (only once the new ones are in place: a
+    /// failed reopen must be tried again, never fall back to the inherited connection).
+    pub(crate) fn settled(&self) {
+        self.pid.store(std::process::id(), Ordering::Relaxed);
     }
 }

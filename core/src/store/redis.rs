@@ -392,6 +392,7 @@ impl RedisStore {
             // connection has no goodbye of its own, rustls sends no close_notify unasked, and
             // the parent still holds the sockets, so not even a FIN goes out.
             drop(std::mem::take(&mut *self.idle.lock()));
+            self.opened_in.settled();
         }
         let idle = self.idle.lock().pop();
         let mut conn = match idle {

@@ -193,6 +193,7 @@ impl SqliteStore {
         if self.opened_in.moved() {
             let inherited = std::mem::replace(&mut *conn, connect(&self.path, &self.options)?);
             std::mem::forget(inherited);
+            self.opened_in.settled();
         }
         Ok(conn)
     }
