@@ -97,12 +97,6 @@ impl LeaseKeeper {
         self.keeper.lock().token()
     }
 
-    /// The instant from which another holder may start, unless a renewal is confirmed first.
-    #[getter]
-    fn safe_deadline(&self) -> f64 {
-        self.keeper.lock().safe_deadline().as_secs_f64()
-    }
-
     /// The instant the lease is lost unless a renewal is confirmed first (safe deadline or max hold).
     #[getter]
     fn lost_at(&self) -> f64 {
@@ -117,11 +111,6 @@ impl LeaseKeeper {
             racefree::KeeperStep::WaitUntil(at) => Ok(Some(at.as_secs_f64())),
             racefree::KeeperStep::Lost(error) => Err(error).py(),
         }
-    }
-
-    /// Raises `LeaseLost` if the lease is lost at `now` (never asks for a renewal).
-    fn check(&self, now: f64) -> PyResult<()> {
-        self.keeper.lock().check(instant("now", now)?).map_or(Ok(()), |error| Err(error).py())
     }
 
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never raises; on

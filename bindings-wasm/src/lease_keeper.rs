@@ -102,11 +102,6 @@ impl LeaseKeeper {
         }
     }
 
-    /// Throws `LeaseLostError` if the lease is lost at `nowMs` (never asks for a renewal).
-    pub fn check(&self, now_ms: f64) -> Result<(), JsValue> {
-        self.keeper.borrow_mut().check(instant(now_ms)?).map_or(Ok(()), |error| Err(error).js())
-    }
-
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never throws).
     pub fn renew(&self) {
         let reply = {

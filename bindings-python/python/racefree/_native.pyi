@@ -200,15 +200,10 @@ class LeaseKeeper:
     @property
     def token(self) -> int: ...
     @property
-    def safe_deadline(self) -> float:
-        """From this instant another holder may start, unless a renewal is confirmed first."""
-    @property
     def lost_at(self) -> float:
         """The lease is lost at this instant unless a renewal is confirmed first."""
     def poll(self, now: float) -> Optional[float]:
         """``None``: renew now; a number: wait until then. Raises ``LeaseLost`` once lost."""
-    def check(self, now: float) -> None:
-        """Raises ``LeaseLost`` if the lease is lost at ``now``."""
     def renew(self) -> None:
         """Sends the renewal ``poll`` asked for; its reply is kept for ``settle`` (never raises)."""
     def settle(self, now: float) -> None:
