@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use crate::convert;
 use crate::errors::IntoPy;
-use crate::lock::{Lease, StartLock};
+use crate::start_lock::{Lease, StartLock};
 use crate::store::call;
 
 /// An instant of the driver's monotonic clock, in seconds.

@@ -7,10 +7,10 @@ mod cache;
 mod convert;
 mod counter;
 mod errors;
-mod guard;
+mod event_guard;
 mod lease_keeper;
-mod lock;
 mod records;
+mod start_lock;
 mod store;
 
 /// Every error code the core can raise, for tests that check each maps to a class.
@@ -36,10 +36,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::ManualClock>()?;
     m.add_class::<counter::Counter>()?;
     m.add_class::<counter::Claim>()?;
-    m.add_class::<guard::EventGuard>()?;
-    m.add_class::<guard::PyMark>()?;
-    m.add_class::<lock::StartLock>()?;
-    m.add_class::<lock::Lease>()?;
+    m.add_class::<event_guard::EventGuard>()?;
+    m.add_class::<event_guard::PyMark>()?;
+    m.add_class::<start_lock::StartLock>()?;
+    m.add_class::<start_lock::Lease>()?;
     m.add_class::<records::Records>()?;
     m.add_class::<records::Versioned>()?;
     m.add_class::<cache::Cache>()?;

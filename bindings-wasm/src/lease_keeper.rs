@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::convert;
 use crate::errors::IntoJs;
-use crate::lock::StartLock;
+use crate::start_lock::StartLock;
 
 /// An instant of the driver's monotonic clock, in milliseconds.
 fn instant(ms: f64) -> Result<Duration, JsValue> {

@@ -5,10 +5,10 @@ mod cache;
 mod convert;
 mod counter;
 mod errors;
-mod guard;
+mod event_guard;
 mod lease_keeper;
-mod lock;
 mod records;
+mod start_lock;
 mod store;
 
 use wasm_bindgen::prelude::*;
@@ -16,10 +16,10 @@ use wasm_bindgen::prelude::*;
 pub use cache::Cache;
 pub use counter::Counter;
 pub use errors::{install_error_factory, take_error};
-pub use guard::EventGuard;
+pub use event_guard::EventGuard;
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};
-pub use lock::StartLock;
 pub use records::Records;
+pub use start_lock::StartLock;
 pub use store::{new_execution_id, open_store, ManualClock, Store};
 
 /// Every error code the core can raise, for tests that check each maps to a class.
