@@ -11,16 +11,16 @@ def test_next_claim_peek_set_reset(store):
     assert c.key == "task:1"
     assert (c.peek(), c.next(), c.next()) == (0, 0, 1)
     first = c.claim("exec-a")
-    assert (first.index, first.new) == (2, True)
+    assert (first.index, first.is_new) == (2, True)
     assert c.claim("exec-a").index == 2
-    assert c.claim("exec-a").new is False
+    assert c.claim("exec-a").is_new is False
     assert c.index_of("exec-a") == 2 and c.index_of("nope") is None
     c.set(10)
     assert c.next() == 10 and c.index_of("exec-a") == 2
     c.reset()
     assert c.peek() == 0 and c.index_of("exec-a") is None
     assert c.stats() == {"new_claims": 1, "repeated_claims": 2}
-    assert repr(first) == "Claim(index=2, new=True)"
+    assert repr(first) == "Claim(index=2, is_new=True)"
 
 
 def test_claims_are_values(store):
@@ -33,23 +33,23 @@ def test_claims_are_values(store):
     assert (again == 0) is False and (again != "a") is True
     claims = [c.claim(f"many-{i}") for i in range(1_000)]
     assert [claim.index for claim in claims] == list(range(4, 1_004))
-    assert all(claim.new for claim in claims)
+    assert all(claim.is_new for claim in claims)
 
 
 def test_claims_are_shared_below_1024_and_made_above(store):
     # Claims of small indexes are made once per process (claims are values, as small ints are).
     a, b = racefree.Counter(store, "task:shared-a"), racefree.Counter(store, "task:shared-b")
     first_a, first_b = a.claim("x"), b.claim("y")
-    assert first_a is first_b and (first_a.index, first_a.new) == (0, True)
+    assert first_a is first_b and (first_a.index, first_a.is_new) == (0, True)
     again_a, again_b = a.claim("x"), b.claim("y")
-    assert again_a is again_b and (again_a.index, again_a.new) == (0, False)
+    assert again_a is again_b and (again_a.index, again_a.is_new) == (0, False)
     for start in (1_022, 1_023, 1_024, 2**63 - 2):
         c = racefree.Counter(store, f"task:edge-{start}")
         c.set(start)
         made = [c.claim("p"), c.claim("q"), c.claim("p"), c.claim("q")]
         expected = [(start, True), (start + 1, True), (start, False), (start + 1, False)]
-        assert [(m.index, m.new) for m in made] == expected
-        assert [repr(m) for m in made][0] == f"Claim(index={start}, new=True)"
+        assert [(m.index, m.is_new) for m in made] == expected
+        assert [repr(m) for m in made][0] == f"Claim(index={start}, is_new=True)"
 
 
 def test_eight_threads_next_is_gap_free(store):

@@ -80,7 +80,7 @@ class Runner:
             return counter().peek()
         if op == "counter.claim":
             claim = counter().claim(step["id"])
-            return {"index": claim.index, "new": claim.new}
+            return {"index": claim.index, "is_new": claim.is_new}
         if op == "counter.index_of":
             return counter().index_of(step["id"])
         if op == "counter.set":

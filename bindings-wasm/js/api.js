@@ -2,6 +2,7 @@
 // promises, AbortSignal, null for "none", error classes. Types convert here; every decision is made in the Rust core.
 
 import { InvalidArgumentError, InvalidKeyError, NotOwnerError, fromNative } from "./errors.js";
+import { bindFastCalls, claimOf, grantOf, grantReply, isFirstMark, valueOf } from "./fast_call.js";
 
 export * from "./errors.js";
 
@@ -80,14 +81,9 @@ export let MAX_KEY_BYTES;
 /** @internal Connects this API to an instantiated wasm module; called once by each entry point. */
 export function install(module) {
   native = module;
+  bindFastCalls(module);
   native.installErrorFactory(fromNative);
   MAX_KEY_BYTES = native.maxKeyBytes();
-}
-
-/** The value of a hot native call, which returns NaN instead of throwing (see `takeError`). */
-function checked(value) {
-  if (value !== value) throw native.takeError();
-  return value;
 }
 
 export const newExecutionId = () => native.newExecutionId();
@@ -145,11 +141,10 @@ export class Counter {
     return this.#native.key;
   }
   next() {
-    return checked(this.#native.next());
+    return valueOf(this.#native.next());
   }
   claim(executionId) {
-    const packed = checked(this.#native.claimPacked(str("execution id", executionId)));
-    return packed >= 0 ? { index: packed, new: true } : { index: -packed - 1, new: false };
+    return claimOf(this.#native.claim(str("execution id", executionId)));
   }
   indexOf(executionId) {
     return this.#native.indexOf(str("execution id", executionId)) ?? null;
@@ -182,7 +177,7 @@ export class EventGuard {
     return this.#native.events;
   }
   mark(stream, event) {
-    return checked(this.#native.markFirst(str("stream id", stream), str("event name", event))) === 1 ? Mark.First : Mark.Duplicate;
+    return isFirstMark(this.#native.mark(str("stream id", stream), str("event name", event))) ? Mark.First : Mark.Duplicate;
   }
   isMarked(stream, event) {
     return this.#native.isMarked(str("stream id", stream), str("event name", event));
@@ -366,10 +361,10 @@ export class Lease {
   }
   renew(opts) {
     const ttl = ms("ttl", options(opts, "renew options").ttl);
-    this.#deadlineMs = checked(this.#lock.renewToken(this.#key, this.#token, ttl));
+    this.#deadlineMs = valueOf(this.#lock.renewToken(this.#key, this.#token, ttl));
   }
   release() {
-    checked(this.#lock.releaseToken(this.#key, this.#token));
+    valueOf(this.#lock.releaseToken(this.#key, this.#token));
   }
 }
 
@@ -388,8 +383,8 @@ export class StartLock {
   tryStart(key, opts) {
     const native = this.#native;
     key = str("lease key", key);
-    const token = checked(native.tryGrant(key, ms("ttl", options(opts, "tryStart options").ttl)));
-    return token === 0 ? null : new Lease(native, key, token, native.lastDeadlineMs);
+    const grant = grantOf(native.tryGrant(key, ms("ttl", options(opts, "tryStart options").ttl), grantReply));
+    return grant === null ? null : new Lease(native, key, grant.token, grant.deadlineMs);
   }
   /** Waits for the lease like the Web Locks API: `timeout` in ms (default: forever), `signal` aborts. */
   async acquire(key, opts) {

@@ -107,7 +107,7 @@ export declare class Store {
 export interface Claim {
   readonly index: number;
   /** `true` for the one claim that assigned the index. */
-  readonly new: boolean;
+  readonly isNew: boolean;
 }
 
 /** A per-key sequential index counter: 0, 1, 2, … unique and gap-free. */

@@ -3,7 +3,8 @@
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, to_number};
-use crate::errors::{number_or_nan, IntoJs};
+use crate::errors::IntoJs;
+use crate::fast_call::{claim_number, number_or_nan};
 use crate::store::Store;
 
 /// A per-key sequential index counter.
@@ -26,20 +27,15 @@ impl Counter {
         self.inner.key().to_owned()
     }
 
-    /// The next index (NaN: see `takeError`).
+    /// The next index (a fast call: see `fast_call`).
     pub fn next(&self) -> f64 {
         number_or_nan(self.inner.next().js().and_then(|index| to_number("index", index)))
     }
 
-    /// The index of `executionId`, packed with whether this call assigned it: `index` for a new
-    /// claim, `-(index + 1)` for a repeated one (one number crosses the boundary, not an array).
-    /// NaN: see `takeError`.
-    #[wasm_bindgen(js_name = claimPacked)]
-    pub fn claim_packed(&self, execution_id: &str) -> f64 {
-        number_or_nan(self.inner.claim(execution_id).js().and_then(|claim| {
-            let index = to_number("index", claim.index)?;
-            Ok(if claim.new { index } else { -(index + 1.0) })
-        }))
+    /// The index of `executionId` and whether this call assigned it (a fast call: see
+    /// `fast_call`).
+    pub fn claim(&self, execution_id: &str) -> f64 {
+        number_or_nan(self.inner.claim(execution_id).js().and_then(claim_number))
     }
 
     /// The index `executionId` claimed, or `undefined`.

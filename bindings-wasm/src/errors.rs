@@ -12,23 +12,6 @@ use wasm_bindgen::prelude::*;
 
 thread_local! {
     static FACTORY: RefCell<Option<Function>> = const { RefCell::new(None) };
-    static PENDING: RefCell<Option<JsValue>> = const { RefCell::new(None) };
-}
-
-/// The result of a hot call as one plain number: the value, or NaN with the error kept for
-/// [`take_error`]. A `Result` return makes the generated glue build an array on every call;
-/// a number crosses the boundary as it is. (Values of these calls are never NaN.)
-pub fn number_or_nan(result: Result<f64, JsValue>) -> f64 {
-    result.unwrap_or_else(|err| {
-        PENDING.with(|pending| *pending.borrow_mut() = Some(err));
-        f64::NAN
-    })
-}
-
-/// The error behind the last NaN a hot call returned.
-#[wasm_bindgen(js_name = takeError)]
-pub fn take_error() -> JsValue {
-    PENDING.with(|pending| pending.borrow_mut().take()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Installs `factory(code, message, details) -> Error`, used for every error thrown from here on.

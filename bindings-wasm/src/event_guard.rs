@@ -1,10 +1,11 @@
 //! `EventGuard`.
 
-use racefree::{GuardOptions, Mark};
+use racefree::GuardOptions;
 use wasm_bindgen::prelude::*;
 
 use crate::convert;
-use crate::errors::{number_or_nan, IntoJs};
+use crate::errors::IntoJs;
+use crate::fast_call::{mark_number, number_or_nan};
 use crate::store::Store;
 
 /// Ordered lifecycle events, each delivered once per stream.
@@ -38,13 +39,9 @@ impl EventGuard {
         self.inner.events().to_vec()
     }
 
-    /// 1 for the one caller that records the event (`"first"`), 0 after (`"duplicate"`); NaN:
-    /// see `takeError`.
-    #[wasm_bindgen(js_name = markFirst)]
-    pub fn mark_first(&self, stream: &str, event: &str) -> f64 {
-        number_or_nan(
-            self.inner.mark(stream, event).js().map(|mark| f64::from(u8::from(mark == Mark::First))),
-        )
+    /// Marks `event` of `stream`: first or duplicate (a fast call: see `fast_call`).
+    pub fn mark(&self, stream: &str, event: &str) -> f64 {
+        number_or_nan(self.inner.mark(stream, event).js().map(mark_number))
     }
 
     /// Whether `event` of `stream` is marked.

@@ -6,6 +6,7 @@ mod convert;
 mod counter;
 mod errors;
 mod event_guard;
+mod fast_call;
 mod lease_keeper;
 mod records;
 mod start_lock;
@@ -15,8 +16,9 @@ use wasm_bindgen::prelude::*;
 
 pub use cache::Cache;
 pub use counter::Counter;
-pub use errors::{install_error_factory, take_error};
+pub use errors::install_error_factory;
 pub use event_guard::EventGuard;
+pub use fast_call::take_error;
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};
 pub use records::Records;
 pub use start_lock::StartLock;

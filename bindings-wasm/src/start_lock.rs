@@ -2,13 +2,13 @@
 //! deadline; it renews and releases through the lock by token, so no wasm object (and no
 //! finalizer registration) is made per lease.
 
-use std::cell::Cell;
-
+use js_sys::Float64Array;
 use racefree::SharedClock;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{self, to_number};
-use crate::errors::{number_or_nan, IntoJs};
+use crate::errors::IntoJs;
+use crate::fast_call::{grant_number, number_or_nan};
 use crate::store::Store;
 
 /// One winner per key, with TTL leases and fencing tokens.
@@ -16,7 +16,6 @@ use crate::store::Store;
 pub struct StartLock {
     inner: racefree::StartLock,
     clock: SharedClock,
-    last_deadline_ms: Cell<f64>,
 }
 
 #[wasm_bindgen]
@@ -27,7 +26,6 @@ impl StartLock {
         Ok(StartLock {
             inner: racefree::StartLock::new(&store.inner, name).js()?,
             clock: store.inner.clock().clone(),
-            last_deadline_ms: Cell::new(0.0),
         })
     }
 
@@ -42,25 +40,18 @@ impl StartLock {
         self.inner.name().to_owned()
     }
 
-    /// The token of a lease on `key` for `ttlMs` if nobody holds one (its deadline is then
-    /// `lastDeadlineMs`), 0 if somebody does; NaN: see `takeError`.
+    /// A lease on `key` for `ttlMs` if nobody holds one, its deadline written to `reply` (a fast
+    /// call: see `fast_call`).
     #[wasm_bindgen(js_name = tryGrant)]
-    pub fn try_grant(&self, key: &str, ttl_ms: f64) -> f64 {
-        number_or_nan(convert::millis("ttl", ttl_ms).and_then(|ttl| {
-            let Some(grant) = self.inner.try_grant(key, ttl).js()? else { return Ok(0.0) };
-            self.last_deadline_ms.set(grant.deadline_ms as f64);
-            to_number("token", grant.token)
-        }))
+    pub fn try_grant(&self, key: &str, ttl_ms: f64, reply: &Float64Array) -> f64 {
+        number_or_nan(
+            convert::millis("ttl", ttl_ms)
+                .and_then(|ttl| grant_number(self.inner.try_grant(key, ttl).js()?, reply)),
+        )
     }
 
-    /// The deadline of the last lease `tryGrant` granted (store clock, milliseconds).
-    #[wasm_bindgen(getter, js_name = lastDeadlineMs)]
-    pub fn last_deadline_ms(&self) -> f64 {
-        self.last_deadline_ms.get()
-    }
-
-    /// Extends `token`'s lease on `key` to `ttlMs` from now; returns the new deadline. NaN: see
-    /// `takeError` (`NotOwnerError` once released or expired).
+    /// Extends `token`'s lease on `key` to `ttlMs` from now; returns the new deadline
+    /// (`NotOwnerError` once released or expired; a fast call: see `fast_call`).
     #[wasm_bindgen(js_name = renewToken)]
     pub fn renew_token(&self, key: &str, token_value: f64, ttl_ms: f64) -> f64 {
         let renewed = convert::millis("ttl", ttl_ms).and_then(|ttl| {
@@ -69,8 +60,8 @@ impl StartLock {
         number_or_nan(renewed.map(|deadline| deadline as f64))
     }
 
-    /// Releases `token`'s lease on `key`: 0, or NaN (see `takeError`; `NotOwnerError` once
-    /// released or expired).
+    /// Releases `token`'s lease on `key`; returns 0 (`NotOwnerError` once released or expired; a
+    /// fast call: see `fast_call`).
     #[wasm_bindgen(js_name = releaseToken)]
     pub fn release_token(&self, key: &str, token_value: f64) -> f64 {
         number_or_nan(

@@ -14,15 +14,17 @@ test("counter: next, claim, indexOf, peek, set, reset", () => {
   const c = new Counter(store, "task:1");
   assert.equal(c.key, "task:1");
   assert.deepEqual([c.peek(), c.next(), c.next()], [0, 0, 1]);
-  assert.deepEqual(c.claim("a"), { index: 2, new: true });
-  assert.deepEqual(c.claim("a"), { index: 2, new: false });
+  assert.deepEqual(c.claim("a"), { index: 2, isNew: true });
+  assert.deepEqual(c.claim("a"), { index: 2, isNew: false });
+  const { index, isNew } = c.claim("b"); // the fields destructure
+  assert.deepEqual([index, isNew], [3, true]);
   assert.equal(c.indexOf("a"), 2);
   assert.equal(c.indexOf("missing"), null);
   c.set(10);
   assert.equal(c.next(), 10);
   c.reset();
   assert.equal(c.indexOf("a"), null);
-  assert.deepEqual(c.stats(), { newClaims: 1, repeatedClaims: 1 });
+  assert.deepEqual(c.stats(), { newClaims: 2, repeatedClaims: 1 });
   assert.equal(store.stats().entries, 0);
 });
 
@@ -120,6 +122,16 @@ test("lock: a lease keeps its deadline; bad renewals and second releases change 
   assert.deepEqual(lock.stats(), { granted: 2, contended: 0, renewed: 1, released: 1, rejectedNotOwner: 1 });
 });
 
+test("lock: each grant keeps its own deadline, whatever was granted after it", () => {
+  const { store, clock } = fresh();
+  const [a, b] = [new StartLock(store, "a"), new StartLock(store, "b")];
+  const short = a.tryStart("k", { ttl: 1_000 });
+  const long = b.tryStart("k", { ttl: 5_000 });
+  assert.equal(a.tryStart("k", { ttl: 9_000 }), null);
+  assert.deepEqual([short.deadlineMs, long.deadlineMs], [clock.nowMs() + 1_000, clock.nowMs() + 5_000]);
+  assert.deepEqual(a.holder("k"), { token: short.token, deadlineMs: short.deadlineMs });
+});
+
 test("hot calls: an error is thrown once and does not leak into the next call", () => {
   const { store } = fresh();
   const c = new Counter(store, "big");
@@ -132,7 +144,7 @@ test("hot calls: an error is thrown once and does not leak into the next call", 
   assert.throws(() => guard.mark("s", "ended"), { code: "out_of_order" });
   assert.equal(guard.mark("s", "started"), Mark.First);
   assert.throws(() => c.claim(""), { code: "invalid_key" });
-  assert.deepEqual(c.claim("a"), { index: 1, new: true });
+  assert.deepEqual(c.claim("a"), { index: 1, isNew: true });
 });
 
 test("lock: acquire waits, times out, aborts; runExclusive releases on settle", async () => {

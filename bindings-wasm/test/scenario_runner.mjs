@@ -46,7 +46,10 @@ export function runScenario(racefree, scenario) {
     "store.entries": () => store.stats().entries,
     "counter.next": (s) => new racefree.Counter(store, s.counter).next(),
     "counter.peek": (s) => new racefree.Counter(store, s.counter).peek(),
-    "counter.claim": (s) => new racefree.Counter(store, s.counter).claim(s.id),
+    "counter.claim": (s) => {
+      const { index, isNew } = new racefree.Counter(store, s.counter).claim(s.id);
+      return { index, is_new: isNew };
+    },
     "counter.index_of": (s) => new racefree.Counter(store, s.counter).indexOf(s.id),
     "counter.set": (s) => new racefree.Counter(store, s.counter).set(s.value) ?? null,
     "counter.reset": (s) => new racefree.Counter(store, s.counter).reset() ?? null,

@@ -22,7 +22,7 @@ const store = open();
 const counter = new Counter(store, "task:1");
 const claim = counter.claim(newExecutionId());
 const index: number = claim.index;
-const isNew: boolean = claim.new;
+const isNew: boolean = claim.isNew;
 const maybe: number | null = counter.indexOf("x");
 
 const guard = new EventGuard(store, "streams", ["started", "ended"], { retention: 60_000 });

@@ -21,10 +21,10 @@ use crate::validate;
 /// let store: SharedStore = Arc::new(MemoryStore::new());
 /// let executions = Counter::new(&store, "task:42")?;
 /// let trigger = executions.claim("exec-a")?;      // non-blocking trigger
-/// assert_eq!((trigger.index, trigger.new), (0, true));
+/// assert_eq!((trigger.index, trigger.is_new), (0, true));
 /// assert_eq!(executions.next()?, 1);               // a blocking execution
 /// let completion = executions.claim("exec-a")?;   // completion: the same index
-/// assert_eq!((completion.index, completion.new), (0, false));
+/// assert_eq!((completion.index, completion.is_new), (0, false));
 /// # Ok::<(), racefree::Error>(())
 /// ```
 pub struct Counter {
@@ -97,9 +97,9 @@ impl Counter {
     /// ```
     /// # let store: racefree::SharedStore = std::sync::Arc::new(racefree::MemoryStore::new());
     /// let c = racefree::Counter::new(&store, "jobs")?;
-    /// assert!(c.claim("a")?.new);
+    /// assert!(c.claim("a")?.is_new);
     /// assert_eq!(c.claim("b")?.index, 1);
-    /// assert!(!c.claim("a")?.new);
+    /// assert!(!c.claim("a")?.is_new);
     /// # Ok::<(), racefree::Error>(())
     /// ```
     ///
@@ -113,7 +113,7 @@ impl Counter {
     pub fn claim(&self, execution_id: &str) -> Result<Claim> {
         validate::key("execution id", execution_id)?;
         let claim = self.store.counter_claim(&self.key, execution_id)?;
-        let stat = if claim.new { &self.stats.new_claims } else { &self.stats.repeated_claims };
+        let stat = if claim.is_new { &self.stats.new_claims } else { &self.stats.repeated_claims };
         stat.fetch_add(1, Ordering::Relaxed);
         Ok(claim)
     }

@@ -97,7 +97,7 @@ fn on_store(store: &dyn Store, clock: &ManualClock, op: &FuzzOp, tokens: &[u64])
     match *op {
         FuzzOp::Next(k) => outcome(store.counter_next(&name(k))),
         FuzzOp::Claim(k, id) => {
-            outcome(store.counter_claim(&name(k), &format!("e{id}")).map(|c| (c.index, c.new)))
+            outcome(store.counter_claim(&name(k), &format!("e{id}")).map(|c| (c.index, c.is_new)))
         }
         FuzzOp::IndexOf(k, id) => outcome(store.counter_index_of(&name(k), &format!("e{id}"))),
         FuzzOp::Peek(k) => outcome(store.counter_peek(&name(k))),

@@ -52,7 +52,7 @@ fn one_claim_of_an_id_is_new() {
         let store = new_store(100);
         let (a, b) = two(&store, |s, _| s.counter_claim("c", "exec").expect("claim"));
         assert_eq!(a.index, b.index);
-        assert!(a.new != b.new, "{a:?} {b:?}");
+        assert!(a.is_new != b.is_new, "{a:?} {b:?}");
         assert_eq!(store.counter_peek("c"), Ok(1));
     });
 }

@@ -287,7 +287,7 @@ fn a_counter_at_the_end_of_its_range_refuses_and_records_nothing() {
     assert_eq!(counter.claim("late").map_err(|e| e.code()), Err("invalid_argument"));
     assert_eq!(counter.peek(), Ok(last), "a refused call moved the counter");
     assert_eq!(counter.index_of("late"), Ok(None), "a refused claim was recorded");
-    assert_eq!(counter.claim("early").map(|c| (c.index, c.new)), Ok((0, false)));
+    assert_eq!(counter.claim("early").map(|c| (c.index, c.is_new)), Ok((0, false)));
     assert_eq!(counter.set(last + 1).map_err(|e| e.code()), Err("invalid_argument"));
 
     let lock = StartLock::new(&store, "tasks").expect("lock");

@@ -86,7 +86,7 @@ impl Runner {
             "counter.peek" => json!(counter()?.peek()?),
             "counter.claim" => {
                 let claim = counter()?.claim(text(step, "id"))?;
-                json!({ "index": claim.index, "new": claim.new })
+                json!({ "index": claim.index, "is_new": claim.is_new })
             }
             "counter.index_of" => json!(counter()?.index_of(text(step, "id"))?),
             "counter.set" => json!(counter()?.set(number(step, "value"))?),

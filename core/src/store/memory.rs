@@ -403,14 +403,14 @@ impl MemoryStore {
             return self.first_claim(&mut shard, hash, counter, id);
         };
         if let Some(&index) = entry.claims.get(id) {
-            return Ok(Claim { index, new: false });
+            return Ok(Claim { index, is_new: false });
         }
         let index = entry.next;
         let after = index.checked_add(1).ok_or_else(|| counter_overflow(counter))?;
         self.reserve(1)?;
         entry.next = after;
         entry.claims.insert(id.to_owned(), index);
-        Ok(Claim { index, new: true })
+        Ok(Claim { index, is_new: true })
     }
 
     /// A claim on a counter that has no entry yet: once per counter, so kept out of the hot path.
@@ -421,7 +421,7 @@ impl MemoryStore {
         let claims = HashMap::from_iter([(id.to_owned(), 0)]);
         let entry = CounterEntry { key: counter.to_owned(), next: 1, claims };
         self.insert_counter(shard, hash, entry);
-        Ok(Claim { index: 0, new: true })
+        Ok(Claim { index: 0, is_new: true })
     }
 
     /// A mark, in one critical section.

@@ -46,7 +46,7 @@ pub struct Claim {
     /// The index of the execution id, stable for as long as the counter is not reset.
     pub index: u64,
     /// `true` for the one call that assigned the index, `false` for every later claim.
-    pub new: bool,
+    pub is_new: bool,
 }
 
 /// What the store did with [`Store::guard_mark`].

@@ -110,7 +110,7 @@ local function int(n) return string.format('%d', n) end
 local function expire(key, ms) if ARGV[1] == '' then redis.call('PEXPIRE', key, ms) end end
 ";
 
-// KEYS[1] claims, KEYS[2] counter; ARGV[1] id, ARGV[2] largest exact index. -> {index, new} or {-1, 0}.
+// KEYS[1] claims, KEYS[2] counter; ARGV[1] id, ARGV[2] largest exact index. -> {index, is_new} or {-1, 0}.
 const CLAIM: &str = "
 local found = redis.call('HGET', KEYS[1], ARGV[1])
 if found then return {tonumber(found), 0} end
@@ -544,14 +544,14 @@ impl Store for RedisStore {
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         let (claims, key) = (self.key(counter, 'i', None), self.key(counter, 'c', None));
-        let (index, new): (i64, i64) = self
+        let (index, is_new): (i64, i64) = self
             .call(|conn| self.scripts.claim.key(&claims).key(&key).arg(id).arg(LUA_MAX_EXACT).invoke(conn))?;
         if index < 0 {
             return Err(Error::invalid_argument(format!(
                 "counter {counter:?} is past 2^53 - 1, the largest index a Redis claim can issue"
             )));
         }
-        Ok(Claim { index: to_u64(index), new: new == 1 })
+        Ok(Claim { index: to_u64(index), is_new: is_new == 1 })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {

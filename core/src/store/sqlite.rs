@@ -327,14 +327,14 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             if let Some(index) = found {
-                return Ok(Ok(Claim { index: from_sql(index), new: false }));
+                return Ok(Ok(Claim { index: from_sql(index), is_new: false }));
             }
             let index = match next_index(tx, ns, counter)? {
                 Ok(index) => index,
                 Err(refused) => return Ok(Err(refused)),
             };
             exec(tx, "INSERT INTO claims VALUES (?1, ?2, ?3, ?4)", params![ns, counter, id, to_sql(index)])?;
-            Ok(Ok(Claim { index, new: true }))
+            Ok(Ok(Claim { index, is_new: true }))
         })
     }
 

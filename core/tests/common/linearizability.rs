@@ -44,7 +44,7 @@ pub enum Ret {
     Index(u64),
     Claimed {
         index: u64,
-        new: bool,
+        is_new: bool,
     },
     IndexOf(Option<u64>),
     First,
@@ -90,7 +90,7 @@ fn apply(store: &dyn Store, op: &Op) -> Ret {
     let result = match op {
         Op::Next { counter } => store.counter_next(counter).map(Ret::Index),
         Op::Claim { counter, id } => {
-            store.counter_claim(counter, id).map(|c| Ret::Claimed { index: c.index, new: c.new })
+            store.counter_claim(counter, id).map(|c| Ret::Claimed { index: c.index, is_new: c.is_new })
         }
         Op::IndexOf { counter, id } => store.counter_index_of(counter, id).map(Ret::IndexOf),
         Op::Mark { guard, stream, position } => {
@@ -354,9 +354,10 @@ impl State {
             }
             (Self::Counter { next, claims, claims_hash }, Op::Claim { id, .. }, ret) => {
                 if let Some(&index) = claims.get(id) {
-                    return (unknown || *ret == Ret::Claimed { index, new: false }).then_some(Undo::Nothing);
+                    return (unknown || *ret == Ret::Claimed { index, is_new: false })
+                        .then_some(Undo::Nothing);
                 }
-                if !unknown && *ret != (Ret::Claimed { index: *next, new: true }) {
+                if !unknown && *ret != (Ret::Claimed { index: *next, is_new: true }) {
                     return None;
                 }
                 claims.insert(id.clone(), *next);

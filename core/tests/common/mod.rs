@@ -112,7 +112,7 @@ pub fn claims_are_unique_and_stable(factory: &Factory) -> Outcome {
     let mut index_of: HashMap<usize, u64> = HashMap::new();
     let mut new_claims = 0;
     for (id, claim) in results.into_iter().flatten() {
-        new_claims += usize::from(claim.new);
+        new_claims += usize::from(claim.is_new);
         if let Some(&seen) = index_of.get(&id) {
             check(seen == claim.index, || format!("exec-{id} got index {seen} and then {}", claim.index))?;
         }
@@ -224,8 +224,8 @@ pub fn counter_semantics(factory: &Factory) -> Outcome {
     check(c.peek() == Ok(0), || "new counter does not peek 0".into())?;
     check(c.next() == Ok(0) && c.next() == Ok(1), || "next is not 0, 1".into())?;
     let a = c.claim("a").expect("claim");
-    check(a.index == 2 && a.new, || format!("first claim {a:?}"))?;
-    check(c.claim("a").expect("claim") == racefree::Claim { index: 2, new: false }, || {
+    check(a.index == 2 && a.is_new, || format!("first claim {a:?}"))?;
+    check(c.claim("a").expect("claim") == racefree::Claim { index: 2, is_new: false }, || {
         "repeat claim".into()
     })?;
     check(c.index_of("a") == Ok(Some(2)) && c.index_of("zz") == Ok(None), || "index_of".into())?;

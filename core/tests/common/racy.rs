@@ -64,12 +64,12 @@ impl Store for RacyStore {
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         if let Some(&index) = self.claims.lock().get(&pair(counter, id)) {
-            return Ok(Claim { index, new: false });
+            return Ok(Claim { index, is_new: false });
         }
         window();
         let index = self.counter_next(counter)?;
         self.claims.lock().insert(pair(counter, id), index);
-        Ok(Claim { index, new: true })
+        Ok(Claim { index, is_new: true })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
