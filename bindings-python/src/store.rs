@@ -77,22 +77,22 @@ impl Store {
         let inventory = call(py, self.inner.is_local(), || self.inner.inspect()).py()?;
         let (counters, leases, streams, records) =
             (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
-        for (counter, next, claims) in &inventory.counters {
+        for racefree::CounterEntry { counter, next, claims } in &inventory.counters {
             let entry = PyDict::new(py);
             entry.set_item("counter", counter)?;
             entry.set_item("next", next)?;
             entry.set_item("claims", claims)?;
             counters.append(entry)?;
         }
-        for (lock, key, grant) in &inventory.leases {
+        for racefree::LeaseEntry { lock, key, token, deadline_ms } in &inventory.leases {
             let entry = PyDict::new(py);
             entry.set_item("lock", lock)?;
             entry.set_item("key", key)?;
-            entry.set_item("token", grant.token)?;
-            entry.set_item("deadline_ms", grant.deadline_ms)?;
+            entry.set_item("token", token)?;
+            entry.set_item("deadline_ms", deadline_ms)?;
             leases.append(entry)?;
         }
-        for (guard, stream, marked, expires_at_ms) in &inventory.streams {
+        for racefree::StreamEntry { guard, stream, marked, expires_at_ms } in &inventory.streams {
             let entry = PyDict::new(py);
             entry.set_item("guard", guard)?;
             entry.set_item("stream", stream)?;
@@ -100,7 +100,7 @@ impl Store {
             entry.set_item("expires_at_ms", expires_at_ms)?;
             streams.append(entry)?;
         }
-        for (space, key, version) in &inventory.records {
+        for racefree::RecordEntry { space, key, version } in &inventory.records {
             let entry = PyDict::new(py);
             entry.set_item("space", space)?;
             entry.set_item("key", key)?;

@@ -67,8 +67,8 @@ pub use start_lock::{Lease, LockStats, StartLock};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use store::open;
 pub use store::{
-    open_with_clock, Claim, Inventory, LeaseGrant, MarkOutcome, MemoryStore, MemoryStoreBuilder, SharedStore,
-    Store, StoreStats, Versioned,
+    open_with_clock, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome, MemoryStore,
+    MemoryStoreBuilder, RecordEntry, SharedStore, Store, StoreStats, StreamEntry, Versioned,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisOptions, RedisStore};

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use racefree::{ManualClock, SharedClock, SharedStore};
+use racefree::{CounterEntry, ManualClock, RecordEntry, SharedClock, SharedStore};
 use serde_json::json;
 
 fn check_isolation(open: &dyn Fn(&str, SharedClock) -> SharedStore) {
@@ -59,11 +59,11 @@ fn check_isolation(open: &dyn Fn(&str, SharedClock) -> SharedStore) {
     assert_eq!(b.sweep(), Ok(1), "b's expired lease");
     assert_eq!(a.lease_holder("tasks", "k").expect("holder").map(|g| g.token), Some(grant.token));
     let (seen_a, seen_b) = (a.inspect().expect("inspect"), b.inspect().expect("inspect"));
-    assert_eq!(seen_a.counters, vec![("c".to_owned(), 4, 1)]);
+    assert_eq!(seen_a.counters, vec![CounterEntry { counter: "c".into(), next: 4, claims: 1 }]);
     assert_eq!(seen_b.counters, vec![]);
     assert_eq!(seen_a.leases.len(), 1);
     assert_eq!(seen_b.leases.len(), 0);
-    assert_eq!(seen_b.records, vec![("pods".to_owned(), "web-1".to_owned(), 1)]);
+    assert_eq!(seen_b.records, vec![RecordEntry { space: "pods".into(), key: "web-1".into(), version: 1 }]);
     assert_eq!(a.stats().expect("stats").entries, 5, "counter, claim, lease, stream, record");
     assert_eq!(b.stats().expect("stats").entries, 1, "record");
 }

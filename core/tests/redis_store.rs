@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
-use racefree::{Counter, EventGuard, Mark, Records, SharedStore, StartLock};
+use racefree::{Counter, CounterEntry, EventGuard, Mark, RecordEntry, Records, SharedStore, StartLock};
 use serde_json::json;
 
 fn open(url: &str) -> SharedStore {
@@ -60,11 +60,14 @@ fn namespaces_and_odd_names_never_share_keys() {
     let records = Records::new(&a, "{p}").expect("records");
     records.put("*", &json!(1), None).expect("put");
     let inventory = a.inspect().expect("inspect");
-    assert_eq!(inventory.counters, vec![("b:c".to_owned(), 100, 0)]);
-    let leases: Vec<_> = inventory.leases.iter().map(|(l, k, _)| (l.as_str(), k.as_str())).collect();
+    assert_eq!(inventory.counters, vec![CounterEntry { counter: "b:c".into(), next: 100, claims: 0 }]);
+    let leases: Vec<_> = inventory.leases.iter().map(|l| (l.lock.as_str(), l.key.as_str())).collect();
     assert_eq!(leases, vec![("x", "y}l:z"), ("x}l:y", "z")]);
-    assert_eq!(inventory.records, vec![("{p}".to_owned(), "*".to_owned(), 1)]);
-    assert_eq!(ab.inspect().expect("inspect").counters, vec![("c".to_owned(), 1, 0)]);
+    assert_eq!(inventory.records, vec![RecordEntry { space: "{p}".into(), key: "*".into(), version: 1 }]);
+    assert_eq!(
+        ab.inspect().expect("inspect").counters,
+        vec![CounterEntry { counter: "c".into(), next: 1, claims: 0 }]
+    );
     assert_eq!(a.stats().expect("stats").entries, 4);
 }
 

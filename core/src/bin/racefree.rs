@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use racefree::{Clock, Error, SystemClock};
+use racefree::{Clock, CounterEntry, Error, LeaseEntry, RecordEntry, StreamEntry, SystemClock};
 
 const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url>
   <url>: sqlite:///abs/path.db[?namespace=...], redis://host:port/db[?namespace=...], memory://";
@@ -50,21 +50,21 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
     let namespace = if store.namespace().is_empty() { "(none)" } else { store.namespace() };
     println!("namespace: {namespace}");
     println!("\ncounters ({})", inventory.counters.len());
-    for (name, next, claims) in &inventory.counters {
-        println!("  {name:<40} next={next:<10} claims={claims}");
+    for CounterEntry { counter, next, claims } in &inventory.counters {
+        println!("  {counter:<40} next={next:<10} claims={claims}");
     }
     println!("\nleases ({})", inventory.leases.len());
-    for (lock, key, lease) in &inventory.leases {
-        let left = lease.deadline_ms.saturating_sub(now) as f64 / 1000.0;
-        println!("  {lock:<20} {key:<30} token={:<8} time left={left:.1}s", lease.token);
+    for LeaseEntry { lock, key, token, deadline_ms } in &inventory.leases {
+        let left = deadline_ms.saturating_sub(now) as f64 / 1000.0;
+        println!("  {lock:<20} {key:<30} token={token:<8} time left={left:.1}s");
     }
     println!("\nguards ({} streams)", inventory.streams.len());
-    for (guard, stream, marked, expires_at) in &inventory.streams {
-        let left = expires_at.saturating_sub(now) as f64 / 1000.0;
+    for StreamEntry { guard, stream, marked, expires_at_ms } in &inventory.streams {
+        let left = expires_at_ms.saturating_sub(now) as f64 / 1000.0;
         println!("  {guard:<20} {stream:<30} events marked={marked:<3} forgotten in {left:.0}s");
     }
     println!("\nrecords ({})", inventory.records.len());
-    for (space, key, version) in &inventory.records {
+    for RecordEntry { space, key, version } in &inventory.records {
         println!("  {space:<20} {key:<30} version={version}");
     }
     Ok(())

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use hashbrown::HashTable;
 use serde_json::Value;
 
-use super::Inventory;
 use super::{
     counter_overflow, decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome,
     Store, StoreStats, Versioned,
 };
+use super::{CounterEntry, Inventory, LeaseEntry, RecordEntry, StreamEntry};
 use crate::clock::{Clock, SharedClock, LAG_BOUND_MS};
 use crate::error::{Error, Result};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, RwLock};
@@ -127,7 +127,7 @@ struct Padded<T>(T);
 #[derive(Debug, Default)]
 struct Shard {
     /// Counters by key, in a table addressed by the store's own hash (computed once per call).
-    counters: HashTable<CounterEntry>,
+    counters: HashTable<CounterState>,
     marks: PairTable<MarkState>,
     leases: PairTable<LeaseGrant>,
     records: HashMap<String, HashMap<String, RecordState>>,
@@ -141,7 +141,7 @@ struct Shard {
 /// line with anything another thread touches — not even a neighbouring allocation.
 #[derive(Debug)]
 #[repr(align(128))]
-struct CounterEntry {
+struct CounterState {
     key: String,
     next: u64,
     claims: HashMap<String, u64>,
@@ -419,7 +419,7 @@ impl MemoryStore {
     fn first_claim(&self, shard: &mut Shard, hash: u64, counter: &str, id: &str) -> Result<Claim> {
         self.reserve(2)?;
         let claims = HashMap::from_iter([(id.to_owned(), 0)]);
-        let entry = CounterEntry { key: counter.to_owned(), next: 1, claims };
+        let entry = CounterState { key: counter.to_owned(), next: 1, claims };
         self.insert_counter(shard, hash, entry);
         Ok(Claim { index: 0, is_new: true })
     }
@@ -481,7 +481,7 @@ impl MemoryStore {
         Ok(Some(grant))
     }
 
-    fn insert_counter(&self, shard: &mut Shard, hash: u64, entry: CounterEntry) {
+    fn insert_counter(&self, shard: &mut Shard, hash: u64, entry: CounterState) {
         shard.counters.insert_unique(hash, entry, |e| self.hash(&e.key, ""));
     }
 
@@ -664,7 +664,7 @@ impl Store for MemoryStore {
             return Ok(index);
         }
         self.reserve(1)?;
-        let entry = CounterEntry { key: counter.to_owned(), next: 1, claims: HashMap::default() };
+        let entry = CounterState { key: counter.to_owned(), next: 1, claims: HashMap::default() };
         self.insert_counter(&mut shard, hash, entry);
         Ok(0)
     }
@@ -692,7 +692,7 @@ impl Store for MemoryStore {
                 return Ok(());
             }
             self.reserve(1)?;
-            let entry = CounterEntry { key: counter.to_owned(), next, claims: HashMap::default() };
+            let entry = CounterState { key: counter.to_owned(), next, claims: HashMap::default() };
             self.insert_counter(&mut shard, hash, entry);
             Ok(())
         };
@@ -831,17 +831,35 @@ impl Store for MemoryStore {
         let shards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
         for shard in &shards {
             for c in shard.counters.iter() {
-                inventory.counters.push((c.key.clone(), c.next, c.claims.len() as u64));
+                inventory.counters.push(CounterEntry {
+                    counter: c.key.clone(),
+                    next: c.next,
+                    claims: c.claims.len() as u64,
+                });
             }
             for (lock, key, lease) in shard.leases.iter().filter(|(_, _, l)| !now.reached(l.deadline_ms)) {
-                inventory.leases.push((lock.to_owned(), key.to_owned(), *lease));
+                inventory.leases.push(LeaseEntry {
+                    lock: lock.to_owned(),
+                    key: key.to_owned(),
+                    token: lease.token,
+                    deadline_ms: lease.deadline_ms,
+                });
             }
             for (guard, stream, mark) in shard.marks.iter().filter(|(_, _, m)| !now.reached(m.expires_at)) {
-                inventory.streams.push((guard.to_owned(), stream.to_owned(), mark.marked, mark.expires_at));
+                inventory.streams.push(StreamEntry {
+                    guard: guard.to_owned(),
+                    stream: stream.to_owned(),
+                    marked: mark.marked,
+                    expires_at_ms: mark.expires_at,
+                });
             }
             for (space, records) in &shard.records {
                 for (key, record) in records {
-                    inventory.records.push((space.clone(), key.clone(), record.version));
+                    inventory.records.push(RecordEntry {
+                        space: space.clone(),
+                        key: key.clone(),
+                        version: record.version,
+                    });
                 }
             }
         }

@@ -96,20 +96,68 @@ pub struct StoreStats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Inventory {
-    /// `(counter, next index, claims)`.
-    pub counters: Vec<(String, u64, u64)>,
-    /// `(lock, key, lease)` for every unexpired lease.
-    pub leases: Vec<(String, String, LeaseGrant)>,
-    /// `(guard, stream, events marked, expires at ms)` for every unexpired marked stream.
-    pub streams: Vec<(String, String, u32, u64)>,
-    /// `(space, key, version)`.
-    pub records: Vec<(String, String, u64)>,
+    /// Every counter, by name.
+    pub counters: Vec<CounterEntry>,
+    /// Every unexpired lease, by lock and key.
+    pub leases: Vec<LeaseEntry>,
+    /// Every unexpired marked stream, by guard and stream.
+    pub streams: Vec<StreamEntry>,
+    /// Every record, by space and key.
+    pub records: Vec<RecordEntry>,
+}
+
+/// A counter in an [`Inventory`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CounterEntry {
+    /// The counter's key.
+    pub counter: String,
+    /// The index its next `next` or new claim returns.
+    pub next: u64,
+    /// How many execution ids hold a claimed index.
+    pub claims: u64,
+}
+
+/// An unexpired lease in an [`Inventory`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeaseEntry {
+    /// The lock's name.
+    pub lock: String,
+    /// The key the lease is on.
+    pub key: String,
+    /// The lease's fencing token.
+    pub token: u64,
+    /// When the lease expires, on the store's clock (milliseconds).
+    pub deadline_ms: u64,
+}
+
+/// A marked stream in an [`Inventory`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamEntry {
+    /// The guard's name.
+    pub guard: String,
+    /// The stream's id.
+    pub stream: String,
+    /// How many of the guard's events are marked (in order).
+    pub marked: u32,
+    /// When the marks are forgotten, on the store's clock (milliseconds).
+    pub expires_at_ms: u64,
+}
+
+/// A record in an [`Inventory`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordEntry {
+    /// The record space's name.
+    pub space: String,
+    /// The record's key.
+    pub key: String,
+    /// The record's version.
+    pub version: u64,
 }
 
 impl Inventory {
     pub(crate) fn sort(&mut self) {
         self.counters.sort();
-        self.leases.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.leases.sort();
         self.streams.sort();
         self.records.sort();
     }

@@ -30,8 +30,8 @@ use serde_json::Value;
 
 use super::fork::OpenedIn;
 use super::{
-    counter_overflow, counter_value_i64, Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats,
-    Versioned,
+    counter_overflow, counter_value_i64, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome,
+    RecordEntry, Store, StoreStats, StreamEntry, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -735,7 +735,11 @@ impl Store for RedisStore {
                         redis::pipe().cmd("GET").arg(&key).cmd("HLEN").arg(&claims).query(conn)
                     })?;
                     if let Some(next) = next {
-                        inventory.counters.push((name.to_owned(), next, count));
+                        inventory.counters.push(CounterEntry {
+                            counter: name.to_owned(),
+                            next,
+                            claims: count,
+                        });
                     }
                 }
                 ('l', Some(lease)) => {
@@ -744,11 +748,12 @@ impl Store for RedisStore {
                     if let (Some(token), Some(deadline)) = (token, deadline) {
                         if deadline > server_now {
                             let deadline_ms = local_now + (deadline - server_now);
-                            inventory.leases.push((
-                                name.to_owned(),
-                                lease.to_owned(),
-                                LeaseGrant { token, deadline_ms },
-                            ));
+                            inventory.leases.push(LeaseEntry {
+                                lock: name.to_owned(),
+                                key: lease.to_owned(),
+                                token,
+                                deadline_ms,
+                            });
                         }
                     }
                 }
@@ -757,8 +762,12 @@ impl Store for RedisStore {
                         self.call(|conn| redis::cmd("HMGET").arg(&key).arg("n").arg("e").query(conn))?;
                     if let (Some(marked), Some(expires)) = (marked, expires) {
                         if expires > server_now {
-                            let expires_at = local_now + (expires - server_now);
-                            inventory.streams.push((name.to_owned(), stream.to_owned(), marked, expires_at));
+                            inventory.streams.push(StreamEntry {
+                                guard: name.to_owned(),
+                                stream: stream.to_owned(),
+                                marked,
+                                expires_at_ms: local_now + (expires - server_now),
+                            });
                         }
                     }
                 }
@@ -766,7 +775,11 @@ impl Store for RedisStore {
                     let version: Option<u64> =
                         self.call(|conn| redis::cmd("HGET").arg(&key).arg("ver").query(conn))?;
                     if let Some(version) = version {
-                        inventory.records.push((name.to_owned(), record.to_owned(), version));
+                        inventory.records.push(RecordEntry {
+                            space: name.to_owned(),
+                            key: record.to_owned(),
+                            version,
+                        });
                     }
                 }
                 _ => {}

@@ -9,11 +9,11 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 
 use super::fork::OpenedIn;
-use super::Inventory;
 use super::{
     counter_overflow, counter_value_i64, decide_mark, decide_record_delete, decide_record_write, Claim,
     LeaseGrant, MarkOutcome, Store, StoreStats, Versioned,
 };
+use super::{CounterEntry, Inventory, LeaseEntry, RecordEntry, StreamEntry};
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -621,17 +621,25 @@ impl Store for SqliteStore {
                 "SELECT counter, next, (SELECT count(*) FROM claims WHERE claims.ns = counters.ns AND claims.counter = counters.counter)
                  FROM counters WHERE ns = ?1",
             )?;
-            for row in
-                counters.query_map([ns], |r| Ok((r.get(0)?, from_sql(r.get(1)?), from_sql(r.get(2)?))))?
-            {
+            for row in counters.query_map([ns], |r| {
+                Ok(CounterEntry {
+                    counter: r.get(0)?,
+                    next: from_sql(r.get(1)?),
+                    claims: from_sql(r.get(2)?),
+                })
+            })? {
                 inventory.counters.push(row?);
             }
             let mut leases = conn.prepare_cached(
                 "SELECT lock, key, token, deadline FROM leases WHERE ns = ?1 AND deadline > ?2",
             )?;
             for row in leases.query_map(params![ns, now], |r| {
-                let grant = LeaseGrant { token: from_sql(r.get(2)?), deadline_ms: from_sql(r.get(3)?) };
-                Ok((r.get(0)?, r.get(1)?, grant))
+                Ok(LeaseEntry {
+                    lock: r.get(0)?,
+                    key: r.get(1)?,
+                    token: from_sql(r.get(2)?),
+                    deadline_ms: from_sql(r.get(3)?),
+                })
             })? {
                 inventory.leases.push(row?);
             }
@@ -639,17 +647,19 @@ impl Store for SqliteStore {
                 "SELECT guard, stream, marked, expires_at FROM marks WHERE ns = ?1 AND expires_at > ?2",
             )?;
             for row in marks.query_map(params![ns, now], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                    from_sql(r.get(3)?),
-                ))
+                Ok(StreamEntry {
+                    guard: r.get(0)?,
+                    stream: r.get(1)?,
+                    marked: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                    expires_at_ms: from_sql(r.get(3)?),
+                })
             })? {
                 inventory.streams.push(row?);
             }
             let mut records = conn.prepare_cached("SELECT space, key, version FROM records WHERE ns = ?1")?;
-            for row in records.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?, from_sql(r.get(2)?))))? {
+            for row in records.query_map([ns], |r| {
+                Ok(RecordEntry { space: r.get(0)?, key: r.get(1)?, version: from_sql(r.get(2)?) })
+            })? {
                 inventory.records.push(row?);
             }
             Ok(())

@@ -17,8 +17,8 @@ use std::thread;
 use std::time::Duration;
 
 use racefree::{
-    Clock as _, Counter, Error, EventGuard, GuardOptions, ManualClock, Mark, Records, SharedClock,
-    SharedStore, StartLock,
+    Clock as _, Counter, CounterEntry, Error, EventGuard, GuardOptions, ManualClock, Mark, RecordEntry,
+    Records, SharedClock, SharedStore, StartLock,
 };
 use serde_json::json;
 
@@ -482,13 +482,16 @@ pub fn inventory_lists_live_entries(factory: &Factory) -> Outcome {
     Records::new(&store, "pods").expect("records").put("p", &json!(1), None).expect("put");
     clock.advance(Duration::from_secs(1));
     let inventory = store.inspect().expect("inspect");
-    check(inventory.counters == vec![("task:1".to_owned(), 2, 2)], || format!("{:?}", inventory.counters))?;
-    let leases: Vec<_> = inventory.leases.iter().map(|(l, k, g)| (l.as_str(), k.as_str(), g.token)).collect();
+    let counters = vec![CounterEntry { counter: "task:1".into(), next: 2, claims: 2 }];
+    check(inventory.counters == counters, || format!("{:?}", inventory.counters))?;
+    let leases: Vec<_> =
+        inventory.leases.iter().map(|l| (l.lock.as_str(), l.key.as_str(), l.token)).collect();
     check(leases == vec![("tasks", "k", lease.token())], || format!("{leases:?}"))?;
-    check(inventory.streams.len() == 1 && inventory.streams[0].2 == 1, || {
+    check(inventory.streams.len() == 1 && inventory.streams[0].marked == 1, || {
         format!("{:?}", inventory.streams)
     })?;
-    check(inventory.records == vec![("pods".to_owned(), "p".to_owned(), 1)], || {
-        format!("{:?}", inventory.records)
-    })
+    check(
+        inventory.records == vec![RecordEntry { space: "pods".into(), key: "p".into(), version: 1 }],
+        || format!("{:?}", inventory.records),
+    )
 }
