@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::short_key::same;
 use crate::store::{MarkOutcome, SharedStore};
-use crate::validate::{self, same};
+use crate::validate;
 
 /// The default time marks are kept after a stream's last new event: one hour.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);

@@ -45,6 +45,7 @@ mod error;
 mod event_guard;
 mod lease_keeper;
 mod records;
+mod short_key;
 mod start_lock;
 pub mod store;
 mod sync;

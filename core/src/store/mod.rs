@@ -175,8 +175,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The namespace that prefixes every key of this store ("" for none).
     fn namespace(&self) -> &str;
 
-    /// Whether every operation completes in-process without waiting on I/O or other processes
-    /// (bindings call such stores directly; others off the event loop and without the GIL).
+    /// Whether every operation completes in this process, in bounded time, without I/O and
+    /// without waiting for another process: a call never blocks its caller for longer than a
+    /// short critical section. A host whose callers must not block (an event loop, a thread
+    /// holding a runtime-wide lock) may call such a store inline and must move calls to any
+    /// other store off to a thread where blocking is allowed. `false` unless a store says so.
     fn is_local(&self) -> bool {
         false
     }

@@ -1,80 +1,31 @@
 //! The in-memory store: the default backend, in-process, also in wasm.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod now;
+mod pair_table;
+mod shard;
+
 use std::sync::atomic::Ordering;
 
-use hashbrown::HashTable;
 use serde_json::Value;
+
+use self::now::Now;
+use self::shard::{
+    get_nested, get_nested_mut, insert_nested, remove_nested, shard_hasher, shard_index, CounterState,
+    ExpiryKind, MarkState, Padded, RecordState, Shard, ShardHasher, SHARDS,
+};
 
 use super::{
     counter_overflow, decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome,
     Store, StoreStats, Versioned,
 };
 use super::{CounterEntry, Inventory, LeaseEntry, RecordEntry, StreamEntry};
-use crate::clock::{Clock, SharedClock, LAG_BOUND_MS};
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
+use crate::short_key::same;
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, RwLock};
-use crate::validate::{same, same_bytes};
 
 /// Maps hashed with foldhash: fast, and seeded per map so chosen keys cannot force collisions.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// Picks shards: seeded per store, so chosen keys cannot force collisions — except in the loom
-/// model, whose replays need every run to lock the same shards.
-#[cfg(not(loom))]
-type ShardHasher = foldhash::fast::RandomState;
-#[cfg(loom)]
-type ShardHasher = foldhash::fast::FixedState;
-
-fn shard_hasher() -> ShardHasher {
-    #[cfg(not(loom))]
-    return foldhash::fast::RandomState::default();
-    #[cfg(loom)]
-    return foldhash::fast::FixedState::with_seed(0x5EED);
-}
-
-/// The time of one store call. The clock's cheap lagging reading settles every deadline more than
-/// [`LAG_BOUND_MS`] away (most of them: leases of seconds, marks kept for a day); the precise
-/// reading is taken, once, only for a deadline near now or to set a new one. Decisions are the
-/// ones the precise clock gives.
-struct Now<'a> {
-    clock: &'a dyn Clock,
-    lagging: u64,
-    exact: std::cell::Cell<Option<u64>>,
-}
-
-impl<'a> Now<'a> {
-    fn read(clock: &'a dyn Clock) -> Self {
-        let (lagging, exact) = match clock.lagging_now_ms() {
-            Some(lagging) => (lagging, None),
-            None => {
-                let now = clock.now_ms();
-                (now, Some(now))
-            }
-        };
-        Self { clock, lagging, exact: std::cell::Cell::new(exact) }
-    }
-
-    /// The precise time, read on first use.
-    fn exact(&self) -> u64 {
-        if let Some(now) = self.exact.get() {
-            return now;
-        }
-        let now = self.clock.now_ms().max(self.lagging);
-        self.exact.set(Some(now));
-        now
-    }
-
-    /// Whether `deadline` is at or before now.
-    fn reached(&self, deadline: u64) -> bool {
-        deadline <= self.lagging.saturating_add(LAG_BOUND_MS) && deadline <= self.exact()
-    }
-}
-
-/// Number of independently locked shards; a power of two (4 in the loom model, to keep its
-/// state space small; the code paths are the same).
-const SHARDS: usize = if cfg!(loom) { 4 } else { 64 };
+pub(super) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Expired entries removed per store call on a shard, so expiry costs are spread over calls.
 const AMORTIZED_SWEEP: usize = 4;
@@ -117,144 +68,6 @@ pub struct MemoryStore {
     max_keys: u64,
     entries: AtomicU64,
     expired_swept: AtomicU64,
-}
-
-/// Keeps each shard's mutex on its own cache lines, so threads on distinct shards don't share them.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded<T>(T);
-
-#[derive(Debug, Default)]
-struct Shard {
-    /// Counters by key, in a table addressed by the store's own hash (computed once per call).
-    counters: HashTable<CounterState>,
-    marks: PairTable<MarkState>,
-    leases: PairTable<LeaseGrant>,
-    records: HashMap<String, HashMap<String, RecordState>>,
-    /// Deadlines of leases and marks, earliest first; entries may be stale (renewed, released).
-    expiries: BinaryHeap<Reverse<Expiry>>,
-    /// Live leases and marks in this shard, to tell when `expiries` is mostly stale.
-    expiring: usize,
-}
-
-/// Aligned to 128 bytes so that a counter's `next`, written on every call, never shares a cache
-/// line with anything another thread touches — not even a neighbouring allocation.
-#[derive(Debug)]
-#[repr(align(128))]
-struct CounterState {
-    key: String,
-    next: u64,
-    claims: HashMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct MarkState {
-    marked: u32,
-    expires_at: u64,
-}
-
-#[derive(Debug)]
-struct RecordState {
-    value: Value,
-    version: u64,
-    fence: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum ExpiryKind {
-    Lease,
-    Mark,
-}
-
-/// A deadline in a shard's heap: the entry is found again by its hash. Any entry of that hash
-/// whose deadline is still `at` (and past) has expired, whichever pair it is, so the heap needs
-/// neither the names nor an allocation.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Expiry {
-    at: u64,
-    kind: ExpiryKind,
-    hash: u64,
-}
-
-/// Entries keyed by `(primitive name, key)` in one table, addressed by the store's hash of the
-/// pair — computed once per call, also to pick the shard — so a lookup is one probe.
-#[derive(Debug)]
-struct PairTable<V> {
-    table: HashTable<Paired<V>>,
-}
-
-#[derive(Debug)]
-struct Paired<V> {
-    hash: u64,
-    /// The name, then the key, in one allocation: a lookup follows one pointer, not two.
-    joined: Box<str>,
-    name_len: usize,
-    value: V,
-}
-
-impl<V> Paired<V> {
-    fn new(hash: u64, name: &str, key: &str, value: V) -> Self {
-        Self { hash, joined: [name, key].concat().into_boxed_str(), name_len: name.len(), value }
-    }
-
-    /// The name and the key.
-    fn parts(&self) -> (&str, &str) {
-        self.joined.split_at(self.name_len)
-    }
-
-    /// Compares bytes: a `str` split would check for a character boundary on every lookup.
-    fn is(&self, name: &str, key: &str) -> bool {
-        let (stored_name, stored_key) = self.joined.as_bytes().split_at(self.name_len);
-        same_bytes(stored_name, name.as_bytes()) && same_bytes(stored_key, key.as_bytes())
-    }
-}
-
-impl<V> Default for PairTable<V> {
-    fn default() -> Self {
-        Self { table: HashTable::new() }
-    }
-}
-
-impl<V> PairTable<V> {
-    fn get(&self, hash: u64, name: &str, key: &str) -> Option<&V> {
-        self.table.find(hash, |e| e.is(name, key)).map(|e| &e.value)
-    }
-
-    fn get_mut(&mut self, hash: u64, name: &str, key: &str) -> Option<&mut V> {
-        self.table.find_mut(hash, |e| e.is(name, key)).map(|e| &mut e.value)
-    }
-
-    /// Sets the pair's value, adding the pair if it is new.
-    fn set(&mut self, hash: u64, name: &str, key: &str, value: V) {
-        match self.get_mut(hash, name, key) {
-            Some(slot) => *slot = value,
-            None => {
-                let entry = Paired::new(hash, name, key, value);
-                self.table.insert_unique(hash, entry, |e| e.hash);
-            }
-        }
-    }
-
-    fn remove(&mut self, hash: u64, name: &str, key: &str) -> Option<V> {
-        let found = self.table.find_entry(hash, |e| e.is(name, key)).ok()?;
-        Some(found.remove().0.value)
-    }
-
-    /// Removes an entry of `hash` for which `expired` holds (see [`Expiry`]).
-    fn remove_expired(&mut self, hash: u64, expired: impl Fn(&V) -> bool) -> bool {
-        self.table.find_entry(hash, |e| expired(&e.value)).map(|found| drop(found.remove())).is_ok()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
-        self.table.iter().map(|e| {
-            let (name, key) = e.parts();
-            (name, key, &e.value)
-        })
-    }
-
-    fn hashes(&self) -> impl Iterator<Item = (u64, &V)> {
-        self.table.iter().map(|e| (e.hash, &e.value))
-    }
 }
 
 /// Builds a [`MemoryStore`] with options.
@@ -561,86 +374,6 @@ impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
     }
-}
-
-impl Shard {
-    /// Removes up to `limit` entries whose deadline is at or before `now`; returns how many.
-    fn expire(&mut self, now: &Now<'_>, limit: usize) -> u64 {
-        let mut removed = 0;
-        let mut examined = 0;
-        while examined < limit {
-            match self.expiries.peek() {
-                Some(Reverse(next)) if now.reached(next.at) => {}
-                _ => break,
-            }
-            let Some(Reverse(expiry)) = self.expiries.pop() else {
-                break;
-            };
-            examined += 1;
-            // A renewed lease or refreshed mark has a later deadline: then this heap entry is stale.
-            let at = expiry.at;
-            let found = match expiry.kind {
-                ExpiryKind::Lease => self.leases.remove_expired(expiry.hash, |l| l.deadline_ms == at),
-                ExpiryKind::Mark => self.marks.remove_expired(expiry.hash, |m| m.expires_at == at),
-            };
-            if found {
-                self.expiring -= 1;
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    fn push_expiry(&mut self, at: u64, kind: ExpiryKind, hash: u64) {
-        self.expiries.push(Reverse(Expiry { at, kind, hash }));
-        if self.expiries.len() > 64 && self.expiries.len() > 4 * self.expiring {
-            self.compact_expiries();
-        }
-    }
-
-    /// Rebuilds the heap from live entries, dropping stale ones (released or renewed leases).
-    fn compact_expiries(&mut self) {
-        if self.expiries.len() == self.expiring {
-            return;
-        }
-        let leases =
-            self.leases.hashes().map(|(hash, l)| Expiry { at: l.deadline_ms, kind: ExpiryKind::Lease, hash });
-        let marks =
-            self.marks.hashes().map(|(hash, m)| Expiry { at: m.expires_at, kind: ExpiryKind::Mark, hash });
-        self.expiries = leases.chain(marks).map(Reverse).collect();
-    }
-}
-
-/// The shard of a hash: its middle bits (the table inside a shard uses the low and top bits).
-#[inline]
-fn shard_index(hash: u64) -> usize {
-    (hash >> 32) as usize & (SHARDS - 1)
-}
-
-/// Removes `outer[name][key]`, and `outer[name]` once it is empty; returns the removed value.
-fn remove_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<V> {
-    let inner = outer.get_mut(name)?;
-    let removed = inner.remove(key);
-    if inner.is_empty() {
-        outer.remove(name);
-    }
-    removed
-}
-
-fn get_nested<'a, V>(outer: &'a HashMap<String, HashMap<String, V>>, name: &str, key: &str) -> Option<&'a V> {
-    outer.get(name)?.get(key)
-}
-
-fn get_nested_mut<'a, V>(
-    outer: &'a mut HashMap<String, HashMap<String, V>>,
-    name: &str,
-    key: &str,
-) -> Option<&'a mut V> {
-    outer.get_mut(name)?.get_mut(key)
-}
-
-fn insert_nested<V>(outer: &mut HashMap<String, HashMap<String, V>>, name: &str, key: &str, value: V) {
-    outer.entry(name.to_owned()).or_default().insert(key.to_owned(), value);
 }
 
 impl Store for MemoryStore {
