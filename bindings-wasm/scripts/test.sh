@@ -20,7 +20,7 @@ echo '{ "name": "scratch", "private": true, "type": "module" }' > package.json
 npm install --no-audit --no-fund --silent "$tarball"
 cp "$here"/test/*.mjs "$here"/test/types.ts test/
 
-echo "-- tsc --noEmit: the tests' types against the installed index.d.ts"
+echo "-- tsc --noEmit: the tests' types against the installed declarations (dist/*.d.ts)"
 cat > tsconfig.json <<'JSON'
 {
   "compilerOptions": {

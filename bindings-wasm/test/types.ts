@@ -1,4 +1,4 @@
-// Type-checked against the package's index.d.ts with `tsc --noEmit` (never run). The
+// Type-checked against the package's declarations (dist/*.d.ts, made from js/*.ts) with `tsc --noEmit` (never run). The
 // expect-error directives below prove the types reject what the runtime rejects.
 import {
   Cache,
