@@ -33,12 +33,12 @@ pub struct LoadWait {
     inner: racefree::Waiter<Value, Failure>,
 }
 
-fn finished(py: Python<'_>, result: FlightResult<Value, Failure>) -> (&'static str, Py<PyAny>) {
-    match result {
-        FlightResult::Done(Ok(value)) => ("done", value.clone_ref(py)),
-        FlightResult::Done(Err(err)) => ("error", err.clone_ref(py).into_value(py).into_any()),
-        FlightResult::Abandoned => ("abandoned", py.None()),
-    }
+/// A value `Cache.lookup` found cached.
+#[pyclass(module = "racefree._native", frozen)]
+pub struct CacheHit {
+    /// The cached value.
+    #[pyo3(get)]
+    value: Py<PyAny>,
 }
 
 #[pymethods]
@@ -76,28 +76,23 @@ impl Cache {
         }
     }
 
-    /// `("hit", value)`, `("load", LoadDuty)` or `("wait", LoadWait)`: the building block of the
-    /// asyncio form.
-    fn lookup(
-        &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        ttl: &Bound<'_, PyAny>,
-    ) -> PyResult<(&'static str, Py<PyAny>)> {
+    /// A `CacheHit`, the `LoadDuty` of the one caller that loads, or a `LoadWait` on its load:
+    /// the building block of the asyncio form.
+    fn lookup(&self, py: Python<'_>, key: &Bound<'_, PyAny>, ttl: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let (key, ttl) = (convert::key("cache key", key)?, convert::duration("ttl", ttl)?);
         Ok(match self.inner.lookup(key, ttl).py()? {
-            Lookup::Hit(value) => ("hit", value.clone_ref(py)),
-            Lookup::Load(loader) => {
-                ("load", Py::new(py, LoadDuty { inner: Mutex::new(Some(loader)) })?.into_any())
-            }
-            Lookup::Wait(waiter) => ("wait", Py::new(py, LoadWait { inner: waiter })?.into_any()),
+            Lookup::Hit(value) => Py::new(py, CacheHit { value: value.clone_ref(py) })?.into_any(),
+            Lookup::Load(loader) => Py::new(py, LoadDuty { inner: Mutex::new(Some(loader)) })?.into_any(),
+            Lookup::Wait(waiter) => Py::new(py, LoadWait { inner: waiter })?.into_any(),
         })
     }
 
+    /// Drops the cached value of `key`; returns whether one was cached.
     fn invalidate(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(self.inner.invalidate(convert::key("cache key", key)?))
     }
 
+    /// Removes expired values; returns how many.
     fn sweep(&self) -> u64 {
         self.inner.sweep()
     }
@@ -106,6 +101,7 @@ impl Cache {
         self.inner.len()
     }
 
+    /// Counts: `hits`, `loads`, `coalesced`, `load_errors`, `expired`.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let s = self.inner.stats();
         HashMap::from([
@@ -157,9 +153,26 @@ impl LoadWait {
         }));
     }
 
-    /// `None` while the load runs; then `("done", value)`, `("error", exception)` or
-    /// `("abandoned", None)`.
-    fn result(&self, py: Python<'_>) -> Option<(&'static str, Py<PyAny>)> {
-        self.inner.result().map(|r| finished(py, r))
+    /// Whether the load has ended (loaded, failed or abandoned).
+    fn done(&self) -> bool {
+        self.inner.result().is_some()
+    }
+
+    /// Whether the load was given up (its loader cancelled): look the key up again.
+    fn abandoned(&self) -> bool {
+        matches!(self.inner.result(), Some(FlightResult::Abandoned))
+    }
+
+    /// The loaded value, or the loader's exception raised; `RuntimeError` while the load runs
+    /// or once it was abandoned.
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.inner.result() {
+            Some(FlightResult::Done(Ok(value))) => Ok(value.clone_ref(py)),
+            Some(FlightResult::Done(Err(err))) => Err(err.clone_ref(py)),
+            Some(FlightResult::Abandoned) => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the load was abandoned: look the key up again",
+            )),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("the load is still running")),
+        }
     }
 }

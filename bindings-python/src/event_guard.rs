@@ -57,6 +57,7 @@ impl EventGuard {
         })
     }
 
+    /// The declared events, in order.
     #[getter]
     fn events(&self) -> Vec<String> {
         self.inner.events().to_vec()
@@ -79,6 +80,7 @@ impl EventGuard {
         Ok(member.bind(py).clone())
     }
 
+    /// Whether `event` of `stream` is marked.
     fn is_marked(
         &self,
         py: Python<'_>,
@@ -89,16 +91,19 @@ impl EventGuard {
         call(py, self.local, || self.inner.is_marked(stream, event)).py()
     }
 
+    /// The latest event marked for `stream`, or `None`.
     fn last_marked(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let stream = convert::key("stream id", stream)?;
         call(py, self.local, || self.inner.last_marked(stream).map(|e| e.map(str::to_owned))).py()
     }
 
+    /// Forgets `stream`'s marks; returns whether it had any.
     fn forget(&self, py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<bool> {
         let stream = convert::key("stream id", stream)?;
         call(py, self.local, || self.inner.forget(stream)).py()
     }
 
+    /// This handle's counts: `delivered`, `duplicates_suppressed`, `out_of_order`.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let s = self.inner.stats();
         HashMap::from([

@@ -47,16 +47,19 @@ impl KeeperOptions {
         Ok(Self { inner })
     }
 
+    /// The lease TTL, in seconds.
     #[getter]
     fn ttl(&self) -> f64 {
         self.inner.ttl().as_secs_f64()
     }
 
+    /// Seconds between renewals.
     #[getter]
     fn renew_every(&self) -> f64 {
         self.inner.renew_every().as_secs_f64()
     }
 
+    /// Seconds after which renewal stops and the lease is reported lost, or `None`.
     #[getter]
     fn max_hold(&self) -> Option<f64> {
         self.inner.max_hold().map(|d| d.as_secs_f64())
@@ -87,11 +90,13 @@ pub struct LeaseKeeper {
 
 #[pymethods]
 impl LeaseKeeper {
+    /// The key of the kept lease.
     #[getter]
     fn key(&self) -> String {
         self.keeper.lock().key().to_owned()
     }
 
+    /// The fencing token of the kept lease.
     #[getter]
     fn token(&self) -> u64 {
         self.keeper.lock().token()

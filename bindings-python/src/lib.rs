@@ -43,6 +43,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::Records>()?;
     m.add_class::<records::Versioned>()?;
     m.add_class::<cache::Cache>()?;
+    m.add_class::<cache::CacheHit>()?;
     m.add_class::<cache::LoadDuty>()?;
     m.add_class::<cache::LoadWait>()?;
     m.add_class::<lease_keeper::KeeperOptions>()?;

@@ -11,8 +11,10 @@ use crate::store::{call, Store};
 /// A record's value and version.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Versioned {
+    /// The record's value (what JSON can hold).
     #[pyo3(get)]
     value: Py<PyAny>,
+    /// The record's version: 1 on create, one more on every write.
     #[pyo3(get)]
     version: u64,
 }
@@ -60,12 +62,16 @@ impl Records {
         Ok(Self { inner: racefree::Records::new(store, name).py()?, local: store.is_local() })
     }
 
+    /// The record's value and version, or `None` if there is none.
     fn get(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Versioned>> {
         let key = convert::key("record key", key)?;
         let found = call(py, self.local, || self.inner.get(key)).py()?;
         found.map(|v| versioned(py, v)).transpose()
     }
 
+    /// Writes `value`: create-only without `expected_version` (raises `Conflict` if the record
+    /// exists), else only over that version; refused with `StaleToken` for a fencing token below
+    /// the last one written. Returns the new version.
     #[pyo3(signature = (key, value, *, expected_version = None, fencing_token = None))]
     fn put(
         &self,
@@ -122,6 +128,8 @@ impl Records {
         }
     }
 
+    /// Deletes the record (only at `expected_version`, when given); returns whether one was
+    /// deleted.
     #[pyo3(signature = (key, *, expected_version = None))]
     fn delete(
         &self,
@@ -134,6 +142,7 @@ impl Records {
         call(py, self.local, || self.inner.delete(key, expected)).py()
     }
 
+    /// This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let s = self.inner.stats();
         HashMap::from([

@@ -33,11 +33,13 @@ impl StartLock {
         Ok(Self { inner: Arc::new(racefree::StartLock::new(store, name).py()?), local: store.is_local() })
     }
 
+    /// The lock's name.
     #[getter]
     fn name(&self) -> &str {
         self.inner.name()
     }
 
+    /// A lease on `key` for `ttl` if nobody holds one, else `None`.
     #[pyo3(signature = (key, *, ttl))]
     fn try_start(
         &self,
@@ -91,6 +93,7 @@ impl StartLock {
         call(py, self.local, || self.inner.release_token(key, token)).py()
     }
 
+    /// Whether somebody holds an unexpired lease on `key`.
     fn is_held(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let key = convert::key("lease key", key)?;
         call(py, self.local, || self.inner.is_held(key)).py()
@@ -102,6 +105,7 @@ impl StartLock {
         Ok(call(py, self.local, || self.inner.holder(key)).py()?.map(|g| (g.token, g.deadline_ms)))
     }
 
+    /// This handle's counts: `granted`, `contended`, `renewed`, `released`, `rejected_not_owner`.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let s = self.inner.stats();
         HashMap::from([
@@ -116,16 +120,19 @@ impl StartLock {
 
 #[pymethods]
 impl Lease {
+    /// The key the lease is on.
     #[getter]
     fn key(&self) -> &str {
         self.inner.key()
     }
 
+    /// The fencing token: larger than every token the lock granted before.
     #[getter]
     fn token(&self) -> u64 {
         self.inner.token()
     }
 
+    /// The lease's deadline on the store's clock, in milliseconds.
     #[getter]
     fn deadline_ms(&self) -> u64 {
         self.inner.deadline_ms()
@@ -137,30 +144,33 @@ impl Lease {
         self.inner.time_left().as_secs_f64()
     }
 
+    /// Extends the lease to `ttl` from now; raises `NotOwner` once it was released or has expired.
     #[pyo3(signature = (*, ttl))]
     fn renew(&self, py: Python<'_>, ttl: &Bound<'_, PyAny>) -> PyResult<()> {
         let ttl = convert::duration("ttl", ttl)?;
         call(py, self.local, || self.inner.renew(ttl)).py()
     }
 
+    /// Releases the lease; raises `NotOwner` once it was released or has expired.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         call(py, self.local, || self.inner.release()).py()
     }
 
+    /// Returns the lease itself.
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
+    /// Releases the lease; an exception inside the `with` block is never suppressed.
     fn __exit__(
         &self,
         py: Python<'_>,
         _exc_type: &Bound<'_, PyAny>,
         _exc: &Bound<'_, PyAny>,
         _traceback: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
+    ) -> PyResult<()> {
         // A lease lost inside the block (expired) is reported, like redis-py's LockNotOwnedError.
-        self.release(py)?;
-        Ok(false)
+        self.release(py)
     }
 
     fn __repr__(&self) -> String {

@@ -24,15 +24,18 @@ impl ManualClock {
         Self { inner: Arc::new(racefree::ManualClock::new(start_ms)) }
     }
 
+    /// Moves the clock forward by `by` (seconds or a `timedelta`).
     fn advance(&self, by: &Bound<'_, PyAny>) -> PyResult<()> {
         self.inner.advance(convert::duration("by", by)?);
         Ok(())
     }
 
+    /// Sets the clock to `now_ms` milliseconds.
     fn set_ms(&self, now_ms: u64) {
         self.inner.set(now_ms);
     }
 
+    /// The clock's time, in milliseconds.
     fn now_ms(&self) -> u64 {
         use racefree::Clock;
         self.inner.now_ms()
@@ -47,6 +50,7 @@ pub struct Store {
 
 #[pymethods]
 impl Store {
+    /// The namespace that prefixes every key of this store ("" for none).
     #[getter]
     fn namespace(&self) -> &str {
         self.inner.namespace()
@@ -58,15 +62,18 @@ impl Store {
         self.inner.is_local()
     }
 
+    /// Removes every expired lease and mark now; returns how many.
     fn sweep(&self, py: Python<'_>) -> PyResult<u64> {
         call(py, self.inner.is_local(), || self.inner.sweep()).py()
     }
 
+    /// The store's counts: `entries` (held now), `expired_swept` (removed so far).
     fn stats(&self, py: Python<'_>) -> PyResult<HashMap<&'static str, u64>> {
         let s = call(py, self.inner.is_local(), || self.inner.stats()).py()?;
         Ok(HashMap::from([("entries", s.entries), ("expired_swept", s.expired_swept)]))
     }
 
+    /// The store's time (its clock's), in milliseconds: the clock lease deadlines are on.
     fn now_ms(&self) -> u64 {
         self.inner.clock().now_ms()
     }

@@ -2,10 +2,11 @@
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import racefree
 from racefree.asyncio import StartLock, TaskCoordinator, get_or_load
+from racefree.types import CounterStats, Inventory, StoreStats
 
 
 def sync_use() -> int:
@@ -22,8 +23,18 @@ def sync_use() -> int:
     updated: racefree.Versioned = records.update("p", lambda v: {"n": 1})
     cache = racefree.Cache(max_entries=10)
     engines: Any = cache.get_or_load("engines", 2, lambda: ["a"])
-    stats: Dict[str, int] = store.stats()
-    return claim.index + (index or 0) + int(first) + token + updated.version + len(engines) + stats["entries"]
+    stats: StoreStats = store.stats()
+    claims: CounterStats = counter.stats()
+    _ = claims["entries"]  # type: ignore[typeddict-item]  # mypy must reject the key (or the ignore is unused)
+    inventory: Inventory = store.inspect()
+    deadlines = [lease["deadline_ms"] for lease in inventory["leases"]]
+    return claim.index + (index or 0) + int(first) + token + updated.version + len(engines) + stats["entries"] + len(deadlines) + claims["new_claims"]
+
+
+def token_of_held_lease(lock: racefree.StartLock) -> int:
+    """A plain `with` that returns from inside: `Lease.__exit__` never suppresses, so mypy sees no missing return."""
+    with lock.hold("k", ttl=30) as lease:
+        return lease.token
 
 
 async def async_use() -> List[bool]:

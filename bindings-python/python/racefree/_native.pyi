@@ -1,13 +1,24 @@
 """Type stubs of the native module ``racefree._native`` (checked against it by mypy's stubtest)."""
 
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, final
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, final
+
+from racefree.types import (
+    CacheStats,
+    CounterStats,
+    GuardStats,
+    Inventory,
+    LockStats,
+    RecordsStats,
+    StoreStats,
+)
 
 _Seconds = Union[float, int, timedelta]
 
 __all__ = [
     "Acquisition",
     "Cache",
+    "CacheHit",
     "Claim",
     "Counter",
     "EventGuard",
@@ -32,55 +43,89 @@ __all__ = [
 
 MAX_KEY_BYTES: int
 
-def open(url: Optional[str] = None, *, clock: Optional[ManualClock] = None) -> Store: ...
-def new_execution_id() -> str: ...
+def open(url: Optional[str] = None, *, clock: Optional[ManualClock] = None) -> Store:
+    """Opens a store from a URL (`memory://` by default)."""
+def new_execution_id() -> str:
+    """A new execution id: a ULID, monotonic within the process."""
 def check_url(url: str) -> None:
-    """Checks a store URL as ``open`` would, without opening it (no file, no connection)."""
-def error_codes() -> List[str]: ...
+    """Checks a store URL as `open` would, without opening it (no file, no connection): raises
+    `InvalidArgument` for a malformed URL or option, `BackendUnavailable` for a missing backend."""
+def error_codes() -> List[str]:
+    """Every error code the core can raise, for tests that check each maps to a class."""
 def _panic_for_tests() -> None: ...
 @final
 class ManualClock:
+    """A clock that moves only when told to (tests, deterministic scenarios)."""
+
     def __new__(cls, start_ms: int = 0) -> ManualClock: ...
-    def advance(self, by: _Seconds) -> None: ...
-    def set_ms(self, now_ms: int) -> None: ...
-    def now_ms(self) -> int: ...
+    def advance(self, by: _Seconds) -> None:
+        """Moves the clock forward by `by` (seconds or a `timedelta`)."""
+    def set_ms(self, now_ms: int) -> None:
+        """Sets the clock to `now_ms` milliseconds."""
+    def now_ms(self) -> int:
+        """The clock's time, in milliseconds."""
 
 @final
 class Store:
+    """An open store; every primitive is created on one."""
+
     @property
-    def namespace(self) -> str: ...
+    def namespace(self) -> str:
+        """The namespace that prefixes every key of this store ("" for none)."""
     @property
-    def is_local(self) -> bool: ...
-    def sweep(self) -> int: ...
-    def inspect(self) -> Dict[str, List[Dict[str, Any]]]:
-        """What the namespace holds: counters, leases (token, deadline_ms), streams, records."""
-    def stats(self) -> Dict[str, int]: ...
-    def now_ms(self) -> int: ...
+    def is_local(self) -> bool:
+        """Whether every operation is in-process (nothing to wait for: no disk, network or other process)."""
+    def sweep(self) -> int:
+        """Removes every expired lease and mark now; returns how many."""
+    def inspect(self) -> Inventory:
+        """What the namespace holds, for operators: `{"counters": [...], "leases": [...], "streams":
+        [...], "records": [...]}`, each entry a dict."""
+    def stats(self) -> StoreStats:
+        """The store's counts: `entries` (held now), `expired_swept` (removed so far)."""
+    def now_ms(self) -> int:
+        """The store's time (its clock's), in milliseconds: the clock lease deadlines are on."""
 
 @final
 class Claim:
+    """The index of an execution id and whether this claim assigned it. Claims compare with `==`."""
+
     @property
-    def index(self) -> int: ...
+    def index(self) -> int:
+        """The execution id's index, stable for as long as the counter is not reset."""
     @property
-    def is_new(self) -> bool: ...
+    def is_new(self) -> bool:
+        """`True` for the one claim that assigned the index, `False` for every later claim."""
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class Counter:
+    """A per-key sequential index counter."""
+
     def __new__(cls, store: Store, key: str) -> Counter: ...
     @property
-    def key(self) -> str: ...
-    def next(self) -> int: ...
-    def claim(self, execution_id: str) -> Claim: ...
-    def index_of(self, execution_id: str) -> Optional[int]: ...
-    def peek(self) -> int: ...
-    def set(self, next: int) -> None: ...
-    def reset(self) -> None: ...
-    def stats(self) -> Dict[str, int]: ...
+    def key(self) -> str:
+        """The counter's key."""
+    def next(self) -> int:
+        """Returns the next index and increments the counter: 0, 1, 2, … unique and gap-free."""
+    def claim(self, execution_id: str) -> Claim:
+        """The index of `execution_id`: assigned from the counter on its first claim, the same on every
+        later one."""
+    def index_of(self, execution_id: str) -> Optional[int]:
+        """The index `execution_id` claimed, or `None` if it has not claimed one."""
+    def peek(self) -> int:
+        """The index the next `next` or new claim returns."""
+    def set(self, next: int) -> None:
+        """Sets the index the next `next` or new claim returns; claims are kept."""
+    def reset(self) -> None:
+        """Forgets the counter and all its claims."""
+    def stats(self) -> CounterStats:
+        """This handle's counts: `new_claims`, `repeated_claims`."""
 
 @final
 class Mark:
+    """What `EventGuard.mark` found: deliver on `FIRST`, suppress on `DUPLICATE`."""
+
     FIRST: Mark
     DUPLICATE: Mark
     def __eq__(self, other: object, /) -> bool: ...
@@ -89,59 +134,99 @@ class Mark:
 
 @final
 class EventGuard:
+    """Ordered lifecycle events, each delivered once per stream."""
+
     def __new__(
         cls, store: Store, name: str, events: Sequence[str], *, retention: Optional[_Seconds] = None
     ) -> EventGuard: ...
     @property
-    def events(self) -> List[str]: ...
-    def mark(self, stream: str, event: str) -> Mark: ...
-    def is_marked(self, stream: str, event: str) -> bool: ...
-    def last_marked(self, stream: str) -> Optional[str]: ...
-    def forget(self, stream: str) -> bool: ...
-    def stats(self) -> Dict[str, int]: ...
+    def events(self) -> List[str]:
+        """The declared events, in order."""
+    def mark(self, stream: str, event: str) -> Mark:
+        """`Mark.FIRST` or `Mark.DUPLICATE`: the class's own members, so `is` comparisons work."""
+    def is_marked(self, stream: str, event: str) -> bool:
+        """Whether `event` of `stream` is marked."""
+    def last_marked(self, stream: str) -> Optional[str]:
+        """The latest event marked for `stream`, or `None`."""
+    def forget(self, stream: str) -> bool:
+        """Forgets `stream`'s marks; returns whether it had any."""
+    def stats(self) -> GuardStats:
+        """This handle's counts: `delivered`, `duplicates_suppressed`, `out_of_order`."""
 
 @final
 class Lease:
+    """A granted lease. A context manager: leaving the `with` block releases it."""
+
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The key the lease is on."""
     @property
-    def token(self) -> int: ...
+    def token(self) -> int:
+        """The fencing token: larger than every token the lock granted before."""
     @property
-    def deadline_ms(self) -> int: ...
+    def deadline_ms(self) -> int:
+        """The lease's deadline on the store's clock, in milliseconds."""
     @property
-    def time_left(self) -> float: ...
-    def renew(self, *, ttl: _Seconds) -> None: ...
-    def release(self) -> None: ...
-    def __enter__(self) -> Lease: ...
-    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool: ...
+    def time_left(self) -> float:
+        """Seconds left until the deadline by the store's clock."""
+    def renew(self, *, ttl: _Seconds) -> None:
+        """Extends the lease to `ttl` from now; raises `NotOwner` once it was released or has expired."""
+    def release(self) -> None:
+        """Releases the lease; raises `NotOwner` once it was released or has expired."""
+    def __enter__(self) -> Lease:
+        """Returns the lease itself."""
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        """Releases the lease; an exception inside the `with` block is never suppressed."""
 
 @final
 class StartLock:
+    """One winner per key, with TTL leases and fencing tokens."""
+
     def __new__(cls, store: Store, name: str) -> StartLock: ...
     @property
-    def name(self) -> str: ...
-    def try_start(self, key: str, *, ttl: _Seconds) -> Optional[Lease]: ...
-    def acquire(self, key: str, *, ttl: _Seconds, timeout: Optional[_Seconds] = None) -> Lease: ...
-    def hold(self, key: str, *, ttl: _Seconds, timeout: Optional[_Seconds] = None) -> Lease: ...
-    def release_token(self, key: str, token: int) -> None: ...
-    def is_held(self, key: str) -> bool: ...
-    def holder(self, key: str) -> Optional[Tuple[int, int]]: ...
-    def stats(self) -> Dict[str, int]: ...
+    def name(self) -> str:
+        """The lock's name."""
+    def try_start(self, key: str, *, ttl: _Seconds) -> Optional[Lease]:
+        """A lease on `key` for `ttl` if nobody holds one, else `None`."""
+    def acquire(self, key: str, *, ttl: _Seconds, timeout: Optional[_Seconds] = None) -> Lease:
+        """Waits up to `timeout` (forever when `None`) for the lease, with the GIL released while
+        waiting."""
+    def hold(self, key: str, *, ttl: _Seconds, timeout: Optional[_Seconds] = None) -> Lease:
+        """`acquire` for `with lock.hold(key, ttl=30) as lease:` (the lease releases on exit)."""
+    def release_token(self, key: str, token: int) -> None:
+        """Releases the lease holding `token` on `key` (an operator freeing a stuck key, a process
+        that kept the token); raises `NotOwner` when `token` no longer holds it."""
+    def is_held(self, key: str) -> bool:
+        """Whether somebody holds an unexpired lease on `key`."""
+    def holder(self, key: str) -> Optional[Tuple[int, int]]:
+        """`(token, deadline_ms)` of the unexpired lease on `key`, or `None`."""
+    def stats(self) -> LockStats:
+        """This handle's counts: `granted`, `contended`, `renewed`, `released`, `rejected_not_owner`."""
 
 @final
 class Versioned:
+    """A record's value and version."""
+
     @property
-    def value(self) -> Any: ...
+    def value(self) -> Any:
+        """The record's value (what JSON can hold)."""
     @property
-    def version(self) -> int: ...
+    def version(self) -> int:
+        """The record's version: 1 on create, one more on every write."""
 
 @final
 class Records:
+    """Versioned JSON records with compare-and-swap writes."""
+
     def __new__(cls, store: Store, name: str) -> Records: ...
-    def get(self, key: str) -> Optional[Versioned]: ...
+    def get(self, key: str) -> Optional[Versioned]:
+        """The record's value and version, or `None` if there is none."""
     def put(
         self, key: str, value: Any, *, expected_version: Optional[int] = None, fencing_token: Optional[int] = None
-    ) -> int: ...
+    ) -> int:
+        """Writes `value`: create-only without `expected_version` (raises `Conflict` if the record
+        exists), else only over that version; refused with `StaleToken` for a fencing token below
+        the last one written. Returns the new version."""
     def update(
         self,
         key: str,
@@ -149,70 +234,114 @@ class Records:
         *,
         fencing_token: Optional[int] = None,
         max_attempts: int = 5,
-    ) -> Versioned: ...
-    def delete(self, key: str, *, expected_version: Optional[int] = None) -> bool: ...
-    def stats(self) -> Dict[str, int]: ...
+    ) -> Versioned:
+        """Applies `change(current_value_or_None) -> new_value` as one compare-and-swap write,
+        re-reading and retrying on conflict. The GIL is released while backing off."""
+    def delete(self, key: str, *, expected_version: Optional[int] = None) -> bool:
+        """Deletes the record (only at `expected_version`, when given); returns whether one was
+        deleted."""
+    def stats(self) -> RecordsStats:
+        """This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`."""
 
 @final
 class LoadDuty:
-    def complete(self, value: Any) -> None: ...
-    def fail(self, error: BaseException) -> None: ...
-    def abandon(self) -> None: ...
+    """The duty to load a key, handed to exactly one caller."""
+
+    def complete(self, value: Any) -> None:
+        """Caches `value` and hands it to every waiter."""
+    def fail(self, error: BaseException) -> None:
+        """Hands `error` to every waiter; nothing is cached."""
+    def abandon(self) -> None:
+        """Gives the load up (cancelled): one of the waiters loads instead."""
+
+@final
+class CacheHit:
+    """A value `Cache.lookup` found cached."""
+
+    @property
+    def value(self) -> Any:
+        """The cached value."""
 
 @final
 class LoadWait:
-    def on_finished(self, callback: Callable[[], Any]) -> None: ...
-    def result(self) -> Optional[Tuple[Literal["done", "error", "abandoned"], Any]]: ...
+    """A wait for another caller's load."""
+
+    def on_finished(self, callback: Callable[[], Any]) -> None:
+        """Calls `callback()` (from the thread that ends the load) once the load has ended."""
+    def done(self) -> bool:
+        """Whether the load has ended (loaded, failed or abandoned)."""
+    def abandoned(self) -> bool:
+        """Whether the load was given up (its loader cancelled): look the key up again."""
+    def result(self) -> Any:
+        """The loaded value, or the loader's exception raised; `RuntimeError` while the load runs
+        or once it was abandoned."""
 
 @final
 class Cache:
+    """A single-flight TTL cache of Python objects."""
+
     def __new__(cls, *, max_entries: int = ..., clock: Optional[ManualClock] = None) -> Cache: ...
-    def get_or_load(self, key: str, ttl: _Seconds, loader: Callable[[], Any]) -> Any: ...
-    def lookup(self, key: str, ttl: _Seconds) -> Tuple[str, Any]: ...
-    def invalidate(self, key: str) -> bool: ...
-    def sweep(self) -> int: ...
+    def get_or_load(self, key: str, ttl: _Seconds, loader: Callable[[], Any]) -> Any:
+        """The cached value, or `loader()` run by exactly one of the concurrent callers. Waiting
+        threads release the GIL."""
+    def lookup(self, key: str, ttl: _Seconds) -> Union[CacheHit, LoadDuty, LoadWait]:
+        """A `CacheHit`, the `LoadDuty` of the one caller that loads, or a `LoadWait` on its load:
+        the building block of the asyncio form."""
+    def invalidate(self, key: str) -> bool:
+        """Drops the cached value of `key`; returns whether one was cached."""
+    def sweep(self) -> int:
+        """Removes expired values; returns how many."""
     def __len__(self) -> int: ...
-    def stats(self) -> Dict[str, int]: ...
+    def stats(self) -> CacheStats:
+        """Counts: `hits`, `loads`, `coalesced`, `load_errors`, `expired`."""
 
 @final
 class KeeperOptions:
-    """How leases are kept: ``ttl``, ``renew_every`` (``ttl / 3`` by default) and an optional
-    ``max_hold``; validated on construction, before anything is acquired."""
+    """How leases are kept: TTL, renewal period, optional max hold (validated here, before anything
+    is acquired)."""
 
     def __new__(
         cls, *, ttl: _Seconds, renew_every: Optional[_Seconds] = None, max_hold: Optional[_Seconds] = None
     ) -> KeeperOptions: ...
     @property
-    def ttl(self) -> float: ...
+    def ttl(self) -> float:
+        """The lease TTL, in seconds."""
     @property
-    def renew_every(self) -> float: ...
+    def renew_every(self) -> float:
+        """Seconds between renewals."""
     @property
-    def max_hold(self) -> Optional[float]: ...
+    def max_hold(self) -> Optional[float]:
+        """Seconds after which renewal stops and the lease is reported lost, or `None`."""
     def keep(self, lock: StartLock, lease: Lease, requested_at: float) -> LeaseKeeper:
-        """A keeper for ``lease``, whose grant was requested at ``requested_at`` (monotonic seconds)."""
+        """A keeper for `lease` of `lock`, whose grant was requested at `requested_at`."""
 
 @final
 class LeaseKeeper:
-    """The core's lifecycle of one kept lease; instants are monotonic seconds (``loop.time()``)."""
+    """One kept lease: `poll(now)` says when to renew; `renew()` sends the renewal, `settle(now)`
+    hands its reply back."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The key of the kept lease."""
     @property
-    def token(self) -> int: ...
+    def token(self) -> int:
+        """The fencing token of the kept lease."""
     @property
     def lost_at(self) -> float:
-        """The lease is lost at this instant unless a renewal is confirmed first."""
+        """The instant the lease is lost unless a renewal is confirmed first (safe deadline or max hold)."""
     def poll(self, now: float) -> Optional[float]:
-        """``None``: renew now; a number: wait until then. Raises ``LeaseLost`` once lost."""
+        """`None`: send a renewal now. A number: nothing to do until that instant. Raises
+        `LeaseLost` once the lease is lost."""
     def renew(self) -> None:
-        """Sends the renewal ``poll`` asked for; its reply is kept for ``settle`` (never raises)."""
+        """Sends the renewal `poll` asked for and keeps its reply for `settle` (never raises; on
+        stores that wait, without the GIL)."""
     def settle(self, now: float) -> None:
-        """Hands the kept reply to the keeper, as received at ``now``."""
+        """Hands the kept reply of `renew` to the keeper, as received at `now`."""
 
 @final
 class Acquisition:
-    """One wait for a lease, on the core's schedule; validates ``ttl`` and ``timeout`` first."""
+    """One wait for a lease: `retry_after(now)` says how long to sleep, or raises `Timeout`."""
 
     def __new__(cls, *, ttl: _Seconds, timeout: Optional[_Seconds], now: float) -> Acquisition: ...
     def retry_after(self, now: float) -> float:
-        """Seconds to sleep before the next attempt; raises ``Timeout`` once the wait is over."""
+        """Seconds to sleep before the next attempt; raises `Timeout` once the wait is over."""

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from racefree import _native
 from racefree.errors import LeaseLost, NotOwner
+from racefree.types import LockStats
 
 __all__ = ["StartLock", "get_or_load", "TaskCoordinator", "current_lease"]
 
@@ -104,7 +105,7 @@ class StartLock:
     def is_held(self, key: str) -> bool:
         return self._lock.is_held(key)
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> LockStats:
         return self._lock.stats()
 
 
@@ -116,10 +117,10 @@ async def get_or_load(cache: _native.Cache, key: str, ttl: Seconds, loader: Call
     the waiters loads instead.
     """
     while True:
-        kind, found = cache.lookup(key, ttl)
-        if kind == "hit":
-            return found
-        if kind == "load":
+        found = cache.lookup(key, ttl)
+        if isinstance(found, _native.CacheHit):
+            return found.value
+        if isinstance(found, _native.LoadDuty):
             try:
                 value = await loader()
             except Exception as error:
@@ -138,15 +139,8 @@ async def get_or_load(cache: _native.Cache, key: str, ttl: Seconds, loader: Call
 
         found.on_finished(wake)
         await finished
-        outcome = found.result()
-        if outcome is None:  # pragma: no cover - the callback fires only once the load has ended
-            continue
-        kind, value = outcome
-        if kind == "done":
-            return value
-        if kind == "error":
-            raise value
-        # "abandoned": the loader was cancelled; look up again.
+        if not found.abandoned():  # abandoned: the loader was cancelled; look up again
+            return found.result()
 
 
 def _running_loop() -> Optional[_asyncio.AbstractEventLoop]:
