@@ -103,9 +103,11 @@ class StartLock:
             await _call(self._local, lease.release)
 
     def is_held(self, key: str) -> bool:
+        """Whether somebody holds an unexpired lease on ``key``."""
         return self._lock.is_held(key)
 
     def stats(self) -> LockStats:
+        """This handle's counts: ``granted``, ``contended``, ``renewed``, ``released``, ``rejected_not_owner``."""
         return self._lock.stats()
 
 
