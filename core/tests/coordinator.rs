@@ -163,11 +163,12 @@ fn one_keeper_thread_keeps_every_lease_of_a_coordinator() {
     let _serial = ONE_AT_A_TIME.lock();
     let store: SharedStore = Arc::new(MemoryStore::new());
     let before = keeper_threads();
-    let tasks = Coordinator::new(&store, "tasks", options(150)).expect("coordinator");
+    // A TTL long enough that a loaded machine (a starved keeper thread) cannot lose a lease here.
+    let tasks = Coordinator::new(&store, "tasks", options(900)).expect("coordinator");
     let runs: Vec<_> = (0..16)
-        .map(|i| tasks.start(&format!("k{i}"), beating(ms(1_500))).expect("start").expect("free"))
+        .map(|i| tasks.start(&format!("k{i}"), beating(ms(2_600))).expect("start").expect("free"))
         .collect();
-    thread::sleep(ms(500)); // past three TTLs: every lease lives on renewals alone
+    thread::sleep(ms(2_000)); // past two TTLs: every lease lives on renewals alone
     assert_eq!(keeper_threads() - before, 1, "one keeper thread for 16 leases");
     let other = StartLock::new(&store, "tasks").expect("lock");
     for run in &runs {
