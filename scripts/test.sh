@@ -28,6 +28,13 @@ for features in "" sqlite redis; do
     cargo test --locked -p racefree ${features:+--features "$features"}
 done
 
+section "rust: the published crate's own tests, run from its packaged .crate (nothing outside it)"
+cargo package --locked --allow-dirty -p racefree --no-verify
+unpacked=$(mktemp -d) target_dir=$(pwd)/target
+tar -xzf target/package/racefree-0.1.0.crate -C "$unpacked"
+(cd "$unpacked/racefree-0.1.0" && CARGO_TARGET_DIR="$target_dir" cargo test --release --locked --all-features)
+rm -rf "$unpacked"
+
 section "rust: loom model of the memory store's synchronization (bounded preemptions)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 cargo test --locked -p racefree --test loom
 

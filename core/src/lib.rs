@@ -33,6 +33,7 @@
 //! ```
 //!
 //! Every public type is `Send + Sync` (the cache when its values and errors are).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquisition;
 mod backoff;
@@ -72,8 +73,10 @@ pub use store::{
     MemoryStoreBuilder, RecordEntry, SharedStore, Store, StoreStats, StreamEntry, Versioned,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisOptions, RedisStore};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::{SqliteOptions, SqliteStore};
 pub use validate::{MAX_KEY_BYTES, MAX_TTL};
 
@@ -118,7 +121,8 @@ mod send_sync {
     };
 }
 
-/// The README's Rust example, compiled and run as a doc test so it cannot rot.
+/// The crate README's example (the project README's Rust example, which check-packages.sh keeps
+/// identical), compiled and run as a doc test so it cannot rot.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeExample;

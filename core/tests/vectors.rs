@@ -156,7 +156,7 @@ impl Runner {
 
 #[test]
 fn shared_scenarios_give_the_expected_results() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("tests/vectors")
         .map(|entry| entry.expect("entry").path())

@@ -34,6 +34,7 @@ pub enum StoreUrl {
     },
     /// `sqlite:///abs/path.db`.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite {
         /// The database file.
         path: std::path::PathBuf,
@@ -42,6 +43,7 @@ pub enum StoreUrl {
     },
     /// `redis://…` or `rediss://…`.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     Redis {
         /// The server part of the URL (without the racefree options).
         server: String,

@@ -1,7 +1,18 @@
 //! The operators' CLI against a real SQLite file and a real Redis server.
-#![cfg(all(feature = "sqlite", feature = "redis"))]
 
-mod common;
+/// The core's real Redis server for tests (it calls `super::scratch_path`).
+#[path = "../../core/tests/common/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+/// A fresh file path under the system's temp folder, unique to this process and call.
+fn scratch_path(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!("racefree-cli-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,14 +28,14 @@ fn racefree(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn sqlite_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
-    let url = format!("sqlite://{}", common::scratch_path("cli.db").display());
+    let url = format!("sqlite://{}", scratch_path("cli.db").display());
     inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 1);
 }
 
 /// On Redis the server removes the expired lease itself (PX), so the sweep finds nothing left.
 #[test]
 fn redis_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
-    let url = common::redis_server::RedisServer::shared().fresh_url();
+    let url = redis_server::RedisServer::shared().fresh_url();
     inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 0);
 }
 
