@@ -1,6 +1,6 @@
 // Each racefree operation against a pure-JS Map-based equivalent, measured in the same run.
 // Run after building: node bench/bench.mjs [n]   (prints ns/op and the ratio; target <= 2x)
-import { Counter, EventGuard, Records, StartLock, TaskCoordinator, open } from "../dist/node.js";
+import { Counter, EventGuard, Records, StartLock, TaskCoordinator, open } from "../dist/esm/node.js";
 
 const n = Number(process.argv[2] ?? 200_000);
 const ids = Array.from({ length: 1000 }, (_, i) => `exec-${i}`);

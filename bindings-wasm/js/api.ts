@@ -6,7 +6,7 @@
 // value past that throws InvalidArgumentError instead of rounding. Durations (`ttl`, `timeout`,
 // `retention`) are milliseconds.
 
-import type * as Native from "./node/racefree_wasm.js";
+import type * as Native from "../node/racefree_wasm.js";
 import { InvalidArgumentError, InvalidKeyError, NotOwnerError, fromNative } from "./errors.js";
 import type { LeaseLostError } from "./errors.js";
 import { bindFastCalls, claimOf, grantOf, grantReply, isFirstMark, valueOf } from "./fast_call.js";
@@ -88,8 +88,18 @@ const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
 /** The wasm module's exports, the same in its `nodejs` and `web` builds. */
 type NativeModule = Omit<typeof Native, "default">;
 
-/** The wasm module every class calls into; set once by the entry point (node.js or browser.js). */
-let native: NativeModule;
+/** Stands in for the wasm module until an entry point installs it: any use says what to do. */
+const notInstalled = new Proxy({} as NativeModule, {
+  get() {
+    throw new Error("racefree is not initialized: with `racefree/web`, call `await init()` (or `initSync(module)`) first");
+  },
+});
+
+/** The wasm module every class calls into; set once by the entry point (node.js, web.js). */
+let native: NativeModule = notInstalled;
+
+/** @internal Whether an entry point has installed the wasm module. */
+export const isInstalled = (): boolean => native !== notInstalled;
 
 /** The longest key, id or name accepted, in bytes of UTF-8 (set by `install`). */
 export let MAX_KEY_BYTES: number;

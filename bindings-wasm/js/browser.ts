@@ -1,8 +1,8 @@
-// Browser entry: the `web` build of the wasm module, fetched and instantiated before first use.
-import init, * as native from "./web/racefree_wasm.js";
-import { install } from "./api.js";
+// Browser entry: the `web` build of the wasm module, fetched (beside this file) and instantiated
+// before first use, with a top-level await. Hosts that cannot await at the top level, or serve the
+// `.wasm` from elsewhere, use `racefree/web` and call `init` themselves.
+import { init } from "./web.js";
 
 await init();
-install(native);
 
-export * from "./api.js";
+export * from "./web.js";

@@ -4,7 +4,7 @@
 // `-(index + 1)` for a repeated claim. Marks: 1 first, 0 duplicate. Grants: the token (0 when the
 // key is held), with the deadline written into the `Float64Array` passed in.
 
-import type * as Native from "./node/racefree_wasm.js";
+import type * as Native from "../node/racefree_wasm.js";
 
 let native: Pick<typeof Native, "takeError">;
 

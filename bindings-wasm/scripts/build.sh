@@ -14,8 +14,19 @@ for out in dist/node/racefree_wasm_bg.wasm dist/web/racefree_wasm_bg.wasm; do
     node_modules/.bin/wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-reference-types --enable-multivalue "$out" -o "$out"
 done
-# The TypeScript layer, compiled beside the wasm-bindgen output it imports (see tsconfig.json).
-cp js/*.ts dist/
+# The TypeScript layer, compiled beside the wasm-bindgen output it imports (see tsconfig.json):
+# as ES modules into dist/esm (every entry), and as CommonJS into dist/cjs (the Node entry, for
+# require()). The source files are copied in and removed again.
+mkdir -p dist/esm dist/cjs
+cp js/*.ts dist/esm/
+cp js/api.ts js/errors.ts js/fast_call.ts js/node.ts dist/cjs/
+echo '{ "type": "commonjs" }' > dist/cjs/package.json
 node_modules/.bin/tsc -p tsconfig.json
-for source in js/*.ts; do rm "dist/$(basename "$source")"; done
+find dist/esm dist/cjs -name '*.ts' ! -name '*.d.ts' -delete
+# wasm-bindgen's declarations type the layer's build only; the package's declarations need none.
+rm dist/node/*.d.ts dist/web/*.d.ts
+# fast_call is internal only: its declarations are empty.
+rm dist/esm/fast_call.d.ts dist/cjs/fast_call.d.ts
+# npm does not follow links: the package's license files are copies of the root's.
+cp ../LICENSE-MIT ../LICENSE-APACHE .
 echo "built dist/: $(gzip -9c dist/web/racefree_wasm_bg.wasm | wc -c) bytes of gzipped wasm"

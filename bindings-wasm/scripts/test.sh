@@ -38,8 +38,23 @@ JSON
 "$here/node_modules/.bin/tsc" -p tsconfig.json
 echo "tsc: no type errors"
 
+echo "-- tsc --noEmit: importing the package under each module resolution, from ES modules and CommonJS"
+mkdir -p resolution
+cp "$here"/test/resolution/* resolution/
+for resolution in bundler node16 nodenext; do
+    "$here/node_modules/.bin/tsc" -p "resolution/tsconfig.$resolution.json"
+    echo "tsc ($resolution): no type errors"
+done
+
+echo "-- node $(node --version): require() and import of the installed package, and its exports map"
+node resolution/require.cjs
+node resolution/import.mjs
+
 echo "-- node --test against the installed package"
 RACEFREE_VECTORS="$root/tests/vectors" node --test test/*.test.mjs
 
 echo "-- headless Chromium: the key scenarios with the web build"
 bash "$here/scripts/browser_test.sh" "$out/scratch/node_modules/racefree/dist" "$root/tests/vectors"
+
+echo "-- bundlers: a tiny app built from the tarball by Vite, webpack and esbuild, run in headless Chromium"
+bash "$here/scripts/bundler_test.sh" "$tarball"
