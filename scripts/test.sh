@@ -46,3 +46,6 @@ rm -f target/wheels/racefree-*.whl
 
 section "javascript: npm package (wasm), node --test, tsc, headless Chromium"
 bash bindings-wasm/scripts/test.sh
+
+section "packages: what each crate, wheel, sdist and npm tarball ships (no strays, nothing missing)"
+bash scripts/check-packages.sh
