@@ -14,6 +14,4 @@ cp "$here/test/scenario_runner.mjs" "$site/"
 cp "$here/test/browser.html" "$site/index.html"
 mkdir "$site/vectors"
 cp "$vectors"/*.json "$site/vectors/"
-python3 -c 'import json, os, sys; print(json.dumps(sorted(f for f in os.listdir(sys.argv[1]) if f.endswith(".json"))))' \
-    "$site/vectors" > "$site/vectors-index.json"
 page_report "$site" browser

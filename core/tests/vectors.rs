@@ -157,13 +157,26 @@ impl Runner {
 #[test]
 fn shared_scenarios_give_the_expected_results() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/vectors")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    // The scenarios to run are the ones index.json names; the folder must hold exactly those.
+    let index: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).expect("index.json"))
+            .expect("JSON");
+    let named: Vec<String> = index["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_owned())
         .collect();
-    files.sort();
-    assert!(files.len() >= 6, "expected the five seed scenarios and the bad-input matrix, found {files:?}");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/vectors")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json") && name != "index.json")
+        .collect();
+    found.sort();
+    let mut sorted_named = named.clone();
+    sorted_named.sort();
+    assert_eq!(found, sorted_named, "the folder holds exactly the scenarios index.json names");
+    let files: Vec<PathBuf> = named.iter().map(|name| dir.join(name)).collect();
     let (mut steps_run, mut skipped) = (0, 0);
     for file in files {
         let scenario: Value =
