@@ -15,14 +15,20 @@ for out in dist/node/racefree_wasm_bg.wasm dist/web/racefree_wasm_bg.wasm; do
         --enable-sign-ext --enable-reference-types --enable-multivalue "$out" -o "$out"
 done
 # The TypeScript layer, compiled beside the wasm-bindgen output it imports (see tsconfig.json):
-# as ES modules into dist/esm (every entry), and as CommonJS into dist/cjs (the Node entry, for
-# require()). The source files are copied in and removed again.
+# as ES modules into dist/esm (every entry), and as CommonJS into dist/cjs for the declarations a
+# CommonJS `require` resolves to (TypeScript's node16 resolution will not hand an ES module's
+# declarations to a require). The source files are copied in and removed again.
 mkdir -p dist/esm dist/cjs
 cp js/*.ts dist/esm/
 cp js/api.ts js/errors.ts js/fast_call.ts js/node.ts dist/cjs/
 echo '{ "type": "commonjs" }' > dist/cjs/package.json
 node_modules/.bin/tsc -p tsconfig.json
 find dist/esm dist/cjs -name '*.ts' ! -name '*.d.ts' -delete
+# At run time `require("racefree")` loads the ES module build itself (require of an ES module
+# without top-level await, Node 20.19+): one instance, one set of classes and one memory store,
+# whichever way the app loads it.
+rm dist/cjs/*.js
+echo 'module.exports = require("../esm/node.js");' > dist/cjs/node.js
 # wasm-bindgen's declarations type the layer's build only; the package's declarations need none.
 rm dist/node/*.d.ts dist/web/*.d.ts
 # fast_call is internal only: its declarations are empty.

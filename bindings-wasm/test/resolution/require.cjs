@@ -5,4 +5,9 @@ const store = racefree.open();
 assert.deepEqual(new racefree.Counter(store, "task:1").claim("a"), { index: 0, isNew: true });
 assert.throws(() => new racefree.Counter(store, ""), racefree.InvalidKeyError);
 assert.equal(require("racefree/package.json").name, "racefree");
-console.log("require('racefree'): ok");
+// require and import give the same module: one set of classes, one memory store.
+import("racefree").then((imported) => {
+  assert.equal(imported.Counter, racefree.Counter);
+  assert.equal(imported.InvalidKeyError, racefree.InvalidKeyError);
+  console.log("require('racefree'): ok, the same instance as import");
+});
