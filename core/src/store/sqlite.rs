@@ -116,7 +116,7 @@ impl SqliteStore {
     /// version; [`Error::Timeout`] when another process holds it past the busy timeout.
     pub fn open(path: &Path, clock: SharedClock, options: SqliteOptions) -> Result<Self> {
         crate::validate::namespace(&options.namespace)?;
-        let conn = until_not_busy(options.busy_timeout, || connect(path, &options))?;
+        let conn = connect(path, &options)?;
         let store = Self {
             conn: Mutex::new(conn),
             path: path.to_owned(),
@@ -198,8 +198,7 @@ impl SqliteStore {
     fn connection(&self) -> Result<MutexGuard<'_, Connection>> {
         let mut conn = self.conn.lock();
         if self.opened_in.moved() {
-            let fresh = until_not_busy(self.options.busy_timeout, || connect(&self.path, &self.options))?;
-            let inherited = std::mem::replace(&mut *conn, fresh);
+            let inherited = std::mem::replace(&mut *conn, connect(&self.path, &self.options)?);
             std::mem::forget(inherited);
             self.opened_in.settled();
         }
@@ -211,8 +210,13 @@ impl SqliteStore {
     }
 }
 
-/// A connection to the file at `path`, set up as every connection of the store is.
+/// A connection to the file at `path`, set up as every connection of the store is (waiting out a
+/// busy file: see [`until_not_busy`]).
 fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    until_not_busy(options.busy_timeout, || connect_once(path, options))
+}
+
+fn connect_once(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
     conn.busy_timeout(options.busy_timeout).map_err(|e| unavailable(&e))?;
     let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
