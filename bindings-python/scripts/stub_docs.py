@@ -63,12 +63,13 @@ def rewritten(source: str, native: object) -> str:
         has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
         new_doc = _docstring(doc, indent)
         if isinstance(node, ast.ClassDef):
-            if has_doc:
-                edits.append((first.lineno - 1, first.end_lineno, new_doc + (["\n"] if len(body) > 1 else [])))
-                if len(body) > 1 and lines[first.end_lineno].strip() == "":
-                    edits[-1] = (first.lineno - 1, first.end_lineno + 1, edits[-1][2])
-            else:
-                edits.append((node.lineno, node.lineno, new_doc + (["\n"] if body else [])))
+            # The docstring, then a blank line before the members (the old one's blank line, if
+            # any, is replaced with it).
+            members = body[1:] if has_doc else body
+            start, end = (first.lineno - 1, first.end_lineno) if has_doc else (node.lineno, node.lineno)
+            if has_doc and members and lines[end].strip() == "":
+                end += 1
+            edits.append((start, end, new_doc + (["\n"] if members else [])))
             continue
         if has_doc:
             edits.append((first.lineno - 1, first.end_lineno, new_doc))
