@@ -63,3 +63,9 @@ conformance!(redis, |clock| {
     let url = common::redis_server::RedisServer::shared().fresh_url();
     racefree::open_with_clock(&url, clock).expect("redis store")
 });
+
+#[cfg(feature = "postgres")]
+conformance!(postgres, |clock| {
+    let url = common::postgres_server::PostgresServer::shared().fresh_url();
+    racefree::open_with_clock(&url, clock).expect("postgres store")
+});

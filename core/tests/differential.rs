@@ -349,6 +349,15 @@ proptest! {
             racefree::open_with_clock(&url, clock).expect("redis")
         }, &ops)?;
     }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_agrees_with_the_reference(ops in ops()) {
+        agree(&|clock| {
+            let url = common::postgres_server::PostgresServer::shared().fresh_url();
+            racefree::open_with_clock(&url, clock).expect("postgres")
+        }, &ops)?;
+    }
 }
 
 /// The comparison can fail: the racy store (check-then-act in two steps, and a simplified

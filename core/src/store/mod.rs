@@ -6,7 +6,8 @@
 //! push check-then-act back into the primitives, which is the very bug racefree exists to end.
 //!
 //! Every method is **one atomic step** in its backend: one critical section in memory, one
-//! `BEGIN IMMEDIATE` transaction in SQLite, one command or Lua script in Redis. Arguments arrive
+//! `BEGIN IMMEDIATE` transaction in SQLite, one command or Lua script in Redis, one statement or
+//! one server-side function in one transaction in PostgreSQL. Arguments arrive
 //! already validated by the primitives (keys non-empty and at most
 //! [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), TTLs at least 1 ms).
 
@@ -18,9 +19,12 @@ use serde_json::Value;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 mod fork;
 pub mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -33,6 +37,9 @@ mod url;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisOptions, RedisStore};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresOptions, PostgresStore, PostgresTls};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -360,7 +367,7 @@ pub(crate) fn decide_record_delete(
 
 /// A value for `counter_set` on a backend whose integers are i64 (SQLite, Redis): larger ones
 /// are refused, never clamped.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
     i64::try_from(next).map_err(|_| {
         Error::invalid_argument(format!("a {backend} counter holds at most {}, got {next}", i64::MAX))

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use super::{MemoryStore, SharedStore};
+#[cfg(feature = "postgres")]
+use super::{PostgresOptions, PostgresStore, PostgresTls};
 #[cfg(feature = "redis")]
 use super::{RedisOptions, RedisStore};
 #[cfg(feature = "sqlite")]
@@ -50,6 +52,15 @@ pub enum StoreUrl {
         /// The options.
         options: RedisOptions,
     },
+    /// `postgres://…` or `postgresql://…`.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    Postgres {
+        /// The server part of the URL, with the client's own options (without racefree's).
+        server: String,
+        /// The options.
+        options: PostgresOptions,
+    },
 }
 
 impl StoreUrl {
@@ -78,8 +89,14 @@ impl StoreUrl {
             "redis" | "rediss" => Err(Error::BackendUnavailable {
                 reason: "the redis backend is not in this build of racefree (feature `redis`)".to_owned(),
             }),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => parse_postgres(url),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => Err(Error::BackendUnavailable {
+                reason: "the postgres backend is not in this build of racefree (feature `postgres`)".to_owned(),
+            }),
             other => Err(Error::invalid_argument(format!(
-                "unknown store scheme {other:?} (expected memory, sqlite, redis or rediss)"
+                "unknown store scheme {other:?} (expected memory, sqlite, redis, rediss, postgres or postgresql)"
             ))),
         }
     }
@@ -102,6 +119,8 @@ impl StoreUrl {
             StoreUrl::Sqlite { path, options } => Ok(Arc::new(SqliteStore::open(&path, clock, options)?)),
             #[cfg(feature = "redis")]
             StoreUrl::Redis { server, options } => Ok(Arc::new(RedisStore::open(&server, clock, options)?)),
+            #[cfg(feature = "postgres")]
+            StoreUrl::Postgres { server, options } => Ok(Arc::new(PostgresStore::open(&server, clock, options)?)),
         }
     }
 }
@@ -117,6 +136,15 @@ impl StoreUrl {
 ///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`).
 ///   `rediss://` is TLS (rustls), verified against the system's trust store or `tls_ca=…`
 ///   (a PEM file); `tls_cert=…&tls_key=…` present a client certificate.
+/// - `postgres://[user[:password]@]host[:port]/db` (or `postgresql://`) — the PostgreSQL backend
+///   (feature `postgres`); a Unix socket is a percent-encoded path as host
+///   (`postgres://app@%2Fvar%2Frun%2Fpostgresql/db`) or `?host=/var/run/postgresql`. Query
+///   options: `namespace=…`, `timeout_ms=…` (connect and call timeout, default 5000),
+///   `pool_size=…` (connections, default 8), `create_schema=false` (refuse a database without
+///   racefree's tables instead of creating them), `sslmode=disable|verify-full` (default
+///   `disable`; `verify-full` verifies the certificate and host name by rustls against the
+///   system's trust store or `sslrootcert=…`, a PEM file); the client's own `host`, `port`,
+///   `user`, `password`, `dbname`, `application_name`.
 ///
 /// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
 /// falling back to memory. [`StoreUrl::parse`] checks a URL without opening it.
@@ -171,7 +199,7 @@ fn parse_memory(rest: &str) -> Result<StoreUrl> {
 }
 
 /// A `…_ms=` URL option as a duration.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn millis_option(name: &str, value: &str) -> Result<std::time::Duration> {
     let ms: u64 = value.parse().map_err(|_| {
         Error::invalid_argument(format!("{name} must be a number of milliseconds, got {value:?}"))
@@ -248,4 +276,68 @@ fn parse_redis(url: &str) -> Result<StoreUrl> {
     };
     super::redis::check_options(server, &options)?;
     Ok(StoreUrl::Redis { server: server.to_owned(), options })
+}
+
+/// A `true|false` URL option.
+#[cfg(feature = "postgres")]
+fn bool_option(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(Error::invalid_argument(format!("{name} must be true or false, got {other:?}"))),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn parse_postgres(url: &str) -> Result<StoreUrl> {
+    if url.contains('#') {
+        return Err(Error::invalid_argument(format!("postgres URLs take no #fragment: {url:?}")));
+    }
+    let (server, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut options = PostgresOptions::default();
+    let (mut sslmode, mut root_cert) = ("disable", None);
+    let mut passed = Vec::new();
+    for (name, value) in query_pairs(query) {
+        match name {
+            "namespace" => options.namespace = value.to_owned(),
+            "timeout_ms" => options.timeout = millis_option(name, value)?,
+            "pool_size" => {
+                options.pool_size = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::invalid_argument(format!("pool_size must be a positive integer, got {value:?}"))
+                })?;
+            }
+            "create_schema" => options.create_schema = bool_option(name, value)?,
+            "sslmode" => sslmode = value,
+            "sslrootcert" => root_cert = Some(std::path::PathBuf::from(value)),
+            "host" | "port" | "user" | "password" | "dbname" | "application_name" => {
+                passed.push(format!("{name}={value}"));
+            }
+            other => return Err(Error::invalid_argument(format!("unknown postgres:// option {other:?}"))),
+        }
+    }
+    options.tls = match sslmode {
+        "disable" => PostgresTls::Disable,
+        "verify-full" => PostgresTls::VerifyFull { root_cert: root_cert.take() },
+        "allow" | "prefer" | "require" | "verify-ca" => {
+            return Err(Error::invalid_argument(format!(
+                "sslmode={sslmode} would accept a server whose certificate or name is not verified; \
+                 racefree takes sslmode=disable or sslmode=verify-full (with sslrootcert=/path/ca.pem \
+                 for a private CA)"
+            )))
+        }
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "sslmode must be disable or verify-full, got {other:?}"
+            )))
+        }
+    };
+    if root_cert.is_some() {
+        return Err(Error::invalid_argument("sslrootcert needs sslmode=verify-full"));
+    }
+    super::postgres::check_options(&options)?;
+    let server = if passed.is_empty() { server.to_owned() } else { format!("{server}?{}", passed.join("&")) };
+    server
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| Error::invalid_argument(format!("bad postgres URL {url:?}: {e}")))?;
+    Ok(StoreUrl::Postgres { server, options })
 }

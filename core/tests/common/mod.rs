@@ -6,6 +6,8 @@
 
 pub mod faulty;
 pub mod linearizability;
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 pub mod racy;
 #[cfg(feature = "redis")]
 pub mod redis_server;

@@ -1,0 +1,230 @@
+//! racefree's tables and server-side functions in PostgreSQL, and the statements of each
+//! operation.
+//!
+//! Names, ids and keys are `bytea`: compared byte for byte whatever the database's collation,
+//! and able to hold any string the other stores hold (PostgreSQL `text` cannot hold NUL). Record
+//! values are JSON text, exactly as serialized. Every time is milliseconds: the server's
+//! (`clock_timestamp()`, read after the row lock is held) when the `now` argument is NULL, the
+//! store's injected clock otherwise.
+//!
+//! Where one row decides, the operation is one statement; where two rows decide (a claim: the
+//! counter and the claim; a grant: the lock's token row and the lease; a reset: the counter and
+//! its claims), a function locks the instance row first and reads the others in separate
+//! statements, so each read, under READ COMMITTED, sees every transaction that held the lock
+//! before it. (A single statement's subquery would use the snapshot taken before it waited.)
+
+/// The schema version this build reads and writes (`racefree_meta`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The transaction-scoped advisory lock that serializes schema changes (any value; it is
+/// released at commit, so it is safe behind PgBouncer's transaction pooling).
+pub(super) const SCHEMA_LOCK: i64 = 0x7261_6365_6672_6565; // "racefree"
+
+/// Whether racefree's tables exist (in the connection's search path).
+pub(super) const HAS_SCHEMA: &str = "SELECT to_regclass('racefree_meta') IS NOT NULL";
+/// The version of the tables, once [`HAS_SCHEMA`] says they exist.
+pub(super) const FIND_VERSION: &str = "SELECT value FROM racefree_meta WHERE name = 'schema_version'";
+
+/// Creates version 1 (run once, under [`SCHEMA_LOCK`], when no racefree table exists).
+pub(super) const CREATE: &str = r#"
+CREATE TABLE racefree_meta (name text PRIMARY KEY, value bigint NOT NULL);
+CREATE TABLE racefree_counters (ns bytea NOT NULL, counter bytea NOT NULL, next bigint NOT NULL,
+    PRIMARY KEY (ns, counter));
+CREATE TABLE racefree_claims (ns bytea NOT NULL, counter bytea NOT NULL, id bytea NOT NULL, idx bigint NOT NULL,
+    PRIMARY KEY (ns, counter, id));
+CREATE TABLE racefree_marks (ns bytea NOT NULL, guard bytea NOT NULL, stream bytea NOT NULL,
+    marked integer NOT NULL, expires_at bigint NOT NULL, PRIMARY KEY (ns, guard, stream));
+CREATE INDEX racefree_marks_by_expiry ON racefree_marks (ns, expires_at);
+CREATE TABLE racefree_leases (ns bytea NOT NULL, lock bytea NOT NULL, key bytea NOT NULL,
+    token bigint NOT NULL, deadline bigint NOT NULL, PRIMARY KEY (ns, lock, key));
+CREATE INDEX racefree_leases_by_deadline ON racefree_leases (ns, deadline);
+CREATE TABLE racefree_lock_tokens (ns bytea NOT NULL, lock bytea NOT NULL, last bigint NOT NULL,
+    PRIMARY KEY (ns, lock));
+CREATE TABLE racefree_records (ns bytea NOT NULL, space bytea NOT NULL, key bytea NOT NULL, value text NOT NULL,
+    version bigint NOT NULL, fence bigint NOT NULL, PRIMARY KEY (ns, space, key));
+
+-- The time of every decision: the injected clock's when given, the server's otherwise.
+CREATE FUNCTION racefree_now(p_now bigint) RETURNS bigint LANGUAGE sql VOLATILE AS $$
+  SELECT coalesce(p_now, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+$$;
+
+-- The counter's row, created at 0 when missing, locked until commit: every claim and reset of
+-- the counter waits here. Returns its next index.
+CREATE FUNCTION racefree_lock_counter(p_ns bytea, p_counter bytea) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_next bigint;
+BEGIN
+  LOOP
+    SELECT next INTO v_next FROM racefree_counters WHERE ns = p_ns AND counter = p_counter FOR UPDATE;
+    IF FOUND THEN RETURN v_next; END IF;
+    -- Waits for a concurrent creator; then the loop locks the row it made (or this one).
+    INSERT INTO racefree_counters VALUES (p_ns, p_counter, 0) ON CONFLICT DO NOTHING;
+  END LOOP;
+END $$;
+
+-- -> (index, is_new); index -1 when the counter is at its largest value.
+CREATE FUNCTION racefree_claim(p_ns bytea, p_counter bytea, p_id bytea, OUT idx bigint, OUT is_new boolean)
+LANGUAGE plpgsql AS $$
+DECLARE v_next bigint;
+BEGIN
+  is_new := false;
+  -- A committed claim is final until a reset, which takes the counter's lock: no lock needed.
+  SELECT c.idx INTO idx FROM racefree_claims c WHERE ns = p_ns AND counter = p_counter AND id = p_id;
+  IF FOUND THEN RETURN; END IF;
+  v_next := racefree_lock_counter(p_ns, p_counter);
+  SELECT c.idx INTO idx FROM racefree_claims c WHERE ns = p_ns AND counter = p_counter AND id = p_id;
+  IF FOUND THEN RETURN; END IF;
+  IF v_next = 9223372036854775807 THEN idx := -1; RETURN; END IF;
+  UPDATE racefree_counters SET next = v_next + 1 WHERE ns = p_ns AND counter = p_counter;
+  INSERT INTO racefree_claims VALUES (p_ns, p_counter, p_id, v_next);
+  idx := v_next;
+  is_new := true;
+END $$;
+
+CREATE FUNCTION racefree_reset(p_ns bytea, p_counter bytea) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM racefree_lock_counter(p_ns, p_counter);
+  DELETE FROM racefree_claims WHERE ns = p_ns AND counter = p_counter;
+  DELETE FROM racefree_counters WHERE ns = p_ns AND counter = p_counter;
+END $$;
+
+-- -> (outcome 0 first | 1 duplicate | 2 out of order, events marked).
+CREATE FUNCTION racefree_mark(p_ns bytea, p_guard bytea, p_stream bytea, p_position integer,
+    p_retention bigint, p_now bigint, OUT outcome integer, OUT marked integer) LANGUAGE plpgsql AS $$
+DECLARE v_marked integer; v_expires bigint; v_now bigint; v_exists boolean;
+BEGIN
+  LOOP
+    SELECT m.marked, m.expires_at INTO v_marked, v_expires FROM racefree_marks m
+      WHERE ns = p_ns AND guard = p_guard AND stream = p_stream FOR UPDATE;
+    v_exists := FOUND;
+    v_now := racefree_now(p_now);
+    IF NOT v_exists OR v_expires <= v_now THEN v_marked := 0; END IF;
+    marked := v_marked;
+    IF p_position < v_marked THEN outcome := 1; RETURN; END IF;
+    IF p_position > v_marked THEN outcome := 2; RETURN; END IF;
+    outcome := 0;
+    marked := v_marked + 1;
+    IF v_exists THEN
+      UPDATE racefree_marks SET marked = v_marked + 1, expires_at = v_now + p_retention
+        WHERE ns = p_ns AND guard = p_guard AND stream = p_stream;
+      RETURN;
+    END IF;
+    INSERT INTO racefree_marks VALUES (p_ns, p_guard, p_stream, 1, v_now + p_retention) ON CONFLICT DO NOTHING;
+    IF FOUND THEN RETURN; END IF;
+    -- Another transaction created the stream meanwhile: decide again on its row.
+  END LOOP;
+END $$;
+
+-- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
+CREATE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
+    OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
+DECLARE v_last bigint; v_now bigint;
+BEGIN
+  -- A held key is answered without the lock's token row, which every grant of the lock waits for.
+  PERFORM 1 FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key
+    AND deadline > racefree_now(p_now);
+  IF FOUND THEN RETURN; END IF;
+  LOOP
+    SELECT last INTO v_last FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock FOR UPDATE;
+    EXIT WHEN FOUND;
+    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
+  END LOOP;
+  -- Read again under the lock: every earlier grant of this lock has committed.
+  v_now := racefree_now(p_now);
+  PERFORM 1 FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key AND deadline > v_now;
+  IF FOUND THEN RETURN; END IF;
+  IF v_last = 9223372036854775807 THEN token := -1; RETURN; END IF;
+  token := v_last + 1;
+  UPDATE racefree_lock_tokens SET last = token WHERE ns = p_ns AND lock = p_lock;
+  INSERT INTO racefree_leases VALUES (p_ns, p_lock, p_key, token, v_now + p_ttl)
+    ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline;
+  left_ms := p_ttl;
+END $$;
+
+-- -> (outcome 0 written | 1 conflict | 2 stale token, the new version | the current version
+-- (-1 none) | the latest token). The rules of `decide_record_write`.
+CREATE FUNCTION racefree_put(p_ns bytea, p_space bytea, p_key bytea, p_value text, p_expected bigint,
+    p_token bigint, OUT outcome integer, OUT n bigint) LANGUAGE plpgsql AS $$
+DECLARE v_version bigint; v_fence bigint;
+BEGIN
+  LOOP
+    SELECT version, fence INTO v_version, v_fence FROM racefree_records
+      WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
+    IF FOUND THEN
+      IF p_token IS NOT NULL AND p_token < v_fence THEN outcome := 2; n := v_fence; RETURN; END IF;
+      IF p_expected IS NULL OR p_expected <> v_version THEN outcome := 1; n := v_version; RETURN; END IF;
+      UPDATE racefree_records SET value = p_value, version = v_version + 1, fence = greatest(v_fence, coalesce(p_token, 0))
+        WHERE ns = p_ns AND space = p_space AND key = p_key;
+      outcome := 0; n := v_version + 1;
+      RETURN;
+    END IF;
+    IF p_expected IS NOT NULL THEN outcome := 1; n := -1; RETURN; END IF;
+    INSERT INTO racefree_records VALUES (p_ns, p_space, p_key, p_value, 1, coalesce(p_token, 0)) ON CONFLICT DO NOTHING;
+    IF FOUND THEN outcome := 0; n := 1; RETURN; END IF;
+  END LOOP;
+END $$;
+
+-- -> (outcome 0 done | 1 conflict, 1 deleted | 0 none | the current version (-1 none)).
+CREATE FUNCTION racefree_delete(p_ns bytea, p_space bytea, p_key bytea, p_expected bigint,
+    OUT outcome integer, OUT n bigint) LANGUAGE plpgsql AS $$
+DECLARE v_version bigint;
+BEGIN
+  SELECT version INTO v_version FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
+  IF p_expected IS NOT NULL AND v_version IS DISTINCT FROM p_expected THEN
+    outcome := 1; n := coalesce(v_version, -1); RETURN;
+  END IF;
+  outcome := 0;
+  IF v_version IS NULL THEN n := 0; RETURN; END IF;
+  DELETE FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key;
+  n := 1;
+END $$;
+
+INSERT INTO racefree_meta VALUES ('schema_version', 1);
+"#;
+
+pub(super) const NEXT: &str = "INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
+    ON CONFLICT (ns, counter) DO UPDATE SET next = c.next + 1 WHERE c.next < 9223372036854775807
+    RETURNING c.next - 1";
+pub(super) const CLAIM: &str = "SELECT idx, is_new FROM racefree_claim($1, $2, $3)";
+pub(super) const INDEX_OF: &str = "SELECT idx FROM racefree_claims WHERE ns = $1 AND counter = $2 AND id = $3";
+pub(super) const PEEK: &str = "SELECT next FROM racefree_counters WHERE ns = $1 AND counter = $2";
+pub(super) const SET: &str = "INSERT INTO racefree_counters VALUES ($1, $2, $3)
+    ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next";
+pub(super) const RESET: &str = "SELECT racefree_reset($1, $2)";
+
+pub(super) const MARK: &str = "SELECT outcome, marked FROM racefree_mark($1, $2, $3, $4, $5, $6)";
+pub(super) const MARKED: &str =
+    "SELECT marked FROM racefree_marks WHERE ns = $1 AND guard = $2 AND stream = $3 AND expires_at > racefree_now($4)";
+pub(super) const FORGET: &str = "DELETE FROM racefree_marks WHERE ns = $1 AND guard = $2 AND stream = $3
+    RETURNING expires_at > racefree_now($4)";
+
+pub(super) const GRANT: &str = "SELECT token, left_ms FROM racefree_grant($1, $2, $3, $4, $5)";
+pub(super) const RENEW: &str = "UPDATE racefree_leases SET deadline = racefree_now($5) + $6
+    WHERE ns = $1 AND lock = $2 AND key = $3 AND token = $4 AND deadline > racefree_now($5) RETURNING 1";
+pub(super) const RELEASE: &str = "DELETE FROM racefree_leases
+    WHERE ns = $1 AND lock = $2 AND key = $3 AND token = $4 AND deadline > racefree_now($5) RETURNING 1";
+pub(super) const HOLDER: &str = "SELECT token, deadline - racefree_now($4) FROM racefree_leases
+    WHERE ns = $1 AND lock = $2 AND key = $3 AND deadline > racefree_now($4)";
+
+pub(super) const GET: &str = "SELECT value, version FROM racefree_records WHERE ns = $1 AND space = $2 AND key = $3";
+pub(super) const PUT: &str = "SELECT outcome, n FROM racefree_put($1, $2, $3, $4, $5, $6)";
+pub(super) const DELETE: &str = "SELECT outcome, n FROM racefree_delete($1, $2, $3, $4)";
+
+/// Removes expired leases and marks (at most `$3` of each); returns how many.
+pub(super) const SWEEP: &str = "WITH now AS (SELECT racefree_now($2) AS ms),
+    leases AS (DELETE FROM racefree_leases WHERE (ns, lock, key) IN (SELECT ns, lock, key FROM racefree_leases
+        WHERE ns = $1 AND deadline <= (SELECT ms FROM now) LIMIT $3) RETURNING 1),
+    marks AS (DELETE FROM racefree_marks WHERE (ns, guard, stream) IN (SELECT ns, guard, stream FROM racefree_marks
+        WHERE ns = $1 AND expires_at <= (SELECT ms FROM now) LIMIT $3) RETURNING 1)
+    SELECT (SELECT count(*) FROM leases) + (SELECT count(*) FROM marks)";
+pub(super) const ENTRIES: &str = "SELECT (SELECT count(*) FROM racefree_counters WHERE ns = $1)
+    + (SELECT count(*) FROM racefree_claims WHERE ns = $1) + (SELECT count(*) FROM racefree_marks WHERE ns = $1)
+    + (SELECT count(*) FROM racefree_leases WHERE ns = $1) + (SELECT count(*) FROM racefree_records WHERE ns = $1)";
+
+pub(super) const INSPECT_COUNTERS: &str = "SELECT counter, next,
+    (SELECT count(*) FROM racefree_claims c WHERE c.ns = k.ns AND c.counter = k.counter)
+    FROM racefree_counters k WHERE ns = $1";
+pub(super) const INSPECT_LEASES: &str =
+    "SELECT lock, key, token, deadline FROM racefree_leases WHERE ns = $1 AND deadline > racefree_now($2)";
+pub(super) const INSPECT_STREAMS: &str =
+    "SELECT guard, stream, marked, expires_at FROM racefree_marks WHERE ns = $1 AND expires_at > racefree_now($2)";
+pub(super) const INSPECT_RECORDS: &str = "SELECT space, key, version FROM racefree_records WHERE ns = $1";

@@ -1,0 +1,228 @@
+//! A real PostgreSQL server (Debian's package) on a free 127.0.0.1 port, its Unix socket in a
+//! private directory, started by the tests with `initdb` and `postgres` (as the `postgres` user
+//! when the tests run as root: PostgreSQL refuses to run as root) and stopped by its PID.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub struct PostgresServer {
+    pub port: u16,
+    /// The data directory's parent, which also holds the Unix socket and the log.
+    pub dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+/// The newest of Debian's PostgreSQL installations (`/usr/lib/postgresql/<major>/bin`).
+pub fn bin(program: &str) -> PathBuf {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .expect("PostgreSQL is not installed: run scripts/setup.sh (Debian's postgresql)");
+    PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin/{program}"))
+}
+
+/// The uid and gid to run the server as: `postgres` when this process is root.
+fn server_user() -> Option<(u32, u32)> {
+    let me = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid_line = me.lines().find(|l| l.starts_with("Uid:"))?;
+    if uid_line.split_whitespace().nth(1)? != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let fields: Vec<&str> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"postgres"))
+        .expect("no postgres user: install Debian's postgresql (scripts/setup.sh)");
+    Some((fields[2].parse().expect("uid"), fields[3].parse().expect("gid")))
+}
+
+fn as_server_user(command: &mut Command) -> &mut Command {
+    if let Some((uid, gid)) = server_user() {
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
+fn give_to_server_user(path: &Path) {
+    if let Some((uid, gid)) = server_user() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    }
+}
+
+impl PostgresServer {
+    /// Initializes a fresh cluster and starts it (plus `extra` `-c name=value` settings).
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = super::scratch_path("postgres");
+        std::fs::create_dir_all(&dir).expect("postgres dir");
+        give_to_server_user(&dir);
+        let status = as_server_user(Command::new(bin("initdb")).args([
+            "-D",
+            &dir.join("data").display().to_string(),
+            "-U",
+            "racefree",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]))
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("initdb");
+        assert!(status.success(), "initdb failed in {}", dir.display());
+        let mut server =
+            Self { port: 0, dir, extra: extra.iter().map(|s| (*s).to_owned()).collect(), child: None };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("postgres did not start; see {}", server.dir.join("log").display());
+    }
+
+    /// A server shared by every test of this binary; a watchdog stops it by PID when the test
+    /// process exits (statics are never dropped).
+    pub fn shared() -> &'static PostgresServer {
+        static SHARED: OnceLock<PostgresServer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let server = Self::start(&[]);
+            let pid = server.pid().expect("running");
+            // Outlives this process by design: it is what stops the server after the last test.
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill -INT {pid}",
+                    std::process::id()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("watchdog");
+            server
+        })
+    }
+
+    /// The server's URL (database `postgres`, user `racefree`) with racefree options appended.
+    pub fn url(&self, options: &str) -> String {
+        let sep = if options.is_empty() { "" } else { "?" };
+        format!("postgres://racefree@127.0.0.1:{}/postgres{sep}{options}", self.port)
+    }
+
+    /// A URL with a namespace no other call of this process gets: a fresh, empty store.
+    pub fn fresh_url(&self) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        self.url(&format!("namespace=t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Runs `sql` with psql over the private socket; returns its unaligned output.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "racefree", "-d", database, "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut command = Command::new(bin("postgres"));
+        command
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=400"]);
+        for setting in &self.extra {
+            command.args(["-c", setting]);
+        }
+        let log = std::fs::File::create(self.dir.join("log")).expect("log");
+        give_to_server_user(&self.dir.join("log"));
+        let Ok(child) = as_server_user(&mut command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if self.ready() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false; // exited: most likely the port was taken meanwhile
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// Whether the server accepts connections.
+    pub fn ready(&self) -> bool {
+        Command::new(bin("pg_isready"))
+            .arg("-h")
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string(), "-U", "racefree", "-d", "postgres", "-t", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Stops the server by its PID: SIGINT, PostgreSQL's fast shutdown (sessions are ended).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server by its PID with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and data directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        assert!(self.spawn(), "postgres did not restart on port {}", self.port);
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
