@@ -3,6 +3,7 @@
 //! ```text
 //! racefree inspect <url>   counters, leases (holder token, time left), guards and records
 //! racefree sweep <url>     remove expired leases and marks now
+//! racefree migrate <url>   create racefree's tables and functions in a PostgreSQL database
 //! ```
 //! Exit status: 0 on success, 1 when the store cannot be reached, 2 for a bad command or URL.
 
@@ -10,13 +11,16 @@ use std::process::ExitCode;
 
 use racefree::{Clock, CounterEntry, Error, LeaseEntry, RecordEntry, StreamEntry, SystemClock};
 
-const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url>
-  <url>: sqlite:///abs/path.db[?namespace=...], redis://host:port/db[?namespace=...], memory://";
+const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url> | racefree migrate <postgres-url>
+  <url>: sqlite:///abs/path.db[?namespace=...], redis://host:port/db[?namespace=...],
+         postgres://user@host:port/db[?namespace=...], memory://";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (command, url) = match args.as_slice() {
-        [command, url] if command == "inspect" || command == "sweep" => (command.as_str(), url.as_str()),
+        [command, url] if ["inspect", "sweep", "migrate"].contains(&command.as_str()) => {
+            (command.as_str(), url.as_str())
+        }
         [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -40,6 +44,9 @@ fn main() -> ExitCode {
 }
 
 fn run(command: &str, url: &str) -> Result<(), Error> {
+    if command == "migrate" {
+        return migrate(url);
+    }
     let store = racefree::open(url)?;
     if command == "sweep" {
         println!("removed {} expired entries", store.sweep()?);
@@ -67,5 +74,18 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
     for RecordEntry { space, key, version } in &inventory.records {
         println!("  {space:<20} {key:<30} version={version}");
     }
+    Ok(())
+}
+
+/// Creates (or checks) racefree's schema in the PostgreSQL database at `url`, as a role that may
+/// create tables, so the application's role needs none of that privilege.
+fn migrate(url: &str) -> Result<(), Error> {
+    let racefree::store::StoreUrl::Postgres { server, options } = racefree::store::StoreUrl::parse(url)? else {
+        return Err(Error::invalid_argument(
+            "racefree migrate takes a postgres:// URL: the other stores need no migration",
+        ));
+    };
+    let version = racefree::PostgresStore::migrate(&server, options)?;
+    println!("racefree schema version {version} is in place");
     Ok(())
 }

@@ -5,6 +5,11 @@
 #[allow(dead_code)]
 mod redis_server;
 
+/// The core's real PostgreSQL server for tests.
+#[path = "../../core/tests/common/postgres_server.rs"]
+#[allow(dead_code)]
+mod postgres_server;
+
 /// A fresh file path under the system's temp folder, unique to this process and call.
 fn scratch_path(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +42,34 @@ fn sqlite_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
 fn redis_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
     let url = redis_server::RedisServer::shared().fresh_url();
     inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 0);
+}
+
+#[test]
+fn postgres_inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones() {
+    let url = postgres_server::PostgresServer::shared().fresh_url();
+    inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(&url, 1);
+}
+
+/// `migrate` creates the schema a `create_schema=false` store requires, and is idempotent.
+#[test]
+fn postgres_migrate_creates_the_schema_once() {
+    let server = postgres_server::PostgresServer::shared();
+    server.psql("postgres", "CREATE DATABASE cli_migrate");
+    let url = format!("postgres://racefree@127.0.0.1:{}/cli_migrate", server.port);
+    let strict = format!("{url}?create_schema=false");
+    let (code, _, err) = racefree(&["inspect", &strict]);
+    assert_eq!(code, 1);
+    assert!(err.contains("racefree migrate"), "{err}");
+    for _ in 0..2 {
+        let (code, out, err) = racefree(&["migrate", &url]);
+        assert_eq!((code, out.trim()), (0, "racefree schema version 1 is in place"), "{err}");
+    }
+    let (code, out, err) = racefree(&["inspect", &strict]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("counters (0)"), "{out}");
+    let (code, _, err) = racefree(&["migrate", "memory://"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("postgres://"), "{err}");
 }
 
 fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(url: &str, expired: u64) {

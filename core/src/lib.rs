@@ -72,6 +72,9 @@ pub use store::{
     open_with_clock, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome, MemoryStore,
     MemoryStoreBuilder, RecordEntry, SharedStore, Store, StoreStats, StreamEntry, Versioned,
 };
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::{PostgresOptions, PostgresStore, PostgresTls};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisOptions, RedisStore};

@@ -84,3 +84,12 @@ fn namespaces_sharing_a_redis_server_are_isolated() {
         racefree::open_with_clock(&format!("{base}-{namespace}"), clock).expect("redis")
     });
 }
+
+#[test]
+#[cfg(feature = "postgres")]
+fn namespaces_sharing_a_postgres_database_are_isolated() {
+    let base = common::postgres_server::PostgresServer::shared().fresh_url();
+    check_isolation(&|namespace, clock| {
+        racefree::open_with_clock(&format!("{base}-{namespace}"), clock).expect("postgres")
+    });
+}

@@ -7,7 +7,7 @@
 //! `RACEFREE_LINEARIZABILITY_OPS=<per client>` makes every run longer.
 // Without a backend feature only the thread and checker tests build; the process tests' imports
 // go unused.
-#![cfg_attr(not(any(feature = "sqlite", feature = "redis")), allow(unused_imports))]
+#![cfg_attr(not(any(feature = "sqlite", feature = "redis", feature = "postgres")), allow(unused_imports))]
 
 mod common;
 
@@ -153,7 +153,7 @@ fn memory_threads() {
 /// Run only by the process tests, as their children (with `--ignored`).
 #[test]
 #[ignore = "a child process of the process tests, which start it with --ignored"]
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn child() {
     let url = std::env::var("RACEFREE_HISTORY_URL").expect("run by the process tests");
     let seed: u64 = std::env::var("RACEFREE_SEED").expect("seed").parse().expect("number");
@@ -177,7 +177,7 @@ fn child() {
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 struct Children {
     children: Vec<Child>,
     lines: Vec<Arc<Mutex<Vec<String>>>>,
@@ -185,7 +185,7 @@ struct Children {
     done: Vec<Arc<AtomicUsize>>,
 }
 
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn spawn_children(url: &str, processes: u64, ops: usize, ttls_ms: &str) -> Children {
     let start_at = now_us() + 500_000;
     let mut spawned =
@@ -221,7 +221,7 @@ fn spawn_children(url: &str, processes: u64, ops: usize, ttls_ms: &str) -> Child
     spawned
 }
 
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 impl Children {
     /// Every child's history: an INVOKE without its DONE (a killed child) is of unknown outcome.
     fn history(self) -> Vec<Event> {
@@ -261,7 +261,7 @@ fn processes(url: &str, backend: &str) {
 }
 
 /// One of four processes is SIGKILLed halfway; its leases expire and others take over.
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn processes_with_a_kill(url: &str, backend: &str) {
     let ops = ops_per_client(3_500);
     drop(racefree::open(url).expect("open"));
@@ -339,5 +339,69 @@ mod redis {
         });
         let report = expect_linearizable("redis, 8 clients, server killed and restarted", &history, 10_000);
         assert!(report.unknown > 0, "no call failed: the restart happened outside the run");
+    }
+}
+
+// ---- PostgreSQL: clients and processes ----
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use common::postgres_server::PostgresServer;
+
+    #[test]
+    fn postgres_clients() {
+        let url = PostgresServer::shared().fresh_url();
+        let history =
+            on_threads(8, ops_per_client(1_250), &[2, 15, 60_000], || racefree::open(&url).expect("open"));
+        expect_linearizable("postgres, 8 clients", &history, 10_000);
+    }
+
+    #[test]
+    fn postgres_processes_with_a_sigkill() {
+        processes_with_a_kill(&PostgresServer::shared().fresh_url(), "postgres, 4 processes, one SIGKILLed");
+    }
+
+    /// The server is stopped (fast shutdown: every session is ended) and started again under 8
+    /// clients; the history stays linearizable (calls that failed meanwhile are of unknown
+    /// outcome), and the same stores work again once it is back.
+    #[test]
+    fn postgres_clients_through_a_stop_and_start() {
+        let mut server = PostgresServer::start(&[]);
+        let url = server.url("timeout_ms=2000");
+        drop(racefree::open(&url).expect("open")); // the schema exists before the race
+        let progress = AtomicUsize::new(0);
+        let (history, after) = std::thread::scope(|scope| {
+            let run = scope.spawn(|| {
+                common::on_threads(8, |t| {
+                    let store = racefree::open(&url).expect("open");
+                    let mut client = Client::new(t as u64 + 1);
+                    client.ttls_ms = vec![2, 15, 300];
+                    let history = client.drive(store.as_ref(), ops_per_client(1_250), |event| {
+                        progress.fetch_add(1, Ordering::Relaxed);
+                        // Each failed call may or may not have taken effect, so it overlaps every
+                        // later one; a few dozen keep the check's search small.
+                        if event.ret == Ret::Unknown {
+                            std::thread::sleep(Duration::from_millis(250));
+                        }
+                    });
+                    // The same store, after the restart: it works without being reopened.
+                    (history, store.counter_next("after-restart"))
+                })
+            });
+            while progress.load(Ordering::Relaxed) < 4_000 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            server.stop();
+            server.start_again();
+            let results = run.join().expect("clients");
+            let after: Vec<_> = results.iter().map(|(_, after)| after.clone()).collect();
+            (results.into_iter().flat_map(|(history, _)| history).collect::<Vec<_>>(), after)
+        });
+        let report = expect_linearizable("postgres, 8 clients, server stopped and started", &history, 10_000);
+        assert!(report.unknown > 0, "no call failed: the restart happened outside the run");
+        let mut indexes: Vec<u64> = after.into_iter().map(|r| r.expect("a call after the restart")).collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..8).collect::<Vec<_>>(), "the stores did not recover");
     }
 }

@@ -226,3 +226,91 @@ impl Drop for PostgresServer {
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// Debian's PgBouncer in front of a [`PostgresServer`], in transaction pooling mode (each
+/// transaction may run on another server connection), stopped by its PID.
+pub struct PgBouncer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PgBouncer {
+    pub fn start(server: &PostgresServer) -> Self {
+        let dir = super::scratch_path("pgbouncer");
+        std::fs::create_dir_all(&dir).expect("pgbouncer dir");
+        give_to_server_user(&dir);
+        std::fs::write(dir.join("users.txt"), "\"racefree\" \"\"\n").expect("users");
+        for _ in 0..5 {
+            let port = free_port();
+            let ini = format!(
+                "[databases]\npostgres = host=127.0.0.1 port={} dbname=postgres user=racefree\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {}\npool_mode = transaction\nmax_client_conn = 1000\n\
+                 default_pool_size = 20\nlogfile = {}\n",
+                server.port,
+                dir.join("users.txt").display(),
+                dir.join("log").display(),
+            );
+            std::fs::write(dir.join("pgbouncer.ini"), ini).expect("ini");
+            let mut child = as_server_user(Command::new("pgbouncer").arg(dir.join("pgbouncer.ini")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pgbouncer: install it with scripts/setup.sh (Debian's pgbouncer)");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { port, child: Some(child) };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // exited: most likely the port was taken meanwhile
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("pgbouncer did not start; see {}", dir.join("log").display());
+    }
+
+    /// A bouncer in front of the shared server, for every test of this binary; stopped by PID
+    /// by a watchdog when the test process exits.
+    pub fn shared() -> &'static PgBouncer {
+        static SHARED: OnceLock<PgBouncer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let bouncer = Self::start(PostgresServer::shared());
+            let pid = bouncer.child.as_ref().map(Child::id).expect("running");
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill {pid}", std::process::id()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("watchdog");
+            bouncer
+        })
+    }
+
+    /// A fresh namespace through the bouncer.
+    pub fn fresh_url(&self) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "postgres://racefree@127.0.0.1:{}/postgres?namespace=b{}-{}",
+            self.port,
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -117,7 +117,7 @@ END $$;
 -- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
 CREATE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
     OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
-DECLARE v_last bigint; v_now bigint;
+DECLARE v_last bigint; v_now bigint; v_deadline bigint;
 BEGIN
   -- A held key is answered without the lock's token row, which every grant of the lock waits for.
   PERFORM 1 FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key
@@ -128,10 +128,11 @@ BEGIN
     EXIT WHEN FOUND;
     INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
   END LOOP;
-  -- Read again under the lock: every earlier grant of this lock has committed.
+  -- Every earlier grant of this lock has committed. The lease row is locked too, so a renewal
+  -- in flight commits first and its new deadline is the one judged (not overwritten).
+  SELECT deadline INTO v_deadline FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key FOR UPDATE;
   v_now := racefree_now(p_now);
-  PERFORM 1 FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key AND deadline > v_now;
-  IF FOUND THEN RETURN; END IF;
+  IF v_deadline > v_now THEN RETURN; END IF;
   IF v_last = 9223372036854775807 THEN token := -1; RETURN; END IF;
   token := v_last + 1;
   UPDATE racefree_lock_tokens SET last = token WHERE ns = p_ns AND lock = p_lock;
@@ -210,11 +211,16 @@ pub(super) const PUT: &str = "SELECT outcome, n FROM racefree_put($1, $2, $3, $4
 pub(super) const DELETE: &str = "SELECT outcome, n FROM racefree_delete($1, $2, $3, $4)";
 
 /// Removes expired leases and marks (at most `$3` of each); returns how many.
+///
+/// The expiry is tested again by each `DELETE` itself, not only in the subquery that picks the
+/// rows: a row granted or marked anew after the statement's snapshot is re-checked there, after
+/// its lock is taken, and kept. (Tested only in the subquery, the sweep deleted live leases: the
+/// linearizability check caught it.)
 pub(super) const SWEEP: &str = "WITH now AS (SELECT racefree_now($2) AS ms),
     leases AS (DELETE FROM racefree_leases WHERE (ns, lock, key) IN (SELECT ns, lock, key FROM racefree_leases
-        WHERE ns = $1 AND deadline <= (SELECT ms FROM now) LIMIT $3) RETURNING 1),
+        WHERE ns = $1 AND deadline <= (SELECT ms FROM now) LIMIT $3) AND deadline <= (SELECT ms FROM now) RETURNING 1),
     marks AS (DELETE FROM racefree_marks WHERE (ns, guard, stream) IN (SELECT ns, guard, stream FROM racefree_marks
-        WHERE ns = $1 AND expires_at <= (SELECT ms FROM now) LIMIT $3) RETURNING 1)
+        WHERE ns = $1 AND expires_at <= (SELECT ms FROM now) LIMIT $3) AND expires_at <= (SELECT ms FROM now) RETURNING 1)
     SELECT (SELECT count(*) FROM leases) + (SELECT count(*) FROM marks)";
 pub(super) const ENTRIES: &str = "SELECT (SELECT count(*) FROM racefree_counters WHERE ns = $1)
     + (SELECT count(*) FROM racefree_claims WHERE ns = $1) + (SELECT count(*) FROM racefree_marks WHERE ns = $1)

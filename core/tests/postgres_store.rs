@@ -1,0 +1,202 @@
+//! The PostgreSQL store against real servers started by the tests: a server that goes away and
+//! comes back, a server whose default isolation is serializable, calls from inside a tokio
+//! runtime, the schema's versions and the privileges the README documents.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::postgres_server::PostgresServer;
+use racefree::{Error, PostgresOptions, PostgresStore, SharedStore, SystemClock};
+
+/// A database of its own on the shared server (for tests of the schema itself).
+fn fresh_database(name: &str) -> String {
+    let server = PostgresServer::shared();
+    let database = format!("{name}_{}", std::process::id());
+    server.psql("postgres", &format!("CREATE DATABASE {database}"));
+    database
+}
+
+fn url_of(database: &str, options: &str) -> String {
+    let server = PostgresServer::shared();
+    format!("postgres://racefree@127.0.0.1:{}/{database}?{options}", server.port)
+}
+
+#[test]
+fn a_stopped_server_fails_calls_promptly_and_the_store_recovers_when_it_is_back() {
+    let mut server = PostgresServer::start(&[]);
+    let store = racefree::open(&server.url("timeout_ms=5000")).expect("open");
+    assert_eq!(store.counter_next("c"), Ok(0));
+    server.stop();
+    let started = Instant::now();
+    let failed = store.counter_next("c").expect_err("the server is stopped");
+    let waited = started.elapsed();
+    assert_eq!(failed.code(), "backend_unavailable", "{failed:?}");
+    assert!(waited < Duration::from_secs(1), "a call took {waited:?} to fail; its timeout is 5 s");
+    server.start_again();
+    assert_eq!(store.counter_next("c"), Ok(1), "the same store after the server came back");
+}
+
+/// A server whose transactions default to SERIALIZABLE: every operation still runs at READ
+/// COMMITTED (its own `BEGIN ISOLATION LEVEL`), so contended calls neither fail nor lose
+/// anything.
+#[test]
+fn a_server_defaulting_to_serializable_gives_the_same_results() {
+    let server = PostgresServer::start(&["default_transaction_isolation=serializable"]);
+    assert_eq!(server.psql("postgres", "SHOW default_transaction_isolation"), "serializable");
+    let url = server.url("namespace=serializable");
+    let factory = |clock| racefree::open_with_clock(&url, clock).expect("open");
+    for (name, scenario) in [
+        ("counter_next_is_gap_free", common::counter_next_is_gap_free as fn(&common::Factory) -> common::Outcome),
+        ("claims_are_unique_and_stable", common::claims_are_unique_and_stable),
+        ("one_starter_wins", common::one_starter_wins),
+        ("updates_are_not_lost", common::updates_are_not_lost),
+        ("ended_is_delivered_once", common::ended_is_delivered_once),
+    ] {
+        if let Err(violation) = scenario(&factory) {
+            panic!("{name} on a serializable-by-default server: {violation}");
+        }
+    }
+}
+
+/// From inside a tokio runtime (a worker thread, and `block_on` of a current-thread runtime),
+/// calls neither panic nor deadlock, and dropping the store there does not panic either. (The
+/// sync `postgres` client would start a runtime of its own on that thread and panic.)
+#[test]
+fn callable_from_inside_a_tokio_runtime() {
+    let url = PostgresServer::shared().fresh_url();
+    let store: SharedStore = racefree::open(&url).expect("open");
+    let workers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let on_workers = store.clone();
+    let indexes = workers.block_on(async move {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let store = on_workers.clone();
+                tokio::spawn(async move { store.counter_next("inside-tokio") })
+            })
+            .collect();
+        let mut indexes = Vec::new();
+        for task in tasks {
+            indexes.push(task.await.expect("task").expect("next"));
+        }
+        indexes
+    });
+    let mut sorted = indexes;
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![0, 1, 2, 3]);
+    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    current.block_on(async {
+        assert_eq!(store.counter_next("inside-tokio"), Ok(4));
+        // The last handle, dropped on the runtime's thread.
+        drop(store);
+        let own = racefree::open(&url).expect("open inside");
+        assert_eq!(own.counter_peek("inside-tokio"), Ok(5));
+    });
+}
+
+#[test]
+fn a_database_with_a_newer_schema_is_refused_and_not_written_to() {
+    let database = fresh_database("newer");
+    let store = racefree::open(&url_of(&database, "")).expect("open creates the schema");
+    store.counter_next("c").expect("next");
+    let server = PostgresServer::shared();
+    server.psql(&database, "UPDATE racefree_meta SET value = 2 WHERE name = 'schema_version'");
+    let refused = racefree::open(&url_of(&database, "")).expect_err("a newer schema");
+    assert_eq!(refused.code(), "backend_unavailable");
+    assert!(refused.to_string().contains("schema version 2"), "{refused}");
+    assert_eq!(server.psql(&database, "SELECT next FROM racefree_counters"), "1", "it was written to");
+}
+
+#[test]
+fn create_schema_false_refuses_a_database_without_one_until_it_is_migrated() {
+    let database = fresh_database("migrate");
+    let refused = racefree::open(&url_of(&database, "create_schema=false")).expect_err("no schema");
+    assert_eq!(refused.code(), "backend_unavailable");
+    assert!(refused.to_string().contains("racefree migrate"), "{refused}");
+    let server = PostgresServer::shared();
+    assert_eq!(server.psql(&database, "SELECT to_regclass('racefree_meta') IS NULL"), "t", "it created tables");
+    let url = url_of(&database, "");
+    assert_eq!(PostgresStore::migrate(&url, PostgresOptions::default()), Ok(racefree::store::postgres::SCHEMA_VERSION));
+    // Again: nothing to do.
+    assert_eq!(PostgresStore::migrate(&url, PostgresOptions::default()), Ok(1));
+    let store = racefree::open(&url_of(&database, "create_schema=false")).expect("migrated");
+    assert_eq!(store.counter_next("c"), Ok(0));
+}
+
+/// The privileges the README documents are enough: an application role without CREATE, given
+/// only those on a database migrated by its owner, runs every operation.
+#[test]
+fn the_documented_privileges_are_enough_for_an_application_role() {
+    let database = fresh_database("privileges");
+    let server = PostgresServer::shared();
+    let owner_url = url_of(&database, "");
+    PostgresStore::migrate(&owner_url, PostgresOptions::default()).expect("migrate");
+    let role = format!("app_{}", std::process::id());
+    server.psql(&database, &format!("CREATE ROLE {role} LOGIN"));
+    server.psql(&database, &format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE ALL ON DATABASE {database} FROM PUBLIC; GRANT CONNECT ON DATABASE {database} TO {role}"));
+    // What the README lists.
+    server.psql(
+        &database,
+        &format!(
+            "GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role};"
+        ),
+    );
+    let app_url = format!("postgres://{role}@127.0.0.1:{}/{database}?create_schema=false", server.port);
+    let store = racefree::open(&app_url).expect("the application role opens the store");
+    assert_eq!(store.counter_claim("c", "x").map(|c| c.index), Ok(0));
+    let lease = store.lease_try_grant("l", "k", 10_000).expect("grant").expect("free");
+    store.lease_renew("l", "k", lease.token, 10_000).expect("renew");
+    store.lease_release("l", "k", lease.token).expect("release");
+    store.guard_mark("g", "s", 0, 10_000).expect("mark");
+    store.record_put("r", "k", &serde_json::json!(1), None, Some(lease.token)).expect("put");
+    store.record_delete("r", "k", Some(1)).expect("delete");
+    store.counter_reset("c").expect("reset");
+    store.sweep().expect("sweep");
+    store.inspect().expect("inspect");
+    // It cannot create the schema in a database that has none: the error says what to do.
+    let bare = fresh_database("bare");
+    server.psql(&bare, &format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT CONNECT ON DATABASE {bare} TO {role}"));
+    let refused = racefree::open(&format!("postgres://{role}@127.0.0.1:{}/{bare}", server.port))
+        .expect_err("no CREATE privilege");
+    assert_eq!(refused.code(), "backend_unavailable");
+    assert!(refused.to_string().contains("permission denied"), "{refused}");
+}
+
+#[test]
+fn keys_hold_any_string_the_other_stores_hold() {
+    let store = racefree::open(&PostgresServer::shared().fresh_url()).expect("open");
+    for key in ["nul\0inside", "ünïcödé ✓", "'; DROP TABLE racefree_counters; --", "a\\b%_*"] {
+        let claim = store.counter_claim(key, key).expect("claim");
+        assert_eq!(store.counter_index_of(key, key), Ok(Some(claim.index)));
+        store.record_put("space", key, &serde_json::json!({ "k": key }), None, None).expect("put");
+        assert_eq!(store.record_get("space", key).expect("get").map(|v| v.value), Some(serde_json::json!({ "k": key })));
+    }
+    let inventory = store.inspect().expect("inspect");
+    assert!(inventory.counters.iter().any(|c| c.counter == "nul\0inside"));
+}
+
+#[test]
+fn bad_urls_are_invalid_arguments_before_any_connection() {
+    for (url, says) in [
+        ("postgres://h/db?sslmode=require", "verify-full"),
+        ("postgres://h/db?sslmode=bogus", "sslmode"),
+        ("postgres://h/db?sslrootcert=/ca.pem", "verify-full"),
+        ("postgres://h/db?pool_size=0", "pool_size"),
+        ("postgres://h/db?timeout_ms=soon", "timeout_ms"),
+        ("postgres://h/db?create_schema=maybe", "create_schema"),
+        ("postgres://h/db?statement_timeout=1", "unknown postgres:// option"),
+        ("postgres://h:port/db", "bad postgres URL"),
+        ("postgres://h/db#frag", "fragment"),
+    ] {
+        let err = racefree::store::StoreUrl::parse(url).expect_err(url);
+        assert_eq!(err.code(), "invalid_argument", "{url}: {err}");
+        assert!(err.to_string().contains(says), "{url}: {err}");
+    }
+    let options = PostgresOptions::default().with_pool_size(0);
+    let err = PostgresStore::open("postgres://127.0.0.1/db", Arc::new(SystemClock), options).expect_err("pool");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
