@@ -26,7 +26,7 @@ listing = Path(sys.argv[1])
 packages = {
     "racefree.crate": (
         ["Cargo.toml", "Cargo.toml.orig", "Cargo.lock", ".cargo_vcs_info.json", "README.md", "LICENSE-MIT",
-         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "tests/*.rs",
+         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "src/store/postgres/*.rs", "tests/*.rs",
          "tests/common/*.rs", "tests/*.proptest-regressions", "tests/vectors/*.json", "tests/vectors/README.md",
          "benches/*.rs", "examples/*.rs"],
         ["README.md", "LICENSE-MIT", "LICENSE-APACHE", "src/lib.rs", "tests/vectors/task_engine_indexes.json"],
@@ -38,7 +38,7 @@ packages = {
     ),
     "wheel": (
         ["racefree/*.py", "racefree/django/*.py", "racefree/django/management/*.py",
-         "racefree/django/management/commands/*.py", "racefree/_native.abi3.so", "racefree/_native.pyi",
+         "racefree/django/management/commands/*.py", "racefree/django/migrations/*.py", "racefree/_native.abi3.so", "racefree/_native.pyi",
          "racefree/py.typed", "racefree-*.dist-info/METADATA", "racefree-*.dist-info/WHEEL",
          "racefree-*.dist-info/RECORD", "racefree-*.dist-info/licenses/LICENSE-MIT",
          "racefree-*.dist-info/licenses/LICENSE-APACHE", "racefree-*.dist-info/sboms/*.cyclonedx.json"],
@@ -48,12 +48,12 @@ packages = {
     "sdist.list": (
         ["PKG-INFO", "pyproject.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "Cargo.toml", "Cargo.lock",
          "python/racefree/*.py", "python/racefree/*.pyi", "python/racefree/py.typed", "python/racefree/django/*.py",
-         "python/racefree/django/management/*.py", "python/racefree/django/management/commands/*.py",
+         "python/racefree/django/management/*.py", "python/racefree/django/management/commands/*.py", "python/racefree/django/migrations/*.py",
          "bindings-python/Cargo.toml", "bindings-python/README.md", "bindings-python/LICENSE-*",
          "bindings-python/requirements-dev.txt", "bindings-python/src/*.rs",
          # The core crate as cargo needs it to build (its manifest names its tests and benches).
          "core/Cargo.toml", "core/README.md", "core/LICENSE-*", "core/src/*.rs", "core/src/store/*.rs",
-         "core/src/store/memory/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
+         "core/src/store/memory/*.rs", "core/src/store/postgres/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
          "core/tests/*.proptest-regressions", "core/tests/vectors/*", "core/benches/*.rs", "core/examples/*.rs"],
         ["PKG-INFO", "pyproject.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "python/racefree/py.typed"],
     ),

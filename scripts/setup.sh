@@ -67,6 +67,17 @@ need_redis() {
     fi
 }
 
+# Debian's PostgreSQL server binaries and PgBouncer: the PostgreSQL backend's tests run initdb and
+# start their own servers on free 127.0.0.1 ports (sockets in private directories), stopped by
+# PID; the packaged cluster is not started here.
+need_postgres() {
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pgbouncer >/dev/null \
+        || ! command -v psql >/dev/null; then
+        echo "setup: installing postgresql and pgbouncer from Debian's packages"
+        apt_install postgresql pgbouncer
+    fi
+}
+
 apt_install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,6 +9,7 @@ need_wasm_bindgen
 need_node
 need_chromium
 need_redis
+need_postgres
 
 section() { printf '\n==== %s ====\n' "$1"; }
 
@@ -19,11 +20,11 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 
-section "rust: unit, conformance (memory, sqlite, redis), racy-store proof, processes, Redis restarts and failures, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
+section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres through pgbouncer), racy-store proof, processes, Redis restarts and failures, PostgreSQL stops and schema, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --release --locked --all-features
 
-section "rust: the core with each other feature set a user can build (none, sqlite, redis), debug profile"
-for features in "" sqlite redis; do
+section "rust: the core with each other feature set a user can build (none, sqlite, redis, postgres), debug profile"
+for features in "" sqlite redis postgres; do
     echo "-- features: ${features:-none}"
     cargo test --locked -p racefree ${features:+--features "$features"}
 done

@@ -29,6 +29,7 @@ fn _panic_for_tests() {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(store::open, m)?)?;
     m.add_function(wrap_pyfunction!(store::check_url, m)?)?;
+    m.add_function(wrap_pyfunction!(store::migrate, m)?)?;
     m.add_function(wrap_pyfunction!(store::new_execution_id, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;

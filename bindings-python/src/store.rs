@@ -144,6 +144,26 @@ pub fn check_url(url: &Bound<'_, PyAny>) -> PyResult<()> {
     racefree::store::StoreUrl::parse(convert::key("url", url)?).map(drop).py()
 }
 
+/// Creates racefree's schema in the database of a `postgres://` or `sqlite:///` URL if it is
+/// missing, and returns the schema version in place (what `manage.py migrate` runs). Raises
+/// `InvalidArgument` for the other stores, which need no schema.
+#[pyfunction]
+pub fn migrate(py: Python<'_>, url: &Bound<'_, PyAny>) -> PyResult<i64> {
+    use racefree::store::StoreUrl;
+    let parsed = StoreUrl::parse(convert::key("url", url)?).py()?;
+    py.detach(|| match parsed {
+        StoreUrl::Postgres { server, options } => racefree::PostgresStore::migrate(&server, options),
+        StoreUrl::Sqlite { path, options } => {
+            racefree::SqliteStore::open(&path, std::sync::Arc::new(racefree::SystemClock), options)
+                .map(|_| racefree::store::sqlite::SCHEMA_VERSION)
+        }
+        _ => Err(racefree::Error::InvalidArgument {
+            reason: "only postgres:// and sqlite:/// stores have a schema to migrate".to_owned(),
+        }),
+    })
+    .py()
+}
+
 /// Opens a store from a URL (`memory://` by default).
 #[pyfunction]
 #[pyo3(signature = (url = None, *, clock = None))]

@@ -4,9 +4,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from typing import Callable, Iterator, List, TypeVar
+from typing import Callable, Iterator, List, Optional, TypeVar
 
 import pytest
 
@@ -111,3 +112,81 @@ def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
         terminalreporter.write_line(
             f"shared scenarios: {report['run']} steps run, {report['skipped']} only for other languages, skipped"
         )
+
+
+def _postgres_bin(program: str) -> str:
+    versions = sorted((int(v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit()), reverse=True) if os.path.isdir("/usr/lib/postgresql") else []
+    if not versions:
+        pytest.fail("PostgreSQL is not installed: run scripts/setup.sh (Debian's postgresql)")
+    return f"/usr/lib/postgresql/{versions[0]}/bin/{program}"
+
+
+class PostgresServer:
+    """A real PostgreSQL server (Debian's package): ``initdb`` into a private directory, started
+    on a free 127.0.0.1 port as the ``postgres`` user when the tests run as root (PostgreSQL
+    refuses root), its socket in that directory; stopped by its PID."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(directory, self.user, self.user)
+        subprocess.run(
+            [_postgres_bin("initdb"), "-D", f"{directory}/data", "-U", "racefree", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"],
+            check=True, user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=directory,
+        )
+        self.port = 0
+        self.process: "Optional[subprocess.Popen[bytes]]" = None
+        self.start()
+
+    def start(self) -> None:
+        for _ in range(5):
+            port = self.port or _free_port()
+            args = [_postgres_bin("postgres"), "-D", f"{self.directory}/data", "-p", str(port), "-k", self.directory,
+                    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+            self.process = subprocess.Popen(args, user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.process.poll() is None:
+                ready = subprocess.run([_postgres_bin("pg_isready"), "-h", self.directory, "-p", str(port), "-t", "1"], capture_output=True)
+                if ready.returncode == 0:
+                    self.port = port
+                    return
+                time.sleep(0.05)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        pytest.fail("postgres did not start")
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT), by PID."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGINT)
+        self.process.wait(timeout=30)
+
+    def url(self, database: str = "postgres", options: str = "") -> str:
+        return f"postgres://racefree@127.0.0.1:{self.port}/{database}" + (f"?{options}" if options else "")
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run(["psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", self.directory, "-p", str(self.port),
+                              "-U", "racefree", "-d", database, "-c", sql], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    directory = str(tmp_path_factory.mktemp("postgres"))
+    # The server user must reach its directory under pytest's temporary root.
+    path = directory
+    while path != "/":
+        path = os.path.dirname(path)
+        if os.geteuid() == 0 and path.startswith(tempfile.gettempdir()):
+            os.chmod(path, os.stat(path).st_mode | 0o011)
+    server = PostgresServer(directory)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A namespace of the session's server that no other test uses: a fresh, empty store."""
+    return postgres_server.url(options=f"namespace=t{os.getpid()}-{next(_namespaces)}")

@@ -1,5 +1,5 @@
 """The coordinator across Django worker processes sharing one store — a SQLite file, or a Redis
-server (as gunicorn or uvicorn workers would): exactly one process runs the task."""
+server or a PostgreSQL database (as gunicorn or uvicorn workers would): exactly one process runs the task."""
 
 import os
 import subprocess
@@ -15,10 +15,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WORKER = Path(__file__).with_name("django_worker.py")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_six_worker_processes_one_run(tmp_path, request, backend):
     task = ExampleTask.objects.create(message="hello")
-    store = f"sqlite:///{tmp_path}/racefree.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
+    store = {
+        "sqlite": lambda: f"sqlite:///{tmp_path}/racefree.db",
+        "redis": lambda: request.getfixturevalue("redis_url"),
+        "postgres": lambda: request.getfixturevalue("postgres_url"),
+    }[backend]()
     env = {
         **os.environ,
         "RACEFREE_TEST_DB": str(settings.DATABASES["default"]["NAME"]),

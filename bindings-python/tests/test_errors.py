@@ -74,7 +74,8 @@ def test_a_rust_panic_is_an_exception_not_an_abort():
 @pytest.mark.parametrize(
     "url, error",
     [
-        ("postgres://x", racefree.InvalidArgument),
+        ("mysql://x", racefree.InvalidArgument),
+        ("postgres://127.0.0.1:1/db", racefree.BackendUnavailable),
         ("nope", racefree.InvalidArgument),
         ("sqlite://relative.db", racefree.InvalidArgument),
         ("sqlite:///nonexistent-dir/racefree/x.db", racefree.BackendUnavailable),

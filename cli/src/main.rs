@@ -80,10 +80,11 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
 /// Creates (or checks) racefree's schema in the PostgreSQL database at `url`, as a role that may
 /// create tables, so the application's role needs none of that privilege.
 fn migrate(url: &str) -> Result<(), Error> {
-    let racefree::store::StoreUrl::Postgres { server, options } = racefree::store::StoreUrl::parse(url)? else {
-        return Err(Error::invalid_argument(
-            "racefree migrate takes a postgres:// URL: the other stores need no migration",
-        ));
+    let racefree::store::StoreUrl::Postgres { server, options } = racefree::store::StoreUrl::parse(url)?
+    else {
+        return Err(Error::InvalidArgument {
+            reason: "racefree migrate takes a postgres:// URL: the other stores need no migration".to_owned(),
+        });
     };
     let version = racefree::PostgresStore::migrate(&server, options)?;
     println!("racefree schema version {version} is in place");

@@ -70,9 +70,9 @@ conformance!(postgres, |clock| {
     racefree::open_with_clock(&url, clock).expect("postgres store")
 });
 
-/// The same suite through PgBouncer in transaction pooling mode: no named statements, no
-/// session state (a store that prepared statements by name fails here with "prepared statement
-/// does not exist").
+// The same suite through PgBouncer in transaction pooling mode: no named statements, no session
+// state (a store that prepared statements by name fails here with "prepared statement does not
+// exist").
 #[cfg(feature = "postgres")]
 conformance!(postgres_through_pgbouncer, |clock| {
     let url = common::postgres_server::PgBouncer::shared().fresh_url();

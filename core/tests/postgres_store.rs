@@ -47,9 +47,12 @@ fn a_server_defaulting_to_serializable_gives_the_same_results() {
     let server = PostgresServer::start(&["default_transaction_isolation=serializable"]);
     assert_eq!(server.psql("postgres", "SHOW default_transaction_isolation"), "serializable");
     let url = server.url("namespace=serializable");
-    let factory = |clock| racefree::open_with_clock(&url, clock).expect("open");
+    let factory = move |clock| racefree::open_with_clock(&url, clock).expect("open");
     for (name, scenario) in [
-        ("counter_next_is_gap_free", common::counter_next_is_gap_free as fn(&common::Factory) -> common::Outcome),
+        (
+            "counter_next_is_gap_free",
+            common::counter_next_is_gap_free as fn(&common::Factory) -> common::Outcome,
+        ),
         ("claims_are_unique_and_stable", common::claims_are_unique_and_stable),
         ("one_starter_wins", common::one_starter_wins),
         ("updates_are_not_lost", common::updates_are_not_lost),
@@ -68,7 +71,8 @@ fn a_server_defaulting_to_serializable_gives_the_same_results() {
 fn callable_from_inside_a_tokio_runtime() {
     let url = PostgresServer::shared().fresh_url();
     let store: SharedStore = racefree::open(&url).expect("open");
-    let workers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let workers =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let on_workers = store.clone();
     let indexes = workers.block_on(async move {
         let tasks: Vec<_> = (0..4)
@@ -116,9 +120,16 @@ fn create_schema_false_refuses_a_database_without_one_until_it_is_migrated() {
     assert_eq!(refused.code(), "backend_unavailable");
     assert!(refused.to_string().contains("racefree migrate"), "{refused}");
     let server = PostgresServer::shared();
-    assert_eq!(server.psql(&database, "SELECT to_regclass('racefree_meta') IS NULL"), "t", "it created tables");
+    assert_eq!(
+        server.psql(&database, "SELECT to_regclass('racefree_meta') IS NULL"),
+        "t",
+        "it created tables"
+    );
     let url = url_of(&database, "");
-    assert_eq!(PostgresStore::migrate(&url, PostgresOptions::default()), Ok(racefree::store::postgres::SCHEMA_VERSION));
+    assert_eq!(
+        PostgresStore::migrate(&url, PostgresOptions::default()),
+        Ok(racefree::store::postgres::SCHEMA_VERSION)
+    );
     // Again: nothing to do.
     assert_eq!(PostgresStore::migrate(&url, PostgresOptions::default()), Ok(1));
     let store = racefree::open(&url_of(&database, "create_schema=false")).expect("migrated");
@@ -159,7 +170,10 @@ fn the_documented_privileges_are_enough_for_an_application_role() {
     store.inspect().expect("inspect");
     // It cannot create the schema in a database that has none: the error says what to do.
     let bare = fresh_database("bare");
-    server.psql(&bare, &format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT CONNECT ON DATABASE {bare} TO {role}"));
+    server.psql(
+        &bare,
+        &format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT CONNECT ON DATABASE {bare} TO {role}"),
+    );
     let refused = racefree::open(&format!("postgres://{role}@127.0.0.1:{}/{bare}", server.port))
         .expect_err("no CREATE privilege");
     assert_eq!(refused.code(), "backend_unavailable");
@@ -173,7 +187,10 @@ fn keys_hold_any_string_the_other_stores_hold() {
         let claim = store.counter_claim(key, key).expect("claim");
         assert_eq!(store.counter_index_of(key, key), Ok(Some(claim.index)));
         store.record_put("space", key, &serde_json::json!({ "k": key }), None, None).expect("put");
-        assert_eq!(store.record_get("space", key).expect("get").map(|v| v.value), Some(serde_json::json!({ "k": key })));
+        assert_eq!(
+            store.record_get("space", key).expect("get").map(|v| v.value),
+            Some(serde_json::json!({ "k": key }))
+        );
     }
     let inventory = store.inspect().expect("inspect");
     assert!(inventory.counters.iter().any(|c| c.counter == "nul\0inside"));
@@ -197,6 +214,7 @@ fn bad_urls_are_invalid_arguments_before_any_connection() {
         assert!(err.to_string().contains(says), "{url}: {err}");
     }
     let options = PostgresOptions::default().with_pool_size(0);
-    let err = PostgresStore::open("postgres://127.0.0.1/db", Arc::new(SystemClock), options).expect_err("pool");
+    let err =
+        PostgresStore::open("postgres://127.0.0.1/db", Arc::new(SystemClock), options).expect_err("pool");
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
 }

@@ -26,6 +26,7 @@ from racefree._native import (
     Store,
     Versioned,
     check_url,
+    migrate,
     new_execution_id,
     open,
 )
@@ -71,5 +72,6 @@ __all__ = [
     "new_execution_id",
     "cached",
     "check_url",
+    "migrate",
     "open",
 ]

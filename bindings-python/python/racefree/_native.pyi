@@ -38,6 +38,7 @@ __all__ = [
     "new_execution_id",
     "open",
     "check_url",
+    "migrate",
     "_panic_for_tests",
 ]
 
@@ -50,6 +51,10 @@ def new_execution_id() -> str:
 def check_url(url: str) -> None:
     """Checks a store URL as `open` would, without opening it (no file, no connection): raises
     `InvalidArgument` for a malformed URL or option, `BackendUnavailable` for a missing backend."""
+def migrate(url: str) -> int:
+    """Creates racefree's schema in the database of a `postgres://` or `sqlite:///` URL if it is
+    missing, and returns the schema version in place (what `manage.py migrate` runs). Raises
+    `InvalidArgument` for the other stores, which need no schema."""
 def error_codes() -> List[str]:
     """Every error code the core can raise, for tests that check each maps to a class."""
 def _panic_for_tests() -> None: ...

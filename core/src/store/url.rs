@@ -120,7 +120,9 @@ impl StoreUrl {
             #[cfg(feature = "redis")]
             StoreUrl::Redis { server, options } => Ok(Arc::new(RedisStore::open(&server, clock, options)?)),
             #[cfg(feature = "postgres")]
-            StoreUrl::Postgres { server, options } => Ok(Arc::new(PostgresStore::open(&server, clock, options)?)),
+            StoreUrl::Postgres { server, options } => {
+                Ok(Arc::new(PostgresStore::open(&server, clock, options)?))
+            }
         }
     }
 }

@@ -158,11 +158,8 @@ impl PostgresServer {
         }
         let log = std::fs::File::create(self.dir.join("log")).expect("log");
         give_to_server_user(&self.dir.join("log"));
-        let Ok(child) = as_server_user(&mut command)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        let Ok(child) =
+            as_server_user(&mut command).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn()
         else {
             return false;
         };
@@ -284,7 +281,10 @@ impl PgBouncer {
             #[allow(clippy::zombie_processes)]
             Command::new("sh")
                 .arg("-c")
-                .arg(format!("while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill {pid}", std::process::id()))
+                .arg(format!(
+                    "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill {pid}",
+                    std::process::id()
+                ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

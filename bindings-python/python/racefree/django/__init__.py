@@ -14,6 +14,13 @@
     started = await (await acoordinator()).start(f"tasks.ExampleTask:{task.pk}", task.process)
     started = await start_task(task, "tasks", "ExampleTask")   # the same, by app and model
 
+``"STORE": "django"`` (or ``"django://<alias>"``, and ``"django://default?namespace=app"``)
+keeps racefree in the project's own database, ``DATABASES["default"]`` (or ``<alias>``): a
+PostgreSQL one, or beside an SQLite one (in ``<NAME>-racefree``: two copies of SQLite in one
+process must not open one file). racefree opens its own connection, never Django's, so a
+request's ``atomic()`` rolling back does not undo a claim, a mark or a lease; ``manage.py
+migrate`` creates racefree's tables there.
+
 Settings (``RACEFREE``, every key optional): ``STORE`` (default ``memory://``), ``TASK_LOCK``
 (``"tasks"``), ``TASK_TTL`` (seconds, 30), ``TASK_RENEW_EVERY`` (seconds, ``TASK_TTL / 3``),
 ``TASK_MAX_HOLD`` (seconds, unbounded). ``manage.py check`` reports unknown keys and bad values.
@@ -38,6 +45,7 @@ __all__ = [
     "reset",
     "start_task",
     "store",
+    "store_url",
 ]
 
 #: Every key ``RACEFREE`` may hold, with its default.
@@ -71,6 +79,82 @@ def settings() -> Dict[str, Any]:
     return {**SETTINGS, **dict(getattr(django_settings, "RACEFREE", {}))}
 
 
+#: What ``"django"`` appends to an SQLite database's file name: racefree's own file beside it.
+SQLITE_SUFFIX = "-racefree"
+
+#: The Django database engines racefree can share, and the store scheme of each.
+_ENGINES = {
+    "django.db.backends.postgresql": "postgres",
+    "django.contrib.gis.db.backends.postgis": "postgres",
+    "django.db.backends.sqlite3": "sqlite",
+}
+
+
+def database_alias(url: str) -> Optional[str]:
+    """The ``DATABASES`` alias a ``"django"`` / ``"django://<alias>"`` store names, else None."""
+    if url == "django":
+        return "default"
+    if url.startswith("django://"):
+        return url[len("django://") :].split("?", 1)[0] or "default"
+    return None
+
+
+def store_url(url: Optional[str] = None, databases: Optional[Dict[str, Any]] = None) -> str:
+    """The store URL ``RACEFREE["STORE"]`` (or ``url``) means: itself, or for ``"django"`` and
+    ``"django://<alias>[?options]"`` the URL of that database of ``DATABASES`` (or of
+    ``databases``), its options appended. Raises ``ImproperlyConfigured`` for an unknown alias or
+    an engine racefree cannot share."""
+    from urllib.parse import quote
+
+    from django.conf import settings as django_settings
+    from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+
+    url = settings()["STORE"] if url is None else url
+    alias = database_alias(url)
+    if alias is None:
+        return url
+    query = url.split("?", 1)[1] if "?" in url else ""
+    if databases is None:
+        databases = getattr(django_settings, "DATABASES", {})
+    if alias not in databases:
+        raise ImproperlyConfigured(f"RACEFREE['STORE'] is {url!r}, but DATABASES has no {alias!r} database")
+    database = databases[alias]
+    engine = database.get("ENGINE", "")
+    scheme = _ENGINES.get(engine)
+    if scheme is None:
+        raise ImproperlyConfigured(
+            f"RACEFREE['STORE'] is {url!r}: DATABASES[{alias!r}] uses {engine!r}; racefree shares "
+            "PostgreSQL (django.db.backends.postgresql) and SQLite (django.db.backends.sqlite3) databases only"
+        )
+    options = [query] if query else []
+    if scheme == "sqlite":
+        name = str(database.get("NAME", ""))
+        if not name.startswith("/"):
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['NAME'] is {name!r}: racefree shares an SQLite database by its "
+                "absolute file path (not :memory:, not a relative path)"
+            )
+        # A file of racefree's own beside Django's, never Django's file itself: Python's sqlite3
+        # and racefree each link their own copy of SQLite, and two copies in one process that
+        # open one file break each other's POSIX locks (closing a descriptor in one drops the
+        # other's locks: https://sqlite.org/howtocorrupt.html#multiple_copies_of_sqlite_linked_into_the_same_application).
+        return f"sqlite://{name}{SQLITE_SUFFIX}" + (f"?{'&'.join(options)}" if options else "")
+    user, password = str(database.get("USER") or ""), str(database.get("PASSWORD") or "")
+    host, port = str(database.get("HOST") or ""), str(database.get("PORT") or "")
+    credentials = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    if host.startswith("/"):
+        options.append(f"host={quote(host, safe='/')}")
+        host = "localhost"
+    netloc = (credentials + "@" if credentials else "") + (host or "localhost") + (f":{port}" if port else "")
+    for name in ("sslmode", "sslrootcert"):
+        value = (database.get("OPTIONS") or {}).get(name)
+        if value is not None:
+            options.append(f"{name}={value}")
+    return f"postgres://{netloc}/{quote(str(database.get('NAME') or ''), safe='')}" + (
+        f"?{'&'.join(options)}" if options else ""
+    )
+
+
 def store() -> _native.Store:
     """The store named by ``RACEFREE["STORE"]``, opened once per process (and again in a child
     after ``fork()`` by the store itself). Blocks while it opens: in async code use
@@ -82,7 +166,7 @@ def store() -> _native.Store:
         if _failed is not None and _now() < _retry_at:
             raise _failed
         try:
-            _store = _native.open(settings()["STORE"])
+            _store = _native.open(store_url())
         except Exception as error:
             _failed, _retry_at = error, _now() + _retry_after
             _retry_after = min(_retry_after * 2, _RETRY_MAX)

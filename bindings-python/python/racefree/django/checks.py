@@ -4,6 +4,7 @@ from typing import Any, List
 
 from django.conf import settings as django_settings  # type: ignore[import-untyped]
 from django.core import checks  # type: ignore[import-untyped]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
 from racefree import _native
 from racefree.errors import RacefreeError
@@ -11,7 +12,7 @@ from racefree.errors import RacefreeError
 
 @checks.register("racefree")  # type: ignore[untyped-decorator]
 def check_settings(app_configs: Any = None, **_: Any) -> List[Any]:
-    from racefree.django import SETTINGS, settings
+    from racefree.django import SETTINGS, settings, store_url
 
     found: List[Any] = []
     given = getattr(django_settings, "RACEFREE", {})
@@ -27,8 +28,8 @@ def check_settings(app_configs: Any = None, **_: Any) -> List[Any]:
         )
     config = settings()
     try:
-        _native.check_url(config["STORE"])
-    except (RacefreeError, TypeError) as error:
+        _native.check_url(store_url(config["STORE"]) if isinstance(config["STORE"], str) else config["STORE"])
+    except (RacefreeError, TypeError, ImproperlyConfigured) as error:
         found.append(checks.Error(f"RACEFREE['STORE'] is not a store URL: {error}", id="racefree.E002"))
     try:
         _native.KeeperOptions(ttl=config["TASK_TTL"], renew_every=config["TASK_RENEW_EVERY"], max_hold=config["TASK_MAX_HOLD"])

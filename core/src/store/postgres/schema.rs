@@ -186,7 +186,8 @@ pub(super) const NEXT: &str = "INSERT INTO racefree_counters AS c VALUES ($1, $2
     ON CONFLICT (ns, counter) DO UPDATE SET next = c.next + 1 WHERE c.next < 9223372036854775807
     RETURNING c.next - 1";
 pub(super) const CLAIM: &str = "SELECT idx, is_new FROM racefree_claim($1, $2, $3)";
-pub(super) const INDEX_OF: &str = "SELECT idx FROM racefree_claims WHERE ns = $1 AND counter = $2 AND id = $3";
+pub(super) const INDEX_OF: &str =
+    "SELECT idx FROM racefree_claims WHERE ns = $1 AND counter = $2 AND id = $3";
 pub(super) const PEEK: &str = "SELECT next FROM racefree_counters WHERE ns = $1 AND counter = $2";
 pub(super) const SET: &str = "INSERT INTO racefree_counters VALUES ($1, $2, $3)
     ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next";
@@ -206,7 +207,8 @@ pub(super) const RELEASE: &str = "DELETE FROM racefree_leases
 pub(super) const HOLDER: &str = "SELECT token, deadline - racefree_now($4) FROM racefree_leases
     WHERE ns = $1 AND lock = $2 AND key = $3 AND deadline > racefree_now($4)";
 
-pub(super) const GET: &str = "SELECT value, version FROM racefree_records WHERE ns = $1 AND space = $2 AND key = $3";
+pub(super) const GET: &str =
+    "SELECT value, version FROM racefree_records WHERE ns = $1 AND space = $2 AND key = $3";
 pub(super) const PUT: &str = "SELECT outcome, n FROM racefree_put($1, $2, $3, $4, $5, $6)";
 pub(super) const DELETE: &str = "SELECT outcome, n FROM racefree_delete($1, $2, $3, $4)";
 
