@@ -94,7 +94,9 @@ fn urls_open_or_explain() {
     assert_eq!(code("memory://?max_keys=many"), "invalid_argument");
     assert_eq!(code("memory://?colour=blue"), "invalid_argument");
     assert_eq!(code("memory://somewhere"), "invalid_argument");
-    assert_eq!(code("postgres://db"), "invalid_argument");
+    assert_eq!(code("mysql://db"), "invalid_argument");
+    // Not in the build, or nothing listening: either way the backend is unavailable.
+    assert_eq!(code("postgres://127.0.0.1:1/db"), "backend_unavailable");
     assert_eq!(code("no-scheme"), "invalid_argument");
     #[cfg(not(feature = "sqlite"))]
     assert_eq!(code("sqlite:///tmp/x.db"), "backend_unavailable");
