@@ -99,20 +99,7 @@ impl PostgresServer {
         static SHARED: OnceLock<PostgresServer> = OnceLock::new();
         SHARED.get_or_init(|| {
             let server = Self::start(&[]);
-            let pid = server.pid().expect("running");
-            // Outlives this process by design: it is what stops the server after the last test.
-            #[allow(clippy::zombie_processes)]
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill -INT {pid}",
-                    std::process::id()
-                ))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("watchdog");
+            stop_when_this_process_exits(server.pid().expect("running"), "INT");
             server
         })
     }
@@ -220,6 +207,24 @@ impl Drop for PostgresServer {
     }
 }
 
+/// Starts a watchdog that sends `signal` to `pid` once this test process has exited (statics
+/// are never dropped, so a shared server is stopped this way, by its PID).
+fn stop_when_this_process_exits(pid: u32, signal: &str) {
+    // Outlives this process by design: it is what stops the server after the last test.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill -{signal} {pid}",
+            std::process::id()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -277,19 +282,7 @@ impl PgBouncer {
         static SHARED: OnceLock<PgBouncer> = OnceLock::new();
         SHARED.get_or_init(|| {
             let bouncer = Self::start(PostgresServer::shared());
-            let pid = bouncer.child.as_ref().map(Child::id).expect("running");
-            #[allow(clippy::zombie_processes)]
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill {pid}",
-                    std::process::id()
-                ))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("watchdog");
+            stop_when_this_process_exits(bouncer.child.as_ref().map(Child::id).expect("running"), "TERM");
             bouncer
         })
     }

@@ -233,7 +233,9 @@ impl Drop for Engine {
 /// The PostgreSQL store. Cheap to share between threads: each call borrows one pooled
 /// connection, so N threads make up to `pool_size` concurrent calls.
 pub struct PostgresStore {
-    target: Target,
+    /// Shared with each call's future (which must own what it uses): cloned as an `Arc`, not
+    /// the client configuration itself, on every call.
+    target: Arc<Target>,
     engine: RwLock<Arc<Engine>>,
     /// A child after `fork()` leaves the inherited runtime and connections alone and makes its
     /// own (see [`OpenedIn`]).
@@ -400,7 +402,7 @@ impl PostgresStore {
             }
         };
         let store = Self {
-            target: Target { config, tls },
+            target: Arc::new(Target { config, tls }),
             engine: RwLock::new(Arc::new(Engine::new(options.pool_size)?)),
             opened_in: OpenedIn::this_process(),
             judge_by_clock: !clock.is_wall_clock(),
@@ -431,7 +433,7 @@ impl PostgresStore {
     /// Backend failures only.
     pub fn schema_version(&self) -> Result<Option<i64>> {
         let engine = self.engine()?;
-        let (target, timeout) = (self.target.clone(), self.options.timeout);
+        let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         self.on_runtime(&engine, async move {
             let connection = target.connect(timeout).await?;
             find_version(&connection.client).await.map_err(Failure::Postgres)
@@ -442,7 +444,7 @@ impl PostgresStore {
     /// (and `create` allows). A newer version is refused before anything is written.
     fn prepare_schema(&self, create: bool) -> Result<()> {
         let engine = self.engine()?;
-        let (target, timeout) = (self.target.clone(), self.options.timeout);
+        let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         let found = self.on_runtime(&engine, async move {
             let Connection { client, .. } = target.connect(timeout).await?;
             let body = async {
@@ -519,7 +521,7 @@ impl PostgresStore {
     /// afresh, so the store recovers without being reopened.
     fn run(&self, isolation: Isolation, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let engine = self.engine()?;
-        let (target, timeout) = (self.target.clone(), self.options.timeout);
+        let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         let pool = engine.clone();
         self.on_runtime(&engine, async move {
             let call = async {
@@ -581,7 +583,7 @@ impl PostgresStore {
 
     fn sweep_up_to(&self, limit: i64) -> Result<u64> {
         let rows = self.one(schema::SWEEP, vec![self.ns(), self.now().0, Param::Int8(Some(limit))])?;
-        Ok(first(&rows).map_or(0, |row| to_u64(row.get::<_, i64>(0))))
+        Ok(rows.first().map_or(0, |row| to_u64(row.get::<_, i64>(0))))
     }
 
     fn ns(&self) -> Param {
@@ -634,10 +636,6 @@ fn tls_config(root_cert: Option<&std::path::Path>) -> Result<rustls::ClientConfi
     Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
 }
 
-fn first(results: &[Row]) -> Option<&Row> {
-    results.first()
-}
-
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -657,12 +655,12 @@ impl Store for PostgresStore {
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
         let rows = self.write(schema::NEXT, vec![self.ns(), bytes(counter)])?;
-        first(&rows).map(|row| to_u64(row.get(0))).ok_or_else(|| counter_overflow(counter))
+        rows.first().map(|row| to_u64(row.get(0))).ok_or_else(|| counter_overflow(counter))
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         let rows = self.write(schema::CLAIM, vec![self.ns(), bytes(counter), bytes(id)])?;
-        let row = first(&rows).ok_or_else(|| missing_row("racefree_claim"))?;
+        let row = rows.first().ok_or_else(|| missing_row("racefree_claim"))?;
         let (index, is_new): (i64, bool) = (row.get(0), row.get(1));
         if index < 0 {
             return Err(counter_overflow(counter));
@@ -672,12 +670,12 @@ impl Store for PostgresStore {
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
         let rows = self.one(schema::INDEX_OF, vec![self.ns(), bytes(counter), bytes(id)])?;
-        Ok(first(&rows).map(|row| to_u64(row.get(0))))
+        Ok(rows.first().map(|row| to_u64(row.get(0))))
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
         let rows = self.one(schema::PEEK, vec![self.ns(), bytes(counter)])?;
-        Ok(first(&rows).map_or(0, |row| to_u64(row.get(0))))
+        Ok(rows.first().map_or(0, |row| to_u64(row.get(0))))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
@@ -700,7 +698,7 @@ impl Store for PostgresStore {
             schema::MARK,
             vec![self.ns(), bytes(guard), bytes(stream), Param::Int4(position), int8(retention_ms), now],
         )?;
-        let row = first(&rows).ok_or_else(|| missing_row("racefree_mark"))?;
+        let row = rows.first().ok_or_else(|| missing_row("racefree_mark"))?;
         let (outcome, marked): (i32, i32) = (row.get(0), row.get(1));
         let marked = u32::try_from(marked).unwrap_or(0);
         Ok(match outcome {
@@ -712,19 +710,19 @@ impl Store for PostgresStore {
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         let rows = self.one(schema::MARKED, vec![self.ns(), bytes(guard), bytes(stream), self.now().0])?;
-        Ok(first(&rows).map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
+        Ok(rows.first().map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
         let rows = self.write(schema::FORGET, vec![self.ns(), bytes(guard), bytes(stream), self.now().0])?;
-        Ok(first(&rows).is_some_and(|row| row.get::<_, bool>(0)))
+        Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
     }
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
         let (now, local) = self.now();
         let rows = self.write(schema::GRANT, vec![self.ns(), bytes(lock), bytes(key), int8(ttl_ms), now])?;
-        let row = first(&rows).ok_or_else(|| missing_row("racefree_grant"))?;
+        let row = rows.first().ok_or_else(|| missing_row("racefree_grant"))?;
         let (token, left): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
         match token {
             None => Ok(None),
@@ -760,7 +758,7 @@ impl Store for PostgresStore {
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let (now, local) = self.now();
         let rows = self.one(schema::HOLDER, vec![self.ns(), bytes(lock), bytes(key), now])?;
-        Ok(first(&rows).map(|row| LeaseGrant {
+        Ok(rows.first().map(|row| LeaseGrant {
             token: to_u64(row.get(0)),
             deadline_ms: local.saturating_add(to_u64(row.get(1))),
         }))
@@ -768,7 +766,7 @@ impl Store for PostgresStore {
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let rows = self.one(schema::GET, vec![self.ns(), bytes(space), bytes(key)])?;
-        first(&rows)
+        rows.first()
             .map(|row| {
                 let value =
                     serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| Error::BackendUnavailable {
@@ -796,7 +794,7 @@ impl Store for PostgresStore {
             opt_int8(fencing_token),
         ];
         let rows = self.write(schema::PUT, params)?;
-        let row = first(&rows).ok_or_else(|| missing_row("racefree_put"))?;
+        let row = rows.first().ok_or_else(|| missing_row("racefree_put"))?;
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
             0 => Ok(to_u64(n)),
@@ -812,7 +810,7 @@ impl Store for PostgresStore {
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         let rows = self
             .write(schema::DELETE, vec![self.ns(), bytes(space), bytes(key), opt_int8(expected_version)])?;
-        let row = first(&rows).ok_or_else(|| missing_row("racefree_delete"))?;
+        let row = rows.first().ok_or_else(|| missing_row("racefree_delete"))?;
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
             0 => Ok(n == 1),
@@ -829,7 +827,7 @@ impl Store for PostgresStore {
     fn stats(&self) -> Result<StoreStats> {
         let rows = self.one(schema::ENTRIES, vec![self.ns()])?;
         Ok(StoreStats {
-            entries: first(&rows).map_or(0, |row| to_u64(row.get(0))),
+            entries: rows.first().map_or(0, |row| to_u64(row.get(0))),
             expired_swept: self.expired_swept.load(Ordering::Relaxed),
         })
     }
