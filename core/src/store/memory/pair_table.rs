@@ -68,9 +68,14 @@ impl<V> PairTable<V> {
         Some(found.remove().0.value)
     }
 
-    /// Removes an entry of `hash` for which `expired` holds (see [`Expiry`]).
+    /// Removes an entry of `hash` for which `expired` holds (see [`Expiry`]). The probe meets
+    /// entries of other hashes that share the slot and tag, so the hash is compared too: without
+    /// it, a sweep removed a neighbour that expired at the same time and left this one behind.
+    ///
+    /// [`Expiry`]: super::shard::Expiry
     pub(super) fn remove_expired(&mut self, hash: u64, expired: impl Fn(&V) -> bool) -> bool {
-        self.table.find_entry(hash, |e| expired(&e.value)).map(|found| drop(found.remove())).is_ok()
+        let found = self.table.find_entry(hash, |e| e.hash == hash && expired(&e.value));
+        found.map(|found| drop(found.remove())).is_ok()
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
@@ -82,5 +87,29 @@ impl<V> PairTable<V> {
 
     pub(super) fn hashes(&self) -> impl Iterator<Item = (u64, &V)> {
         self.table.iter().map(|e| (e.hash, &e.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PairTable;
+
+    /// Two hashes that start their probe at the same slot and share the control tag (the top 7
+    /// bits), so the table's probe for either meets both entries.
+    const FIRST: u64 = 0x0000_0000_0000_0005;
+    const SECOND: u64 = 0x0000_0000_0010_0005;
+
+    #[test]
+    fn remove_expired_removes_only_the_entry_of_that_hash() {
+        let mut table = PairTable::default();
+        table.set(FIRST, "locks", "a", 7_u64);
+        table.set(SECOND, "locks", "b", 7_u64);
+        // Both have expired at 7; the heap entry of SECOND must remove SECOND's entry.
+        assert!(table.remove_expired(SECOND, |&at| at == 7));
+        assert_eq!(table.get(SECOND, "locks", "b"), None, "the entry of the swept hash is still there");
+        assert_eq!(table.get(FIRST, "locks", "a"), Some(&7), "another hash's entry was removed instead");
+        assert!(table.remove_expired(FIRST, |&at| at == 7));
+        assert!(!table.remove_expired(FIRST, |&at| at == 7));
+        assert_eq!(table.iter().count(), 0);
     }
 }
