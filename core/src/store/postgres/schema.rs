@@ -8,7 +8,7 @@
 //! store's injected clock otherwise.
 //!
 //! Where one row decides, the operation is one statement; where two rows decide (a claim: the
-//! counter and the claim; a grant: the lock's token row and the lease; a reset: the counter and
+//! counter and the claim; a grant: the lease and the lock's token row; a reset: the counter and
 //! its claims), a function locks the instance row first and reads the others in separate
 //! statements, so each read, under READ COMMITTED, sees every transaction that held the lock
 //! before it. (A single statement's subquery would use the snapshot taken before it waited.)
@@ -115,29 +115,49 @@ BEGIN
 END $$;
 
 -- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
+--
+-- The lease row is locked first, so the grants (and renewals) of one key are ordered by it; a
+-- key without a row gets one (an expired placeholder, locked by its insert). The lock's token row
+-- is taken last, by one `UPDATE`, and held only from there to the commit: grants of other keys
+-- wait for each other's commits and nothing more, and tokens follow the order of commits.
 CREATE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
     OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
-DECLARE v_last bigint; v_now bigint; v_deadline bigint;
+DECLARE v_now bigint; v_deadline bigint; v_inserted boolean := false;
 BEGIN
-  -- A held key is answered without the lock's token row, which every grant of the lock waits for.
-  PERFORM 1 FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key
-    AND deadline > racefree_now(p_now);
-  IF FOUND THEN RETURN; END IF;
   LOOP
-    SELECT last INTO v_last FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock FOR UPDATE;
-    EXIT WHEN FOUND;
-    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
+    -- A held key is answered without a row lock.
+    SELECT deadline INTO v_deadline FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key;
+    IF FOUND THEN
+      IF v_deadline > racefree_now(p_now) THEN RETURN; END IF;
+      -- Expired: lock it (a renewal in flight commits first, and its deadline is judged).
+      SELECT deadline INTO v_deadline FROM racefree_leases
+        WHERE ns = p_ns AND lock = p_lock AND key = p_key FOR UPDATE;
+      EXIT WHEN FOUND;
+      -- Removed meanwhile (a sweep, a release): look again.
+    ELSE
+      INSERT INTO racefree_leases VALUES (p_ns, p_lock, p_key, 0, 0) ON CONFLICT DO NOTHING;
+      v_inserted := FOUND;
+      EXIT WHEN v_inserted;
+      -- Another grant created the row meanwhile, and has committed: look again.
+    END IF;
   END LOOP;
-  -- Every earlier grant of this lock has committed. The lease row is locked too, so a renewal
-  -- in flight commits first and its new deadline is the one judged (not overwritten).
-  SELECT deadline INTO v_deadline FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key FOR UPDATE;
   v_now := racefree_now(p_now);
   IF v_deadline > v_now THEN RETURN; END IF;
-  IF v_last = 9223372036854775807 THEN token := -1; RETURN; END IF;
-  token := v_last + 1;
-  UPDATE racefree_lock_tokens SET last = token WHERE ns = p_ns AND lock = p_lock;
-  INSERT INTO racefree_leases VALUES (p_ns, p_lock, p_key, token, v_now + p_ttl)
-    ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline;
+  LOOP
+    UPDATE racefree_lock_tokens SET last = last + 1
+      WHERE ns = p_ns AND lock = p_lock AND last < 9223372036854775807 RETURNING last INTO token;
+    EXIT WHEN FOUND;
+    PERFORM 1 FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock;
+    IF FOUND THEN
+      token := -1;
+      IF v_inserted THEN DELETE FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key; END IF;
+      RETURN;
+    END IF;
+    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 1) ON CONFLICT DO NOTHING;
+    IF FOUND THEN token := 1; EXIT; END IF;
+  END LOOP;
+  UPDATE racefree_leases SET token = racefree_grant.token, deadline = v_now + p_ttl
+    WHERE ns = p_ns AND lock = p_lock AND key = p_key;
   left_ms := p_ttl;
 END $$;
 
