@@ -1,6 +1,6 @@
 //! The PostgreSQL store against real servers started by the tests: a server that goes away and
 //! comes back, a server whose default isolation is serializable, calls from inside a tokio
-//! runtime, the schema's versions and the privileges the README documents.
+//! runtime, the schema's versions, the privileges the README documents, and TLS.
 #![cfg(feature = "postgres")]
 
 mod common;
@@ -205,6 +205,7 @@ fn bad_urls_are_invalid_arguments_before_any_connection() {
         ("postgres://h/db?pool_size=0", "pool_size"),
         ("postgres://h/db?timeout_ms=soon", "timeout_ms"),
         ("postgres://h/db?create_schema=maybe", "create_schema"),
+        ("postgres://h/db?prepare_statements=yes", "prepare_statements"),
         ("postgres://h/db?statement_timeout=1", "unknown postgres:// option"),
         ("postgres://h:port/db", "bad postgres URL"),
         ("postgres://h/db#frag", "fragment"),
@@ -217,4 +218,43 @@ fn bad_urls_are_invalid_arguments_before_any_connection() {
     let err =
         PostgresStore::open("postgres://127.0.0.1/db", Arc::new(SystemClock), options).expect_err("pool");
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
+
+#[test]
+fn verify_full_checks_the_servers_certificate_and_its_name() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = common::certificates("DNS:localhost");
+    let file = |name: &str| dir.join(name).display().to_string();
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    common::postgres_server::give_to_server_user(&key);
+    // TCP connections must use TLS: a store that opens at all has used it.
+    let hba = dir.join("hba.conf");
+    std::fs::write(&hba, "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").expect("hba");
+    common::postgres_server::give_to_server_user(&hba);
+    let server = PostgresServer::start(&[
+        "ssl=on",
+        &format!("ssl_cert_file={}", file("server.pem")),
+        &format!("ssl_key_file={}", key.display()),
+        &format!("hba_file={}", hba.display()),
+    ]);
+    let url = |host: &str, options: &str| {
+        format!("postgres://racefree@{host}:{}/postgres?timeout_ms=3000&{options}", server.port)
+    };
+    let trusted = format!("sslmode=verify-full&sslrootcert={}", file("ca.pem"));
+
+    let store = racefree::open(&url("localhost", &trusted)).expect("a verified TLS connection");
+    assert_eq!((store.counter_next("c"), store.counter_next("c")), (Ok(0), Ok(1)));
+
+    let refused = |url: String, expected: &str| {
+        let err = racefree::open(&url).map(drop).expect_err(&url);
+        assert_eq!(err.code(), "backend_unavailable", "{url}: {err}");
+        assert!(err.to_string().contains(expected), "{url}: expected {expected:?} in {err}");
+    };
+    // Without TLS the server refuses the connection (its hba file takes TLS only).
+    refused(url("localhost", "sslmode=disable"), "no encryption");
+    // A certificate signed by a CA the client does not trust.
+    refused(url("localhost", &format!("sslmode=verify-full&sslrootcert={}", file("other-ca.pem"))), "UnknownIssuer");
+    // The right CA, but the certificate names localhost, not 127.0.0.1.
+    refused(url("127.0.0.1", &trusted), "not valid for name \"127.0.0.1\"");
 }

@@ -232,34 +232,9 @@ fn bad_urls_and_unreachable_servers_are_clear_errors() {
     assert_eq!(code("rediss://127.0.0.1:1/0"), Err("backend_unavailable"));
 }
 
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-fn certificates() -> std::path::PathBuf {
-    let dir = common::scratch_path("tls");
-    std::fs::create_dir_all(&dir).expect("tls dir");
-    let script = r#"
-        set -e
-        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=racefree test CA"
-        for who in server client; do
-            openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj "/CN=$who"
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > $who.ext
-            openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile $who.ext
-        done
-        openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem -days 2 -subj "/CN=another CA"
-    "#;
-    let status = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl (install it with scripts/setup.sh)");
-    assert!(status.success(), "openssl could not make the test certificates");
-    dir
-}
-
 #[test]
 fn rediss_verifies_the_server_and_presents_a_client_certificate() {
-    let dir = certificates();
+    let dir = common::certificates("IP:127.0.0.1,DNS:localhost");
     let file = |name: &str| dir.join(name).display().to_string();
     let tls_port = common::redis_server::free_port().to_string();
     let server = RedisServer::start(&[

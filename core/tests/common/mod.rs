@@ -37,6 +37,34 @@ pub fn scratch_path(name: &str) -> std::path::PathBuf {
     dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
+/// A test CA (`ca.pem`), a server and a client certificate signed by it (`server.pem`/`.key`,
+/// `client.pem`/`.key`, both naming `subject_alt_names`, e.g. `IP:127.0.0.1,DNS:localhost`) and
+/// another CA (`other-ca.pem`), made with openssl in a fresh directory.
+pub fn certificates(subject_alt_names: &str) -> std::path::PathBuf {
+    let dir = scratch_path("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let script = r#"
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=racefree test CA"
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj "/CN=$who"
+            printf 'subjectAltName=%s\n' "$SANS" > $who.ext
+            openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile $who.ext
+        done
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem -days 2 -subj "/CN=another CA"
+    "#;
+    let status = std::process::Command::new("sh")
+        .args(["-c", script])
+        .env("SANS", subject_alt_names)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (install it with scripts/setup.sh)");
+    assert!(status.success(), "openssl could not make the test certificates");
+    dir
+}
+
 pub fn manual() -> (Arc<ManualClock>, SharedClock) {
     let clock = Arc::new(ManualClock::new(1_000_000));
     let shared: SharedClock = clock.clone();

@@ -53,7 +53,7 @@ fn as_server_user(command: &mut Command) -> &mut Command {
     command
 }
 
-fn give_to_server_user(path: &Path) {
+pub fn give_to_server_user(path: &Path) {
     if let Some((uid, gid)) = server_user() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
     }
