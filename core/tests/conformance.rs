@@ -70,6 +70,13 @@ conformance!(postgres, |clock| {
     racefree::open_with_clock(&url, clock).expect("postgres store")
 });
 
+// Statements prepared once per connection (`prepare_statements=true`), on a direct connection.
+#[cfg(feature = "postgres")]
+conformance!(postgres_prepared, |clock| {
+    let url = common::postgres_server::PostgresServer::shared().fresh_url() + "&prepare_statements=true";
+    racefree::open_with_clock(&url, clock).expect("postgres store preparing statements")
+});
+
 // The same suite through PgBouncer in transaction pooling mode: no named statements, no session
 // state (a store that prepared statements by name fails here with "prepared statement does not
 // exist").

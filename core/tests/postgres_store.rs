@@ -254,7 +254,10 @@ fn verify_full_checks_the_servers_certificate_and_its_name() {
     // Without TLS the server refuses the connection (its hba file takes TLS only).
     refused(url("localhost", "sslmode=disable"), "no encryption");
     // A certificate signed by a CA the client does not trust.
-    refused(url("localhost", &format!("sslmode=verify-full&sslrootcert={}", file("other-ca.pem"))), "UnknownIssuer");
+    refused(
+        url("localhost", &format!("sslmode=verify-full&sslrootcert={}", file("other-ca.pem"))),
+        "UnknownIssuer",
+    );
     // The right CA, but the certificate names localhost, not 127.0.0.1.
     refused(url("127.0.0.1", &trusted), "not valid for name \"127.0.0.1\"");
 }

@@ -143,7 +143,9 @@ impl StoreUrl {
 ///   (`postgres://app@%2Fvar%2Frun%2Fpostgresql/db`) or `?host=/var/run/postgresql`. Query
 ///   options: `namespace=…`, `timeout_ms=…` (connect and call timeout, default 5000),
 ///   `pool_size=…` (connections, default 8), `create_schema=false` (refuse a database without
-///   racefree's tables instead of creating them), `sslmode=disable|verify-full` (default
+///   racefree's tables instead of creating them), `prepare_statements=true` (prepare each
+///   statement once per connection: faster, but only for a direct connection or a pooler that
+///   tracks prepared statements, never PgBouncer's transaction pooling before 1.21), `sslmode=disable|verify-full` (default
 ///   `disable`; `verify-full` verifies the certificate and host name by rustls against the
 ///   system's trust store or `sslrootcert=…`, a PEM file); the client's own `host`, `port`,
 ///   `user`, `password`, `dbname`, `application_name`.
@@ -309,6 +311,7 @@ fn parse_postgres(url: &str) -> Result<StoreUrl> {
                 })?;
             }
             "create_schema" => options.create_schema = bool_option(name, value)?,
+            "prepare_statements" => options.prepare_statements = bool_option(name, value)?,
             "sslmode" => sslmode = value,
             "sslrootcert" => root_cert = Some(std::path::PathBuf::from(value)),
             "host" | "port" | "user" | "password" | "dbname" | "application_name" => {

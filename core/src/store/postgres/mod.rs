@@ -7,9 +7,13 @@
 //! runtime of its own there and panic). Up to `pool_size` connections are opened as needed and
 //! kept; a call that finds none free waits for one, within the timeout.
 //!
-//! **PgBouncer.** Statements are unnamed (`query_typed`, never prepared by name), each call's
-//! `BEGIN ISOLATION LEVEL READ COMMITTED … COMMIT` is sent in one round trip, and nothing is
-//! kept in the session (no `SET`, no session advisory locks): transaction pooling is safe.
+//! **PgBouncer.** By default statements are unnamed (`query_typed`, parsed and planned on every
+//! call), each call's `BEGIN ISOLATION LEVEL READ COMMITTED … COMMIT` is sent in one round trip,
+//! and nothing is kept in the session (no `SET`, no session advisory locks): transaction pooling
+//! is safe. `prepare_statements` prepares each statement once per connection instead (faster,
+//! for a direct connection or a pooler that tracks prepared statements): behind a transaction
+//! pooler that does not, a name prepared on one server connection is missing on another, or
+//! names another client's statement there.
 //!
 //! **Time.** Handed the wall clock ([`SystemClock`](crate::SystemClock)), deadlines are judged
 //! by the server's own clock (`clock_timestamp()`, read after the row lock is held), so client
@@ -18,6 +22,7 @@
 
 pub mod schema;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement as Prepared};
 
 use super::fork::OpenedIn;
 use super::{
@@ -79,6 +84,11 @@ pub struct PostgresOptions {
     /// Create racefree's tables and functions when the database has none (the default); when
     /// `false`, `open` refuses such a database (run `racefree migrate <url>` first).
     pub create_schema: bool,
+    /// Prepare each statement once per connection (named server-side statements) instead of
+    /// sending it unnamed on every call. Off by default: only safe on a direct connection, or
+    /// behind a pooler that tracks prepared statements (PgBouncer 1.21 and later with
+    /// `max_prepared_statements` set), never behind an older transaction pooler.
+    pub prepare_statements: bool,
 }
 
 impl PostgresOptions {
@@ -109,6 +119,14 @@ impl PostgresOptions {
         self.create_schema = create;
         self
     }
+
+    /// These options preparing statements once per connection, or not (see
+    /// [`prepare_statements`](Self::prepare_statements)).
+    #[must_use]
+    pub fn with_prepare_statements(mut self, prepare: bool) -> Self {
+        self.prepare_statements = prepare;
+        self
+    }
 }
 
 impl Default for PostgresOptions {
@@ -119,6 +137,7 @@ impl Default for PostgresOptions {
             pool_size: 8,
             tls: PostgresTls::Disable,
             create_schema: true,
+            prepare_statements: false,
         }
     }
 }
@@ -193,6 +212,8 @@ struct Target {
 struct Connection {
     client: Client,
     read_committed_by_default: bool,
+    /// With `prepare_statements`: this connection's statements, prepared on first use.
+    prepared: Option<HashMap<&'static str, Prepared>>,
 }
 
 /// The runtime and the connections of one process (a child after `fork()` makes its own).
@@ -300,7 +321,7 @@ enum Failure {
 }
 
 impl Target {
-    async fn connect(&self, timeout: Duration) -> std::result::Result<Connection, Failure> {
+    async fn connect(&self, timeout: Duration, prepare: bool) -> std::result::Result<Connection, Failure> {
         let connected = async {
             match &self.tls {
                 None => {
@@ -326,7 +347,7 @@ impl Target {
             .await
             .map_err(Failure::Postgres)?;
         let read_committed_by_default = isolation.get::<_, &str>(0) == "read committed";
-        Ok(Connection { client, read_committed_by_default })
+        Ok(Connection { client, read_committed_by_default, prepared: prepare.then(HashMap::new) })
     }
 }
 
@@ -335,22 +356,24 @@ impl Target {
 /// `COMMIT` with a rollback. One statement at READ COMMITTED on a connection that defaults to it
 /// is sent alone: it is its own transaction.
 async fn transaction(
-    connection: &Connection,
+    connection: &mut Connection,
     isolation: Isolation,
     statements: &[Statement],
 ) -> std::result::Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+    if let Some(prepared) = &mut connection.prepared {
+        prepare(&connection.client, prepared, statements).await?;
+    }
+    let connection = &*connection;
     let client = &connection.client;
     if let ([only], Isolation::ReadCommitted, true) =
         (statements, isolation, connection.read_committed_by_default)
     {
-        let params: Vec<_> = only.params.iter().map(Param::typed).collect();
-        return Ok(vec![client.query_typed(only.sql, &params).await?]);
+        return Ok(vec![query(connection, only).await?]);
     }
     if let [only] = statements {
-        let params: Vec<_> = only.params.iter().map(Param::typed).collect();
         let (begun, rows, committed) = tokio::join!(
             client.batch_execute(isolation.begin()),
-            client.query_typed(only.sql, &params),
+            query(connection, only),
             client.batch_execute("COMMIT"),
         );
         begun?;
@@ -361,8 +384,7 @@ async fn transaction(
     client.batch_execute(isolation.begin()).await?;
     let mut results = Vec::with_capacity(statements.len());
     for statement in statements {
-        let params: Vec<_> = statement.params.iter().map(Param::typed).collect();
-        match client.query_typed(statement.sql, &params).await {
+        match query(connection, statement).await {
             Ok(rows) => results.push(rows),
             Err(err) => {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -372,6 +394,39 @@ async fn transaction(
     }
     client.batch_execute("COMMIT").await?;
     Ok(results)
+}
+
+/// Prepares those of `statements` this connection has not prepared yet (once per connection).
+async fn prepare(
+    client: &Client,
+    prepared: &mut HashMap<&'static str, Prepared>,
+    statements: &[Statement],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    for statement in statements {
+        if !prepared.contains_key(statement.sql) {
+            let types: Vec<Type> = statement.params.iter().map(|param| param.typed().1).collect();
+            prepared.insert(statement.sql, client.prepare_typed(statement.sql, &types).await?);
+        }
+    }
+    Ok(())
+}
+
+/// Runs one statement: by its prepared name when the connection prepares, unnamed otherwise.
+async fn query(
+    connection: &Connection,
+    statement: &Statement,
+) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+    let client = &connection.client;
+    match connection.prepared.as_ref().and_then(|prepared| prepared.get(statement.sql)) {
+        Some(prepared) => {
+            let values: Vec<_> = statement.params.iter().map(|param| param.typed().0).collect();
+            client.query(prepared, &values).await
+        }
+        None => {
+            let params: Vec<_> = statement.params.iter().map(Param::typed).collect();
+            client.query_typed(statement.sql, &params).await
+        }
+    }
 }
 
 impl PostgresStore {
@@ -435,7 +490,7 @@ impl PostgresStore {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         self.on_runtime(&engine, async move {
-            let connection = target.connect(timeout).await?;
+            let connection = target.connect(timeout, false).await?;
             find_version(&connection.client).await.map_err(Failure::Postgres)
         })
     }
@@ -446,7 +501,7 @@ impl PostgresStore {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         let found = self.on_runtime(&engine, async move {
-            let Connection { client, .. } = target.connect(timeout).await?;
+            let Connection { client, .. } = target.connect(timeout, false).await?;
             let body = async {
                 client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
                 client
@@ -522,6 +577,7 @@ impl PostgresStore {
     fn run(&self, isolation: Isolation, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
+        let prepare = self.options.prepare_statements;
         let pool = engine.clone();
         self.on_runtime(&engine, async move {
             let call = async {
@@ -531,13 +587,13 @@ impl PostgresStore {
                     idle.retain(|connection| !connection.client.is_closed());
                     idle.pop()
                 };
-                let connection = match reused {
+                let mut connection = match reused {
                     Some(connection) => connection,
-                    None => target.connect(timeout).await?,
+                    None => target.connect(timeout, prepare).await?,
                 };
                 let mut attempt = 1;
                 loop {
-                    match transaction(&connection, isolation, &statements).await {
+                    match transaction(&mut connection, isolation, &statements).await {
                         Ok(rows) => {
                             pool.idle.lock().push(connection);
                             return Ok(rows);
