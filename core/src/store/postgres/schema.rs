@@ -117,44 +117,53 @@ END $$;
 -- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
 --
 -- The lease row is locked first, so the grants (and renewals) of one key are ordered by it; a
--- key without a row gets one (an expired placeholder, locked by its insert). The lock's token row
--- is taken last, by one `UPDATE`, and held only from there to the commit: grants of other keys
--- wait for each other's commits and nothing more, and tokens follow the order of commits.
+-- key without a row gets one, locked by its insert. The lock's token row is taken last, by one
+-- `UPDATE`, and held only from there to the commit: grants of other keys wait for each other's
+-- commits and nothing more, and tokens follow the order of commits. A held key takes one
+-- statement, a new one three.
 CREATE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
     OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
-DECLARE v_now bigint; v_deadline bigint; v_inserted boolean := false;
+DECLARE v_now bigint; v_deadline bigint; v_created bigint; v_inserted boolean := false;
 BEGIN
   LOOP
-    -- A held key is answered without a row lock.
-    SELECT deadline INTO v_deadline FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key;
-    IF FOUND THEN
+    -- The key's row: inserted (and locked) when there is none, else read without a lock.
+    WITH created AS (
+      INSERT INTO racefree_leases VALUES (p_ns, p_lock, p_key, 0, racefree_now(p_now) + p_ttl)
+      ON CONFLICT DO NOTHING RETURNING deadline)
+    SELECT (SELECT deadline FROM created),
+           (SELECT deadline FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key)
+      INTO v_created, v_deadline;
+    IF v_created IS NOT NULL THEN
+      v_inserted := true;
+      v_now := v_created - p_ttl;
+      EXIT;
+    END IF;
+    IF v_deadline IS NOT NULL THEN
       IF v_deadline > racefree_now(p_now) THEN RETURN; END IF;
       -- Expired: lock it (a renewal in flight commits first, and its deadline is judged).
       SELECT deadline INTO v_deadline FROM racefree_leases
         WHERE ns = p_ns AND lock = p_lock AND key = p_key FOR UPDATE;
-      EXIT WHEN FOUND;
-      -- Removed meanwhile (a sweep, a release): look again.
-    ELSE
-      INSERT INTO racefree_leases VALUES (p_ns, p_lock, p_key, 0, 0) ON CONFLICT DO NOTHING;
-      v_inserted := FOUND;
-      EXIT WHEN v_inserted;
-      -- Another grant created the row meanwhile, and has committed: look again.
+      IF FOUND THEN
+        v_now := racefree_now(p_now);
+        IF v_deadline > v_now THEN RETURN; END IF;
+        EXIT;
+      END IF;
     END IF;
+    -- Removed meanwhile (a sweep, a release), or created by a grant that committed after this
+    -- statement began: look again.
   END LOOP;
-  v_now := racefree_now(p_now);
-  IF v_deadline > v_now THEN RETURN; END IF;
   LOOP
     UPDATE racefree_lock_tokens SET last = last + 1
       WHERE ns = p_ns AND lock = p_lock AND last < 9223372036854775807 RETURNING last INTO token;
     EXIT WHEN FOUND;
+    -- The lock's first grant, or its last token issued.
     PERFORM 1 FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock;
     IF FOUND THEN
       token := -1;
       IF v_inserted THEN DELETE FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key; END IF;
       RETURN;
     END IF;
-    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 1) ON CONFLICT DO NOTHING;
-    IF FOUND THEN token := 1; EXIT; END IF;
+    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
   END LOOP;
   UPDATE racefree_leases SET token = racefree_grant.token, deadline = v_now + p_ttl
     WHERE ns = p_ns AND lock = p_lock AND key = p_key;
