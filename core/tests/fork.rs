@@ -1,6 +1,7 @@
 //! Stores used after `fork()`: parent and children share one store object, inherited with its
 //! connections, and all work on one counter and one lock at once. A child must never read a
-//! reply meant for its parent (Redis: one socket, two readers) or touch the parent's SQLite
+//! reply meant for its parent (Redis, PostgreSQL: one socket, two readers; PostgreSQL also a
+//! runtime whose worker thread the child does not have) or touch the parent's SQLite
 //! connection: every index comes out exactly once, every call succeeds.
 //!
 //! `harness = false`: it forks, so it runs alone in its process, one scenario after another,
@@ -13,6 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
+use common::postgres_server::PostgresServer;
 use common::redis_server::RedisServer;
 use racefree::{Counter, SharedStore, StartLock};
 
@@ -118,9 +120,17 @@ fn sqlite_after_fork() {
     every_index_once(&racefree::open(&format!("sqlite://{}", path.display())).expect("open"));
 }
 
+fn postgres_after_fork() {
+    let server = PostgresServer::start(&[]);
+    every_index_once(&racefree::open(&server.url("pool_size=2")).expect("open"));
+}
+
 fn main() {
-    let scenarios: [(&str, fn()); 2] =
-        [("redis_after_fork", redis_after_fork), ("sqlite_after_fork", sqlite_after_fork)];
+    let scenarios: [(&str, fn()); 3] = [
+        ("redis_after_fork", redis_after_fork),
+        ("sqlite_after_fork", sqlite_after_fork),
+        ("postgres_after_fork", postgres_after_fork),
+    ];
     let mut failed = 0;
     for (name, scenario) in scenarios {
         let ok = std::panic::catch_unwind(scenario).is_ok();
