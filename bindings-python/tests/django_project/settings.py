@@ -23,6 +23,12 @@ DATABASES = {
         "TEST": {"NAME": _DB},
     }
 }
+# A project whose own database is PostgreSQL (test_django_postgres.py hands it "host:port:name").
+if os.environ.get("RACEFREE_TEST_POSTGRES"):
+    _host, _port, _name = os.environ["RACEFREE_TEST_POSTGRES"].split(":")
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.postgresql", "NAME": _name, "USER": "racefree", "HOST": _host, "PORT": _port}
+    }
 RACEFREE = {
     "STORE": os.environ.get("RACEFREE_TEST_STORE", "memory://"),
     "TASK_TTL": float(os.environ.get("RACEFREE_TEST_TTL", "30")),
