@@ -15,7 +15,6 @@ twice, with its default unnamed statements (PgBouncer-safe) and with `prepare_st
 Both sides over TCP on 127.0.0.1, one connection per process. Target: at least as fast as each.
 """
 
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ import time
 
 import psycopg
 
+import processes
 import racefree
 
 PROCESSES = 4
@@ -115,17 +115,7 @@ def psycopg_lease_row(dsn, n, start, out, prepare_threshold=5):
 
 
 def run(target, arg, n):
-    start, out = mp.Event(), mp.Queue()
-    procs = [mp.Process(target=target, args=(arg, n, start, out)) for _ in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    time.sleep(0.5)
-    t0 = time.perf_counter()
-    start.set()
-    for p in procs:
-        p.join()
-        assert p.exitcode == 0, f"{target.__name__} failed"
-    return PROCESSES * n / (time.perf_counter() - t0)
+    return processes.run(target, arg, n, PROCESSES)
 
 
 def main():

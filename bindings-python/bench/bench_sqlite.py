@@ -7,13 +7,13 @@ against sqlite3 as a service would write it (SQLite's default 4 KiB pages). race
 files with 1 KiB pages; the third row gives sqlite3 those pages too, to show what that part is worth.
 """
 
-import multiprocessing as mp
 import os
 import sqlite3
 import sys
 import tempfile
 import time
 
+import processes
 import racefree
 
 PROCESSES = 4
@@ -55,17 +55,7 @@ def create_plain(path, page_size):
 
 
 def run(target, arg, n):
-    start, out = mp.Event(), mp.Queue()
-    procs = [mp.Process(target=target, args=(arg, n, start, out)) for _ in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    time.sleep(0.5)
-    t0 = time.perf_counter()
-    start.set()
-    for p in procs:
-        p.join()
-    wall = time.perf_counter() - t0
-    return PROCESSES * n / wall
+    return processes.run(target, arg, n, PROCESSES)
 
 
 def main():
