@@ -20,7 +20,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 
-section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres through pgbouncer), racy-store proof, processes, Redis restarts and failures, PostgreSQL stops and schema, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
+section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --profile release-tests --locked --all-features
 
 section "rust: the core with each other feature set a user can build (none, sqlite, redis, postgres), debug profile"
