@@ -10,6 +10,10 @@ mod redis_server;
 #[allow(dead_code)]
 mod postgres_server;
 
+/// Stops the test servers by PID when this process exits (both server modules use it).
+#[path = "../../core/tests/common/watchdog.rs"]
+mod watchdog;
+
 /// A fresh file path under the system's temp folder, unique to this process and call.
 fn scratch_path(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,8 @@ pub mod postgres_server;
 pub mod racy;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub mod watchdog;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};

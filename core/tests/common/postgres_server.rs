@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::watchdog::stop_when_this_process_exits;
+
 pub struct PostgresServer {
     pub port: u16,
     /// The data directory's parent, which also holds the Unix socket and the log.
@@ -93,15 +95,10 @@ impl PostgresServer {
         panic!("postgres did not start; see {}", server.dir.join("log").display());
     }
 
-    /// A server shared by every test of this binary; a watchdog stops it by PID when the test
-    /// process exits (statics are never dropped).
+    /// A server shared by every test of this binary (stopped by its watchdog).
     pub fn shared() -> &'static PostgresServer {
         static SHARED: OnceLock<PostgresServer> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let server = Self::start(&[]);
-            stop_when_this_process_exits(server.pid().expect("running"), "INT");
-            server
-        })
+        SHARED.get_or_init(|| Self::start(&[]))
     }
 
     /// The server's URL (database `postgres`, user `racefree`) with racefree options appended.
@@ -150,6 +147,8 @@ impl PostgresServer {
         else {
             return false;
         };
+        // Every server started is stopped when this process exits, even if it is never dropped.
+        stop_when_this_process_exits(child.id(), "INT");
         self.child = Some(child);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
@@ -207,24 +206,6 @@ impl Drop for PostgresServer {
     }
 }
 
-/// Starts a watchdog that sends `signal` to `pid` once this test process has exited (statics
-/// are never dropped, so a shared server is stopped this way, by its PID).
-fn stop_when_this_process_exits(pid: u32, signal: &str) {
-    // Outlives this process by design: it is what stops the server after the last test.
-    #[allow(clippy::zombie_processes)]
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill -{signal} {pid}",
-            std::process::id()
-        ))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("watchdog");
-}
-
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -260,6 +241,7 @@ impl PgBouncer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("pgbouncer: install it with scripts/setup.sh (Debian's pgbouncer)");
+            stop_when_this_process_exits(child.id(), "TERM");
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -276,15 +258,11 @@ impl PgBouncer {
         panic!("pgbouncer did not start; see {}", dir.join("log").display());
     }
 
-    /// A bouncer in front of the shared server, for every test of this binary; stopped by PID
-    /// by a watchdog when the test process exits.
+    /// A bouncer in front of the shared server, for every test of this binary (stopped by its
+    /// watchdog).
     pub fn shared() -> &'static PgBouncer {
         static SHARED: OnceLock<PgBouncer> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let bouncer = Self::start(PostgresServer::shared());
-            stop_when_this_process_exits(bouncer.child.as_ref().map(Child::id).expect("running"), "TERM");
-            bouncer
-        })
+        SHARED.get_or_init(|| Self::start(PostgresServer::shared()))
     }
 
     /// A fresh namespace through the bouncer.

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::watchdog::stop_when_this_process_exits;
+
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
@@ -31,28 +33,10 @@ impl RedisServer {
         panic!("redis-server did not start; install it with scripts/setup.sh (Debian's redis-server)");
     }
 
-    /// A server shared by every test of this binary; a watchdog stops it by PID when the test
-    /// process exits (statics are never dropped).
+    /// A server shared by every test of this binary (stopped by its watchdog).
     pub fn shared() -> &'static RedisServer {
         static SHARED: OnceLock<RedisServer> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let server = Self::start(&[]);
-            let pid = server.pid().expect("running");
-            // Outlives this process by design: it is what stops the server after the last test.
-            #[allow(clippy::zombie_processes)]
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "while kill -0 {} 2>/dev/null; do sleep 0.3; done; kill {pid}",
-                    std::process::id()
-                ))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("watchdog");
-            server
-        })
+        SHARED.get_or_init(|| Self::start(&[]))
     }
 
     /// A URL with a namespace no other call of this process gets: a fresh, empty store.
@@ -96,6 +80,8 @@ impl RedisServer {
         else {
             return false;
         };
+        // Every server started is stopped when this process exits, even if it is never dropped.
+        stop_when_this_process_exits(child.id(), "TERM");
         self.child = Some(child);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
