@@ -123,7 +123,7 @@ END $$;
 -- statement, a new one three.
 CREATE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
     OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
-DECLARE v_now bigint; v_deadline bigint; v_created bigint; v_inserted boolean := false;
+DECLARE v_now bigint; v_deadline bigint; v_created bigint; v_last bigint; v_inserted boolean := false;
 BEGIN
   LOOP
     -- The key's row: inserted (and locked) when there is none, else read without a lock.
@@ -156,14 +156,17 @@ BEGIN
     UPDATE racefree_lock_tokens SET last = last + 1
       WHERE ns = p_ns AND lock = p_lock AND last < 9223372036854775807 RETURNING last INTO token;
     EXIT WHEN FOUND;
-    -- The lock's first grant, or its last token issued.
-    PERFORM 1 FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock;
-    IF FOUND THEN
+    -- No row in the UPDATE's snapshot, or the lock's last token issued. (A row another first
+    -- grant committed after that snapshot shows here: then the UPDATE runs again.)
+    SELECT last INTO v_last FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock;
+    IF v_last = 9223372036854775807 THEN
       token := -1;
       IF v_inserted THEN DELETE FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key; END IF;
       RETURN;
     END IF;
-    INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+      INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
+    END IF;
   END LOOP;
   UPDATE racefree_leases SET token = racefree_grant.token, deadline = v_now + p_ttl
     WHERE ns = p_ns AND lock = p_lock AND key = p_key;
