@@ -183,14 +183,22 @@ struct Children {
     lines: Vec<Arc<Mutex<Vec<String>>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
     done: Vec<Arc<AtomicUsize>>,
+    /// Each child's stderr, a file: what it said if it failed.
+    stderr: Vec<std::path::PathBuf>,
 }
 
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn spawn_children(url: &str, processes: u64, ops: usize, ttls_ms: &str) -> Children {
     let start_at = now_us() + 500_000;
-    let mut spawned =
-        Children { children: Vec::new(), lines: Vec::new(), readers: Vec::new(), done: Vec::new() };
+    let mut spawned = Children {
+        children: Vec::new(),
+        lines: Vec::new(),
+        readers: Vec::new(),
+        done: Vec::new(),
+        stderr: Vec::new(),
+    };
     for p in 0..processes {
+        let stderr = common::scratch_path(&format!("child-{p}.stderr"));
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
             .env("RACEFREE_HISTORY_URL", url)
@@ -199,7 +207,7 @@ fn spawn_children(url: &str, processes: u64, ops: usize, ttls_ms: &str) -> Child
             .env("RACEFREE_TTLS", ttls_ms)
             .env("RACEFREE_START_AT", start_at.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("child stderr"))
             .spawn()
             .expect("spawn child");
         let out = BufReader::new(child.stdout.take().expect("stdout"));
@@ -217,6 +225,7 @@ fn spawn_children(url: &str, processes: u64, ops: usize, ttls_ms: &str) -> Child
         spawned.children.push(child);
         spawned.lines.push(lines);
         spawned.done.push(done);
+        spawned.stderr.push(stderr);
     }
     spawned
 }
@@ -267,6 +276,11 @@ fn processes_with_a_kill(url: &str, backend: &str) {
     drop(racefree::open(url).expect("open"));
     let mut children = spawn_children(url, 4, ops, "2,15,300");
     while children.done[0].load(Ordering::Relaxed) < ops / 2 {
+        // A child that ends before half its operations would leave this loop waiting forever.
+        if let Some(status) = children.children[0].try_wait().expect("wait") {
+            let said = std::fs::read_to_string(&children.stderr[0]).unwrap_or_default();
+            panic!("{backend}: child 0 exited ({status}) before half its operations:\n{said}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
     children.children[0].kill().expect("SIGKILL");
