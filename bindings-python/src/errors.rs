@@ -45,9 +45,22 @@ fn build(py: Python<'_>, err: &Error) -> Result<PyErr, PyErr> {
         }
         _ => {}
     }
-    let exception =
-        py.import("racefree.errors")?.call_method1("_from_native", (err.code(), err.to_string(), details))?;
+    let causes = causes(err);
+    let exception = py
+        .import("racefree.errors")?
+        .call_method1("_from_native", (err.code(), err.to_string(), details, causes))?;
     Ok(PyErr::from_value(exception))
+}
+
+/// The texts of the backend client's error behind `err` and of its own causes, outermost first.
+fn causes(err: &Error) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(cause) = next {
+        texts.push(cause.to_string());
+        next = cause.source();
+    }
+    texts
 }
 
 /// A `TypeError` naming what was expected and the type that came instead.

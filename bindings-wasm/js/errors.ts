@@ -9,6 +9,7 @@ export type ErrorCode =
   | "stale_token"
   | "capacity_exceeded"
   | "backend_unavailable"
+  | "corrupt_data"
   | "timeout"
   | "lease_lost"
   | "racefree_error";
@@ -57,6 +58,12 @@ export class CapacityExceededError extends RacefreeError {
 }
 export class BackendUnavailableError extends RacefreeError {
   declare readonly code: "backend_unavailable";
+  /** The backend client's own error, when there is one (its own `cause` follows the chain). */
+  declare readonly cause?: Error;
+}
+/** The store holds or answered a value racefree could not have written; retrying does not help. */
+export class CorruptDataError extends RacefreeError {
+  declare readonly code: "corrupt_data";
 }
 export class TimeoutError extends RacefreeError {
   declare readonly code: "timeout";
@@ -86,6 +93,7 @@ const CODES = [
   [StaleTokenError, "stale_token"],
   [CapacityExceededError, "capacity_exceeded"],
   [BackendUnavailableError, "backend_unavailable"],
+  [CorruptDataError, "corrupt_data"],
   [TimeoutError, "timeout"],
   [LeaseLostError, "lease_lost"],
 ] as const;

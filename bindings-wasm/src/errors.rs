@@ -59,9 +59,21 @@ pub fn to_js(err: Error) -> JsValue {
             set(&details, "reason", reason.code());
             set(&details, "lastError", reason.last_error().cloned().map_or(JsValue::NULL, to_js));
         }
+        Error::BackendUnavailable { source: Some(cause), .. } => {
+            set(&details, "cause", cause_chain(cause.get()))
+        }
         _ => {}
     }
     build(err.code(), &err.to_string(), details)
+}
+
+/// The backend client's error and its own causes, as `Error`s linked by `cause`.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> JsValue {
+    let made = JsError::new(&error.to_string());
+    if let Some(inner) = error.source() {
+        set(&made, "cause", cause_chain(inner));
+    }
+    made.into()
 }
 
 fn build(code: &str, message: &str, details: Object) -> JsValue {

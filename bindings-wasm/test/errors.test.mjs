@@ -45,7 +45,10 @@ test("every code is thrown by a real call as a real Error with name and code", a
   await capture(() => lock.runExclusive("kept", { ttl: 30, maxHold: 40 }, ({ signal }) => new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)))));
   clock.advance(2000);
   await capture(() => lease.release());
-  assert.deepEqual(Object.keys(thrown).sort(), racefree.errorCodes().sort());
+  // corrupt_data is a remote store's (a value racefree could not have written): the memory
+  // store, the only one here, holds nothing it did not write.
+  const remoteOnly = ["corrupt_data"];
+  assert.deepEqual(Object.keys(thrown).sort(), racefree.errorCodes().filter((code) => !remoteOnly.includes(code)).sort());
   assert.equal(thrown.capacity_exceeded.maxKeys, 1);
   assert.equal(thrown.lease_lost.reason, "max_hold_reached");
   assert.equal(thrown.lease_lost.key, "kept");

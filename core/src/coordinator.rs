@@ -163,9 +163,7 @@ impl Coordinator {
             Err(error) => {
                 self.keeper.forget(&held);
                 let _ = self.lock.release_token(key, grant.token);
-                Err(Error::BackendUnavailable {
-                    reason: format!("could not start the work's thread: {error}"),
-                })
+                Err(Error::unavailable(format!("could not start the work's thread: {error}")))
             }
         }
     }
@@ -187,9 +185,7 @@ impl Coordinator {
             std::thread::Builder::new()
                 .name("racefree-keeper".into())
                 .spawn(move || keeper.run(&lock))
-                .map_err(|e| Error::BackendUnavailable {
-                    reason: format!("could not start the keeper thread: {e}"),
-                })?;
+                .map_err(|e| Error::unavailable(format!("could not start the keeper thread: {e}")))?;
             state.thread_running = true;
         }
         self.keeper.wake.notify_one();

@@ -1,5 +1,7 @@
 //! The one error type of racefree.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything that can go wrong in racefree, for every primitive and every backend.
@@ -67,6 +69,18 @@ pub enum Error {
     #[error("backend unavailable: {reason}")]
     BackendUnavailable {
         /// The backend's own description of the failure.
+        reason: String,
+        /// The backend client's own error, when there is one: what
+        /// [`source()`](std::error::Error::source) returns.
+        source: Option<Cause>,
+    },
+    /// The backend holds, or answered, a value racefree could not have written: a negative or
+    /// out-of-range integer where an index, token, version or time belongs, a record that is not
+    /// JSON, a reply of the wrong shape. A damaged key, or one written by something else; the
+    /// call is refused rather than answered with a guess, and retrying does not help.
+    #[error("corrupt data: {reason}")]
+    CorruptData {
+        /// What was found, and where.
         reason: String,
     },
     /// A wait (for a lease, a lock, a loader) ran out of time.
@@ -142,6 +156,50 @@ impl std::fmt::Display for LossReason {
     }
 }
 
+/// The error a backend client reported, kept as the [`source`](std::error::Error::source) of
+/// [`Error::BackendUnavailable`]. Two causes are equal when they read the same.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps a backend client's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The wrapped error.
+    #[must_use]
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 fn fmt_version(version: Option<u64>) -> String {
     version.map_or_else(|| "none (no such record)".to_owned(), |v| v.to_string())
 }
@@ -157,6 +215,7 @@ impl Error {
         "stale_token",
         "capacity_exceeded",
         "backend_unavailable",
+        "corrupt_data",
         "timeout",
         "lease_lost",
     ];
@@ -178,6 +237,7 @@ impl Error {
             Error::StaleToken { .. } => "stale_token",
             Error::CapacityExceeded { .. } => "capacity_exceeded",
             Error::BackendUnavailable { .. } => "backend_unavailable",
+            Error::CorruptData { .. } => "corrupt_data",
             Error::Timeout { .. } => "timeout",
             Error::LeaseLost { .. } => "lease_lost",
         }
@@ -207,6 +267,25 @@ impl Error {
 
     pub(crate) fn invalid_key(reason: impl Into<String>) -> Self {
         Error::InvalidKey { reason: reason.into() }
+    }
+
+    /// A `BackendUnavailable` with no client error behind it.
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Self {
+        Error::BackendUnavailable { reason: reason.into(), source: None }
+    }
+
+    /// A `BackendUnavailable` caused by a backend client's `error`.
+    #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+    pub(crate) fn unavailable_because(
+        reason: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::BackendUnavailable { reason: reason.into(), source: Some(Cause::new(error)) }
+    }
+
+    #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+    pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
+        Error::CorruptData { reason: reason.into() }
     }
 }
 

@@ -61,7 +61,7 @@ pub use clock::{Clock, ManualClock, SharedClock, LAG_BOUND_MS};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use coordinator::{Coordinator, Finished, Holding, Running};
 pub use counter::{new_execution_id, Counter, CounterStats};
-pub use error::{Error, LossReason, Result};
+pub use error::{Cause, Error, LossReason, Result};
 pub use event_guard::{EventGuard, GuardOptions, GuardStats, Mark, DEFAULT_RETENTION, MAX_EVENTS};
 pub use lease_keeper::{safety_margin, KeeperOptions, KeeperStep, LeaseKeeper};
 pub use records::{RecordStats, Records, UpdateOptions};

@@ -31,6 +31,8 @@ macro_rules! conformance {
                 marks_are_ordered_and_retained,
                 nothing_left_after_release_or_expiry,
                 records_compare_and_swap,
+                records_never_repeat_a_version,
+                updates_never_land_on_a_new_incarnation,
                 bad_input_is_rejected,
                 inventory_lists_live_entries,
             );

@@ -76,7 +76,7 @@ fn failing_renewals_tell_the_work_to_stop_before_another_holder_can_start() {
     let store: SharedStore = faulty.clone();
     let tasks = Coordinator::new(&store, "tasks", options(400)).expect("coordinator");
     let run = tasks.start("k", beating(ms(5_000))).expect("start").expect("free");
-    faulty.fail_renewals(Some(Error::BackendUnavailable { reason: "injected outage".into() }));
+    faulty.fail_renewals(Some(Error::BackendUnavailable { reason: "injected outage".into(), source: None }));
     let stop = Arc::new(AtomicBool::new(false));
     let other = competitor(&store, Arc::clone(&stop));
     let finished = run.join();

@@ -87,7 +87,7 @@ fn retryable_failures_are_retried_until_the_safe_deadline_then_lost_with_the_las
                 let error = if attempts % 2 == 0 {
                     timeout()
                 } else {
-                    Error::BackendUnavailable { reason: "down".into() }
+                    Error::BackendUnavailable { reason: "down".into(), source: None }
                 };
                 // Each reply takes 5 ms. The retries are jittered, so the last one may still be in
                 // flight at the safe deadline: the keeper wakes its driver there, and a reply
@@ -307,7 +307,7 @@ fn run_keeper(fates: &[Fate], ttl: u64, renew_every: Option<u64>, fast_per_mille
                     }
                     Fate::Unavailable { after } => {
                         clocks.advance_to(sent + after, &mut check);
-                        Err(Error::BackendUnavailable { reason: "refused".into() })
+                        Err(Error::BackendUnavailable { reason: "refused".into(), source: None })
                     }
                 };
                 keeper.borrow_mut().on_reply(reply, ms(clocks.local_ms));

@@ -118,7 +118,8 @@ fn every_error_has_a_distinct_stable_code() {
         Error::OutOfOrder { stream: String::new(), event: String::new(), missing: String::new() },
         Error::StaleToken { key: String::new(), token: 0, latest: 0 },
         Error::CapacityExceeded { max_keys: 0 },
-        Error::BackendUnavailable { reason: String::new() },
+        Error::BackendUnavailable { reason: String::new(), source: None },
+        Error::CorruptData { reason: String::new() },
         Error::Timeout { waited: Duration::ZERO },
         Error::LeaseLost { key: String::new(), token: 0, reason: racefree::LossReason::NotOwner },
     ];

@@ -40,6 +40,14 @@ fn lost_updates_are_caught() {
 }
 
 #[test]
+fn updates_landing_on_a_new_incarnation_are_caught() {
+    expect_caught(
+        "updates_never_land_on_a_new_incarnation",
+        common::updates_never_land_on_a_new_incarnation(&racy),
+    );
+}
+
+#[test]
 fn duplicate_events_are_caught() {
     expect_caught("ended_is_delivered_once", common::ended_is_delivered_once(&racy));
 }

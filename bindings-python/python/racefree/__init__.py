@@ -32,9 +32,11 @@ from racefree._native import (
 )
 from racefree._cached import cached
 from racefree.errors import (
+    BackendError,
     BackendUnavailable,
     CapacityExceeded,
     Conflict,
+    CorruptData,
     InvalidArgument,
     InvalidKey,
     LeaseLost,
@@ -47,11 +49,13 @@ from racefree.errors import (
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "BackendError",
     "BackendUnavailable",
     "Cache",
     "CapacityExceeded",
     "Claim",
     "Conflict",
+    "CorruptData",
     "Counter",
     "EventGuard",
     "InvalidArgument",

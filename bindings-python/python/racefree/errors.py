@@ -7,7 +7,7 @@ structured details of its error as attributes.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Sequence, Type
 
 __all__ = [
     "RacefreeError",
@@ -19,6 +19,8 @@ __all__ = [
     "StaleToken",
     "CapacityExceeded",
     "BackendUnavailable",
+    "BackendError",
+    "CorruptData",
     "Timeout",
     "LeaseLost",
     "ERRORS_BY_CODE",
@@ -92,9 +94,27 @@ class CapacityExceeded(RacefreeError):
 
 
 class BackendUnavailable(RacefreeError, ConnectionError):
-    """The backend could not be reached; nothing is known to have been recorded."""
+    """The backend could not be reached or failed; nothing is known to have been recorded.
+
+    Its ``__cause__`` is the backend client's own error (a :class:`BackendError`), when there is one.
+    """
 
     code = "backend_unavailable"
+
+
+class BackendError(Exception):
+    """A backend client's own error, the ``__cause__`` of a :class:`BackendUnavailable`.
+
+    Its own ``__cause__`` follows the client's chain of causes.
+    """
+
+
+class CorruptData(RacefreeError, RuntimeError):
+    """The store holds, or answered, a value racefree could not have written (a negative index,
+    a number out of range, a record that is not JSON): a damaged key, or one written by something
+    else. The call is refused rather than answered with a guess; retrying does not help."""
+
+    code = "corrupt_data"
 
 
 class Timeout(RacefreeError, TimeoutError):
@@ -131,12 +151,23 @@ ERRORS_BY_CODE: Dict[str, Type[RacefreeError]] = {
         StaleToken,
         CapacityExceeded,
         BackendUnavailable,
+        CorruptData,
         Timeout,
         LeaseLost,
     )
 }
 
 
-def _from_native(code: str, message: str, details: Mapping[str, Any]) -> RacefreeError:
-    """Builds the exception for an error raised by the native module (mapped on its code)."""
-    return ERRORS_BY_CODE.get(code, RacefreeError)(message, details)
+def _from_native(
+    code: str, message: str, details: Mapping[str, Any], causes: Sequence[str] = ()
+) -> RacefreeError:
+    """Builds the exception for an error raised by the native module (mapped on its code);
+    ``causes`` are the backend client's errors behind it, outermost first."""
+    exception = ERRORS_BY_CODE.get(code, RacefreeError)(message, details)
+    inner: Optional[BaseException] = None
+    for text in reversed(causes):
+        cause = BackendError(text)
+        cause.__cause__ = inner
+        inner = cause
+    exception.__cause__ = inner
+    return exception

@@ -88,7 +88,8 @@ pub struct LeaseGrant {
 pub struct Versioned {
     /// The JSON value.
     pub value: Value,
-    /// Starts at 1 on create and grows by 1 on every write.
+    /// Grows by 1 on every write and never repeats for a key: a record starts at 1 in a space
+    /// that has deleted none, and above every version its space has deleted otherwise.
     pub version: u64,
 }
 
@@ -284,7 +285,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Writes the record and returns its new version. `expected_version` `None` creates the
     /// record only if it does not exist; `Some(v)` writes only if the version is still `v`. A
-    /// `fencing_token` older than the largest one the record has seen is rejected.
+    /// `fencing_token` older than the largest one the record has seen is rejected — also after
+    /// the record was deleted. A new record's version is one above the largest version its space
+    /// has deleted (1 when none), so a key's versions never repeat (see `RecordSlot`).
     ///
     /// # Errors
     /// [`Error::Conflict`] with the current version; [`Error::StaleToken`];
@@ -299,7 +302,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<u64>;
 
     /// Deletes the record if its version is `expected_version` (any version when `None`);
-    /// returns whether a record was deleted.
+    /// returns whether a record was deleted. The space keeps the largest version it deleted,
+    /// and a record that accepted a fencing token leaves a tombstone with its largest token.
     ///
     /// # Errors
     /// [`Error::Conflict`] when the version differs.
@@ -324,33 +328,65 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn inspect(&self) -> Result<Inventory>;
 }
 
+/// A record as a write or delete finds it.
+///
+/// Versions never repeat for a key: a space remembers the largest version it ever deleted (its
+/// *floor*), and a new record starts above it, so a compare-and-swap computed from a deleted
+/// record can never match the record created after it (ABA). A deleted record that accepted
+/// fenced writes leaves its largest token behind (a *tombstone*, no value), so an older token
+/// cannot create it again. Neither is ever removed: the floor is one integer per space, and a
+/// tombstone is taken over by the next write of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordSlot {
+    /// The record exists.
+    Live {
+        /// Its version.
+        version: u64,
+        /// The largest fencing token it has accepted (0 for none).
+        fence: u64,
+    },
+    /// No record.
+    Absent {
+        /// The largest version its space has deleted (0 for none).
+        floor: u64,
+        /// Its tombstone's token: the largest one it accepted before it was deleted (0 for none).
+        fence: u64,
+    },
+}
+
 /// The rules of a record write, kept in one place so that every backend decides alike.
 ///
-/// `current` is the record's `(version, fence)` if it exists. Returns the record's new
-/// `(version, fence)`; a stale token is reported before a version mismatch, so a paused former
-/// holder learns that it lost its lease rather than that it should retry.
+/// Returns the record's new `(version, fence)`; a stale token is reported before a version
+/// mismatch, so a paused former holder learns that it lost its lease rather than that it should
+/// retry.
 pub(crate) fn decide_record_write(
     key: &str,
-    current: Option<(u64, u64)>,
+    slot: RecordSlot,
     expected_version: Option<u64>,
     fencing_token: Option<u64>,
 ) -> Result<(u64, u64)> {
-    let Some((version, fence)) = current else {
-        return match expected_version {
-            None => Ok((1, fencing_token.unwrap_or(0))),
-            Some(_) => Err(Error::Conflict { key: key.to_owned(), current_version: None }),
-        };
+    let (fence, current) = match slot {
+        RecordSlot::Live { version, fence } => (fence, Some(version)),
+        RecordSlot::Absent { fence, .. } => (fence, None),
     };
     if let Some(token) = fencing_token.filter(|&token| token < fence) {
         return Err(Error::StaleToken { key: key.to_owned(), token, latest: fence });
     }
-    if expected_version != Some(version) {
-        return Err(Error::Conflict { key: key.to_owned(), current_version: Some(version) });
+    if expected_version != current {
+        return Err(Error::Conflict { key: key.to_owned(), current_version: current });
     }
-    Ok((version + 1, fence.max(fencing_token.unwrap_or(0))))
+    let after = match slot {
+        RecordSlot::Live { version, .. } => version,
+        RecordSlot::Absent { floor, .. } => floor,
+    };
+    let version = after
+        .checked_add(1)
+        .ok_or_else(|| Error::invalid_argument(format!("record {key:?} has reached the largest version")))?;
+    Ok((version, fence.max(fencing_token.unwrap_or(0))))
 }
 
 /// The rules of a record delete: whether there is a record to delete, or a `Conflict`.
+/// `current_version` is `None` when there is no record (a tombstone is none).
 pub(crate) fn decide_record_delete(
     key: &str,
     current_version: Option<u64>,
@@ -372,6 +408,13 @@ pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
     i64::try_from(next).map_err(|_| {
         Error::invalid_argument(format!("a {backend} counter holds at most {}, got {next}", i64::MAX))
     })
+}
+
+/// A stored or replied integer as the unsigned number it must be (an index, token, version,
+/// time, count); a negative or out-of-range one is `corrupt_data`, never clamped.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn decoded<T: TryFrom<i64>>(backend: &str, what: &str, value: i64) -> Result<T> {
+    T::try_from(value).map_err(|_| Error::corrupt(format!("{backend}: {what} {value} is out of range")))
 }
 
 /// The error of a counter that cannot issue another index (its backend's largest integer).

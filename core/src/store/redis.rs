@@ -12,7 +12,9 @@
 //! (the next index, an integer), `i` its claims (hash id → index), `t` a lock's token counter
 //! (never deleted, so tokens grow across keys, expiry and restarts), `l:<key>` a lease (hash
 //! `t` token, `d` deadline; `PX` set to the TTL), `m:<stream>` a stream's marks (hash `n` marked,
-//! `e` expiry; `PX` set to the retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence).
+//! `e` expiry; `PX` set to the retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence;
+//! a deleted record that accepted a fencing token keeps only `f`, its tombstone), `f` the largest
+//! version the record space has deleted (new records start above it).
 //!
 //! **Time.** Handed the wall clock ([`SystemClock`](crate::SystemClock)), deadlines are judged by
 //! the server's own clock (`TIME` inside each script) and enforced by Redis itself through
@@ -30,8 +32,8 @@ use serde_json::Value;
 
 use super::fork::OpenedIn;
 use super::{
-    counter_overflow, counter_value_i64, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome,
-    RecordEntry, Store, StoreStats, StreamEntry, Versioned,
+    counter_overflow, counter_value_i64, decoded, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant,
+    MarkOutcome, RecordEntry, Store, StoreStats, StreamEntry, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -189,36 +191,41 @@ if v[1] and tonumber(v[2]) > now then return {1, tonumber(v[1]), tonumber(v[2]) 
 return {0, 0, 0}
 ";
 
-// KEYS[1] record; ARGV[1] JSON, ARGV[2] expected version or '', ARGV[3] fencing token or ''.
+// KEYS[1] record, KEYS[2] the space's deleted-version floor; ARGV[1] JSON, ARGV[2] expected
+// version or '', ARGV[3] fencing token or ''.
 // -> {0 written, new version} | {1 conflict, version or -1} | {2 stale token, latest}.
 // The same rules as `decide_record_write`; they must live in the script to be one atomic step.
 const PUT: &str = "
-local cur = redis.call('HMGET', KEYS[1], 'ver', 'f')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'ver', 'f')
 local expected, token = ARGV[2], ARGV[3]
-if not cur[1] then
-  if expected ~= '' then return {1, -1} end
-  if token == '' then token = '0' end
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', '1', 'f', token)
-  return {0, 1}
-end
-local version, fence = tonumber(cur[1]), tonumber(cur[2])
+local fence = tonumber(cur[3] or '0')
 if token ~= '' and tonumber(token) < fence then return {2, fence} end
-if expected == '' or tonumber(expected) ~= version then return {1, version} end
-local new_fence = cur[2]
+local new_fence = cur[3] or '0'
 if token ~= '' and tonumber(token) > fence then new_fence = token end
+local version
+if cur[1] then
+  version = tonumber(cur[2])
+  if expected == '' or tonumber(expected) ~= version then return {1, version} end
+else
+  if expected ~= '' then return {1, -1} end
+  version = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%d', version + 1), 'f', new_fence)
 return {0, version + 1}
 ";
 
-// KEYS[1] record; ARGV[1] expected version or ''. -> {0, deleted} | {1 conflict, version or -1}.
+// KEYS[1] record, KEYS[2] the space's deleted-version floor; ARGV[1] expected version or ''.
+// -> {0, deleted} | {1 conflict, version or -1}. A record with a fence leaves its tombstone.
 const DELETE: &str = "
-local version = redis.call('HGET', KEYS[1], 'ver')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'ver', 'f')
+local version = cur[1] and cur[2]
 if ARGV[1] ~= '' and version ~= ARGV[1] then
   if version then return {1, tonumber(version)} end
   return {1, -1}
 end
 if not version then return {0, 0} end
-redis.call('DEL', KEYS[1])
+if tonumber(version) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], version) end
+if tonumber(cur[3] or '0') > 0 then redis.call('HDEL', KEYS[1], 'v', 'ver') else redis.call('DEL', KEYS[1]) end
 return {0, 1}
 ";
 
@@ -310,13 +317,16 @@ pub(super) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
     Ok(())
 }
 
-/// A failed request as a racefree error: `timeout` when the server did not answer in time,
-/// `backend_unavailable` for everything else (refused, dropped, a server-side error).
+/// A failed request as a racefree error: `timeout` when the server did not answer in time;
+/// `corrupt_data` for a key of another type (`WRONGTYPE`) or a reply that is not the number it
+/// must be; `backend_unavailable` for everything else (refused, dropped, a server-side error).
 fn classify(err: &RedisError, timeout: Duration) -> Error {
     if err.is_timeout() {
         Error::Timeout { waited: timeout }
+    } else if err.kind() == redis::ErrorKind::UnexpectedReturnType || err.code() == Some("WRONGTYPE") {
+        Error::corrupt(format!("redis: a key holds what racefree did not write: {err}"))
     } else {
-        Error::BackendUnavailable { reason: format!("redis: {err}") }
+        Error::unavailable_because(format!("redis: {err}"), err.clone())
     }
 }
 
@@ -325,8 +335,18 @@ fn opt_arg(value: Option<u64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
+/// A conflict's "current version" reply: -1 for no record.
+fn version_or_none(number: i64) -> Result<Option<u64>> {
+    if number == -1 {
+        Ok(None)
+    } else {
+        unsigned("record version", number).map(Some)
+    }
+}
+
+/// A reply's integer as the unsigned number it must be, or `corrupt_data`.
+fn unsigned<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T> {
+    decoded("redis", what, value)
 }
 
 impl RedisStore {
@@ -375,12 +395,10 @@ impl RedisStore {
         if appendonly == "yes" && appendfsync == "always" {
             return Ok(());
         }
-        Err(Error::BackendUnavailable {
-            reason: format!(
-                "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
-                 appendonly {appendonly:?}, appendfsync {appendfsync:?}"
-            ),
-        })
+        Err(Error::unavailable(format!(
+            "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
+             appendonly {appendonly:?}, appendfsync {appendfsync:?}"
+        )))
     }
 
     /// Runs one request on a pooled connection. A connection that failed at the transport level
@@ -428,6 +446,19 @@ impl RedisStore {
         conn.set_read_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
         conn.set_write_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
         Ok(conn)
+    }
+
+    /// Why the server refused `INCR` on a counter, told by what the key holds (the refusal's
+    /// code is `ERR` either way): `i64::MAX` is this counter's overflow; anything else (text, a
+    /// negative number past range) was not written by racefree.
+    fn refused_increment(&self, counter: &str, key: &str, refused: &RedisError) -> Error {
+        match self.call(|conn| redis::cmd("GET").arg(key).query::<Option<String>>(conn)) {
+            Ok(Some(held)) if held == i64::MAX.to_string() => counter_overflow(counter),
+            Ok(held) => {
+                Error::corrupt(format!("redis: counter {counter:?} holds {held:?}, not an index ({refused})"))
+            }
+            Err(err) => err,
+        }
     }
 
     /// The key of primitive instance `name`, of `kind`, for `item`.
@@ -531,15 +562,18 @@ impl Store for RedisStore {
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
         let key = self.key(counter, 'c', None);
-        // One INCR: the same command redis-benchmark measures. Redis refuses it at i64::MAX
-        // (changing nothing), which is this counter's overflow rather than a backend failure.
+        // One INCR: the same command redis-benchmark measures.
         let next = self.call(|conn| match redis::cmd("INCR").arg(&key).query::<i64>(conn) {
-            Err(err) if err.kind() != redis::ErrorKind::Io && err.to_string().contains("overflow") => {
-                Ok(Err(counter_overflow(counter)))
+            // The server refused it, changing nothing: the key tells why.
+            Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Ok(Err(err))
             }
             other => other.map(Ok),
-        })??;
-        Ok(to_u64(next - 1))
+        })?;
+        match next {
+            Ok(next) => unsigned("counter index", next - 1),
+            Err(refused) => Err(self.refused_increment(counter, &key, &refused)),
+        }
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
@@ -551,7 +585,7 @@ impl Store for RedisStore {
                 "counter {counter:?} is past 2^53 - 1, the largest index a Redis claim can issue"
             )));
         }
-        Ok(Claim { index: to_u64(index), is_new: is_new == 1 })
+        Ok(Claim { index: unsigned("claimed index", index)?, is_new: is_new == 1 })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
@@ -584,7 +618,7 @@ impl Store for RedisStore {
         Ok(match outcome {
             0 => MarkOutcome::First,
             1 => MarkOutcome::Duplicate,
-            _ => MarkOutcome::OutOfOrder { marked: u32::try_from(marked).unwrap_or(u32::MAX) },
+            _ => MarkOutcome::OutOfOrder { marked: unsigned("marked count", marked)? },
         })
     }
 
@@ -592,7 +626,7 @@ impl Store for RedisStore {
         let key = self.key(guard, 'm', Some(stream));
         let (now, _) = self.now();
         let marked: i64 = self.call(|conn| self.scripts.marked.key(&key).arg(&now).invoke(conn))?;
-        Ok(u32::try_from(marked).unwrap_or(u32::MAX))
+        unsigned("marked count", marked)
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
@@ -608,7 +642,13 @@ impl Store for RedisStore {
         let (now, local) = self.now();
         let (granted, token, left): (i64, i64, i64) =
             self.call(|conn| self.scripts.grant.key(&lease).key(&tokens).arg(&now).arg(ttl_ms).invoke(conn))?;
-        Ok((granted == 1).then(|| LeaseGrant { token: to_u64(token), deadline_ms: local + to_u64(left) }))
+        if granted != 1 {
+            return Ok(None);
+        }
+        Ok(Some(LeaseGrant {
+            token: unsigned("token", token)?,
+            deadline_ms: local.saturating_add(unsigned("ttl", left)?),
+        }))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
@@ -640,7 +680,13 @@ impl Store for RedisStore {
         let (now, local) = self.now();
         let (held, token, left): (i64, i64, i64) =
             self.call(|conn| self.scripts.holder.key(&lease).arg(&now).invoke(conn))?;
-        Ok((held == 1).then(|| LeaseGrant { token: to_u64(token), deadline_ms: local + to_u64(left) }))
+        if held != 1 {
+            return Ok(None);
+        }
+        Ok(Some(LeaseGrant {
+            token: unsigned("token", token)?,
+            deadline_ms: local.saturating_add(unsigned("lease time left", left)?),
+        }))
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
@@ -648,9 +694,8 @@ impl Store for RedisStore {
         let (text, version): (Option<String>, Option<u64>) =
             self.call(|conn| redis::cmd("HMGET").arg(&record).arg("v").arg("ver").query(conn))?;
         let (Some(text), Some(version)) = (text, version) else { return Ok(None) };
-        let value = serde_json::from_str(&text).map_err(|e| Error::BackendUnavailable {
-            reason: format!("redis: record {key:?} holds invalid JSON: {e}"),
-        })?;
+        let value = serde_json::from_str(&text)
+            .map_err(|e| Error::corrupt(format!("redis: record {key:?} holds invalid JSON: {e}")))?;
         Ok(Some(Versioned { value, version }))
     }
 
@@ -662,35 +707,37 @@ impl Store for RedisStore {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> Result<u64> {
-        let record = self.key(space, 'r', Some(key));
+        let (record, floor) = (self.key(space, 'r', Some(key)), self.key(space, 'f', None));
         let text = value.to_string();
         let (outcome, number): (i64, i64) = self.call(|conn| {
             self.scripts
                 .put
                 .key(&record)
+                .key(&floor)
                 .arg(&text)
                 .arg(opt_arg(expected_version))
                 .arg(opt_arg(fencing_token))
                 .invoke(conn)
         })?;
         match outcome {
-            0 => Ok(to_u64(number)),
-            1 => Err(Error::Conflict { key: key.to_owned(), current_version: u64::try_from(number).ok() }),
+            0 => unsigned("record version", number),
+            1 => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(number)? }),
             _ => Err(Error::StaleToken {
                 key: key.to_owned(),
                 token: fencing_token.unwrap_or(0),
-                latest: to_u64(number),
+                latest: unsigned("fence", number)?,
             }),
         }
     }
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
-        let record = self.key(space, 'r', Some(key));
-        let (outcome, number): (i64, i64) =
-            self.call(|conn| self.scripts.delete.key(&record).arg(opt_arg(expected_version)).invoke(conn))?;
+        let (record, floor) = (self.key(space, 'r', Some(key)), self.key(space, 'f', None));
+        let (outcome, number): (i64, i64) = self.call(|conn| {
+            self.scripts.delete.key(&record).key(&floor).arg(opt_arg(expected_version)).invoke(conn)
+        })?;
         match outcome {
             0 => Ok(number == 1),
-            _ => Err(Error::Conflict { key: key.to_owned(), current_version: u64::try_from(number).ok() }),
+            _ => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(number)? }),
         }
     }
 
@@ -705,7 +752,7 @@ impl Store for RedisStore {
             };
             let gone: i64 =
                 self.call(|conn| self.scripts.sweep_one.key(&key).arg(&now).arg(field).invoke(conn))?;
-            removed += to_u64(gone);
+            removed += unsigned::<u64>("swept count", gone)?;
         }
         self.expired_swept.fetch_add(removed, Ordering::Relaxed);
         Ok(removed)
@@ -772,6 +819,7 @@ impl Store for RedisStore {
                     }
                 }
                 ('r', Some(record)) => {
+                    // A tombstone has a fence and no version: no record.
                     let version: Option<u64> =
                         self.call(|conn| redis::cmd("HGET").arg(&key).arg("ver").query(conn))?;
                     if let Some(version) = version {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::fork::OpenedIn;
 use super::{
     counter_overflow, counter_value_i64, decide_mark, decide_record_delete, decide_record_write, Claim,
-    LeaseGrant, MarkOutcome, Store, StoreStats, Versioned,
+    LeaseGrant, MarkOutcome, RecordSlot, Store, StoreStats, Versioned,
 };
 use super::{CounterEntry, Inventory, LeaseEntry, RecordEntry, StreamEntry};
 use crate::backoff::Backoff;
@@ -19,7 +19,9 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 /// The schema this build writes; a file with another version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `record_floors` and `record_tombstones` (a version 1 file is upgraded when
+/// opened: the new tables start empty, which is what version 1 held).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The page size of files this store creates (existing files keep theirs).
 const PAGE_SIZE: u32 = 1024;
@@ -45,6 +47,10 @@ CREATE TABLE IF NOT EXISTS lock_tokens (ns TEXT NOT NULL, lock TEXT NOT NULL, la
     PRIMARY KEY (ns, lock)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (ns TEXT NOT NULL, space TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     version INTEGER NOT NULL, fence INTEGER NOT NULL, PRIMARY KEY (ns, space, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_floors (ns TEXT NOT NULL, space TEXT NOT NULL, deleted INTEGER NOT NULL,
+    PRIMARY KEY (ns, space)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_tombstones (ns TEXT NOT NULL, space TEXT NOT NULL, key TEXT NOT NULL,
+    fence INTEGER NOT NULL, PRIMARY KEY (ns, space, key)) WITHOUT ROWID;
 ";
 
 /// Options of a [`SqliteStore`].
@@ -104,8 +110,8 @@ pub struct SqliteStore {
     writes: AtomicU64,
 }
 
-fn unavailable(err: &rusqlite::Error) -> Error {
-    Error::BackendUnavailable { reason: format!("sqlite: {err}") }
+fn unavailable(err: rusqlite::Error) -> Error {
+    Error::unavailable_because(format!("sqlite: {err}"), err)
 }
 
 impl SqliteStore {
@@ -143,11 +149,17 @@ impl SqliteStore {
                     Ok(Ok(()))
                 }
                 Some(SCHEMA_VERSION) => Ok(Ok(())),
-                Some(other) => Ok(Err(Error::BackendUnavailable {
-                    reason: format!(
-                        "sqlite: schema version {other} in {path:?}; this build reads {SCHEMA_VERSION}"
-                    ),
-                })),
+                Some(1) => {
+                    exec(
+                        tx,
+                        "UPDATE racefree_meta SET value = ?1 WHERE name = 'schema_version'",
+                        [SCHEMA_VERSION],
+                    )?;
+                    Ok(Ok(()))
+                }
+                Some(other) => Ok(Err(Error::unavailable(format!(
+                    "sqlite: schema version {other} in {path:?}; this build reads {SCHEMA_VERSION}"
+                )))),
             }
         })
     }
@@ -157,7 +169,7 @@ impl SqliteStore {
     /// `ROLLBACK` are cached statements: nothing is parsed while the file's write lock is held.
     fn write<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<Result<T>>) -> Result<T> {
         let conn = self.connection()?;
-        let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
+        let fail = |e: rusqlite::Error| classify(e, self.options.busy_timeout);
         exec(&conn, "BEGIN IMMEDIATE", []).map_err(fail)?;
         // Read once the write lock is held: a call that waited for another process judges
         // deadlines, and sets new ones, at the moment it takes effect.
@@ -189,7 +201,7 @@ impl SqliteStore {
     fn read<T>(&self, body: impl FnOnce(&Connection, u64) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.connection()?;
         let now = self.clock.now_ms();
-        body(&conn, now).map_err(|e| classify(&e, self.options.busy_timeout))
+        body(&conn, now).map_err(|e| classify(e, self.options.busy_timeout))
     }
 
     /// This process's connection. In a child after `fork()` the inherited one is leaked, never
@@ -217,8 +229,8 @@ fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection> {
 }
 
 fn connect_once(path: &Path, options: &SqliteOptions) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
-    conn.busy_timeout(options.busy_timeout).map_err(|e| unavailable(&e))?;
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(options.busy_timeout).map_err(unavailable)?;
     let synchronous = if options.synchronous_full { "FULL" } else { "NORMAL" };
     // A new file gets 1 KiB pages: every operation rewrites one small row, and each commit
     // appends whole pages to the WAL, so 4 KiB pages copied and checksummed 4x the bytes
@@ -226,7 +238,7 @@ fn connect_once(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     conn.execute_batch(&format!(
         "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};"
     ))
-    .map_err(|e| classify(&e, options.busy_timeout))?;
+    .map_err(|e| classify(e, options.busy_timeout))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -253,11 +265,19 @@ fn until_not_busy<T>(busy_timeout: Duration, mut attempt: impl FnMut() -> Result
     }
 }
 
-/// SQLite errors as racefree errors: a lock held past the busy timeout is `timeout`; anything
-/// else (I/O, a corrupt or unreadable file) is `backend_unavailable`.
-fn classify(err: &rusqlite::Error, busy_timeout: Duration) -> Error {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Timeout { waited: busy_timeout },
+/// SQLite errors as racefree errors: a lock held past the busy timeout is `timeout`; a stored
+/// value that does not fit its column's meaning (a negative index, text where a number belongs:
+/// unsigned columns are read as `u64` and `u32`, which rusqlite range-checks) is `corrupt_data`;
+/// anything else (I/O, a corrupt or unreadable file) is `backend_unavailable`.
+fn classify(err: rusqlite::Error, busy_timeout: Duration) -> Error {
+    use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
+    match err {
+        IntegralValueOutOfRange(..) | FromSqlConversionFailure(..) | InvalidColumnType(..) => {
+            Error::corrupt(format!("sqlite: a stored value does not fit: {err}"))
+        }
+        _ if matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) => {
+            Error::Timeout { waited: busy_timeout }
+        }
         _ => unavailable(err),
     }
 }
@@ -304,36 +324,45 @@ fn opt<T>(
     one(conn, sql, params, row).optional()
 }
 
-/// SQLite integers are signed 64-bit: times and counters past `i64::MAX` saturate there.
-fn to_sql(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
+/// A record's JSON text, or `corrupt_data`.
+fn record_json(key: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::corrupt(format!("sqlite: record {key:?} holds invalid JSON: {e}")))
 }
 
-fn from_sql(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
+/// A token or version as SQLite's signed 64-bit integer; a larger one is refused, never clamped.
+fn sql_integer(what: &str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::invalid_argument(format!("a SQLite store holds a {what} of at most {}, got {value}", i64::MAX))
+    })
+}
+
+/// SQLite integers are signed 64-bit: times past `i64::MAX` saturate there.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn next_index(tx: &Connection, ns: &str, counter: &str) -> rusqlite::Result<Result<u64>> {
     // A read and a write in the caller's transaction, which holds the write lock: nothing can
     // come between them. Two plain statements cost less than one upsert with RETURNING, which
     // SQLite runs through a temporary table (measured: a `next` took 16.8 us, now 15.4 us).
-    let next: Option<i64> =
+    let next: Option<u64> =
         opt(tx, "SELECT next FROM counters WHERE ns = ?1 AND counter = ?2", params![ns, counter], |r| {
             r.get(0)
         })?;
-    match next {
+    match next.map(|index| (index, i64::try_from(index).ok().and_then(|i| i.checked_add(1)))) {
         None => {
             exec(tx, "INSERT INTO counters (ns, counter, next) VALUES (?1, ?2, 1)", params![ns, counter])?;
             Ok(Ok(0))
         }
-        Some(i64::MAX) => Ok(Err(counter_overflow(counter))),
-        Some(index) => {
+        Some((_, None)) => Ok(Err(counter_overflow(counter))),
+        Some((index, Some(after))) => {
             exec(
                 tx,
                 "UPDATE counters SET next = ?3 WHERE ns = ?1 AND counter = ?2",
-                params![ns, counter, index + 1],
+                params![ns, counter, after],
             )?;
-            Ok(Ok(from_sql(index)))
+            Ok(Ok(index))
         }
     }
 }
@@ -354,14 +383,14 @@ impl Store for SqliteStore {
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
         self.write(|tx, _| {
             let ns = self.ns();
-            let found: Option<i64> = opt(
+            let found: Option<u64> = opt(
                 tx,
                 "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
                 params![ns, counter, id],
                 |r| r.get(0),
             )?;
             if let Some(index) = found {
-                return Ok(Ok(Claim { index: from_sql(index), is_new: false }));
+                return Ok(Ok(Claim { index, is_new: false }));
             }
             let index = match next_index(tx, ns, counter)? {
                 Ok(index) => index,
@@ -378,9 +407,8 @@ impl Store for SqliteStore {
                 conn,
                 "SELECT idx FROM claims WHERE ns = ?1 AND counter = ?2 AND id = ?3",
                 params![self.ns(), counter, id],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<_, u64>(0),
             )
-            .map(|found| found.map(from_sql))
         })
     }
 
@@ -390,9 +418,9 @@ impl Store for SqliteStore {
                 conn,
                 "SELECT next FROM counters WHERE ns = ?1 AND counter = ?2",
                 params![self.ns(), counter],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<_, u64>(0),
             )
-            .map(|found| found.map_or(0, from_sql))
+            .map(|found| found.unwrap_or(0))
         })
     }
 
@@ -420,12 +448,12 @@ impl Store for SqliteStore {
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
         self.write(|tx, now| {
             let ns = self.ns();
-            let live: Option<i64> = opt(tx,
+            let live: Option<u32> = opt(tx,
                     "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
                     params![ns, guard, stream, to_sql(now)],
                     |r| r.get(0),
                 )?;
-            let marked = u32::try_from(live.unwrap_or(0)).unwrap_or(u32::MAX);
+            let marked = live.unwrap_or(0);
             let outcome = decide_mark(marked, position);
             if outcome != MarkOutcome::First {
                 return Ok(Ok(outcome));
@@ -445,9 +473,9 @@ impl Store for SqliteStore {
                 conn,
                 "SELECT marked FROM marks WHERE ns = ?1 AND guard = ?2 AND stream = ?3 AND expires_at > ?4",
                 params![self.ns(), guard, stream, to_sql(now)],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<_, u32>(0),
             )
-            .map(|found| found.map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)))
+            .map(|found| found.unwrap_or(0))
         })
     }
 
@@ -476,10 +504,11 @@ impl Store for SqliteStore {
             }
             // One token counter per lock, never deleted: tokens grow across keys, expiry and restarts.
             // Read, then write: see `next_index`.
-            let last: Option<i64> =
+            let last: Option<u64> =
                 opt(tx, "SELECT last FROM lock_tokens WHERE ns = ?1 AND lock = ?2", params![ns, lock], |r| r.get(0))?;
             // Tokens only grow: at the largest integer the lock refuses rather than repeat one.
-            let Some(token) = last.map_or(Some(1), |last| last.checked_add(1)) else {
+            let next = last.map_or(Some(1), |last| i64::try_from(last).ok().and_then(|l| l.checked_add(1)));
+            let Some(token) = next else {
                 return Ok(Err(Error::invalid_argument(format!(
                     "lock {lock:?} has issued its largest fencing token"
                 ))));
@@ -494,7 +523,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (ns, lock, key) DO UPDATE SET token = excluded.token, deadline = excluded.deadline",
                 params![ns, lock, key, token, to_sql(deadline)],
             )?;
-            Ok(Ok(Some(LeaseGrant { token: from_sql(token), deadline_ms: deadline })))
+            Ok(Ok(Some(LeaseGrant { token: token.unsigned_abs(), deadline_ms: deadline })))
         })
     }
 
@@ -526,7 +555,7 @@ impl Store for SqliteStore {
             opt(conn,
                 "SELECT token, deadline FROM leases WHERE ns = ?1 AND lock = ?2 AND key = ?3 AND deadline > ?4",
                 params![self.ns(), lock, key, to_sql(now)],
-                |r| Ok(LeaseGrant { token: from_sql(r.get(0)?), deadline_ms: from_sql(r.get(1)?) }),
+                |r| Ok(LeaseGrant { token: r.get(0)?, deadline_ms: r.get(1)? }),
             )
         })
     }
@@ -537,17 +566,10 @@ impl Store for SqliteStore {
                 conn,
                 "SELECT value, version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                 params![self.ns(), space, key],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)),
             )
         })?;
-        found
-            .map(|(text, version)| {
-                let value = serde_json::from_str(&text).map_err(|e| Error::BackendUnavailable {
-                    reason: format!("sqlite: record {key:?} holds invalid JSON: {e}"),
-                })?;
-                Ok(Versioned { value, version: from_sql(version) })
-            })
-            .transpose()
+        found.map(|(text, version)| Ok(Versioned { value: record_json(key, &text)?, version })).transpose()
     }
 
     fn record_put(
@@ -558,17 +580,41 @@ impl Store for SqliteStore {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> Result<u64> {
+        if let Some(token) = fencing_token {
+            sql_integer("fencing token", token)?;
+        }
         let text = value.to_string();
         self.write(|tx, _| {
             let ns = self.ns();
-            let current: Option<(i64, i64)> = opt(
+            let live: Option<(u64, u64)> = opt(
                 tx,
                 "SELECT version, fence FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                 params![ns, space, key],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let current = current.map(|(version, fence)| (from_sql(version), from_sql(fence)));
-            let (version, fence) = match decide_record_write(key, current, expected_version, fencing_token) {
+            let slot = match live {
+                Some((version, fence)) => RecordSlot::Live { version, fence },
+                None => RecordSlot::Absent {
+                    floor: opt(
+                        tx,
+                        "SELECT deleted FROM record_floors WHERE ns = ?1 AND space = ?2",
+                        params![ns, space],
+                        |r| r.get(0),
+                    )?
+                    .unwrap_or(0),
+                    // Taken over by the write (a refusal rolls back, and the tombstone stays).
+                    fence: opt(
+                        tx,
+                        "DELETE FROM record_tombstones WHERE ns = ?1 AND space = ?2 AND key = ?3 RETURNING fence",
+                        params![ns, space, key],
+                        |r| r.get(0),
+                    )?
+                    .unwrap_or(0),
+                },
+            };
+            let written = decide_record_write(key, slot, expected_version, fencing_token)
+                .and_then(|(version, fence)| Ok((sql_integer("record version", version)?, sql_integer("fence", fence)?)));
+            let (version, fence) = match written {
                 Ok(next) => next,
                 Err(refused) => return Ok(Err(refused)),
             };
@@ -577,28 +623,42 @@ impl Store for SqliteStore {
                 "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (ns, space, key) DO UPDATE
                  SET value = excluded.value, version = excluded.version, fence = excluded.fence",
-                params![ns, space, key, text, to_sql(version), to_sql(fence)],
+                params![ns, space, key, text, version, fence],
             )?;
-            Ok(Ok(version))
+            Ok(Ok(version.unsigned_abs()))
         })
     }
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         self.write(|tx, _| {
             let ns = self.ns();
-            let version: Option<i64> = opt(
+            let live: Option<(u64, u64)> = opt(
                 tx,
-                "SELECT version FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
+                "SELECT version, fence FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                 params![ns, space, key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            match decide_record_delete(key, version.map(from_sql), expected_version) {
+            match decide_record_delete(key, live.map(|(version, _)| version), expected_version) {
                 Ok(true) => {
+                    let (version, fence) = live.unwrap_or_default();
                     exec(
                         tx,
                         "DELETE FROM records WHERE ns = ?1 AND space = ?2 AND key = ?3",
                         params![ns, space, key],
                     )?;
+                    exec(
+                        tx,
+                        "INSERT INTO record_floors VALUES (?1, ?2, ?3)
+                         ON CONFLICT (ns, space) DO UPDATE SET deleted = max(deleted, excluded.deleted)",
+                        params![ns, space, version],
+                    )?;
+                    if fence > 0 {
+                        exec(
+                            tx,
+                            "INSERT INTO record_tombstones VALUES (?1, ?2, ?3, ?4)",
+                            params![ns, space, key, fence],
+                        )?;
+                    }
                     Ok(Ok(true))
                 }
                 other => Ok(other),
@@ -617,7 +677,7 @@ impl Store for SqliteStore {
         let conn = self.connection()?;
         let now = to_sql(self.clock.now_ms());
         let ns = self.ns();
-        let fail = |e: rusqlite::Error| classify(&e, self.options.busy_timeout);
+        let fail = |e: rusqlite::Error| classify(e, self.options.busy_timeout);
         // One read transaction: a consistent snapshot across the tables.
         conn.execute_batch("BEGIN").map_err(fail)?;
         let snapshot = (|| -> rusqlite::Result<()> {
@@ -626,11 +686,7 @@ impl Store for SqliteStore {
                  FROM counters WHERE ns = ?1",
             )?;
             for row in counters.query_map([ns], |r| {
-                Ok(CounterEntry {
-                    counter: r.get(0)?,
-                    next: from_sql(r.get(1)?),
-                    claims: from_sql(r.get(2)?),
-                })
+                Ok(CounterEntry { counter: r.get(0)?, next: r.get(1)?, claims: r.get(2)? })
             })? {
                 inventory.counters.push(row?);
             }
@@ -638,12 +694,7 @@ impl Store for SqliteStore {
                 "SELECT lock, key, token, deadline FROM leases WHERE ns = ?1 AND deadline > ?2",
             )?;
             for row in leases.query_map(params![ns, now], |r| {
-                Ok(LeaseEntry {
-                    lock: r.get(0)?,
-                    key: r.get(1)?,
-                    token: from_sql(r.get(2)?),
-                    deadline_ms: from_sql(r.get(3)?),
-                })
+                Ok(LeaseEntry { lock: r.get(0)?, key: r.get(1)?, token: r.get(2)?, deadline_ms: r.get(3)? })
             })? {
                 inventory.leases.push(row?);
             }
@@ -654,15 +705,15 @@ impl Store for SqliteStore {
                 Ok(StreamEntry {
                     guard: r.get(0)?,
                     stream: r.get(1)?,
-                    marked: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                    expires_at_ms: from_sql(r.get(3)?),
+                    marked: r.get(2)?,
+                    expires_at_ms: r.get(3)?,
                 })
             })? {
                 inventory.streams.push(row?);
             }
             let mut records = conn.prepare_cached("SELECT space, key, version FROM records WHERE ns = ?1")?;
             for row in records.query_map([ns], |r| {
-                Ok(RecordEntry { space: r.get(0)?, key: r.get(1)?, version: from_sql(r.get(2)?) })
+                Ok(RecordEntry { space: r.get(0)?, key: r.get(1)?, version: r.get(2)? })
             })? {
                 inventory.records.push(row?);
             }
@@ -679,14 +730,12 @@ impl Store for SqliteStore {
             one(conn,
                 "SELECT (SELECT count(*) FROM counters WHERE ns = ?1) + (SELECT count(*) FROM claims WHERE ns = ?1)
                       + (SELECT count(*) FROM marks WHERE ns = ?1) + (SELECT count(*) FROM leases WHERE ns = ?1)
-                      + (SELECT count(*) FROM records WHERE ns = ?1)",
+                      + (SELECT count(*) FROM records WHERE ns = ?1)
+                      + (SELECT count(*) FROM record_tombstones WHERE ns = ?1)",
                 params![self.ns()],
-                |r| r.get::<_, i64>(0),
+                |r| r.get::<_, u64>(0),
             )
         })?;
-        Ok(StoreStats {
-            entries: from_sql(entries),
-            expired_swept: self.expired_swept.load(Ordering::Relaxed),
-        })
+        Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
     }
 }

@@ -80,21 +80,15 @@ impl StoreUrl {
             #[cfg(feature = "sqlite")]
             "sqlite" => parse_sqlite(url, rest),
             #[cfg(not(feature = "sqlite"))]
-            "sqlite" => Err(Error::BackendUnavailable {
-                reason: "the sqlite backend is not in this build of racefree (feature `sqlite`)".to_owned(),
-            }),
+            "sqlite" => Err(Error::unavailable("the sqlite backend is not in this build of racefree (feature `sqlite`)")),
             #[cfg(feature = "redis")]
             "redis" | "rediss" => parse_redis(url),
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" => Err(Error::BackendUnavailable {
-                reason: "the redis backend is not in this build of racefree (feature `redis`)".to_owned(),
-            }),
+            "redis" | "rediss" => Err(Error::unavailable("the redis backend is not in this build of racefree (feature `redis`)")),
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => parse_postgres(url),
             #[cfg(not(feature = "postgres"))]
-            "postgres" | "postgresql" => Err(Error::BackendUnavailable {
-                reason: "the postgres backend is not in this build of racefree (feature `postgres`)".to_owned(),
-            }),
+            "postgres" | "postgresql" => Err(Error::unavailable("the postgres backend is not in this build of racefree (feature `postgres`)")),
             other => Err(Error::invalid_argument(format!(
                 "unknown store scheme {other:?} (expected memory, sqlite, redis, rediss, postgres or postgresql)"
             ))),

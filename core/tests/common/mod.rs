@@ -448,7 +448,121 @@ pub fn records_compare_and_swap(factory: &Factory) -> Outcome {
         "value".into()
     })?;
     check(r.delete("p", Some(1)).is_err() && r.delete("p", Some(4)) == Ok(true), || "delete".into())?;
-    check(r.delete("p", None) == Ok(false) && store.stats().expect("stats").entries == 0, || "deleted".into())
+    // The record accepted tokens, so its tombstone (the largest token) stays as its one entry.
+    check(r.delete("p", None) == Ok(false) && store.stats().expect("stats").entries == 1, || "deleted".into())
+}
+
+/// A key's versions never repeat, so a compare-and-swap computed from a deleted record cannot
+/// land on the record created after it (ABA); a deleted record's fence still refuses old tokens.
+pub fn records_never_repeat_a_version(factory: &Factory) -> Outcome {
+    let store = factory(manual().1);
+    let (recs, other) =
+        (Records::new(&store, "aba").expect("records"), Records::new(&store, "aba").expect("records"));
+    recs.put("k", &json!("a"), None).expect("create");
+    // The change runs between update's read and its write: the record it read is replaced.
+    let updated = recs
+        .update("k", |value| {
+            if value == Some(&json!("a")) {
+                other.delete("k", None).expect("delete");
+                other.put("k", &json!("b"), None).expect("re-create");
+            }
+            json!(format!("{}+1", value.and_then(|v| v.as_str()).unwrap_or("none")))
+        })
+        .map_err(|e| format!("update: {e}"))?;
+    check(updated.value == json!("b+1"), || format!("the write of \"b\" was lost: update gave {updated:?}"))?;
+    check(updated.version == 3, || format!("version {} after a, delete, b, b+1", updated.version))?;
+    // The space remembers the largest version it deleted: every new record starts above it.
+    recs.delete("k", Some(3)).expect("delete");
+    check(recs.put("k", &json!(1), None) == Ok(4), || "re-created below a deleted version".into())?;
+    check(recs.put("fresh", &json!(1), None) == Ok(4), || "a new key starts above the space's floor".into())?;
+    let elsewhere = Records::new(&store, "other space").expect("records");
+    check(elsewhere.put("k", &json!(1), None) == Ok(1), || "another space's versions moved".into())?;
+    // A deleted record's largest token refuses older ones, also to create it again.
+    recs.put_fenced("t", &json!(1), None, 7).expect("fenced create");
+    recs.delete("t", None).expect("delete");
+    check(recs.get("t") == Ok(None), || "a tombstone reads as a record".into())?;
+    let stale = recs.put_fenced("t", &json!("resurrected"), None, 5);
+    check(stale == Err(Error::StaleToken { key: "t".into(), token: 5, latest: 7 }), || {
+        format!("an older token re-created a deleted record: {stale:?}")
+    })?;
+    check(
+        recs.put("t", &json!(2), Some(1)) == Err(Error::Conflict { key: "t".into(), current_version: None }),
+        || "a compare-and-swap matched a tombstone".into(),
+    )?;
+    check(recs.delete("t", None) == Ok(false), || "a tombstone was deleted as a record".into())?;
+    let records_listed = store.inspect().expect("inspect").records.iter().any(|r| r.key == "t");
+    check(!records_listed, || "inspect lists a tombstone".into())?;
+    // Unfenced, the key is created again and keeps the largest token it ever saw.
+    check(recs.put("t", &json!(3), None) == Ok(5), || "re-create over a tombstone".into())?;
+    let stale = recs.put_fenced("t", &json!(4), Some(5), 6);
+    check(stale.as_ref().err().map(Error::code) == Some("stale_token"), || format!("{stale:?}"))?;
+    check(recs.put_fenced("t", &json!(4), Some(5), 7) == Ok(6), || "the same token is accepted".into())
+}
+
+/// Slow updates (their change takes a while) race one thread that deletes the record and
+/// creates a new incarnation of it, again and again: no update computed from one incarnation
+/// may land on the next. Each incarnation carries its number; only the deleter creates them, so
+/// every read it makes must show the last one it created.
+pub fn updates_never_land_on_a_new_incarnation(factory: &Factory) -> Outcome {
+    #[derive(Debug)]
+    enum Skip {
+        Absent,
+        Store(Error),
+    }
+    impl From<Error> for Skip {
+        fn from(error: Error) -> Self {
+            Skip::Store(error)
+        }
+    }
+    let store = factory(manual().1);
+    let incarnations = 300;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let records = Records::new(&store, "incarnations").expect("records");
+    records.put("k", &json!({"incarnation": 0, "n": 0}), None).expect("create");
+    let violations = on_threads(5, |t| -> Vec<String> {
+        let records = Records::new(&store, "incarnations").expect("records");
+        if t > 0 {
+            let options = racefree::UpdateOptions::default().with_initial_backoff(Duration::from_micros(100));
+            while !done.load(Ordering::Relaxed) {
+                let result = records.try_update_with("k", &options, |current| {
+                    let current = current.ok_or(Skip::Absent)?;
+                    thread::sleep(Duration::from_micros(300)); // the window: a slow change
+                    Ok(json!({"incarnation": current["incarnation"], "n": current["n"].as_u64().unwrap_or(0) + 1}))
+                });
+                match result {
+                    Ok(_) | Err(Skip::Absent) | Err(Skip::Store(Error::Conflict { .. })) => {}
+                    Err(Skip::Store(other)) => return vec![format!("update failed: {other}")],
+                }
+            }
+            return Vec::new();
+        }
+        let mut seen = Vec::new();
+        for created in 0..incarnations {
+            loop {
+                let current = records.get("k").expect("get").expect("only this thread deletes");
+                if current.value["incarnation"] != created {
+                    seen.push(format!(
+                        "incarnation {} came back after {created} was created (version {})",
+                        current.value["incarnation"], current.version
+                    ));
+                }
+                match records.delete("k", Some(current.version)) {
+                    Ok(true) => break,
+                    Ok(false) => return vec!["a delete found nothing to delete".into()],
+                    Err(Error::Conflict { .. }) => {} // an update landed: read again
+                    Err(other) => return vec![format!("delete failed: {other}")],
+                }
+            }
+            if let Err(e) = records.put("k", &json!({"incarnation": created + 1, "n": 0}), None) {
+                seen.push(format!("creating incarnation {} failed: {e}", created + 1));
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        done.store(true, Ordering::Relaxed);
+        seen
+    });
+    let violations: Vec<String> = violations.into_iter().flatten().collect();
+    check(violations.is_empty(), || format!("{} violations, first: {}", violations.len(), violations[0]))
 }
 
 /// Every bad input class gets its typed error, and a rejected call records nothing.

@@ -16,7 +16,7 @@ use self::shard::{
 
 use super::{
     counter_overflow, decide_mark, decide_record_delete, decide_record_write, Claim, LeaseGrant, MarkOutcome,
-    Store, StoreStats, Versioned,
+    RecordSlot, Store, StoreStats, Versioned,
 };
 use super::{CounterEntry, Inventory, LeaseEntry, RecordEntry, StreamEntry};
 use crate::clock::SharedClock;
@@ -63,6 +63,9 @@ pub struct MemoryStore {
     hasher: ShardHasher,
     /// One fencing-token counter per lock; never removed, so tokens never repeat.
     lock_tokens: RwLock<HashMap<String, Arc<AtomicU64>>>,
+    /// The largest version each record space has deleted: a new record starts above it. Written
+    /// and read with the record's shard locked (shard first, then this), one integer per space.
+    record_floors: RwLock<HashMap<String, u64>>,
     clock: SharedClock,
     namespace: String,
     max_keys: u64,
@@ -118,6 +121,7 @@ impl MemoryStoreBuilder {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             hasher: shard_hasher(),
             lock_tokens: RwLock::default(),
+            record_floors: RwLock::default(),
             clock,
             namespace: self.namespace,
             max_keys: max_keys as u64,
@@ -509,7 +513,7 @@ impl Store for MemoryStore {
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let shard = self.shard(space, key);
         Ok(get_nested(&shard.records, space, key)
-            .map(|r| Versioned { value: r.value.clone(), version: r.version }))
+            .and_then(|r| Some(Versioned { value: r.value.clone()?, version: r.version })))
     }
 
     fn record_put(
@@ -523,18 +527,22 @@ impl Store for MemoryStore {
         let put = || {
             let mut shard = self.shard(space, key);
             let record = get_nested_mut(&mut shard.records, space, key);
-            let current = record.as_ref().map(|r| (r.version, r.fence));
-            let (version, fence) = decide_record_write(key, current, expected_version, fencing_token)?;
+            let slot = match &record {
+                Some(RecordState { value: Some(_), version, fence }) => {
+                    RecordSlot::Live { version: *version, fence: *fence }
+                }
+                tombstone => RecordSlot::Absent {
+                    floor: self.record_floors.read().get(space).copied().unwrap_or(0),
+                    fence: tombstone.as_ref().map_or(0, |t| t.fence),
+                },
+            };
+            let (version, fence) = decide_record_write(key, slot, expected_version, fencing_token)?;
+            let state = RecordState { value: Some(value.clone()), version, fence };
             match record {
-                Some(record) => *record = RecordState { value: value.clone(), version, fence },
+                Some(record) => *record = state,
                 None => {
                     self.reserve(1)?;
-                    insert_nested(
-                        &mut shard.records,
-                        space,
-                        key,
-                        RecordState { value: value.clone(), version, fence },
-                    );
+                    insert_nested(&mut shard.records, space, key, state);
                 }
             }
             Ok(version)
@@ -544,11 +552,26 @@ impl Store for MemoryStore {
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
         let mut shard = self.shard(space, key);
-        let current = get_nested(&shard.records, space, key).map(|r| r.version);
-        let delete = decide_record_delete(key, current, expected_version)?;
-        if delete {
-            remove_nested(&mut shard.records, space, key);
-            self.release_entries(1);
+        let live = get_nested(&shard.records, space, key).filter(|r| r.value.is_some());
+        let (version, fence) = (live.map(|r| r.version), live.map_or(0, |r| r.fence));
+        let delete = decide_record_delete(key, version, expected_version)?;
+        if let Some(version) = version.filter(|_| delete) {
+            let mut floors = self.record_floors.write();
+            match floors.get_mut(space) {
+                Some(floor) => *floor = (*floor).max(version),
+                None => {
+                    floors.insert(space.to_owned(), version);
+                }
+            }
+            drop(floors);
+            if fence > 0 {
+                if let Some(record) = get_nested_mut(&mut shard.records, space, key) {
+                    record.value = None;
+                }
+            } else {
+                remove_nested(&mut shard.records, space, key);
+                self.release_entries(1);
+            }
         }
         Ok(delete)
     }
@@ -587,7 +610,7 @@ impl Store for MemoryStore {
                 });
             }
             for (space, records) in &shard.records {
-                for (key, record) in records {
+                for (key, record) in records.iter().filter(|(_, r)| r.value.is_some()) {
                     inventory.records.push(RecordEntry {
                         space: space.clone(),
                         key: key.clone(),

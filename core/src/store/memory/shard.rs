@@ -64,9 +64,11 @@ pub(super) struct MarkState {
     pub(super) expires_at: u64,
 }
 
+/// A record, or with no value its tombstone: the largest fencing token it accepted before it was
+/// deleted (kept only when there was one).
 #[derive(Debug)]
 pub(super) struct RecordState {
-    pub(super) value: Value,
+    pub(super) value: Option<Value>,
     pub(super) version: u64,
     pub(super) fence: u64,
 }

@@ -36,8 +36,8 @@ use tokio_postgres::{Client, Row, Statement as Prepared};
 
 use super::fork::OpenedIn;
 use super::{
-    counter_overflow, counter_value_i64, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome,
-    RecordEntry, Store, StoreStats, StreamEntry, Versioned,
+    counter_overflow, counter_value_i64, decoded, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant,
+    MarkOutcome, RecordEntry, Store, StoreStats, StreamEntry, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -231,9 +231,7 @@ impl Engine {
             .enable_io()
             .enable_time()
             .build()
-            .map_err(|e| Error::BackendUnavailable {
-                reason: format!("postgres: cannot start its runtime: {e}"),
-            })?;
+            .map_err(|e| Error::unavailable_because("postgres: cannot start its runtime", e))?;
         Ok(Self {
             runtime: Some(runtime),
             idle: Mutex::new(Vec::new()),
@@ -292,13 +290,14 @@ pub(super) fn check_options(options: &PostgresOptions) -> Result<()> {
     Ok(())
 }
 
-/// A failed call as a racefree error: `backend_unavailable` with the server's own words.
-fn unavailable(err: &tokio_postgres::Error) -> Error {
+/// A failed call as a racefree error: `backend_unavailable` with the server's own words, the
+/// client's error kept as its source.
+fn unavailable(err: tokio_postgres::Error) -> Error {
     let reason = match err.as_db_error() {
         Some(db) => format!("postgres: {} {}: {}", db.severity(), db.code().code(), db.message()),
         None => {
             let mut text = format!("postgres: {err}");
-            let mut source = std::error::Error::source(err);
+            let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
                 text.push_str(&format!(": {cause}"));
                 source = cause.source();
@@ -306,7 +305,7 @@ fn unavailable(err: &tokio_postgres::Error) -> Error {
             text
         }
     };
-    Error::BackendUnavailable { reason }
+    Error::unavailable_because(reason, err)
 }
 
 /// Whether PostgreSQL rolled the transaction back for a reason a retry can overcome.
@@ -477,8 +476,8 @@ impl PostgresStore {
     /// As [`PostgresStore::open`]; a database with a newer schema than this build is refused.
     pub fn migrate(url: &str, options: PostgresOptions) -> Result<i64> {
         let store = Self::open(url, Arc::new(crate::clock::SystemClock), options.with_create_schema(true))?;
-        store.schema_version()?.ok_or_else(|| Error::BackendUnavailable {
-            reason: "postgres: racefree's schema is still missing after the migration".to_owned(),
+        store.schema_version()?.ok_or_else(|| {
+            Error::unavailable("postgres: racefree's schema is still missing after the migration")
         })
     }
 
@@ -495,8 +494,9 @@ impl PostgresStore {
         })
     }
 
-    /// Checks the schema version under the schema lock and creates version 1 when none exists
-    /// (and `create` allows). A newer version is refused before anything is written.
+    /// Checks the schema version under the schema lock, and (when `create` allows) creates the
+    /// schema when none exists or upgrades version 1. A newer version is refused before anything
+    /// is written.
     fn prepare_schema(&self, create: bool) -> Result<()> {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
@@ -508,8 +508,13 @@ impl PostgresStore {
                     .query_typed("SELECT pg_advisory_xact_lock($1)", &[(&schema::SCHEMA_LOCK, Type::INT8)])
                     .await?;
                 let found = find_version(&client).await?;
-                if found.is_none() && create {
-                    client.batch_execute(schema::CREATE).await?;
+                match found {
+                    None if create => {
+                        client.batch_execute(schema::CREATE).await?;
+                        client.batch_execute(schema::RECORDS).await?;
+                    }
+                    Some(1) if create => client.batch_execute(schema::MIGRATE_FROM_1).await?,
+                    _ => {}
                 }
                 client.batch_execute("COMMIT").await?;
                 Ok::<_, tokio_postgres::Error>(found)
@@ -518,18 +523,20 @@ impl PostgresStore {
         })?;
         match found {
             Some(SCHEMA_VERSION) => Ok(()),
-            None if create => Ok(()),
-            None => Err(Error::BackendUnavailable {
-                reason: "postgres: racefree's tables are missing in this database; create them with \
-                         `racefree migrate <url>` (or open without create_schema=false)"
-                    .to_owned(),
-            }),
-            Some(other) => Err(Error::BackendUnavailable {
-                reason: format!(
-                    "postgres: the database holds racefree schema version {other}; this build reads \
-                     {SCHEMA_VERSION} (upgrade racefree; nothing was written)"
-                ),
-            }),
+            None | Some(1) if create => Ok(()),
+            None => Err(Error::unavailable(
+                "postgres: racefree's tables are missing in this database; create them with \
+                 `racefree migrate <url>` (or open without create_schema=false)",
+            )),
+            Some(1) => Err(Error::unavailable(format!(
+                "postgres: the database holds racefree schema version 1; this build reads \
+                 {SCHEMA_VERSION}: upgrade it with `racefree migrate <url>` (or open without \
+                 create_schema=false; nothing was written)"
+            ))),
+            Some(other) => Err(Error::unavailable(format!(
+                "postgres: the database holds racefree schema version {other}; this build reads \
+                 {SCHEMA_VERSION} (upgrade racefree; nothing was written)"
+            ))),
         }
     }
 
@@ -562,11 +569,9 @@ impl PostgresStore {
         });
         match result.recv() {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(Failure::Postgres(err))) => Err(unavailable(&err)),
+            Ok(Err(Failure::Postgres(err))) => Err(unavailable(err)),
             Ok(Err(Failure::Refused(err))) => Err(err),
-            Err(_) => {
-                Err(Error::BackendUnavailable { reason: "postgres: the store's runtime stopped".to_owned() })
-            }
+            Err(_) => Err(Error::unavailable("postgres: the store's runtime stopped")),
         }
     }
 
@@ -639,7 +644,7 @@ impl PostgresStore {
 
     fn sweep_up_to(&self, limit: i64) -> Result<u64> {
         let rows = self.one(schema::SWEEP, vec![self.ns(), self.now().0, Param::Int8(Some(limit))])?;
-        Ok(rows.first().map_or(0, |row| to_u64(row.get::<_, i64>(0))))
+        rows.first().map_or(Ok(0), |row| unsigned("swept count", row.get::<_, i64>(0)))
     }
 
     fn ns(&self) -> Param {
@@ -692,8 +697,9 @@ fn tls_config(root_cert: Option<&std::path::Path>) -> Result<rustls::ClientConfi
     Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
 }
 
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
+/// A column's integer as the unsigned number it must be, or `corrupt_data`.
+fn unsigned<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T> {
+    decoded("postgres", what, value)
 }
 
 fn text(row: &Row, column: usize) -> String {
@@ -711,7 +717,10 @@ impl Store for PostgresStore {
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
         let rows = self.write(schema::NEXT, vec![self.ns(), bytes(counter)])?;
-        rows.first().map(|row| to_u64(row.get(0))).ok_or_else(|| counter_overflow(counter))
+        match rows.first() {
+            Some(row) => unsigned("counter index", row.get(0)),
+            None => Err(counter_overflow(counter)),
+        }
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
@@ -721,17 +730,17 @@ impl Store for PostgresStore {
         if index < 0 {
             return Err(counter_overflow(counter));
         }
-        Ok(Claim { index: to_u64(index), is_new })
+        Ok(Claim { index: unsigned("claimed index", index)?, is_new })
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
         let rows = self.one(schema::INDEX_OF, vec![self.ns(), bytes(counter), bytes(id)])?;
-        Ok(rows.first().map(|row| to_u64(row.get(0))))
+        rows.first().map(|row| unsigned("claimed index", row.get(0))).transpose()
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
         let rows = self.one(schema::PEEK, vec![self.ns(), bytes(counter)])?;
-        Ok(rows.first().map_or(0, |row| to_u64(row.get(0))))
+        rows.first().map_or(Ok(0), |row| unsigned("counter index", row.get(0)))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
@@ -756,7 +765,7 @@ impl Store for PostgresStore {
         )?;
         let row = rows.first().ok_or_else(|| missing_row("racefree_mark"))?;
         let (outcome, marked): (i32, i32) = (row.get(0), row.get(1));
-        let marked = u32::try_from(marked).unwrap_or(0);
+        let marked = unsigned("marked count", marked.into())?;
         Ok(match outcome {
             0 => MarkOutcome::First,
             1 => MarkOutcome::Duplicate,
@@ -766,7 +775,7 @@ impl Store for PostgresStore {
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
         let rows = self.one(schema::MARKED, vec![self.ns(), bytes(guard), bytes(stream), self.now().0])?;
-        Ok(rows.first().map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
+        rows.first().map_or(Ok(0), |row| unsigned("marked count", row.get::<_, i32>(0).into()))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
@@ -786,8 +795,8 @@ impl Store for PostgresStore {
                 Err(Error::invalid_argument(format!("lock {lock:?} has issued its largest fencing token")))
             }
             Some(token) => Ok(Some(LeaseGrant {
-                token: to_u64(token),
-                deadline_ms: local.saturating_add(to_u64(left.unwrap_or(0))),
+                token: unsigned("token", token)?,
+                deadline_ms: local.saturating_add(unsigned("ttl", left.unwrap_or(0))?),
             })),
         }
     }
@@ -814,21 +823,24 @@ impl Store for PostgresStore {
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
         let (now, local) = self.now();
         let rows = self.one(schema::HOLDER, vec![self.ns(), bytes(lock), bytes(key), now])?;
-        Ok(rows.first().map(|row| LeaseGrant {
-            token: to_u64(row.get(0)),
-            deadline_ms: local.saturating_add(to_u64(row.get(1))),
-        }))
+        rows.first()
+            .map(|row| {
+                Ok(LeaseGrant {
+                    token: unsigned("token", row.get(0))?,
+                    deadline_ms: local.saturating_add(unsigned("lease time left", row.get(1))?),
+                })
+            })
+            .transpose()
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
         let rows = self.one(schema::GET, vec![self.ns(), bytes(space), bytes(key)])?;
         rows.first()
             .map(|row| {
-                let value =
-                    serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| Error::BackendUnavailable {
-                        reason: format!("postgres: record {key:?} holds invalid JSON: {e}"),
-                    })?;
-                Ok(Versioned { value, version: to_u64(row.get(1)) })
+                let value = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| {
+                    Error::corrupt(format!("postgres: record {key:?} holds invalid JSON: {e}"))
+                })?;
+                Ok(Versioned { value, version: unsigned("record version", row.get(1))? })
             })
             .transpose()
     }
@@ -841,6 +853,13 @@ impl Store for PostgresStore {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> Result<u64> {
+        if fencing_token.is_some_and(|token| i64::try_from(token).is_err()) {
+            return Err(Error::invalid_argument(format!(
+                "a PostgreSQL store holds fencing tokens up to {}, got {}",
+                i64::MAX,
+                fencing_token.unwrap_or_default()
+            )));
+        }
         let params = vec![
             self.ns(),
             bytes(space),
@@ -853,12 +872,12 @@ impl Store for PostgresStore {
         let row = rows.first().ok_or_else(|| missing_row("racefree_put"))?;
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
-            0 => Ok(to_u64(n)),
-            1 => Err(Error::Conflict { key: key.to_owned(), current_version: (n >= 0).then(|| to_u64(n)) }),
+            0 => unsigned("record version", n),
+            1 => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(n)? }),
             _ => Err(Error::StaleToken {
                 key: key.to_owned(),
                 token: fencing_token.unwrap_or(0),
-                latest: to_u64(n),
+                latest: unsigned("fence", n)?,
             }),
         }
     }
@@ -870,7 +889,7 @@ impl Store for PostgresStore {
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
             0 => Ok(n == 1),
-            _ => Err(Error::Conflict { key: key.to_owned(), current_version: (n >= 0).then(|| to_u64(n)) }),
+            _ => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(n)? }),
         }
     }
 
@@ -883,65 +902,92 @@ impl Store for PostgresStore {
     fn stats(&self) -> Result<StoreStats> {
         let rows = self.one(schema::ENTRIES, vec![self.ns()])?;
         Ok(StoreStats {
-            entries: rows.first().map_or(0, |row| to_u64(row.get(0))),
+            entries: rows.first().map_or(Ok(0), |row| unsigned("entry count", row.get(0)))?,
             expired_swept: self.expired_swept.load(Ordering::Relaxed),
         })
     }
 
     fn inspect(&self) -> Result<Inventory> {
-        let (now, ns) = (self.now().0, self.ns());
+        let ((now, local_now), ns) = (self.now(), self.ns());
         let statement = |sql, params| Statement { sql, params };
         let results = self.run(
             Isolation::Snapshot,
             vec![
+                statement(schema::INSPECT_NOW, vec![now.clone()]),
                 statement(schema::INSPECT_COUNTERS, vec![ns.clone()]),
                 statement(schema::INSPECT_LEASES, vec![ns.clone(), now.clone()]),
                 statement(schema::INSPECT_STREAMS, vec![ns.clone(), now]),
                 statement(schema::INSPECT_RECORDS, vec![ns]),
             ],
         )?;
-        let [counters, leases, streams, records] =
-            <[Vec<Row>; 4]>::try_from(results).map_err(|_| missing_row("inspect"))?;
+        let [server_now, counters, leases, streams, records] =
+            <[Vec<Row>; 5]>::try_from(results).map_err(|_| missing_row("inspect"))?;
+        let server_now: u64 =
+            unsigned("time", server_now.first().ok_or_else(|| missing_row("inspect"))?.get(0))?;
+        // Deadlines on the store's clock, as `lease_holder` reports them: the time left by the
+        // server's clock, from the injected clock's now.
+        let local = |deadline: i64| -> Result<u64> {
+            Ok(local_now.saturating_add(unsigned::<u64>("deadline", deadline)?.saturating_sub(server_now)))
+        };
         let mut inventory = Inventory {
             counters: counters
                 .iter()
-                .map(|r| CounterEntry {
-                    counter: text(r, 0),
-                    next: to_u64(r.get(1)),
-                    claims: to_u64(r.get(2)),
+                .map(|r| {
+                    Ok(CounterEntry {
+                        counter: text(r, 0),
+                        next: unsigned("counter index", r.get(1))?,
+                        claims: unsigned("claim count", r.get(2))?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             leases: leases
                 .iter()
-                .map(|r| LeaseEntry {
-                    lock: text(r, 0),
-                    key: text(r, 1),
-                    token: to_u64(r.get(2)),
-                    deadline_ms: to_u64(r.get(3)),
+                .map(|r| {
+                    Ok(LeaseEntry {
+                        lock: text(r, 0),
+                        key: text(r, 1),
+                        token: unsigned("token", r.get(2))?,
+                        deadline_ms: local(r.get(3))?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             streams: streams
                 .iter()
-                .map(|r| StreamEntry {
-                    guard: text(r, 0),
-                    stream: text(r, 1),
-                    marked: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
-                    expires_at_ms: to_u64(r.get(3)),
+                .map(|r| {
+                    Ok(StreamEntry {
+                        guard: text(r, 0),
+                        stream: text(r, 1),
+                        marked: unsigned("marked count", r.get::<_, i32>(2).into())?,
+                        expires_at_ms: local(r.get(3))?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             records: records
                 .iter()
-                .map(|r| RecordEntry { space: text(r, 0), key: text(r, 1), version: to_u64(r.get(2)) })
-                .collect(),
+                .map(|r| {
+                    Ok(RecordEntry {
+                        space: text(r, 0),
+                        key: text(r, 1),
+                        version: unsigned("record version", r.get(2))?,
+                    })
+                })
+                .collect::<Result<_>>()?,
         };
         inventory.sort();
         Ok(inventory)
     }
 }
 
+/// A conflict's "current version": -1 for no record.
+fn version_or_none(number: i64) -> Result<Option<u64>> {
+    if number == -1 {
+        Ok(None)
+    } else {
+        unsigned("record version", number).map(Some)
+    }
+}
+
 /// A function that must return one row returned none: the schema is not the one this build wrote.
 fn missing_row(what: &str) -> Error {
-    Error::BackendUnavailable {
-        reason: format!("postgres: {what} returned no row; is racefree's schema intact?"),
-    }
+    Error::corrupt(format!("postgres: {what} returned no row; is racefree's schema intact?"))
 }

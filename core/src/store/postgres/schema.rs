@@ -13,8 +13,9 @@
 //! statements, so each read, under READ COMMITTED, sees every transaction that held the lock
 //! before it. (A single statement's subquery would use the snapshot taken before it waited.)
 
-/// The schema version this build reads and writes (`racefree_meta`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build reads and writes (`racefree_meta`). Version 2 added the record
+/// floors and tombstones ([`RECORDS`]); a version 1 database is upgraded by [`MIGRATE_FROM_1`].
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The transaction-scoped advisory lock that serializes schema changes (any value; it is
 /// released at commit, so it is safe behind PgBouncer's transaction pooling).
@@ -25,7 +26,8 @@ pub(super) const HAS_SCHEMA: &str = "SELECT to_regclass('racefree_meta') IS NOT 
 /// The version of the tables, once [`HAS_SCHEMA`] says they exist.
 pub(super) const FIND_VERSION: &str = "SELECT value FROM racefree_meta WHERE name = 'schema_version'";
 
-/// Creates version 1 (run once, under [`SCHEMA_LOCK`], when no racefree table exists).
+/// Creates the tables and functions that version 1 had and version 2 kept (run once, under
+/// [`SCHEMA_LOCK`], when no racefree table exists); [`RECORDS`] completes version 2.
 pub(super) const CREATE: &str = r#"
 CREATE TABLE racefree_meta (name text PRIMARY KEY, value bigint NOT NULL);
 CREATE TABLE racefree_counters (ns bytea NOT NULL, counter bytea NOT NULL, next bigint NOT NULL,
@@ -173,9 +175,22 @@ BEGIN
   left_ms := p_ttl;
 END $$;
 
+INSERT INTO racefree_meta VALUES ('schema_version', 1);
+"#;
+
+/// Version 2: a record's versions never repeat. A space keeps the largest version it deleted
+/// (`racefree_record_floors`) and a new record starts above it; a deleted record that accepted a
+/// fencing token keeps that token (`racefree_record_tombstones`) until its key is written again.
+/// Run after [`CREATE`], and by [`MIGRATE_FROM_1`] on a version 1 database.
+pub(super) const RECORDS: &str = r#"
+CREATE TABLE IF NOT EXISTS racefree_record_floors (ns bytea NOT NULL, space bytea NOT NULL,
+    deleted bigint NOT NULL, PRIMARY KEY (ns, space));
+CREATE TABLE IF NOT EXISTS racefree_record_tombstones (ns bytea NOT NULL, space bytea NOT NULL, key bytea NOT NULL,
+    fence bigint NOT NULL, PRIMARY KEY (ns, space, key));
+
 -- -> (outcome 0 written | 1 conflict | 2 stale token, the new version | the current version
 -- (-1 none) | the latest token). The rules of `decide_record_write`.
-CREATE FUNCTION racefree_put(p_ns bytea, p_space bytea, p_key bytea, p_value text, p_expected bigint,
+CREATE OR REPLACE FUNCTION racefree_put(p_ns bytea, p_space bytea, p_key bytea, p_value text, p_expected bigint,
     p_token bigint, OUT outcome integer, OUT n bigint) LANGUAGE plpgsql AS $$
 DECLARE v_version bigint; v_fence bigint;
 BEGIN
@@ -190,29 +205,54 @@ BEGIN
       outcome := 0; n := v_version + 1;
       RETURN;
     END IF;
+    -- No record. Each read below is a statement of its own, so it sees the commit of a delete
+    -- that held the record's row when the read above waited for it.
+    SELECT fence INTO v_fence FROM racefree_record_tombstones
+      WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
+    v_fence := coalesce(v_fence, 0);
+    IF p_token IS NOT NULL AND p_token < v_fence THEN outcome := 2; n := v_fence; RETURN; END IF;
     IF p_expected IS NOT NULL THEN outcome := 1; n := -1; RETURN; END IF;
-    INSERT INTO racefree_records VALUES (p_ns, p_space, p_key, p_value, 1, coalesce(p_token, 0)) ON CONFLICT DO NOTHING;
-    IF FOUND THEN outcome := 0; n := 1; RETURN; END IF;
+    SELECT deleted INTO v_version FROM racefree_record_floors WHERE ns = p_ns AND space = p_space;
+    v_version := coalesce(v_version, 0) + 1;
+    INSERT INTO racefree_records VALUES (p_ns, p_space, p_key, p_value, v_version, greatest(v_fence, coalesce(p_token, 0)))
+      ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+      DELETE FROM racefree_record_tombstones WHERE ns = p_ns AND space = p_space AND key = p_key;
+      outcome := 0; n := v_version;
+      RETURN;
+    END IF;
+    -- Another transaction created the record meanwhile: decide again on its row.
   END LOOP;
 END $$;
 
 -- -> (outcome 0 done | 1 conflict, 1 deleted | 0 none | the current version (-1 none)).
-CREATE FUNCTION racefree_delete(p_ns bytea, p_space bytea, p_key bytea, p_expected bigint,
+CREATE OR REPLACE FUNCTION racefree_delete(p_ns bytea, p_space bytea, p_key bytea, p_expected bigint,
     OUT outcome integer, OUT n bigint) LANGUAGE plpgsql AS $$
-DECLARE v_version bigint;
+DECLARE v_version bigint; v_fence bigint;
 BEGIN
-  SELECT version INTO v_version FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
+  SELECT version, fence INTO v_version, v_fence FROM racefree_records
+    WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
   IF p_expected IS NOT NULL AND v_version IS DISTINCT FROM p_expected THEN
     outcome := 1; n := coalesce(v_version, -1); RETURN;
   END IF;
   outcome := 0;
   IF v_version IS NULL THEN n := 0; RETURN; END IF;
   DELETE FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key;
+  INSERT INTO racefree_record_floors AS f VALUES (p_ns, p_space, v_version)
+    ON CONFLICT (ns, space) DO UPDATE SET deleted = greatest(f.deleted, excluded.deleted);
+  IF v_fence > 0 THEN
+    INSERT INTO racefree_record_tombstones AS t VALUES (p_ns, p_space, p_key, v_fence)
+      ON CONFLICT (ns, space, key) DO UPDATE SET fence = greatest(t.fence, excluded.fence);
+  END IF;
   n := 1;
 END $$;
 
-INSERT INTO racefree_meta VALUES ('schema_version', 1);
+UPDATE racefree_meta SET value = 2 WHERE name = 'schema_version';
 "#;
+
+/// Upgrades a version 1 database to version 2: nothing of version 1 changes but the two record
+/// functions, and the new tables start empty, which is what version 1 held.
+pub(super) const MIGRATE_FROM_1: &str = RECORDS;
 
 pub(super) const NEXT: &str = "INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
     ON CONFLICT (ns, counter) DO UPDATE SET next = c.next + 1 WHERE c.next < 9223372036854775807
@@ -258,7 +298,8 @@ pub(super) const SWEEP: &str = "WITH now AS (SELECT racefree_now($2) AS ms),
     SELECT (SELECT count(*) FROM leases) + (SELECT count(*) FROM marks)";
 pub(super) const ENTRIES: &str = "SELECT (SELECT count(*) FROM racefree_counters WHERE ns = $1)
     + (SELECT count(*) FROM racefree_claims WHERE ns = $1) + (SELECT count(*) FROM racefree_marks WHERE ns = $1)
-    + (SELECT count(*) FROM racefree_leases WHERE ns = $1) + (SELECT count(*) FROM racefree_records WHERE ns = $1)";
+    + (SELECT count(*) FROM racefree_leases WHERE ns = $1) + (SELECT count(*) FROM racefree_records WHERE ns = $1)
+    + (SELECT count(*) FROM racefree_record_tombstones WHERE ns = $1)";
 
 pub(super) const INSPECT_COUNTERS: &str = "SELECT counter, next,
     (SELECT count(*) FROM racefree_claims c WHERE c.ns = k.ns AND c.counter = k.counter)
@@ -268,3 +309,5 @@ pub(super) const INSPECT_LEASES: &str =
 pub(super) const INSPECT_STREAMS: &str =
     "SELECT guard, stream, marked, expires_at FROM racefree_marks WHERE ns = $1 AND expires_at > racefree_now($2)";
 pub(super) const INSPECT_RECORDS: &str = "SELECT space, key, version FROM racefree_records WHERE ns = $1";
+/// The time `inspect` judges by, read in its snapshot, to report deadlines on the store's clock.
+pub(super) const INSPECT_NOW: &str = "SELECT racefree_now($1)";
