@@ -41,6 +41,11 @@ enum FuzzOp {
     Get(u8),
     Put(u8, i64, Option<u64>, Option<u64>),
     Delete(u8, Option<u64>),
+    /// The read of a slow `update`: remembers the version it saw (none if absent).
+    UpdateRead(u8),
+    /// The write of that update, later, whatever ran between: a compare-and-swap on the version
+    /// read (a create when the read found nothing).
+    UpdateWrite(u8, i64),
     Advance(u64),
 }
 
@@ -68,7 +73,9 @@ fn fuzz_op() -> impl Strategy<Value = FuzzOp> {
         2 => key.clone().prop_map(FuzzOp::Get),
         3 => (key.clone(), -5i64..5, proptest::option::of(small.clone()), proptest::option::of(small.clone()))
             .prop_map(|(k, v, e, t)| FuzzOp::Put(k, v, e, t)),
-        1 => (key, proptest::option::of(small)).prop_map(|(k, e)| FuzzOp::Delete(k, e)),
+        2 => (key.clone(), proptest::option::of(small)).prop_map(|(k, e)| FuzzOp::Delete(k, e)),
+        2 => key.clone().prop_map(FuzzOp::UpdateRead),
+        2 => (key, -5i64..5).prop_map(|(k, v)| FuzzOp::UpdateWrite(k, v)),
         2 => prop_oneof![Just(1u64), Just(9), Just(1_000), 0u64..120_000].prop_map(FuzzOp::Advance),
     ]
 }
@@ -117,6 +124,8 @@ fn on_store(store: &dyn Store, clock: &ManualClock, op: &FuzzOp, tokens: &[u64])
         FuzzOp::Get(k) => outcome(store.record_get("r", &name(k)).map(|r| r.map(|r| (r.value, r.version)))),
         FuzzOp::Put(k, v, e, t) => outcome(store.record_put("r", &name(k), &value(v), e, t)),
         FuzzOp::Delete(k, e) => outcome(store.record_delete("r", &name(k), e)),
+        FuzzOp::UpdateRead(k) => outcome(store.record_get("r", &name(k)).map(|r| r.map(|r| r.version))),
+        FuzzOp::UpdateWrite(..) => unreachable!("run as the Put it stands for"),
         FuzzOp::Advance(ms) => {
             clock.advance(Duration::from_millis(ms));
             Ok(String::new())
@@ -133,12 +142,20 @@ struct Reference {
     marks: HashMap<String, (u32, u64)>,
     leases: HashMap<String, (u64, u64)>,
     last_token: u64,
-    records: HashMap<String, (Value, u64, u64)>,
+    /// Each key's value (none for a tombstone), version and fence.
+    records: HashMap<String, (Option<Value>, u64, u64)>,
+    /// The largest version the space has deleted: a new record starts above it.
+    deleted_floor: u64,
 }
 
 impl Reference {
     fn live_lease(&self, key: &str) -> Option<(u64, u64)> {
         self.leases.get(key).copied().filter(|&(_, deadline)| deadline > self.now)
+    }
+
+    /// The live record's value, version and fence.
+    fn live_record(&self, key: &str) -> Option<(Value, u64, u64)> {
+        self.records.get(key).and_then(|(value, version, fence)| Some((value.clone()?, *version, *fence)))
     }
 
     fn live_marks(&self, key: &str) -> u32 {
@@ -217,31 +234,35 @@ impl Reference {
                 _ => Err("not_owner"),
             },
             FuzzOp::Holder(k) => fmt(&self.live_lease(&name(k))),
-            FuzzOp::Get(k) => fmt(&self.records.get(&name(k)).map(|(v, version, _)| (v.clone(), *version))),
-            FuzzOp::Put(k, v, expected, token) => match self.records.get(&name(k)).cloned() {
-                None if expected.is_some() => Err("conflict"),
-                None => {
-                    self.records.insert(name(k), (value(v), 1, token.unwrap_or(0)));
-                    fmt(&1u64)
+            FuzzOp::Get(k) => fmt(&self.live_record(&name(k)).map(|(v, version, _)| (v, version))),
+            FuzzOp::UpdateRead(k) => fmt(&self.live_record(&name(k)).map(|(_, version, _)| version)),
+            FuzzOp::Put(k, v, expected, token) => {
+                let fence = self.records.get(&name(k)).map_or(0, |r| r.2);
+                let live = self.live_record(&name(k)).map(|(_, version, _)| version);
+                if token.is_some_and(|t| t < fence) {
+                    return Err("stale_token");
                 }
-                Some((_, _, fence)) if token.is_some_and(|t| t < fence) => Err("stale_token"),
-                Some((_, version, _)) if expected != Some(version) => Err("conflict"),
-                Some((_, version, fence)) => {
-                    self.records.insert(name(k), (value(v), version + 1, fence.max(token.unwrap_or(0))));
-                    fmt(&(version + 1))
+                if expected != live {
+                    return Err("conflict");
+                }
+                let version = live.unwrap_or(self.deleted_floor) + 1;
+                self.records.insert(name(k), (Some(value(v)), version, fence.max(token.unwrap_or(0))));
+                fmt(&version)
+            }
+            FuzzOp::Delete(k, expected) => match (self.live_record(&name(k)), expected) {
+                (current, Some(e)) if current.as_ref().map(|r| r.1) != Some(e) => Err("conflict"),
+                (None, _) => fmt(&false),
+                (Some((_, version, fence)), _) => {
+                    self.deleted_floor = self.deleted_floor.max(version);
+                    if fence > 0 {
+                        self.records.insert(name(k), (None, version, fence));
+                    } else {
+                        self.records.remove(&name(k));
+                    }
+                    fmt(&true)
                 }
             },
-            FuzzOp::Delete(k, expected) => {
-                let version = self.records.get(&name(k)).map(|r| r.1);
-                match (version, expected) {
-                    (current, Some(e)) if current != Some(e) => Err("conflict"),
-                    (None, _) => fmt(&false),
-                    _ => {
-                        self.records.remove(&name(k));
-                        fmt(&true)
-                    }
-                }
-            }
+            FuzzOp::UpdateWrite(..) => unreachable!("run as the Put it stands for"),
             FuzzOp::Advance(ms) => {
                 self.now += ms;
                 Ok(String::new())
@@ -295,7 +316,16 @@ fn agree_lagging(
     };
     let mut reference = Reference { now: 1_000_000, ..Reference::default() };
     let mut tokens = Vec::new();
+    // The version each key's last UpdateRead saw: what its UpdateWrite expects.
+    let mut read_versions: HashMap<u8, Option<u64>> = HashMap::new();
     for (step, op) in ops.iter().enumerate() {
+        let op = &match *op {
+            FuzzOp::UpdateWrite(k, v) => FuzzOp::Put(k, v, read_versions.get(&k).copied().flatten(), None),
+            ref other => other.clone(),
+        };
+        if let FuzzOp::UpdateRead(k) = *op {
+            read_versions.insert(k, reference.live_record(&name(k)).map(|(_, version, _)| version));
+        }
         let expected = reference.apply(op, &tokens);
         let got = on_store(store.as_ref(), &clock, op, &tokens);
         prop_assert_eq!(&got, &expected, "step {} {:?}", step, op);

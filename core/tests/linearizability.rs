@@ -85,8 +85,28 @@ fn the_checker_accepts_overlap_and_rejects_what_no_order_explains() {
     let get = Op::Get { space: "r".into(), key: "k".into() };
     let stale = [event(put.clone(), Ret::Version(1), 0, 10), event(get.clone(), Ret::Record(None), 20, 30)];
     assert!(check(&stale).is_err());
-    let concurrent = [event(put, Ret::Version(1), 0, 10), event(get, Ret::Record(None), 5, 30)];
+    let concurrent = [event(put.clone(), Ret::Version(1), 0, 10), event(get, Ret::Record(None), 5, 30)];
     assert!(check(&concurrent).is_ok());
+    // After a delete, a record starts above every version its space deleted (on any key): a
+    // create answered with version 1 again, or a compare-and-swap on the deleted version, is ABA.
+    let delete = |key: &str| Op::Delete { space: "r".into(), key: key.into(), expected: None };
+    let put_on = |key: &str, expected| Op::Put { space: "r".into(), key: key.into(), value: 8, expected, token: None };
+    let recreated = |version| {
+        [
+            event(put.clone(), Ret::Version(1), 0, 10),
+            event(delete("k"), Ret::Deleted(true), 20, 30),
+            event(put_on("other", None), Ret::Version(version), 40, 50),
+        ]
+    };
+    assert!(check(&recreated(1)).is_err());
+    assert!(check(&recreated(2)).is_ok());
+    let aba = [
+        event(put.clone(), Ret::Version(1), 0, 10),
+        event(delete("k"), Ret::Deleted(true), 20, 30),
+        event(put_on("k", None), Ret::Version(2), 40, 50),
+        event(put_on("k", Some(1)), Ret::Version(3), 60, 70),
+    ];
+    assert!(check(&aba).is_err());
     // Two holders of one key at once, and a token that does not grow.
     let grant = |ttl_ms| Op::Grant { lock: "l".into(), key: "k".into(), ttl_ms };
     let two = [

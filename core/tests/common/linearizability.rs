@@ -15,7 +15,7 @@
 //! (a reported violation is real) though slightly permissive.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -150,6 +150,9 @@ pub struct Client {
     name: u64,
     held: Vec<(String, u64)>,
     versions: HashMap<String, u64>,
+    /// A slow update under way: the key and version its read saw; its write comes some
+    /// operations later (this client's and others'), whatever ran in between.
+    slow_update: Option<(String, u64)>,
     tokens_seen: u64,
     /// Lease TTLs to draw from: short ones expire during the run.
     pub ttls_ms: Vec<u64>,
@@ -164,6 +167,7 @@ impl Client {
             name: seed,
             held: Vec::new(),
             versions: HashMap::new(),
+            slow_update: None,
             tokens_seen: 0,
             ttls_ms: vec![2, 15, 60_000],
             only: None,
@@ -204,6 +208,11 @@ impl Client {
                 }
             }
             11..=13 => Op::Get { space: "r".into(), key },
+            14..=15 if self.slow_update.is_some() => {
+                let (key, version) = self.slow_update.take().expect("checked");
+                let value = (self.name * 1_000_000 + r.below(1_000_000)) as i64;
+                Op::Put { space: "r".into(), key, value, expected: Some(version), token: None }
+            }
             14..=17 => {
                 let expected = match r.below(4) {
                     0 => None,
@@ -233,8 +242,13 @@ impl Client {
                 self.held.push((key.clone(), *token));
                 self.tokens_seen = self.tokens_seen.max(*token);
             }
-            (Op::Get { key, .. }, Ret::Record(Some((_, v))))
-            | (Op::Put { key, .. }, Ret::Version(v) | Ret::Conflict(Some(v))) => {
+            (Op::Get { key, .. }, Ret::Record(Some((_, v)))) => {
+                self.versions.insert(key.clone(), *v);
+                if self.slow_update.is_none() && self.rng.below(2) == 0 {
+                    self.slow_update = Some((key.clone(), *v));
+                }
+            }
+            (Op::Put { key, .. }, Ret::Version(v) | Ret::Conflict(Some(v))) => {
                 self.versions.insert(key.clone(), *v);
             }
             _ => {}
@@ -278,8 +292,11 @@ enum State {
         holder: Option<(u64, u64, u64)>,
         last_token: u64,
     },
-    Record {
-        current: Option<(i64, u64, u64)>,
+    /// A record space: each key's value (none for a tombstone), version and fence, and the
+    /// largest version the space has deleted (the floor new records start above).
+    Records {
+        records: BTreeMap<String, (Option<i64>, u64, u64)>,
+        floor: u64,
     },
 }
 
@@ -300,7 +317,9 @@ impl State {
             Op::Grant { .. } | Op::Renew { .. } | Op::Release { .. } => {
                 Self::Lease { holder: None, last_token: 0 }
             }
-            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } => Self::Record { current: None },
+            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } => {
+                Self::Records { records: BTreeMap::new(), floor: 0 }
+            }
         }
     }
 
@@ -309,7 +328,7 @@ impl State {
             Self::Counter { next, claims_hash, .. } => hash_of(&(0u8, next, claims_hash)),
             Self::Guard { marked } => hash_of(&(1u8, marked)),
             Self::Lease { holder, last_token } => hash_of(&(2u8, holder, last_token)),
-            Self::Record { current } => hash_of(&(3u8, current)),
+            Self::Records { records, floor } => hash_of(&(3u8, records, floor)),
         }
     }
 
@@ -421,38 +440,50 @@ impl State {
                     _ => None,
                 }
             }
-            (Self::Record { current }, Op::Get { .. }, ret) => (unknown
-                || *ret == Ret::Record(current.map(|(value, version, _)| (value, version))))
-            .then_some(Undo::Nothing),
-            (Self::Record { current }, Op::Put { value, expected, token, .. }, ret) => {
-                let outcome = match *current {
-                    None if expected.is_none() => Ok((1, token.unwrap_or(0))),
-                    None => Err(Ret::Conflict(None)),
-                    Some((_, _, fence)) if token.is_some_and(|t| t < fence) => Err(Ret::Stale(fence)),
-                    Some((_, version, _)) if *expected != Some(version) => Err(Ret::Conflict(Some(version))),
-                    Some((_, version, fence)) => Ok((version + 1, fence.max(token.unwrap_or(0)))),
+            (Self::Records { records, .. }, Op::Get { key, .. }, ret) => {
+                let live = records.get(key).and_then(|&(value, version, _)| Some((value?, version)));
+                (unknown || *ret == Ret::Record(live)).then_some(Undo::Nothing)
+            }
+            (Self::Records { records, floor }, Op::Put { key, value, expected, token, .. }, ret) => {
+                let (live, fence) = match records.get(key) {
+                    Some(&(value, version, fence)) => (value.map(|_| version), fence),
+                    None => (None, 0),
+                };
+                let outcome = if token.is_some_and(|t| t < fence) {
+                    Err(Ret::Stale(fence))
+                } else if *expected != live {
+                    Err(Ret::Conflict(live))
+                } else {
+                    Ok((live.unwrap_or(*floor) + 1, fence.max(token.unwrap_or(0))))
                 };
                 match outcome {
                     Ok((version, fence)) if unknown || *ret == Ret::Version(version) => {
-                        *current = Some((*value, version, fence));
+                        records.insert(key.clone(), (Some(*value), version, fence));
                         Some(Undo::Restore(saved))
                     }
                     Err(refused) if unknown || *ret == refused => Some(Undo::Nothing),
                     _ => None,
                 }
             }
-            (Self::Record { current }, Op::Delete { expected, .. }, ret) => {
-                let version = current.map(|(_, version, _)| version);
-                let outcome = match (version, expected) {
+            (Self::Records { records, floor }, Op::Delete { key, expected, .. }, ret) => {
+                let live = records.get(key).and_then(|&(value, version, fence)| value.map(|_| (version, fence)));
+                let outcome = match (live.map(|(version, _)| version), expected) {
                     (current, Some(e)) if current != Some(*e) => Err(Ret::Conflict(current)),
                     (None, _) => Ok(false),
                     _ => Ok(true),
                 };
                 match outcome {
-                    Ok(deleted) if unknown || *ret == Ret::Deleted(deleted) => {
-                        *current = None;
+                    Ok(true) if unknown || *ret == Ret::Deleted(true) => {
+                        let (version, fence) = live.expect("a live record was deleted");
+                        *floor = (*floor).max(version);
+                        if fence > 0 {
+                            records.insert(key.clone(), (None, version, fence));
+                        } else {
+                            records.remove(key);
+                        }
                         Some(Undo::Restore(saved))
                     }
+                    Ok(false) if unknown || *ret == Ret::Deleted(false) => Some(Undo::Nothing),
                     Err(refused) if unknown || *ret == refused => Some(Undo::Nothing),
                     _ => None,
                 }
@@ -471,9 +502,8 @@ fn partition_of(op: &Op) -> String {
         Op::Grant { lock, key, .. } | Op::Renew { lock, key, .. } | Op::Release { lock, key, .. } => {
             format!("lock {lock} key {key}")
         }
-        Op::Get { space, key } | Op::Put { space, key, .. } | Op::Delete { space, key, .. } => {
-            format!("record {space}/{key}")
-        }
+        // One partition per space: a delete raises the floor every key of the space starts above.
+        Op::Get { space, .. } | Op::Put { space, .. } | Op::Delete { space, .. } => format!("record {space}"),
     }
 }
 
