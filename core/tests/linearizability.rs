@@ -90,7 +90,8 @@ fn the_checker_accepts_overlap_and_rejects_what_no_order_explains() {
     // After a delete, a record starts above every version its space deleted (on any key): a
     // create answered with version 1 again, or a compare-and-swap on the deleted version, is ABA.
     let delete = |key: &str| Op::Delete { space: "r".into(), key: key.into(), expected: None };
-    let put_on = |key: &str, expected| Op::Put { space: "r".into(), key: key.into(), value: 8, expected, token: None };
+    let put_on =
+        |key: &str, expected| Op::Put { space: "r".into(), key: key.into(), value: 8, expected, token: None };
     let recreated = |version| {
         [
             event(put.clone(), Ret::Version(1), 0, 10),

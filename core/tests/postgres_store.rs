@@ -106,10 +106,10 @@ fn a_database_with_a_newer_schema_is_refused_and_not_written_to() {
     let store = racefree::open(&url_of(&database, "")).expect("open creates the schema");
     store.counter_next("c").expect("next");
     let server = PostgresServer::shared();
-    server.psql(&database, "UPDATE racefree_meta SET value = 2 WHERE name = 'schema_version'");
+    server.psql(&database, "UPDATE racefree_meta SET value = 3 WHERE name = 'schema_version'");
     let refused = racefree::open(&url_of(&database, "")).expect_err("a newer schema");
     assert_eq!(refused.code(), "backend_unavailable");
-    assert!(refused.to_string().contains("schema version 2"), "{refused}");
+    assert!(refused.to_string().contains("schema version 3"), "{refused}");
     assert_eq!(server.psql(&database, "SELECT next FROM racefree_counters"), "1", "it was written to");
 }
 
@@ -131,7 +131,10 @@ fn create_schema_false_refuses_a_database_without_one_until_it_is_migrated() {
         Ok(racefree::store::postgres::SCHEMA_VERSION)
     );
     // Again: nothing to do.
-    assert_eq!(PostgresStore::migrate(&url, PostgresOptions::default()), Ok(1));
+    assert_eq!(
+        PostgresStore::migrate(&url, PostgresOptions::default()),
+        Ok(racefree::store::postgres::SCHEMA_VERSION)
+    );
     let store = racefree::open(&url_of(&database, "create_schema=false")).expect("migrated");
     assert_eq!(store.counter_next("c"), Ok(0));
 }
@@ -260,4 +263,91 @@ fn verify_full_checks_the_servers_certificate_and_its_name() {
     );
     // The right CA, but the certificate names localhost, not 127.0.0.1.
     refused(url("127.0.0.1", &trusted), "not valid for name \"127.0.0.1\"");
+}
+
+/// A version 1 database (no record floors or tombstones) is upgraded to version 2 when opened,
+/// keeping what it holds; with `create_schema=false` it is refused until migrated. (Version 1 is
+/// made by taking version 2's additions away: the upgrade replaces both record functions.)
+#[test]
+fn a_version_1_database_is_upgraded() {
+    let database = fresh_database("upgrade");
+    let server = PostgresServer::shared();
+    let store = racefree::open(&url_of(&database, "")).expect("open creates the schema");
+    store.record_put("r", "k", &serde_json::json!(1), None, None).expect("put");
+    drop(store);
+    server.psql(
+        &database,
+        "DROP TABLE racefree_record_floors; ALTER TABLE racefree_records ALTER COLUMN value SET NOT NULL;
+         UPDATE racefree_meta SET value = 1 WHERE name = 'schema_version'",
+    );
+    let refused = racefree::open(&url_of(&database, "create_schema=false")).expect_err("version 1");
+    assert!(refused.to_string().contains("racefree migrate"), "{refused}");
+    let store = racefree::open(&url_of(&database, "")).expect("open upgrades");
+    assert_eq!(server.psql(&database, "SELECT value FROM racefree_meta"), "2");
+    assert_eq!(store.record_get("r", "k").map(|r| r.map(|r| r.version)), Ok(Some(1)), "kept");
+    assert_eq!(store.record_delete("r", "k", None), Ok(true));
+    assert_eq!(store.record_put("r", "k", &serde_json::json!(2), None, None), Ok(2));
+}
+
+/// A row holding what racefree could not have written is `corrupt_data`, never a guessed value
+/// (a negative counter once answered 0: a duplicate index).
+#[test]
+fn foreign_values_are_corrupt_data() {
+    let url = PostgresServer::shared().fresh_url();
+    let store = racefree::open(&url).expect("open");
+    let namespace = url.split("namespace=").nth(1).expect("a namespace");
+    let server = PostgresServer::shared();
+    store.counter_next("c").expect("next");
+    store.counter_claim("c", "e").expect("claim");
+    store.guard_mark("g", "s", 0, 60_000).expect("mark");
+    store.record_put("r", "k", &serde_json::json!(1), None, None).expect("put");
+    let ns = format!("convert_to('{namespace}', 'UTF8')");
+    server.psql("postgres", &format!("UPDATE racefree_counters SET next = -5 WHERE ns = {ns}"));
+    server.psql("postgres", &format!("UPDATE racefree_claims SET idx = -3 WHERE ns = {ns}"));
+    server.psql("postgres", &format!("UPDATE racefree_marks SET marked = -1 WHERE ns = {ns}"));
+    server.psql(
+        "postgres",
+        &format!("UPDATE racefree_records SET value = '{{no', version = 1 WHERE ns = {ns}"),
+    );
+    let code = |e: Error| e.code();
+    assert_eq!(store.counter_next("c").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.counter_peek("c").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.counter_index_of("c", "e").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.counter_claim("c", "e").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.guard_marked("g", "s").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.record_get("r", "k").map_err(code), Err("corrupt_data"));
+    assert_eq!(store.inspect().map_err(code), Err("corrupt_data"));
+    // A server error keeps the client's own error as its source.
+    server.psql("postgres", &format!("UPDATE racefree_records SET value = '1' WHERE ns = {ns}"));
+    let fenced =
+        store.record_put("r", "k", &serde_json::json!(2), Some(1), Some(u64::MAX)).expect_err("huge token");
+    assert_eq!(fenced.code(), "invalid_argument", "a token past i64::MAX is refused, not clamped");
+}
+
+/// `inspect` reports deadlines on the store's clock, as `lease_holder` does, also when the
+/// server's clock judges them: with a wall clock an hour ahead of the server's, both agree.
+#[test]
+fn inspect_and_lease_holder_report_deadlines_on_one_clock() {
+    #[derive(Debug)]
+    struct AnHourAhead;
+    impl racefree::Clock for AnHourAhead {
+        fn now_ms(&self) -> u64 {
+            racefree::Clock::now_ms(&SystemClock) + 3_600_000
+        }
+        fn is_wall_clock(&self) -> bool {
+            true
+        }
+    }
+    let store = racefree::open_with_clock(&PostgresServer::shared().fresh_url(), Arc::new(AnHourAhead))
+        .expect("open");
+    let granted = store.lease_try_grant("l", "k", 60_000).expect("grant").expect("free");
+    let holder = store.lease_holder("l", "k").expect("holder").expect("held");
+    let listed = store.inspect().expect("inspect").leases[0].deadline_ms;
+    for deadline in [holder.deadline_ms, listed] {
+        assert!(
+            deadline.abs_diff(granted.deadline_ms) < 5_000,
+            "{deadline} vs granted {}",
+            granted.deadline_ms
+        );
+    }
 }

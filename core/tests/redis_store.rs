@@ -275,3 +275,48 @@ fn rediss_verifies_the_server_and_presents_a_client_certificate() {
     assert_eq!(code(plain_url), Err("invalid_argument"));
     assert_eq!(code(format!("{base}#insecure")), Err("invalid_argument"));
 }
+
+/// A key holding what racefree could not have written is `corrupt_data`, never a guessed value
+/// (a negative counter once answered 0: a duplicate index); a counter at `i64::MAX` is this
+/// counter's overflow, told apart by what the key holds (the server says `ERR` for both).
+#[test]
+fn foreign_values_are_corrupt_data_and_the_largest_counter_is_an_overflow() {
+    let server = RedisServer::shared();
+    let url = server.fresh_url();
+    let store = open(&url);
+    let namespace = url.split("namespace=").nth(1).expect("a namespace");
+    let key =
+        |name: &str, kind: &str| format!("rf:{{{}:{namespace}{}:{name}}}{kind}", namespace.len(), name.len());
+    let code = |r: Result<u64, racefree::Error>| r.map_err(|e| e.code());
+
+    server.command(&["SET", &key("negative", "c"), "-5"]);
+    assert_eq!(code(store.counter_next("negative")), Err("corrupt_data"));
+    server.command(&["SET", &key("text", "c"), "abc"]);
+    let text = store.counter_next("text").expect_err("text in a counter");
+    assert_eq!(text.code(), "corrupt_data", "{text}");
+    assert!(text.to_string().contains("\"abc\""), "{text}");
+    server.command(&["SET", &key("largest", "c"), &i64::MAX.to_string()]);
+    assert_eq!(code(store.counter_next("largest")), Err("invalid_argument"), "the counter's overflow");
+    assert_eq!(server.command(&["GET", &key("largest", "c")]), i64::MAX.to_string(), "changed");
+    server.command(&["HSET", &key("hash", "c"), "f", "1"]);
+    assert_eq!(code(store.counter_next("hash")), Err("corrupt_data"), "a key of another type");
+    assert_eq!(code(store.counter_peek("negative")), Err("corrupt_data"));
+    server.command(&["HSET", &key("claims", "i"), "e1", "-3"]);
+    assert_eq!(store.counter_index_of("claims", "e1").map_err(|e| e.code()), Err("corrupt_data"));
+    assert_eq!(store.counter_claim("claims", "e1").map_err(|e| e.code()), Err("corrupt_data"));
+    server.command(&["HSET", &key("pods", "r:p"), "v", "{not json", "ver", "1", "f", "0"]);
+    assert_eq!(store.record_get("pods", "p").map_err(|e| e.code()), Err("corrupt_data"));
+    server.command(&["HSET", &key("pods", "r:q"), "v", "1", "ver", "-2", "f", "0"]);
+    assert_eq!(store.record_get("pods", "q").map_err(|e| e.code()), Err("corrupt_data"));
+}
+
+/// A failure keeps the client's own error as its source.
+#[test]
+fn an_unreachable_server_keeps_the_clients_error_as_the_source() {
+    let port = common::redis_server::free_port();
+    let err =
+        racefree::open(&format!("redis://127.0.0.1:{port}/0?timeout_ms=2000")).expect_err("nothing listens");
+    assert_eq!(err.code(), "backend_unavailable");
+    let source = std::error::Error::source(&err).expect("the client's error is kept");
+    assert!(source.to_string().to_lowercase().contains("refused"), "{source}");
+}

@@ -318,12 +318,15 @@ pub(super) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
 }
 
 /// A failed request as a racefree error: `timeout` when the server did not answer in time;
-/// `corrupt_data` for a key of another type (`WRONGTYPE`) or a reply that is not the number it
-/// must be; `backend_unavailable` for everything else (refused, dropped, a server-side error).
+/// `corrupt_data` for a key of another type (`WRONGTYPE`) or a reply the client cannot read as
+/// what it must be (a negative or non-numeric number: redis-rs reports both as parse errors);
+/// `backend_unavailable` for everything else (refused, dropped, a server-side error).
 fn classify(err: &RedisError, timeout: Duration) -> Error {
     if err.is_timeout() {
         Error::Timeout { waited: timeout }
-    } else if err.kind() == redis::ErrorKind::UnexpectedReturnType || err.code() == Some("WRONGTYPE") {
+    } else if matches!(err.kind(), redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType)
+        || err.code() == Some("WRONGTYPE")
+    {
         Error::corrupt(format!("redis: a key holds what racefree did not write: {err}"))
     } else {
         Error::unavailable_because(format!("redis: {err}"), err.clone())
@@ -580,7 +583,7 @@ impl Store for RedisStore {
         let (claims, key) = (self.key(counter, 'i', None), self.key(counter, 'c', None));
         let (index, is_new): (i64, i64) = self
             .call(|conn| self.scripts.claim.key(&claims).key(&key).arg(id).arg(LUA_MAX_EXACT).invoke(conn))?;
-        if index < 0 {
+        if index == -1 {
             return Err(Error::invalid_argument(format!(
                 "counter {counter:?} is past 2^53 - 1, the largest index a Redis claim can issue"
             )));

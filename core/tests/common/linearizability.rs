@@ -466,7 +466,8 @@ impl State {
                 }
             }
             (Self::Records { records, floor }, Op::Delete { key, expected, .. }, ret) => {
-                let live = records.get(key).and_then(|&(value, version, fence)| value.map(|_| (version, fence)));
+                let live =
+                    records.get(key).and_then(|&(value, version, fence)| value.map(|_| (version, fence)));
                 let outcome = match (live.map(|(version, _)| version), expected) {
                     (current, Some(e)) if current != Some(*e) => Err(Ret::Conflict(current)),
                     (None, _) => Ok(false),

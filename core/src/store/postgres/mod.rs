@@ -727,7 +727,7 @@ impl Store for PostgresStore {
         let rows = self.write(schema::CLAIM, vec![self.ns(), bytes(counter), bytes(id)])?;
         let row = rows.first().ok_or_else(|| missing_row("racefree_claim"))?;
         let (index, is_new): (i64, bool) = (row.get(0), row.get(1));
-        if index < 0 {
+        if index == -1 {
             return Err(counter_overflow(counter));
         }
         Ok(Claim { index: unsigned("claimed index", index)?, is_new })

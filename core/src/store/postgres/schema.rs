@@ -180,48 +180,50 @@ INSERT INTO racefree_meta VALUES ('schema_version', 1);
 
 /// Version 2: a record's versions never repeat. A space keeps the largest version it deleted
 /// (`racefree_record_floors`) and a new record starts above it; a deleted record that accepted a
-/// fencing token keeps that token (`racefree_record_tombstones`) until its key is written again.
-/// Run after [`CREATE`], and by [`MIGRATE_FROM_1`] on a version 1 database.
+/// fencing token stays as its row with no value (a tombstone keeping its version and fence)
+/// until its key is written again. The tombstone is the record's own row, so the row lock orders
+/// every operation on the key; in a table of its own, a delete could commit one between a put's
+/// read of it and its check for the record. Run after [`CREATE`], and by [`MIGRATE_FROM_1`].
 pub(super) const RECORDS: &str = r#"
+ALTER TABLE racefree_records ALTER COLUMN value DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS racefree_record_floors (ns bytea NOT NULL, space bytea NOT NULL,
     deleted bigint NOT NULL, PRIMARY KEY (ns, space));
-CREATE TABLE IF NOT EXISTS racefree_record_tombstones (ns bytea NOT NULL, space bytea NOT NULL, key bytea NOT NULL,
-    fence bigint NOT NULL, PRIMARY KEY (ns, space, key));
 
 -- -> (outcome 0 written | 1 conflict | 2 stale token, the new version | the current version
 -- (-1 none) | the latest token). The rules of `decide_record_write`.
 CREATE OR REPLACE FUNCTION racefree_put(p_ns bytea, p_space bytea, p_key bytea, p_value text, p_expected bigint,
     p_token bigint, OUT outcome integer, OUT n bigint) LANGUAGE plpgsql AS $$
-DECLARE v_version bigint; v_fence bigint;
+DECLARE v_live boolean; v_version bigint; v_fence bigint; v_row boolean;
 BEGIN
   LOOP
-    SELECT version, fence INTO v_version, v_fence FROM racefree_records
+    SELECT value IS NOT NULL, version, fence INTO v_live, v_version, v_fence FROM racefree_records
       WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
-    IF FOUND THEN
-      IF p_token IS NOT NULL AND p_token < v_fence THEN outcome := 2; n := v_fence; RETURN; END IF;
+    v_row := FOUND;
+    v_fence := coalesce(v_fence, 0);
+    IF p_token IS NOT NULL AND p_token < v_fence THEN outcome := 2; n := v_fence; RETURN; END IF;
+    IF v_row AND v_live THEN
       IF p_expected IS NULL OR p_expected <> v_version THEN outcome := 1; n := v_version; RETURN; END IF;
       UPDATE racefree_records SET value = p_value, version = v_version + 1, fence = greatest(v_fence, coalesce(p_token, 0))
         WHERE ns = p_ns AND space = p_space AND key = p_key;
       outcome := 0; n := v_version + 1;
       RETURN;
     END IF;
-    -- No record. Each read below is a statement of its own, so it sees the commit of a delete
-    -- that held the record's row when the read above waited for it.
-    SELECT fence INTO v_fence FROM racefree_record_tombstones
-      WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
-    v_fence := coalesce(v_fence, 0);
-    IF p_token IS NOT NULL AND p_token < v_fence THEN outcome := 2; n := v_fence; RETURN; END IF;
     IF p_expected IS NOT NULL THEN outcome := 1; n := -1; RETURN; END IF;
-    SELECT deleted INTO v_version FROM racefree_record_floors WHERE ns = p_ns AND space = p_space;
-    v_version := coalesce(v_version, 0) + 1;
-    INSERT INTO racefree_records VALUES (p_ns, p_space, p_key, p_value, v_version, greatest(v_fence, coalesce(p_token, 0)))
-      ON CONFLICT DO NOTHING;
-    IF FOUND THEN
-      DELETE FROM racefree_record_tombstones WHERE ns = p_ns AND space = p_space AND key = p_key;
+    -- The floor, shared-locked to the commit: a delete in the space (which raises it under an
+    -- exclusive lock) commits before this read or after this create, never in between, where a
+    -- reader could see its effect and then this record below it. The row must exist to be locked.
+    INSERT INTO racefree_record_floors VALUES (p_ns, p_space, 0) ON CONFLICT DO NOTHING;
+    SELECT deleted + 1 INTO v_version FROM racefree_record_floors WHERE ns = p_ns AND space = p_space FOR SHARE;
+    IF v_row THEN
+      UPDATE racefree_records SET value = p_value, version = v_version, fence = greatest(v_fence, coalesce(p_token, 0))
+        WHERE ns = p_ns AND space = p_space AND key = p_key;
       outcome := 0; n := v_version;
       RETURN;
     END IF;
-    -- Another transaction created the record meanwhile: decide again on its row.
+    INSERT INTO racefree_records VALUES (p_ns, p_space, p_key, p_value, v_version, coalesce(p_token, 0))
+      ON CONFLICT DO NOTHING;
+    IF FOUND THEN outcome := 0; n := v_version; RETURN; END IF;
+    -- Another transaction created the key's row meanwhile: decide again on it.
   END LOOP;
 END $$;
 
@@ -231,27 +233,27 @@ CREATE OR REPLACE FUNCTION racefree_delete(p_ns bytea, p_space bytea, p_key byte
 DECLARE v_version bigint; v_fence bigint;
 BEGIN
   SELECT version, fence INTO v_version, v_fence FROM racefree_records
-    WHERE ns = p_ns AND space = p_space AND key = p_key FOR UPDATE;
+    WHERE ns = p_ns AND space = p_space AND key = p_key AND value IS NOT NULL FOR UPDATE;
   IF p_expected IS NOT NULL AND v_version IS DISTINCT FROM p_expected THEN
     outcome := 1; n := coalesce(v_version, -1); RETURN;
   END IF;
   outcome := 0;
   IF v_version IS NULL THEN n := 0; RETURN; END IF;
-  DELETE FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key;
+  IF v_fence > 0 THEN
+    UPDATE racefree_records SET value = NULL WHERE ns = p_ns AND space = p_space AND key = p_key;
+  ELSE
+    DELETE FROM racefree_records WHERE ns = p_ns AND space = p_space AND key = p_key;
+  END IF;
   INSERT INTO racefree_record_floors AS f VALUES (p_ns, p_space, v_version)
     ON CONFLICT (ns, space) DO UPDATE SET deleted = greatest(f.deleted, excluded.deleted);
-  IF v_fence > 0 THEN
-    INSERT INTO racefree_record_tombstones AS t VALUES (p_ns, p_space, p_key, v_fence)
-      ON CONFLICT (ns, space, key) DO UPDATE SET fence = greatest(t.fence, excluded.fence);
-  END IF;
   n := 1;
 END $$;
 
 UPDATE racefree_meta SET value = 2 WHERE name = 'schema_version';
 "#;
 
-/// Upgrades a version 1 database to version 2: nothing of version 1 changes but the two record
-/// functions, and the new tables start empty, which is what version 1 held.
+/// Upgrades a version 1 database to version 2: record values may be NULL (tombstones), the floors
+/// table starts empty (which is what version 1 held), and the two record functions are replaced.
 pub(super) const MIGRATE_FROM_1: &str = RECORDS;
 
 pub(super) const NEXT: &str = "INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
@@ -279,8 +281,8 @@ pub(super) const RELEASE: &str = "DELETE FROM racefree_leases
 pub(super) const HOLDER: &str = "SELECT token, deadline - racefree_now($4) FROM racefree_leases
     WHERE ns = $1 AND lock = $2 AND key = $3 AND deadline > racefree_now($4)";
 
-pub(super) const GET: &str =
-    "SELECT value, version FROM racefree_records WHERE ns = $1 AND space = $2 AND key = $3";
+pub(super) const GET: &str = "SELECT value, version FROM racefree_records
+    WHERE ns = $1 AND space = $2 AND key = $3 AND value IS NOT NULL";
 pub(super) const PUT: &str = "SELECT outcome, n FROM racefree_put($1, $2, $3, $4, $5, $6)";
 pub(super) const DELETE: &str = "SELECT outcome, n FROM racefree_delete($1, $2, $3, $4)";
 
@@ -298,8 +300,7 @@ pub(super) const SWEEP: &str = "WITH now AS (SELECT racefree_now($2) AS ms),
     SELECT (SELECT count(*) FROM leases) + (SELECT count(*) FROM marks)";
 pub(super) const ENTRIES: &str = "SELECT (SELECT count(*) FROM racefree_counters WHERE ns = $1)
     + (SELECT count(*) FROM racefree_claims WHERE ns = $1) + (SELECT count(*) FROM racefree_marks WHERE ns = $1)
-    + (SELECT count(*) FROM racefree_leases WHERE ns = $1) + (SELECT count(*) FROM racefree_records WHERE ns = $1)
-    + (SELECT count(*) FROM racefree_record_tombstones WHERE ns = $1)";
+    + (SELECT count(*) FROM racefree_leases WHERE ns = $1) + (SELECT count(*) FROM racefree_records WHERE ns = $1)";
 
 pub(super) const INSPECT_COUNTERS: &str = "SELECT counter, next,
     (SELECT count(*) FROM racefree_claims c WHERE c.ns = k.ns AND c.counter = k.counter)
@@ -308,6 +309,7 @@ pub(super) const INSPECT_LEASES: &str =
     "SELECT lock, key, token, deadline FROM racefree_leases WHERE ns = $1 AND deadline > racefree_now($2)";
 pub(super) const INSPECT_STREAMS: &str =
     "SELECT guard, stream, marked, expires_at FROM racefree_marks WHERE ns = $1 AND expires_at > racefree_now($2)";
-pub(super) const INSPECT_RECORDS: &str = "SELECT space, key, version FROM racefree_records WHERE ns = $1";
+pub(super) const INSPECT_RECORDS: &str =
+    "SELECT space, key, version FROM racefree_records WHERE ns = $1 AND value IS NOT NULL";
 /// The time `inspect` judges by, read in its snapshot, to report deadlines on the store's clock.
 pub(super) const INSPECT_NOW: &str = "SELECT racefree_now($1)";
