@@ -84,7 +84,7 @@ def test_manage_py_migrate_creates_racefree_tables_in_the_database(settings, tmp
         version = db.execute("SELECT value FROM racefree_meta WHERE name = 'schema_version'").fetchone()
     finally:
         db.close()
-    assert version == (1,)
+    assert version == (2,)
 
 
 def test_manage_py_migrate_does_nothing_for_another_store(settings, tmp_path):

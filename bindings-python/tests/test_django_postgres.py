@@ -26,7 +26,7 @@ def test_a_project_on_postgresql_runs_its_task_once_from_six_workers(postgres_se
         return postgres_server.psql(query, database)
 
     step("migrate")
-    assert sql("SELECT value FROM racefree_meta WHERE name = 'schema_version'") == "1"
+    assert sql("SELECT value FROM racefree_meta WHERE name = 'schema_version'") == "2"
     assert sql("SELECT count(*) FROM tasks_exampletask") == "0"
     assert step("rollback") == "kept=True rolled_back=True"
 

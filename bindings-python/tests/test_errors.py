@@ -1,3 +1,4 @@
+import sqlite3
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ BUILTINS = {
     "invalid_key": ValueError,
     "invalid_argument": ValueError,
     "backend_unavailable": ConnectionError,
+    "corrupt_data": RuntimeError,
     "timeout": TimeoutError,
 }
 
@@ -26,9 +28,10 @@ def test_every_core_code_has_its_class():
             assert issubclass(cls, BUILTINS[code])
 
 
-def test_every_code_is_raised_by_some_call(store, clock):
+def test_every_code_is_raised_by_some_call(store, clock, tmp_path):
     """Each class is reachable from a real call, carrying its code and details."""
     raised = {}
+    corrupted_sqlite = _sqlite_with_a_negative_counter(tmp_path)
 
     def capture(call):
         try:
@@ -47,6 +50,7 @@ def test_every_code_is_raised_by_some_call(store, clock):
     capture(lambda: racefree.EventGuard(store, "g", ["a", "b"]).mark("s", "b"))
     capture(lambda: lock.acquire("k", ttl=1, timeout=0.01))
     capture(lambda: racefree.open("redis://127.0.0.1:1/0"))
+    capture(lambda: racefree.Counter(corrupted_sqlite, "c").next())
     capture(lambda: racefree.Counter(racefree.open("memory://?max_keys=1"), "a").claim("x"))
     kept = lock.try_start("kept", ttl=1)
     keeper = _native.KeeperOptions(ttl=1).keep(lock, kept, 0.0)
@@ -90,3 +94,28 @@ def test_open_explains_bad_urls(url, error):
 def test_namespace_and_bound_from_url():
     store = racefree.open("memory://?namespace=billing&max_keys=2")
     assert store.namespace == "billing"
+
+
+def _sqlite_with_a_negative_counter(tmp_path) -> racefree.Store:
+    """A SQLite store whose counter "c" holds -5, written behind racefree's back."""
+    path = tmp_path / "corrupt.db"
+    racefree.Counter(racefree.open(f"sqlite://{path}"), "c").next()
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE counters SET next = -5")
+    return racefree.open(f"sqlite://{path}")
+
+
+def test_a_value_racefree_did_not_write_is_corrupt_data_not_a_guess(tmp_path):
+    store = _sqlite_with_a_negative_counter(tmp_path)
+    with pytest.raises(racefree.CorruptData) as caught:
+        racefree.Counter(store, "c").next()  # once answered 0: a duplicate index
+    assert caught.value.code == "corrupt_data"
+    assert isinstance(caught.value, RuntimeError)
+
+
+def test_a_backend_failure_keeps_the_clients_error_as_its_cause():
+    with pytest.raises(racefree.BackendUnavailable) as caught:
+        racefree.open("redis://127.0.0.1:1/0")
+    cause = caught.value.__cause__
+    assert isinstance(cause, racefree.BackendError), repr(cause)
+    assert "refused" in str(cause).lower(), str(cause)

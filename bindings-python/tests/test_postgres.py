@@ -85,5 +85,5 @@ def test_migrate_creates_the_schema_a_strict_open_requires(postgres_server):
     strict = postgres_server.url("py_migrate", "create_schema=false")
     with pytest.raises(racefree.BackendUnavailable, match="racefree migrate"):
         racefree.open(strict)
-    assert racefree.migrate(postgres_server.url("py_migrate")) == 1
+    assert racefree.migrate(postgres_server.url("py_migrate")) == 2
     assert racefree.Counter(racefree.open(strict), "c").next() == 0

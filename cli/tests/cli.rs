@@ -66,7 +66,7 @@ fn postgres_migrate_creates_the_schema_once() {
     assert!(err.contains("racefree migrate"), "{err}");
     for _ in 0..2 {
         let (code, out, err) = racefree(&["migrate", &url]);
-        assert_eq!((code, out.trim()), (0, "racefree schema version 1 is in place"), "{err}");
+        assert_eq!((code, out.trim()), (0, "racefree schema version 2 is in place"), "{err}");
     }
     let (code, out, err) = racefree(&["inspect", &strict]);
     assert_eq!(code, 0, "{err}");
