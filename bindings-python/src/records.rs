@@ -14,7 +14,8 @@ pub struct Versioned {
     /// The record's value (what JSON can hold).
     #[pyo3(get)]
     value: Py<PyAny>,
-    /// The record's version: 1 on create, one more on every write.
+    /// The record's version: one more on every write, never repeated for a key (a new record
+    /// starts above every version its space has deleted; 1 in a space that deleted none).
     #[pyo3(get)]
     version: u64,
 }
@@ -71,7 +72,8 @@ impl Records {
 
     /// Writes `value`: create-only without `expected_version` (raises `Conflict` if the record
     /// exists), else only over that version; refused with `StaleToken` for a fencing token below
-    /// the last one written. Returns the new version.
+    /// the largest one the record has accepted, also after it was deleted. Returns the new
+    /// version.
     #[pyo3(signature = (key, value, *, expected_version = None, fencing_token = None))]
     fn put(
         &self,

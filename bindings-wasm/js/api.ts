@@ -652,6 +652,7 @@ export class TaskCoordinator {
 
 export interface Versioned<T extends Json = Json> {
   readonly value: T;
+  /** One more on every write, never repeated for a key: a new record starts above every version its space has deleted (1 in a space that deleted none). */
   readonly version: number;
 }
 

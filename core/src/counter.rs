@@ -86,7 +86,7 @@ impl Counter {
     ///
     /// # Atomicity
     /// Memory: one shard critical section. SQLite: one `BEGIN IMMEDIATE` transaction. Redis: one
-    /// `INCR`.
+    /// `INCR`. PostgreSQL: one upsert statement.
     pub fn next(&self) -> Result<u64> {
         // No stats here: `next` is the hot path, and an atomic add would cost a quarter of it.
         self.store.counter_next(&self.key)
@@ -109,7 +109,7 @@ impl Counter {
     ///
     /// # Atomicity
     /// The lookup of the id and the assignment are one step: memory, one critical section; SQLite,
-    /// one transaction; Redis, one Lua script.
+    /// one transaction; Redis, one Lua script; PostgreSQL, one server-side function.
     pub fn claim(&self, execution_id: &str) -> Result<Claim> {
         validate::key("execution id", execution_id)?;
         let claim = self.store.counter_claim(&self.key, execution_id)?;

@@ -188,7 +188,7 @@ impl EventGuard {
     ///
     /// # Atomicity
     /// The predecessor check and the mark are one step: memory, one critical section; SQLite, one
-    /// transaction; Redis, one Lua script.
+    /// transaction; Redis, one Lua script; PostgreSQL, one server-side function.
     pub fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
         validate::key("stream id", stream)?;
         let position = self.position(event)?;

@@ -2,7 +2,8 @@
 //!
 //! Coordination primitives that are race-free by construction: every operation is **one atomic
 //! step** in its backend — one critical section in memory, one transaction in SQLite, one command
-//! or Lua script in Redis — never a read in one call and a write in another.
+//! or Lua script in Redis, one statement or server-side function in PostgreSQL — never a read in
+//! one call and a write in another (the [backends](store#backends)).
 //!
 //! | primitive | ends |
 //! |---|---|

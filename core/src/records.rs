@@ -158,7 +158,8 @@ impl Records {
     ///
     /// # Atomicity
     /// The version check and the write are one step: memory, one critical section; SQLite, one
-    /// transaction; Redis, one Lua script.
+    /// transaction; Redis, one Lua script; PostgreSQL, one server-side function. A key's
+    /// versions never repeat, also across a delete (see [`Versioned::version`]).
     pub fn put(&self, key: &str, value: &Value, expected_version: Option<u64>) -> Result<u64> {
         self.write(key, value, expected_version, None)
     }

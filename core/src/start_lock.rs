@@ -104,7 +104,8 @@ impl StartLock {
     ///
     /// # Atomicity
     /// The "is it free?" check, the token increment and the grant are one step: memory, one
-    /// critical section; SQLite, one transaction; Redis, one Lua script (`SET PX` on the lease).
+    /// critical section; SQLite, one transaction; Redis, one Lua script (`INCR` of the lock's
+    /// token, `HSET` and `PEXPIRE` of the lease); PostgreSQL, one server-side function.
     pub fn try_start(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         Ok(self.try_grant(key, ttl)?.map(|grant| self.lease(key, grant)))
     }
@@ -287,7 +288,8 @@ impl Lease {
     /// [`Error::InvalidArgument`] for a bad TTL; backend failures.
     ///
     /// # Atomicity
-    /// The holder check and the extension are one step (Redis: one Lua script, `PEXPIRE`).
+    /// The holder check and the extension are one step: memory, one critical section; SQLite, one
+    /// transaction; Redis, one Lua script (`HSET` and `PEXPIRE`); PostgreSQL, one `UPDATE`.
     pub fn renew(&self, ttl: Duration) -> Result<()> {
         let deadline = renew(&self.store, &self.lock, &self.key, self.token, ttl, &self.stats)?;
         self.deadline_ms.store(deadline, Ordering::Relaxed);
@@ -301,7 +303,8 @@ impl Lease {
     /// backend failures.
     ///
     /// # Atomicity
-    /// The holder check and the delete are one step (Redis: one Lua script).
+    /// The holder check and the delete are one step: memory, one critical section; SQLite, one
+    /// transaction; Redis, one Lua script; PostgreSQL, one `DELETE`.
     pub fn release(&self) -> Result<()> {
         release(&self.store, &self.lock, &self.key, self.token, &self.stats)
     }

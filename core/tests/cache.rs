@@ -26,7 +26,8 @@ fn thirty_two_concurrent_callers_load_once() {
         cache
             .get_or_load("engines", Duration::from_secs(2), || {
                 loads.fetch_add(1, Ordering::SeqCst);
-                thread::sleep(Duration::from_millis(50));
+                // Ends once the 31 others wait on it: each was coalesced, none served by a hit.
+                until(|| cache.stats().coalesced == 31);
                 Ok("engine-a,engine-b".to_owned())
             })
             .expect("load")
@@ -34,7 +35,7 @@ fn thirty_two_concurrent_callers_load_once() {
     assert_eq!(loads.load(Ordering::SeqCst), 1, "the loader ran more than once");
     assert!(values.iter().all(|v| v == "engine-a,engine-b"));
     let stats = cache.stats();
-    assert_eq!((stats.loads, stats.coalesced + stats.hits), (1, 31), "{stats:?}");
+    assert_eq!((stats.loads, stats.coalesced, stats.hits), (1, 31, 0), "{stats:?}");
 }
 
 #[test]
@@ -157,13 +158,16 @@ fn async_callers_wait_without_loading() {
     let values = common::on_threads(8, |_| {
         block_on(cache.get_or_load_async("k", Duration::from_secs(5), || async {
             loads.fetch_add(1, Ordering::SeqCst);
-            thread::sleep(Duration::from_millis(50));
+            // Ends once the 7 others wait on it: each was coalesced, none served by a hit.
+            until(|| cache.stats().coalesced == 7);
             Ok::<_, String>("async value".to_owned())
         }))
         .expect("load")
     });
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert!(values.iter().all(|v| v == "async value"));
+    let stats = cache.stats();
+    assert_eq!((stats.loads, stats.coalesced, stats.hits), (1, 7, 0), "{stats:?}");
 }
 
 #[test]

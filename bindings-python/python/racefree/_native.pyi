@@ -217,7 +217,8 @@ class Versioned:
         """The record's value (what JSON can hold)."""
     @property
     def version(self) -> int:
-        """The record's version: 1 on create, one more on every write."""
+        """The record's version: one more on every write, never repeated for a key (a new record
+        starts above every version its space has deleted; 1 in a space that deleted none)."""
 
 @final
 class Records:
@@ -231,7 +232,8 @@ class Records:
     ) -> int:
         """Writes `value`: create-only without `expected_version` (raises `Conflict` if the record
         exists), else only over that version; refused with `StaleToken` for a fencing token below
-        the last one written. Returns the new version."""
+        the largest one the record has accepted, also after it was deleted. Returns the new
+        version."""
     def update(
         self,
         key: str,

@@ -5,11 +5,24 @@
 //! its version is still N") instead of offering generic get/set: a generic key-value trait would
 //! push check-then-act back into the primitives, which is the very bug racefree exists to end.
 //!
-//! Every method is **one atomic step** in its backend: one critical section in memory, one
-//! `BEGIN IMMEDIATE` transaction in SQLite, one command or Lua script in Redis, one statement or
-//! one server-side function in one transaction in PostgreSQL. Arguments arrive
-//! already validated by the primitives (keys non-empty and at most
-//! [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), TTLs at least 1 ms).
+//! Every method is **one atomic step** in its backend. Arguments arrive already validated by the
+//! primitives (keys non-empty and at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES), TTLs at least
+//! 1 ms).
+//!
+//! # Backends
+//!
+//! The one list of racefree's backends (a test checks that every other place that names them
+//! names these four).
+//!
+//! | backend | feature | URL | one atomic step is | deadlines judged by | `inspect` is |
+//! |---|---|---|---|---|---|
+//! | memory | always | `memory://` | one critical section of one shard (a record create or delete also takes its space's floor, inside it) | the store's clock | one snapshot: every shard locked at once |
+//! | SQLite | `sqlite` | `sqlite:///path` | one `BEGIN IMMEDIATE` transaction | the store's clock | one read transaction |
+//! | Redis | `redis` | `redis://`, `rediss://` | one command or one Lua script, on keys of one hash tag | the server's `TIME` (the store's clock if it is not the wall clock) | **not** one snapshot: `SCAN`, then one read per key |
+//! | PostgreSQL | `postgres` | `postgres://`, `postgresql://` | one statement, or one server-side function, in one READ COMMITTED transaction | the server's `clock_timestamp()` (the store's clock if it is not the wall clock) | one `REPEATABLE READ` snapshot |
+//!
+//! Deadlines are always *reported* on the store's clock ([`Store::clock`]): a store judged by its
+//! server turns the time left by the server's clock into a deadline on its own.
 
 use std::fmt;
 use std::sync::Arc;
@@ -321,7 +334,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Backend failures only.
     fn stats(&self) -> Result<StoreStats>;
 
-    /// Everything the store holds in its namespace, sorted (one consistent snapshot).
+    /// Everything the store holds in its namespace, sorted. One consistent snapshot in memory,
+    /// SQLite and PostgreSQL; in Redis a scan, which may mix moments (see the module's table).
     ///
     /// # Errors
     /// Backend failures only.
