@@ -57,6 +57,37 @@ async def _call(local: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     return await _asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
 
+async def _grant(local: bool, fn: Callable[..., Optional[_native.Lease]], *args: Any, **kwargs: Any) -> Optional[_native.Lease]:
+    """A grant (``try_start``), as :func:`_call` runs it. Cancelled while the executor runs it,
+    the grant may still land, and nobody would ever hold that lease: it is released as soon as
+    it lands instead of keeping the key for its whole TTL."""
+    if local:
+        return fn(*args, **kwargs)
+    granting = _asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+    try:
+        return await _asyncio.shield(granting)
+    except _asyncio.CancelledError:
+        granting.add_done_callback(_release_if_granted)
+        raise
+
+
+def _release_if_granted(granting: "_asyncio.Future[Optional[_native.Lease]]") -> None:
+    if granting.cancelled() or granting.exception() is not None:
+        return
+    lease = granting.result()
+    if lease is not None:
+        _releases.submit(_release_quietly, lease)
+
+
+def _release_quietly(lease: _native.Lease) -> None:
+    try:
+        lease.release()
+    except NotOwner:
+        pass  # it expired meanwhile: the key is free either way
+    except Exception:  # a failure to release leaves it to expire; nothing waits on this
+        logger.warning("racefree: could not release the lease of a cancelled acquire on %r", lease.key, exc_info=True)
+
+
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
@@ -81,12 +112,13 @@ class StartLock:
 
         Waits by the core's schedule, as every language does; raises :class:`racefree.Timeout`
         when the time is up. A bad ``ttl`` or ``timeout`` raises before anything is tried.
-        Cancelling the awaiting task stops the wait.
+        Cancelling the awaiting task stops the wait; a grant that lands after the cancellation is
+        released at once.
         """
         loop = _asyncio.get_running_loop()
         wait = _native.Acquisition(ttl=ttl, timeout=timeout, now=loop.time())  # validates first
         while True:
-            lease = await _call(self._local, self._lock.try_start, key, ttl=ttl)
+            lease = await _grant(self._local, self._lock.try_start, key, ttl=ttl)
             if lease is not None:
                 return lease
             await _asyncio.sleep(wait.retry_after(loop.time()))
