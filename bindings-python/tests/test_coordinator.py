@@ -50,16 +50,17 @@ async def test_failure_and_cancellation_release_the_key(store):
 
 
 async def test_lease_is_renewed_while_the_task_runs():
-    # Renewed every 0.2 s: a stall of the whole process longer than the 0.6 s TTL is what it takes
-    # to lose the lease (and then the task is cancelled, as the lost-lease tests check).
-    coordinator = TaskCoordinator(racefree.open(), ttl=0.6)
+    # A real TTL, renewed every third of it: the process must stall for most of the 2 s to lose
+    # the lease, far more than a loaded 2-core machine delays a loop (then the task is
+    # cancelled, as the lost-lease tests check).
+    coordinator = TaskCoordinator(racefree.open(), ttl=2)
     done = asyncio.Event()
 
     async def long_task():
         await done.wait()
 
     assert await coordinator.start("k", long_task)
-    await asyncio.sleep(1.5)  # more than twice the TTL
+    await asyncio.sleep(4.5)  # more than twice the TTL
     assert not await coordinator.start("k", long_task), "the lease expired while the task ran"
     done.set()
     await coordinator.wait("k")
@@ -156,7 +157,8 @@ async def test_the_task_sees_its_lease_and_is_cancelled_when_it_is_released_else
 
 
 async def test_max_hold_cancels_a_task_that_would_run_forever(store, caplog):
-    coordinator = TaskCoordinator(store, ttl=0.2, max_hold=0.4)
+    # A TTL a loaded machine's delays cannot outlast, so max_hold is what ends the task.
+    coordinator = TaskCoordinator(store, ttl=1, max_hold=1.5)
     cancelled = asyncio.Event()
 
     async def forever():
