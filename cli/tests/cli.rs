@@ -10,9 +10,11 @@ mod redis_server;
 #[allow(dead_code)]
 mod postgres_server;
 
-/// Stops the test servers by PID when this process exits (both server modules use it).
-#[path = "../../core/tests/common/watchdog.rs"]
-mod watchdog;
+/// Spawns, readies and stops the test servers by PID, also after this process exits (both server
+/// modules use it).
+#[path = "../../core/tests/common/test_server.rs"]
+#[allow(dead_code)]
+mod test_server;
 
 /// A fresh file path under the system's temp folder, unique to this process and call.
 fn scratch_path(name: &str) -> std::path::PathBuf {

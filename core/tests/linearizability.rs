@@ -281,7 +281,7 @@ impl Children {
     }
 }
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 fn processes(url: &str, backend: &str) {
     let ops = ops_per_client(2_500);
     drop(racefree::open(url).expect("open")); // the schema exists before the race
@@ -310,133 +310,134 @@ fn processes_with_a_kill(url: &str, backend: &str) {
     assert!(report.operations < 4 * ops, "the killed process ran to its end");
 }
 
-#[test]
-#[cfg(feature = "sqlite")]
-fn sqlite_processes() {
-    processes(&format!("sqlite://{}", common::scratch_path("lin.db").display()), "sqlite, 4 processes");
+/// 8 clients on the store at `url` while `outage` takes its server away and brings it back once
+/// 4,000 operations are done; a client pauses `after_failure` after each failed call (each may or
+/// may not have taken effect, so it overlaps every later one: a few dozen keep the check's search
+/// small). Returns the history, and a `next` each client's store made after the outage.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn clients_through_an_outage(
+    url: &str,
+    after_failure: Duration,
+    outage: impl FnOnce(),
+) -> (Vec<Event>, Vec<racefree::Result<u64>>) {
+    let progress = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            common::on_threads(8, |t| {
+                let store = racefree::open(url).expect("open");
+                let mut client = Client::new(t as u64 + 1);
+                client.ttls_ms = vec![2, 15, 300];
+                let history = client.drive(store.as_ref(), ops_per_client(1_250), |event| {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                    if event.ret == Ret::Unknown {
+                        std::thread::sleep(after_failure);
+                    }
+                });
+                // The same store, after the outage: it works without being reopened.
+                (history, store.counter_next("after-outage"))
+            })
+        });
+        while progress.load(Ordering::Relaxed) < 4_000 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        outage();
+        let results = run.join().expect("clients");
+        let after = results.iter().map(|(_, after)| after.clone()).collect();
+        (results.into_iter().flat_map(|(history, _)| history).collect(), after)
+    })
 }
 
-#[test]
-#[cfg(feature = "sqlite")]
-fn sqlite_processes_with_a_sigkill() {
-    let url = format!("sqlite://{}", common::scratch_path("lin-kill.db").display());
-    processes_with_a_kill(&url, "sqlite, 4 processes, one SIGKILLed");
+/// Every store opened afresh after the outage answers, and they share one counter.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn recovered(after: Vec<racefree::Result<u64>>) {
+    let mut indexes: Vec<u64> = after.into_iter().map(|r| r.expect("a call after the outage")).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..8).collect::<Vec<_>>(), "the stores did not recover");
 }
 
-// ---- Redis: clients ----
+/// The linearizability runs every shared backend gets, in a module of its own: 8 clients on
+/// threads, 4 processes, and 4 processes with one SIGKILLed halfway, each on a fresh store from
+/// `$url`; then the backend's own tests (`$extra`). Adding a backend is one call.
+macro_rules! linearizable {
+    ($backend:ident, $url:expr $(, $extra:item)* $(,)?) => {
+        mod $backend {
+            use super::*;
+
+            fn url() -> String {
+                let make: fn() -> String = $url;
+                make()
+            }
+
+            fn label(what: &str) -> String {
+                format!("{}, {what}", stringify!($backend))
+            }
+
+            #[test]
+            fn clients() {
+                let url = url();
+                let history =
+                    on_threads(8, ops_per_client(1_250), &[2, 15, 60_000], || racefree::open(&url).expect("open"));
+                expect_linearizable(&label("8 clients"), &history, 10_000);
+            }
+
+            #[test]
+            fn processes() {
+                super::processes(&url(), &label("4 processes"));
+            }
+
+            #[test]
+            fn processes_with_a_sigkill() {
+                processes_with_a_kill(&url(), &label("4 processes, one SIGKILLed"));
+            }
+
+            $($extra)*
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+linearizable!(sqlite, || format!("sqlite://{}", common::scratch_path("lin.db").display()));
 
 #[cfg(feature = "redis")]
-mod redis {
-    use super::*;
-    use common::redis_server::RedisServer;
-
-    #[test]
-    fn redis_clients() {
-        let url = RedisServer::shared().fresh_url();
-        let history =
-            on_threads(8, ops_per_client(1_250), &[2, 15, 60_000], || racefree::open(&url).expect("open"));
-        expect_linearizable("redis, 8 clients", &history, 10_000);
-    }
-
-    #[test]
-    fn redis_processes_with_a_sigkill() {
-        processes_with_a_kill(&RedisServer::shared().fresh_url(), "redis, 4 processes, one SIGKILLed");
-    }
-
+linearizable!(
+    redis,
+    || common::redis_server::RedisServer::shared().fresh_url(),
     /// The server is killed (SIGKILL) and restarted under 8 clients; with `appendfsync always`
     /// the history stays linearizable (calls that failed meanwhile are of unknown outcome).
     #[test]
-    fn redis_clients_through_a_restart() {
-        let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    fn clients_through_a_crash_and_restart() {
+        let mut server =
+            common::redis_server::RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
         let url = format!("redis://127.0.0.1:{}/0?require_fsync=true&timeout_ms=2000", server.port);
-        let progress = AtomicUsize::new(0);
-        let history = std::thread::scope(|scope| {
-            let run = scope.spawn(|| {
-                common::on_threads(8, |t| {
-                    let store = racefree::open(&url).expect("open");
-                    let mut client = Client::new(t as u64 + 1);
-                    client.ttls_ms = vec![2, 15, 300];
-                    client.drive(store.as_ref(), ops_per_client(1_250), |event| {
-                        progress.fetch_add(1, Ordering::Relaxed);
-                        if event.ret == Ret::Unknown {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    })
-                })
-            });
-            while progress.load(Ordering::Relaxed) < 4_000 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        let (history, after) = clients_through_an_outage(&url, Duration::from_millis(20), || {
             server.kill();
             std::thread::sleep(Duration::from_millis(100));
             server.start_again();
-            run.join().expect("clients").into_iter().flatten().collect::<Vec<_>>()
         });
-        let report = expect_linearizable("redis, 8 clients, server killed and restarted", &history, 10_000);
+        let report = expect_linearizable(&label("8 clients, server killed and restarted"), &history, 10_000);
         assert!(report.unknown > 0, "no call failed: the restart happened outside the run");
+        recovered(after);
     }
-}
-
-// ---- PostgreSQL: clients and processes ----
+);
 
 #[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
-    use common::postgres_server::PostgresServer;
-
-    #[test]
-    fn postgres_clients() {
-        let url = PostgresServer::shared().fresh_url();
-        let history =
-            on_threads(8, ops_per_client(1_250), &[2, 15, 60_000], || racefree::open(&url).expect("open"));
-        expect_linearizable("postgres, 8 clients", &history, 10_000);
-    }
-
-    #[test]
-    fn postgres_processes_with_a_sigkill() {
-        processes_with_a_kill(&PostgresServer::shared().fresh_url(), "postgres, 4 processes, one SIGKILLed");
-    }
-
+linearizable!(
+    postgres,
+    || common::postgres_server::PostgresServer::shared().fresh_url(),
     /// The server is stopped (fast shutdown: every session is ended) and started again under 8
     /// clients; the history stays linearizable (calls that failed meanwhile are of unknown
     /// outcome), and the same stores work again once it is back.
     #[test]
-    fn postgres_clients_through_a_stop_and_start() {
-        let mut server = PostgresServer::start(&[]);
+    fn clients_through_a_stop_and_start() {
+        let mut server = common::postgres_server::PostgresServer::start(&[]);
         let url = server.url("timeout_ms=2000");
         drop(racefree::open(&url).expect("open")); // the schema exists before the race
-        let progress = AtomicUsize::new(0);
-        let (history, after) = std::thread::scope(|scope| {
-            let run = scope.spawn(|| {
-                common::on_threads(8, |t| {
-                    let store = racefree::open(&url).expect("open");
-                    let mut client = Client::new(t as u64 + 1);
-                    client.ttls_ms = vec![2, 15, 300];
-                    let history = client.drive(store.as_ref(), ops_per_client(1_250), |event| {
-                        progress.fetch_add(1, Ordering::Relaxed);
-                        // Each failed call may or may not have taken effect, so it overlaps every
-                        // later one; a few dozen keep the check's search small.
-                        if event.ret == Ret::Unknown {
-                            std::thread::sleep(Duration::from_millis(250));
-                        }
-                    });
-                    // The same store, after the restart: it works without being reopened.
-                    (history, store.counter_next("after-restart"))
-                })
-            });
-            while progress.load(Ordering::Relaxed) < 4_000 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        let (history, after) = clients_through_an_outage(&url, Duration::from_millis(250), || {
             server.stop();
             server.start_again();
-            let results = run.join().expect("clients");
-            let after: Vec<_> = results.iter().map(|(_, after)| after.clone()).collect();
-            (results.into_iter().flat_map(|(history, _)| history).collect::<Vec<_>>(), after)
         });
-        let report = expect_linearizable("postgres, 8 clients, server stopped and started", &history, 10_000);
+        let report = expect_linearizable(&label("8 clients, server stopped and started"), &history, 10_000);
         assert!(report.unknown > 0, "no call failed: the restart happened outside the run");
-        let mut indexes: Vec<u64> = after.into_iter().map(|r| r.expect("a call after the restart")).collect();
-        indexes.sort_unstable();
-        assert_eq!(indexes, (0..8).collect::<Vec<_>>(), "the stores did not recover");
+        recovered(after);
     }
-}
+);

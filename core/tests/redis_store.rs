@@ -241,7 +241,7 @@ fn bad_urls_and_unreachable_servers_are_clear_errors() {
 fn rediss_verifies_the_server_and_presents_a_client_certificate() {
     let dir = common::certificates("IP:127.0.0.1,DNS:localhost");
     let file = |name: &str| dir.join(name).display().to_string();
-    let tls_port = common::redis_server::free_port().to_string();
+    let tls_port = common::test_server::free_port().to_string();
     let server = RedisServer::start(&[
         "--tls-port",
         &tls_port,
@@ -318,7 +318,7 @@ fn foreign_values_are_corrupt_data_and_the_largest_counter_is_an_overflow() {
 /// A failure keeps the client's own error as its source.
 #[test]
 fn an_unreachable_server_keeps_the_clients_error_as_the_source() {
-    let port = common::redis_server::free_port();
+    let port = common::test_server::free_port();
     let err =
         racefree::open(&format!("redis://127.0.0.1:{port}/0?timeout_ms=2000")).expect_err("nothing listens");
     assert_eq!(err.code(), "backend_unavailable");

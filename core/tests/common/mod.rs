@@ -12,7 +12,7 @@ pub mod racy;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub mod watchdog;
+pub mod test_server;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -640,4 +640,38 @@ pub fn inventory_lists_live_entries(factory: &Factory) -> Outcome {
         inventory.records == vec![RecordEntry { space: "pods".into(), key: "p".into(), version: 1 }],
         || format!("{:?}", inventory.records),
     )
+}
+
+/// The first grants of fresh locks race: for each of 40 new locks, 8 threads released by one
+/// barrier each take a different key at the same instant, so every grant finds the lock without
+/// its token counter and some create it together. Every grant must succeed, with the tokens 1 to 8.
+/// (A first grant once took the token row another had just created for an exhausted lock.)
+pub fn first_grants_of_fresh_locks_race(factory: &Factory) -> Outcome {
+    let store = factory(manual().1);
+    let (threads, locks) = (8, 40);
+    let round = Barrier::new(threads);
+    let tokens = on_threads(threads, |t| {
+        (0..locks)
+            .map(|l| {
+                let lock = StartLock::new(&store, &format!("fresh-{l}")).expect("lock");
+                round.wait();
+                lock.try_grant(&format!("k{t}"), Duration::from_secs(60)).map(|g| g.map(|g| g.token))
+            })
+            .collect::<Vec<_>>()
+    });
+    for l in 0..locks {
+        let mut granted = Vec::new();
+        for (t, results) in tokens.iter().enumerate() {
+            match &results[l] {
+                Ok(Some(token)) => granted.push(*token),
+                Ok(None) => return Err(format!("lock fresh-{l}: k{t} was refused, though nobody held it")),
+                Err(e) => return Err(format!("lock fresh-{l}: the first grant of k{t} failed: {e}")),
+            }
+        }
+        granted.sort_unstable();
+        check(granted == (1..=threads as u64).collect::<Vec<_>>(), || {
+            format!("lock fresh-{l}: tokens {granted:?}, not 1 to {threads}")
+        })?;
+    }
+    Ok(())
 }

@@ -2,22 +2,20 @@
 //! private directory, started by the tests with `initdb` and `postgres` (as the `postgres` user
 //! when the tests run as root: PostgreSQL refuses to run as root) and stopped by its PID.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::watchdog::stop_when_this_process_exits;
+use super::test_server::{fresh_namespace, on_a_free_port, ServerProcess};
 
 pub struct PostgresServer {
     pub port: u16,
     /// The data directory's parent, which also holds the Unix socket and the log.
     pub dir: PathBuf,
     extra: Vec<String>,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
 }
 
 /// The newest of Debian's PostgreSQL installations (`/usr/lib/postgresql/<major>/bin`).
@@ -84,15 +82,12 @@ impl PostgresServer {
         .status()
         .expect("initdb");
         assert!(status.success(), "initdb failed in {}", dir.display());
-        let mut server =
-            Self { port: 0, dir, extra: extra.iter().map(|s| (*s).to_owned()).collect(), child: None };
-        for _ in 0..5 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("postgres did not start; see {}", server.dir.join("log").display());
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        on_a_free_port(|port| {
+            let mut server = Self { port, dir: dir.clone(), extra: extra.clone(), process: None };
+            server.spawn().then_some(server)
+        })
+        .unwrap_or_else(|| panic!("postgres did not start; see {}", dir.join("log").display()))
     }
 
     /// A server shared by every test of this binary (stopped by its watchdog).
@@ -109,12 +104,11 @@ impl PostgresServer {
 
     /// A URL with a namespace no other call of this process gets: a fresh, empty store.
     pub fn fresh_url(&self) -> String {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        self.url(&format!("namespace=t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+        self.url(&format!("namespace={}", fresh_namespace("t")))
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().and_then(ServerProcess::pid)
     }
 
     /// Runs `sql` with psql over the private socket; returns its unaligned output.
@@ -142,27 +136,10 @@ impl PostgresServer {
         }
         let log = std::fs::File::create(self.dir.join("log")).expect("log");
         give_to_server_user(&self.dir.join("log"));
-        let Ok(child) =
-            as_server_user(&mut command).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn()
-        else {
-            return false;
-        };
-        // Every server started is stopped when this process exits, even if it is never dropped.
-        stop_when_this_process_exits(child.id(), "INT");
-        self.child = Some(child);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if self.ready() {
-                return true;
-            }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
-                return false; // exited: most likely the port was taken meanwhile
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill();
-        false
+        as_server_user(&mut command).stdout(Stdio::null()).stderr(log);
+        // SIGINT: PostgreSQL's fast shutdown (sessions are ended).
+        self.process = ServerProcess::spawn(&mut command, "INT", Duration::from_secs(30), || self.ready());
+        self.process.is_some()
     }
 
     /// Whether the server accepts connections.
@@ -179,23 +156,19 @@ impl PostgresServer {
 
     /// Stops the server by its PID: SIGINT, PostgreSQL's fast shutdown (sessions are ended).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
     /// Kills the server by its PID with SIGKILL (a crash).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process = None; // dropped: killed
     }
 
     /// Starts a stopped server again on the same port and data directory.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the server is still running");
+        assert!(self.process.is_none(), "the server is still running");
         assert!(self.spawn(), "postgres did not restart on port {}", self.port);
     }
 }
@@ -206,15 +179,11 @@ impl Drop for PostgresServer {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Debian's PgBouncer in front of a [`PostgresServer`], in transaction pooling mode (each
-/// transaction may run on another server connection), stopped by its PID.
+/// transaction may run on another server connection), killed by its PID when dropped.
 pub struct PgBouncer {
     pub port: u16,
-    child: Option<Child>,
+    _process: ServerProcess,
 }
 
 impl PgBouncer {
@@ -223,8 +192,7 @@ impl PgBouncer {
         std::fs::create_dir_all(&dir).expect("pgbouncer dir");
         give_to_server_user(&dir);
         std::fs::write(dir.join("users.txt"), "\"racefree\" \"\"\n").expect("users");
-        for _ in 0..5 {
-            let port = free_port();
+        on_a_free_port(|port| {
             let ini = format!(
                 "[databases]\npostgres = host=127.0.0.1 port={} dbname=postgres user=racefree\n\
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
@@ -235,27 +203,20 @@ impl PgBouncer {
                 dir.join("log").display(),
             );
             std::fs::write(dir.join("pgbouncer.ini"), ini).expect("ini");
-            let mut child = as_server_user(Command::new("pgbouncer").arg(dir.join("pgbouncer.ini")))
-                .stdin(Stdio::null())
+            let mut command = Command::new("pgbouncer");
+            as_server_user(command.arg(dir.join("pgbouncer.ini")))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("pgbouncer: install it with scripts/setup.sh (Debian's pgbouncer)");
-            stop_when_this_process_exits(child.id(), "TERM");
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { port, child: Some(child) };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // exited: most likely the port was taken meanwhile
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("pgbouncer did not start; see {}", dir.join("log").display());
+                .stderr(Stdio::null());
+            let ready = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            let process = ServerProcess::spawn(&mut command, "TERM", Duration::from_secs(10), ready)?;
+            Some(Self { port, _process: process })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "pgbouncer did not start (scripts/setup.sh installs it); see {}",
+                dir.join("log").display()
+            )
+        })
     }
 
     /// A bouncer in front of the shared server, for every test of this binary (stopped by its
@@ -267,21 +228,6 @@ impl PgBouncer {
 
     /// A fresh namespace through the bouncer.
     pub fn fresh_url(&self) -> String {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        format!(
-            "postgres://racefree@127.0.0.1:{}/postgres?namespace=b{}-{}",
-            self.port,
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        format!("postgres://racefree@127.0.0.1:{}/postgres?namespace={}", self.port, fresh_namespace("b"))
     }
 }

@@ -1,20 +1,19 @@
 //! A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::watchdog::stop_when_this_process_exits;
+use super::test_server::{fresh_namespace, on_a_free_port, ServerProcess};
 
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
 }
 
 impl RedisServer {
@@ -22,15 +21,12 @@ impl RedisServer {
     pub fn start(extra: &[&str]) -> Self {
         let dir = super::scratch_path("redis");
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server =
-            Self { port: 0, dir, extra: extra.iter().map(|s| (*s).to_owned()).collect(), child: None };
-        for _ in 0..5 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("redis-server did not start; install it with scripts/setup.sh (Debian's redis-server)");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        on_a_free_port(|port| {
+            let mut server = Self { port, dir: dir.clone(), extra: extra.clone(), process: None };
+            server.spawn().then_some(server)
+        })
+        .expect("redis-server did not start; install it with scripts/setup.sh (Debian's redis-server)")
     }
 
     /// A server shared by every test of this binary (stopped by its watchdog).
@@ -41,61 +37,34 @@ impl RedisServer {
 
     /// A URL with a namespace no other call of this process gets: a fresh, empty store.
     pub fn fresh_url(&self) -> String {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        format!(
-            "redis://127.0.0.1:{}/0?namespace=t{}-{}",
-            self.port,
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("redis://127.0.0.1:{}/0?namespace={}", self.port, fresh_namespace("t"))
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().and_then(ServerProcess::pid)
     }
 
     fn spawn(&mut self) -> bool {
-        let mut args: Vec<String> = vec![
-            "--port".into(),
-            self.port.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--save".into(),
-            String::new(),
-            "--dir".into(),
-            self.dir.display().to_string(),
-            "--daemonize".into(),
-            "no".into(),
-        ];
+        let mut command = Command::new("redis-server");
+        command
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir);
         if !self.extra.iter().any(|a| a == "--appendonly") {
-            args.extend(["--appendonly".into(), "no".into()]);
+            command.args(["--appendonly", "no"]);
         }
-        args.extend(self.extra.iter().cloned());
-        let Ok(child) = Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        else {
-            return false;
-        };
-        // Every server started is stopped when this process exits, even if it is never dropped.
-        stop_when_this_process_exits(child.id(), "TERM");
-        self.child = Some(child);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if self.ping() {
-                return true;
-            }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
-                return false; // exited: most likely the port was taken meanwhile
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
-        false
+        command.args(&self.extra).stdout(Stdio::null()).stderr(Stdio::null());
+        self.process = ServerProcess::spawn(&mut command, "TERM", Duration::from_secs(10), || self.ping());
+        self.process.is_some()
     }
 
     /// Whether the server answers PING (and has finished loading its data).
@@ -133,18 +102,14 @@ impl RedisServer {
 
     /// Stops the server by its PID: SIGTERM (a clean shutdown, as a restart does).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
     /// Kills the server by its PID with SIGKILL (a crash).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process = None; // dropped: killed
     }
 
     /// Stops the server cleanly and starts it again on the same port and data directory.
@@ -155,19 +120,9 @@ impl RedisServer {
 
     /// Starts a stopped or killed server again on the same port and data directory.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the server is still running");
+        assert!(self.process.is_none(), "the server is still running");
         assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
     }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// How many times the server ran `command`, from the text of `INFO commandstats`.
