@@ -55,6 +55,55 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start_time(pid: int) -> Optional[str]:
+    """When ``pid`` started (clock ticks after boot, field 22 of ``/proc/<pid>/stat``). With the
+    PID it names one process: a PID that a stopped server freed and another process got is left
+    alone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Field 2, the command name, is in parentheses and may hold spaces: count after it.
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def stop_when_this_process_exits(pid: int, sig: str) -> None:
+    """Starts a watchdog that sends ``sig`` to ``pid`` once this process has exited, if ``pid``
+    is still the process it was: a killed or aborted pytest run leaves no server behind (the
+    same watchdog as the Rust tests')."""
+    started = _start_time(pid)
+    if started is None:
+        return
+    script = (
+        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.3; done\n"
+        f"stat=$(cat /proc/{pid}/stat 2>/dev/null) || exit 0\n"
+        'rest=${stat##*") "}\n'
+        "set -- $rest\n"
+        f'[ "${{20}}" = {started} ] && kill -{sig} {pid}'
+    )
+    subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def spawn_server(args: List[str], sig: str, ready: Callable[[], bool], within: float, what: str, **popen: object) -> "Optional[subprocess.Popen[bytes]]":
+    """Starts a test server (``args``), stopped by ``sig`` after this process exits whatever
+    happens to it, and waits up to ``within`` seconds for ``ready()``. ``None`` when it exited
+    first (most likely its port was taken meanwhile) or never got ready (then it is killed)."""
+    if shutil.which(args[0]) is None and not os.path.exists(args[0]):
+        pytest.fail(f"{what} is not installed: run scripts/setup.sh")
+    server = subprocess.Popen(args, stdin=subprocess.DEVNULL, **popen)  # type: ignore[call-overload]
+    stop_when_this_process_exits(server.pid, sig)
+    deadline = time.monotonic() + within
+    while not ready():
+        if server.poll() is not None:
+            return None
+        if time.monotonic() > deadline:
+            server.kill()
+            server.wait()
+            return None
+        time.sleep(0.02)
+    return server
+
+
 def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -67,16 +116,11 @@ def _answers_ping(port: int) -> bool:
 def start_redis(port: int, directory: str, *config: str) -> "subprocess.Popen[bytes]":
     """Starts Debian's redis-server on 127.0.0.1:``port`` (RDB snapshots off, plus ``config``)
     and returns once it answers PING; stop it by its PID."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed: run scripts/setup.sh (Debian's redis-server)")
     args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory, *config]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not _answers_ping(port):
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"redis-server did not start on port {port}")
-        time.sleep(0.02)
+    server = spawn_server(args, "TERM", lambda: _answers_ping(port), 10, "redis-server (Debian's redis-server)",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if server is None:
+        pytest.fail(f"redis-server did not start on port {port}")
     return server
 
 
@@ -144,17 +188,17 @@ class PostgresServer:
             port = self.port or _free_port()
             args = [_postgres_bin("postgres"), "-D", f"{self.directory}/data", "-p", str(port), "-k", self.directory,
                     "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
-            self.process = subprocess.Popen(args, user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and self.process.poll() is None:
-                ready = subprocess.run([_postgres_bin("pg_isready"), "-h", self.directory, "-p", str(port), "-t", "1"], capture_output=True)
-                if ready.returncode == 0:
-                    self.port = port
-                    return
-                time.sleep(0.05)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
+
+            def ready() -> bool:
+                check = [_postgres_bin("pg_isready"), "-h", self.directory, "-p", str(port), "-t", "1"]
+                return subprocess.run(check, capture_output=True).returncode == 0
+
+            # SIGINT: PostgreSQL's fast shutdown (sessions are ended).
+            self.process = spawn_server(args, "INT", ready, 30, "postgres (Debian's postgresql)",
+                                        user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self.process is not None:
+                self.port = port
+                return
         pytest.fail("postgres did not start")
 
     def stop(self) -> None:

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Tuple
 import httpx
 import pytest
 
-from conftest import _free_port
+from conftest import _free_port, stop_when_this_process_exits
 
 HERE = Path(__file__).resolve().parent
 TTL = 3.0
@@ -45,6 +45,7 @@ class Served:
              "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", "django_project.asgi:application"],
             cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "gunicorn.log", "w"),
         )
+        stop_when_this_process_exits(self.process.pid, "TERM")
         deadline = time.monotonic() + 30
         while True:
             try:
