@@ -17,14 +17,15 @@ section "rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock)"
+section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock), also with the Redis protocol (no client crate)"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
+cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features redis-protocol -- -D warnings
 
 section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --profile release-tests --locked --all-features
 
-section "rust: the core with each other feature set a user can build (none, sqlite, redis, postgres), debug profile"
-for features in "" sqlite redis postgres; do
+section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres), debug profile"
+for features in "" sqlite redis-protocol redis postgres; do
     echo "-- features: ${features:-none}"
     cargo test --locked -p racefree ${features:+--features "$features"}
 done

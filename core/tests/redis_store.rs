@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
+use common::redis_server::{calls, RedisServer};
 use racefree::{Counter, CounterEntry, EventGuard, Mark, RecordEntry, Records, SharedStore, StartLock};
 use serde_json::json;
 
@@ -324,4 +324,21 @@ fn an_unreachable_server_keeps_the_clients_error_as_the_source() {
     assert_eq!(err.code(), "backend_unavailable");
     let source = std::error::Error::source(&err).expect("the client's error is kept");
     assert!(source.to_string().to_lowercase().contains("refused"), "{source}");
+}
+
+/// A server whose script cache was emptied (a restart, a failover, `SCRIPT FLUSH`) answers
+/// `NOSCRIPT`: the store loads the script and sends it again, and the call succeeds.
+#[test]
+fn scripts_are_loaded_again_after_the_server_forgot_them() {
+    let server = RedisServer::shared();
+    let store = open(&server.fresh_url());
+    let lock = StartLock::new(&store, "tasks").expect("lock");
+    let first = lock.try_start("k", Duration::from_secs(30)).expect("start").expect("free");
+    assert_eq!(server.command(&["SCRIPT", "FLUSH"]), "+OK\r\n");
+    let loads = |server: &RedisServer| calls(&server.command(&["INFO", "commandstats"]), "script|load");
+    let before = loads(server);
+    first.release().expect("release after the flush");
+    let second = lock.try_start("k", Duration::from_secs(30)).expect("start").expect("free again");
+    assert!(second.token() > first.token());
+    assert!(loads(server) >= before + 2, "the release and grant scripts were not loaded again");
 }

@@ -38,8 +38,8 @@ pub mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[cfg(feature = "redis-protocol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-protocol")))]
 pub mod redis;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -417,7 +417,7 @@ pub(crate) fn decide_record_delete(
 
 /// A value for `counter_set` on a backend whose integers are i64 (SQLite, Redis): larger ones
 /// are refused, never clamped.
-#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "redis-protocol", feature = "postgres"))]
 pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
     i64::try_from(next).map_err(|_| {
         Error::invalid_argument(format!("a {backend} counter holds at most {}, got {next}", i64::MAX))
@@ -426,7 +426,7 @@ pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
 
 /// A stored or replied integer as the unsigned number it must be (an index, token, version,
 /// time, count); a negative or out-of-range one is `corrupt_data`, never clamped.
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis-protocol", feature = "postgres"))]
 pub(crate) fn decoded<T: TryFrom<i64>>(backend: &str, what: &str, value: i64) -> Result<T> {
     T::try_from(value).map_err(|_| Error::corrupt(format!("{backend}: {what} {value} is out of range")))
 }

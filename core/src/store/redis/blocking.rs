@@ -1,0 +1,399 @@
+//! The blocking engine of the Redis store: options, a pool of synchronous connections, TLS, and
+//! the carrying of the protocol's requests ([`super::protocol`]) over them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Client, Connection, ConnectionLike, RedisError};
+use serde_json::Value;
+
+use super::protocol::{Command, Layout, Now, Reply, Request, Step};
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+use crate::store::fork::OpenedIn;
+use crate::store::{Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
+
+/// Connections kept open for reuse; more are opened under load and closed when returned.
+const MAX_IDLE: usize = 64;
+
+/// Options of a [`RedisStore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Prefixes every key: stores with different namespaces share a server without sharing keys.
+    pub namespace: String,
+    /// How long connecting, or one request, may take before failing with `timeout`.
+    pub timeout: Duration,
+    /// Refuse to open unless the server runs `appendonly yes` with `appendfsync always`: every
+    /// acknowledged index and token is on disk before the reply, so a server crash can't issue
+    /// one twice. With `everysec` (Redis' default for AOF) a crash can lose the last second and a
+    /// counter can go backwards. Off by default: the server's configuration is the operator's call.
+    pub require_fsync: bool,
+    /// `rediss://` only: the CA certificate (PEM file) to verify the server with, instead of the
+    /// system's trust store.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// `rediss://` only: a client certificate and its key (PEM files), for servers that
+    /// authenticate clients (`tls-auth-clients yes`, Redis' default).
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl RedisOptions {
+    /// These options with the given namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// These options with the given connect and request timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// These options requiring (or not) a server that fsyncs every write.
+    #[must_use]
+    pub fn with_require_fsync(mut self, require: bool) -> Self {
+        self.require_fsync = require;
+        self
+    }
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            namespace: String::new(),
+            timeout: Duration::from_secs(5),
+            require_fsync: false,
+            tls_ca: None,
+            tls_client: None,
+        }
+    }
+}
+
+/// The Redis store. Cheap to share between threads: each call borrows one pooled connection
+/// (opening one when none is idle), so N threads make N concurrent requests.
+pub struct RedisStore {
+    client: Client,
+    idle: Mutex<Vec<Connection>>,
+    /// A child after `fork()` drops the inherited connections and opens its own (see [`OpenedIn`]).
+    opened_in: OpenedIn,
+    clock: SharedClock,
+    /// Deadlines are judged by `clock` (passed to each script) instead of the server's `TIME`.
+    judge_by_clock: bool,
+    options: RedisOptions,
+    /// The keys of this namespace, and the requests of every operation on them.
+    layout: Layout,
+    expired_swept: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.client.get_connection_info().addr().to_string())
+            .field("namespace", &self.options.namespace)
+            .field("judge_by_clock", &self.judge_by_clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The checks of `url` and `options` that need no server: namespace, timeout, TLS options only
+/// with `rediss://`, and a URL the client can read.
+pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
+    use redis::IntoConnectionInfo as _;
+
+    crate::validate::namespace(&options.namespace)?;
+    if options.timeout.is_zero() {
+        return Err(Error::invalid_argument("the redis timeout must be positive"));
+    }
+    if !url.starts_with("rediss://") && (options.tls_ca.is_some() || options.tls_client.is_some()) {
+        return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
+    }
+    url.into_connection_info().map_err(|e| Error::invalid_argument(format!("bad redis URL {url:?}: {e}")))?;
+    Ok(())
+}
+
+/// A request that failed in transport as a racefree error: `timeout` when the server did not
+/// answer in time, `backend_unavailable` for everything else (refused, dropped). (A server's
+/// error reply is a [`Reply::Error`], decoded by the protocol.)
+fn classify(err: &RedisError, timeout: Duration) -> Error {
+    if err.is_timeout() {
+        Error::Timeout { waited: timeout }
+    } else {
+        Error::unavailable_because(format!("redis: {err}"), err.clone())
+    }
+}
+
+/// The client's value as the protocol's reply (RESP3's richer types folded into RESP2's).
+fn reply(value: redis::Value) -> Reply {
+    use redis::Value as V;
+    match value {
+        V::Nil => Reply::Nil,
+        V::Int(n) => Reply::Int(n),
+        V::BulkString(bytes) => Reply::Data(bytes),
+        V::SimpleString(text) => Reply::Status(text),
+        V::Okay => Reply::Status("OK".to_owned()),
+        V::Array(items) | V::Set(items) => Reply::Array(items.into_iter().map(reply).collect()),
+        V::Map(pairs) => Reply::Array(pairs.into_iter().flat_map(|(k, v)| [reply(k), reply(v)]).collect()),
+        V::Boolean(b) => Reply::Int(i64::from(b)),
+        V::ServerError(error) => Reply::Error {
+            code: error.code().to_owned(),
+            message: error.details().unwrap_or_default().to_owned(),
+        },
+        other => Reply::Data(format!("{other:?}").into_bytes()),
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server at `url` (`redis://[user:password@]host[:port][/db]`, or
+    /// `rediss://…` for TLS) and checks that it answers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a malformed URL, namespace or unreadable certificate file;
+    /// [`Error::BackendUnavailable`] when the server cannot be reached or its certificate is not
+    /// trusted; [`Error::Timeout`] when it does not answer within the timeout.
+    pub fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
+        check_options(url, &options)?;
+        let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
+        let client = if url.starts_with("rediss://") {
+            // rustls needs one process-wide crypto provider; a second install is a no-op error.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Client::build_with_tls(url, tls_certificates(&options)?).map_err(bad_url)?
+        } else {
+            Client::open(url).map_err(bad_url)?
+        };
+        let store = Self {
+            client,
+            idle: Mutex::new(Vec::new()),
+            opened_in: OpenedIn::this_process(),
+            judge_by_clock: !clock.is_wall_clock(),
+            clock,
+            layout: Layout::new(&options.namespace),
+            options,
+            expired_swept: AtomicU64::new(0),
+        };
+        store.call(|conn| redis::cmd("PING").query::<()>(conn))?;
+        if store.options.require_fsync {
+            store.check_fsync()?;
+        }
+        Ok(store)
+    }
+
+    fn check_fsync(&self) -> Result<()> {
+        let config = |name: &'static str| {
+            self.call(|conn| redis::cmd("CONFIG").arg("GET").arg(name).query::<Vec<String>>(conn))
+                .map(|pair| pair.get(1).cloned().unwrap_or_default())
+        };
+        let (appendonly, appendfsync) = (config("appendonly")?, config("appendfsync")?);
+        if appendonly == "yes" && appendfsync == "always" {
+            return Ok(());
+        }
+        Err(Error::unavailable(format!(
+            "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
+             appendonly {appendonly:?}, appendfsync {appendfsync:?}"
+        )))
+    }
+
+    /// Runs one request on a pooled connection. A connection that failed at the transport level
+    /// is dropped with every idle one (after a server restart they are all dead); the next call
+    /// connects afresh, so the store recovers without being reopened.
+    fn call<T>(&self, request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        if self.opened_in.moved() {
+            // Dropping closes this process's copies of the sockets and sends nothing: the sync
+            // connection has no goodbye of its own, rustls sends no close_notify unasked, and
+            // the parent still holds the sockets, so not even a FIN goes out.
+            drop(std::mem::take(&mut *self.idle.lock()));
+            self.opened_in.settled();
+        }
+        let idle = self.idle.lock().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        match request(&mut conn) {
+            Ok(value) => {
+                self.give_back(conn);
+                Ok(value)
+            }
+            Err(err) => {
+                if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || !conn.is_open() {
+                    self.idle.lock().clear();
+                } else {
+                    self.give_back(conn);
+                }
+                Err(classify(&err, self.options.timeout))
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let timeout = self.options.timeout;
+        let conn = self.client.get_connection_with_timeout(timeout).map_err(|e| classify(&e, timeout))?;
+        conn.set_read_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
+        conn.set_write_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
+        Ok(conn)
+    }
+
+    /// Runs an operation to its end on one pooled connection: each request the protocol plans
+    /// is sent, and its reply handed back to it.
+    fn run<T>(&self, mut step: Step<T>) -> Result<T> {
+        loop {
+            match step {
+                Step::Done(result) => return result,
+                Step::Send(request, then) => step = then(self.call(|conn| send(conn, &request))?),
+            }
+        }
+    }
+
+    /// What the scripts judge time by.
+    fn now(&self) -> Now {
+        Now { local_ms: self.clock.now_ms(), judge_by_local: self.judge_by_clock }
+    }
+}
+
+/// Sends one request and reads its reply. A script goes by `EVALSHA`; when the server lacks it
+/// (`NOSCRIPT`: a restarted or failed-over server starts with an empty script cache) it is
+/// loaded and sent again. A transport failure is the `Err`; a server's error reply is a reply.
+fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
+    let command = |name: &str, head: &[&str]| {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(head).arg(&request.keys).arg(&request.args);
+        cmd
+    };
+    match request.command {
+        Command::Plain(name) => conn.req_command(&command(name, &[])).map(reply),
+        Command::Script(script) => {
+            let count = request.keys.len().to_string();
+            let evalsha = command("EVALSHA", &[&script.sha1, &count]);
+            match conn.req_command(&evalsha).map(reply)? {
+                Reply::Error { code, .. } if code == "NOSCRIPT" => {
+                    redis::cmd("SCRIPT").arg("LOAD").arg(&script.text).query::<String>(conn)?;
+                    conn.req_command(&evalsha).map(reply)
+                }
+                other => Ok(other),
+            }
+        }
+    }
+}
+
+/// The CA and client certificates named by the options, read from their PEM files.
+fn tls_certificates(options: &RedisOptions) -> Result<redis::TlsCertificates> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::invalid_argument(format!("cannot read TLS file {}: {e}", path.display())))
+    };
+    let client_tls = match &options.tls_client {
+        Some((cert, key)) => {
+            Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? })
+        }
+        None => None,
+    };
+    let root_cert = options.tls_ca.as_deref().map(read).transpose()?;
+    Ok(redis::TlsCertificates { client_tls, root_cert })
+}
+
+impl Store for RedisStore {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn namespace(&self) -> &str {
+        &self.options.namespace
+    }
+
+    fn counter_next(&self, counter: &str) -> Result<u64> {
+        self.run(self.layout.counter_next(counter))
+    }
+
+    fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
+        self.run(self.layout.counter_claim(counter, id))
+    }
+
+    fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
+        self.run(self.layout.counter_index_of(counter, id))
+    }
+
+    fn counter_peek(&self, counter: &str) -> Result<u64> {
+        self.run(self.layout.counter_peek(counter))
+    }
+
+    fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
+        self.run(self.layout.counter_set(counter, next))
+    }
+
+    fn counter_reset(&self, counter: &str) -> Result<()> {
+        self.run(self.layout.counter_reset(counter))
+    }
+
+    fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
+        self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now()))
+    }
+
+    fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
+        self.run(self.layout.guard_marked(guard, stream, self.now()))
+    }
+
+    fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
+        self.run(self.layout.guard_forget(guard, stream, self.now()))
+    }
+
+    fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
+        // Read before the request: the deadline this handle reports is never later than the server's.
+        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now()))
+    }
+
+    fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
+        self.run(self.layout.lease_renew(lock, key, token, ttl_ms, self.now()))
+    }
+
+    fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
+        self.run(self.layout.lease_release(lock, key, token, self.now()))
+    }
+
+    fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
+        self.run(self.layout.lease_holder(lock, key, self.now()))
+    }
+
+    fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
+        self.run(self.layout.record_get(space, key))
+    }
+
+    fn record_put(
+        &self,
+        space: &str,
+        key: &str,
+        value: &Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> Result<u64> {
+        self.run(self.layout.record_put(space, key, value, expected_version, fencing_token))
+    }
+
+    fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
+        self.run(self.layout.record_delete(space, key, expected_version))
+    }
+
+    fn sweep(&self) -> Result<u64> {
+        let removed = self.run(self.layout.sweep(self.now()))?;
+        self.expired_swept.fetch_add(removed, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        let entries = self.run(self.layout.entries())?;
+        Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
+    }
+
+    fn inspect(&self) -> Result<Inventory> {
+        self.run(self.layout.inspect(self.now()))
+    }
+}
