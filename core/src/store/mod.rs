@@ -44,6 +44,8 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod tls;
 mod url;
 
 #[cfg(feature = "redis")]

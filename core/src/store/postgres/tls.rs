@@ -7,15 +7,14 @@ pub(super) fn tls_config(root_cert: Option<&std::path::Path>) -> Result<rustls::
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
 
-    // rustls needs one process-wide crypto provider; a second install is a no-op error.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::store::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     match root_cert {
         Some(path) => {
             let bad = |e: &dyn std::fmt::Display| {
                 Error::invalid_argument(format!("cannot read sslrootcert {}: {e}", path.display()))
             };
-            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+            let pem = crate::store::tls::read_file("sslrootcert", path)?;
             for cert in CertificateDer::pem_slice_iter(&pem) {
                 roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
             }

@@ -158,8 +158,7 @@ impl RedisStore {
         check_options(url, &options)?;
         let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
         let client = if url.starts_with("rediss://") {
-            // rustls needs one process-wide crypto provider; a second install is a no-op error.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            crate::store::tls::install_crypto_provider();
             Client::build_with_tls(url, tls_certificates(&options)?).map_err(bad_url)?
         } else {
             Client::open(url).map_err(bad_url)?
@@ -287,17 +286,15 @@ fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
 
 /// The CA and client certificates named by the options, read from their PEM files.
 fn tls_certificates(options: &RedisOptions) -> Result<redis::TlsCertificates> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|e| Error::invalid_argument(format!("cannot read TLS file {}: {e}", path.display())))
-    };
+    use crate::store::tls::read_file;
     let client_tls = match &options.tls_client {
-        Some((cert, key)) => {
-            Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? })
-        }
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read_file("tls_cert", cert)?,
+            client_key: read_file("tls_key", key)?,
+        }),
         None => None,
     };
-    let root_cert = options.tls_ca.as_deref().map(read).transpose()?;
+    let root_cert = options.tls_ca.as_deref().map(|ca| read_file("tls_ca", ca)).transpose()?;
     Ok(redis::TlsCertificates { client_tls, root_cert })
 }
 
