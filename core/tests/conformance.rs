@@ -29,6 +29,7 @@ macro_rules! conformance {
                 leases_kept_by_token,
                 tokens_grow_across_keys,
                 first_grants_of_fresh_locks_race,
+                callable_from_inside_tokio_runtimes,
                 marks_are_ordered_and_retained,
                 nothing_left_after_release_or_expiry,
                 records_compare_and_swap,

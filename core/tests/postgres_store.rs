@@ -1,6 +1,7 @@
 //! The PostgreSQL store against real servers started by the tests: a server that goes away and
-//! comes back, a server whose default isolation is serializable, calls from inside a tokio
-//! runtime, the schema's versions, the privileges the README documents, and TLS.
+//! comes back, a server whose default isolation is serializable, the schema's versions, the
+//! privileges the README documents, and TLS. (Calls from inside a tokio runtime are a
+//! conformance scenario, on every store.)
 #![cfg(feature = "postgres")]
 
 mod common;
@@ -62,42 +63,6 @@ fn a_server_defaulting_to_serializable_gives_the_same_results() {
             panic!("{name} on a serializable-by-default server: {violation}");
         }
     }
-}
-
-/// From inside a tokio runtime (a worker thread, and `block_on` of a current-thread runtime),
-/// calls neither panic nor deadlock, and dropping the store there does not panic either. (The
-/// sync `postgres` client would start a runtime of its own on that thread and panic.)
-#[test]
-fn callable_from_inside_a_tokio_runtime() {
-    let url = PostgresServer::shared().fresh_url();
-    let store: SharedStore = racefree::open(&url).expect("open");
-    let workers =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let on_workers = store.clone();
-    let indexes = workers.block_on(async move {
-        let tasks: Vec<_> = (0..4)
-            .map(|_| {
-                let store = on_workers.clone();
-                tokio::spawn(async move { store.counter_next("inside-tokio") })
-            })
-            .collect();
-        let mut indexes = Vec::new();
-        for task in tasks {
-            indexes.push(task.await.expect("task").expect("next"));
-        }
-        indexes
-    });
-    let mut sorted = indexes;
-    sorted.sort_unstable();
-    assert_eq!(sorted, vec![0, 1, 2, 3]);
-    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    current.block_on(async {
-        assert_eq!(store.counter_next("inside-tokio"), Ok(4));
-        // The last handle, dropped on the runtime's thread.
-        drop(store);
-        let own = racefree::open(&url).expect("open inside");
-        assert_eq!(own.counter_peek("inside-tokio"), Ok(5));
-    });
 }
 
 #[test]

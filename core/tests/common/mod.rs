@@ -675,3 +675,52 @@ pub fn first_grants_of_fresh_locks_race(factory: &Factory) -> Outcome {
     }
     Ok(())
 }
+
+/// Every store's blocking calls work from inside a tokio runtime: on the workers of a
+/// multi-thread one (4 tasks on 2 workers, every primitive), and on a current-thread one, where
+/// a store is also opened and dropped (a store that ran a runtime of its own there, or blocked
+/// on one, would panic or deadlock). Blocking calls park the worker for their round trip: the
+/// async forms are what a tokio service should call; this is what the blocking ones promise.
+pub fn callable_from_inside_tokio_runtimes(factory: &Factory) -> Outcome {
+    let store = factory(manual().1);
+    let work = |store: SharedStore, task: usize| -> Result<u64, Error> {
+        let index = Counter::new(&store, "inside-tokio")?.next()?;
+        let lock = StartLock::new(&store, "inside-tokio")?;
+        lock.try_start(&format!("k{task}"), Duration::from_secs(30))?
+            .ok_or_else(|| Error::Timeout { waited: Duration::ZERO })?
+            .release()?;
+        EventGuard::new(&store, "inside-tokio", &["started"])?.mark(&format!("s{task}"), "started")?;
+        Records::new(&store, "inside-tokio")?.put(&format!("r{task}"), &json!(task), None)?;
+        Ok(index)
+    };
+    let workers =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut indexes = workers.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                tokio::spawn({
+                    let store = store.clone();
+                    async move { work(store, t) }
+                })
+            })
+            .collect();
+        let mut indexes = Vec::new();
+        for task in tasks {
+            indexes
+                .push(task.await.map_err(|e| format!("a task panicked: {e}"))?.map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(indexes)
+    })?;
+    indexes.sort_unstable();
+    check(indexes == [0, 1, 2, 3], || format!("indexes {indexes:?} from 4 tasks"))?;
+    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    current.block_on(async {
+        let index = work(store, 4).map_err(|e| e.to_string())?;
+        check(index == 4, || format!("index {index} on a current-thread runtime"))?;
+        // A store opened and dropped on the runtime's own thread.
+        let own = factory(manual().1);
+        Counter::new(&own, "c").expect("counter").next().map_err(|e| e.to_string())?;
+        drop(own);
+        Ok(())
+    })
+}
