@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::postgres_server::PostgresServer;
-use racefree::{Error, PostgresOptions, PostgresStore, SharedStore, SystemClock};
+use racefree::{Error, PostgresOptions, PostgresStore, SystemClock};
 
 /// A database of its own on the shared server (for tests of the schema itself).
 fn fresh_database(name: &str) -> String {
