@@ -469,6 +469,18 @@ fn opt_arg(value: Option<u64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// A grant's or holder's `{1, token, ms left}` (or `{0, …}` for none), as a lease whose deadline
+/// is on the local clock: the reading taken before the request plus the time left, so never
+/// later than the server's.
+fn lease(reply: Reply, what: &str, now: Now) -> Result<Option<LeaseGrant>> {
+    let [found, token, left] = reply.array(what)?;
+    if found.int(what)? != 1 {
+        return Ok(None);
+    }
+    let left: u64 = left.unsigned("lease time left")?;
+    Ok(Some(LeaseGrant { token: token.unsigned("token")?, deadline_ms: now.local_ms.saturating_add(left) }))
+}
+
 /// A conflict's "current version" reply: -1 for no record.
 fn version_or_none(reply: Reply) -> Result<Option<u64>> {
     match reply.int("record version")? {
@@ -652,15 +664,7 @@ impl Layout {
     pub fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64, now: Now) -> Step<Option<LeaseGrant>> {
         let keys = vec![self.key(lock, 'l', Some(key)), self.key(lock, 't', None)];
         one(Request::script(&scripts().grant, keys, vec![now.arg(), ttl_ms.to_string()]), move |reply| {
-            let [granted, token, left] = reply.array("grant")?;
-            if granted.int("grant")? != 1 {
-                return Ok(None);
-            }
-            let left: u64 = left.unsigned("lease time left")?;
-            Ok(Some(LeaseGrant {
-                token: token.unsigned("token")?,
-                deadline_ms: now.local_ms.saturating_add(left),
-            }))
+            lease(reply, "grant", now)
         })
     }
 
@@ -701,17 +705,7 @@ impl Layout {
     pub fn lease_holder(&self, lock: &str, key: &str, now: Now) -> Step<Option<LeaseGrant>> {
         let request =
             Request::script(&scripts().holder, vec![self.key(lock, 'l', Some(key))], vec![now.arg()]);
-        one(request, move |reply| {
-            let [held, token, left] = reply.array("holder")?;
-            if held.int("holder")? != 1 {
-                return Ok(None);
-            }
-            let left: u64 = left.unsigned("lease time left")?;
-            Ok(Some(LeaseGrant {
-                token: token.unsigned("token")?,
-                deadline_ms: now.local_ms.saturating_add(left),
-            }))
-        })
+        one(request, move |reply| lease(reply, "holder", now))
     }
 
     /// `Store::record_get`: one `HMGET` (a tombstone has no value: no record).
