@@ -433,6 +433,16 @@ pub(crate) fn decoded<T: TryFrom<i64>>(backend: &str, what: &str, value: i64) ->
     T::try_from(value).map_err(|_| Error::corrupt(format!("{backend}: {what} {value} is out of range")))
 }
 
+/// A conflict's current version as a script or server-side function answers it: -1 for no
+/// record, anything else range-checked.
+#[cfg(any(feature = "redis-protocol", feature = "postgres"))]
+pub(crate) fn current_version(backend: &str, number: i64) -> Result<Option<u64>> {
+    match number {
+        -1 => Ok(None),
+        n => decoded(backend, "record version", n).map(Some),
+    }
+}
+
 /// The error of a counter that cannot issue another index (its backend's largest integer).
 pub(crate) fn counter_overflow(counter: &str) -> Error {
     Error::invalid_argument(format!(

@@ -37,14 +37,12 @@ use tokio_postgres::Row;
 use self::engine::{find_version, Connection, Engine, Failure, Target};
 pub(crate) use self::options::check_options;
 pub use self::options::{PostgresOptions, PostgresTls};
-use self::protocol::{
-    bytes, int8, missing_row, opt_int8, text, unsigned, version_or_none, Isolation, Param, Statement,
-};
+use self::protocol::{bytes, int8, missing_row, opt_int8, text, unsigned, Isolation, Param, Statement};
 use self::tls::tls_config;
 use super::fork::OpenedIn;
 use super::{
-    counter_overflow, counter_value_i64, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant, MarkOutcome,
-    RecordEntry, Store, StoreStats, StreamEntry, Versioned,
+    counter_overflow, counter_value_i64, current_version, Claim, CounterEntry, Inventory, LeaseEntry,
+    LeaseGrant, MarkOutcome, RecordEntry, Store, StoreStats, StreamEntry, Versioned,
 };
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -360,7 +358,9 @@ impl Store for PostgresStore {
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
             0 => unsigned("record version", n),
-            1 => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(n)? }),
+            1 => {
+                Err(Error::Conflict { key: key.to_owned(), current_version: current_version("postgres", n)? })
+            }
             _ => Err(Error::StaleToken {
                 key: key.to_owned(),
                 token: fencing_token.unwrap_or(0),
@@ -376,7 +376,9 @@ impl Store for PostgresStore {
         let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
         match outcome {
             0 => Ok(n == 1),
-            _ => Err(Error::Conflict { key: key.to_owned(), current_version: version_or_none(n)? }),
+            _ => {
+                Err(Error::Conflict { key: key.to_owned(), current_version: current_version("postgres", n)? })
+            }
         }
     }
 

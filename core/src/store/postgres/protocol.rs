@@ -75,15 +75,6 @@ pub(super) fn text(row: &Row, column: usize) -> String {
     String::from_utf8_lossy(row.get::<_, &[u8]>(column)).into_owned()
 }
 
-/// A conflict's "current version": -1 for no record.
-pub(super) fn version_or_none(number: i64) -> Result<Option<u64>> {
-    if number == -1 {
-        Ok(None)
-    } else {
-        unsigned("record version", number).map(Some)
-    }
-}
-
 /// A function that must return one row returned none: the schema is not the one this build wrote.
 pub(super) fn missing_row(what: &str) -> Error {
     Error::corrupt(format!("postgres: {what} returned no row; is racefree's schema intact?"))

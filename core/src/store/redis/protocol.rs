@@ -54,8 +54,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    counter_overflow, counter_value_i64, decoded, Claim, CounterEntry, Inventory, LeaseEntry, LeaseGrant,
-    MarkOutcome, RecordEntry, StreamEntry, Versioned,
+    counter_overflow, counter_value_i64, current_version, decoded, Claim, CounterEntry, Inventory,
+    LeaseEntry, LeaseGrant, MarkOutcome, RecordEntry, StreamEntry, Versioned,
 };
 
 /// Lua integers are doubles: a claim refuses to go past the largest one that is exact.
@@ -483,10 +483,7 @@ fn lease(reply: Reply, what: &str, now: Now) -> Result<Option<LeaseGrant>> {
 
 /// A conflict's "current version" reply: -1 for no record.
 fn version_or_none(reply: Reply) -> Result<Option<u64>> {
-    match reply.int("record version")? {
-        -1 => Ok(None),
-        n => decoded("redis", "record version", n).map(Some),
-    }
+    current_version("redis", reply.int("record version")?)
 }
 
 /// The keys of one namespace, and every operation planned on them.
