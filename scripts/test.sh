@@ -24,8 +24,8 @@ cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features red
 section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --profile release-tests --locked --all-features
 
-section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres), debug profile"
-for features in "" sqlite redis-protocol redis postgres; do
+section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres, tokio, tokio with redis), debug profile"
+for features in "" sqlite redis-protocol redis postgres tokio "tokio redis"; do
     echo "-- features: ${features:-none}"
     cargo test --locked -p racefree ${features:+--features "$features"}
 done

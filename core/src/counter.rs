@@ -34,9 +34,24 @@ pub struct Counter {
 }
 
 #[derive(Debug, Default)]
-struct CounterStatsInner {
+pub(crate) struct CounterStatsInner {
     new_claims: AtomicU64,
     repeated_claims: AtomicU64,
+}
+
+impl CounterStatsInner {
+    pub(crate) fn count(&self, claim: Claim) -> Claim {
+        let stat = if claim.is_new { &self.new_claims } else { &self.repeated_claims };
+        stat.fetch_add(1, Ordering::Relaxed);
+        claim
+    }
+
+    pub(crate) fn snapshot(&self) -> CounterStats {
+        CounterStats {
+            new_claims: self.new_claims.load(Ordering::Relaxed),
+            repeated_claims: self.repeated_claims.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// What a [`Counter`] handle has done.
@@ -112,10 +127,7 @@ impl Counter {
     /// one transaction; Redis, one Lua script; PostgreSQL, one server-side function.
     pub fn claim(&self, execution_id: &str) -> Result<Claim> {
         validate::key("execution id", execution_id)?;
-        let claim = self.store.counter_claim(&self.key, execution_id)?;
-        let stat = if claim.is_new { &self.stats.new_claims } else { &self.stats.repeated_claims };
-        stat.fetch_add(1, Ordering::Relaxed);
-        Ok(claim)
+        Ok(self.stats.count(self.store.counter_claim(&self.key, execution_id)?))
     }
 
     /// The index `execution_id` claimed, if it did.
@@ -169,10 +181,7 @@ impl Counter {
     /// What this handle has done.
     #[must_use]
     pub fn stats(&self) -> CounterStats {
-        CounterStats {
-            new_claims: self.stats.new_claims.load(Ordering::Relaxed),
-            repeated_claims: self.stats.repeated_claims.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
     }
 }
 

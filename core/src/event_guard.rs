@@ -77,9 +77,15 @@ impl GuardOptions {
 /// ```
 pub struct EventGuard {
     store: SharedStore,
-    name: String,
-    events: Vec<String>,
-    retention_ms: u64,
+    declared: Declared,
+}
+
+/// A guard's name, events and retention as validated, and its handle's counts: everything but
+/// the store, shared by the blocking and the async guard.
+pub(crate) struct Declared {
+    pub(crate) name: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) retention_ms: u64,
     stats: Arc<GuardStatsInner>,
 }
 
@@ -105,8 +111,8 @@ pub struct GuardStats {
 impl fmt::Debug for EventGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventGuard")
-            .field("name", &self.name)
-            .field("events", &self.events)
+            .field("name", &self.declared.name)
+            .field("events", &self.declared.events)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +137,80 @@ impl EventGuard {
         events: &[S],
         options: GuardOptions,
     ) -> Result<Self> {
+        Ok(Self { store: Arc::clone(store), declared: Declared::new(name, events, options)? })
+    }
+
+    /// The declared events, in order.
+    #[must_use]
+    pub fn events(&self) -> &[String] {
+        &self.declared.events
+    }
+
+    /// Marks `event` of `stream`: [`Mark::First`] for the one caller that records it,
+    /// [`Mark::Duplicate`] for everyone after.
+    ///
+    /// # Errors
+    /// [`Error::OutOfOrder`] when the event before it is not marked (nothing is recorded);
+    /// [`Error::InvalidKey`] for a bad stream id; [`Error::InvalidArgument`] for an undeclared
+    /// event; [`Error::CapacityExceeded`] for a new stream past the store's bound.
+    ///
+    /// # Atomicity
+    /// The predecessor check and the mark are one step: memory, one critical section; SQLite, one
+    /// transaction; Redis, one Lua script; PostgreSQL, one server-side function.
+    pub fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
+        validate::key("stream id", stream)?;
+        let position = self.declared.position(event)?;
+        let outcome =
+            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms)?;
+        self.declared.settle(stream, event, outcome)
+    }
+
+    /// Whether `event` of `stream` is marked (and not yet forgotten).
+    ///
+    /// # Errors
+    /// As [`mark`](EventGuard::mark), without `OutOfOrder`.
+    ///
+    /// # Atomicity
+    /// One read.
+    pub fn is_marked(&self, stream: &str, event: &str) -> Result<bool> {
+        validate::key("stream id", stream)?;
+        let position = self.declared.position(event)?;
+        Ok(self.store.guard_marked(&self.declared.name, stream)? > position)
+    }
+
+    /// The latest event marked for `stream`, if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad stream id; backend failures.
+    ///
+    /// # Atomicity
+    /// One read.
+    pub fn last_marked(&self, stream: &str) -> Result<Option<&str>> {
+        validate::key("stream id", stream)?;
+        Ok(self.declared.last(self.store.guard_marked(&self.declared.name, stream)?))
+    }
+
+    /// Forgets `stream`'s marks now instead of at the end of the retention; returns whether it had any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a bad stream id; backend failures.
+    ///
+    /// # Atomicity
+    /// One delete.
+    pub fn forget(&self, stream: &str) -> Result<bool> {
+        validate::key("stream id", stream)?;
+        self.store.guard_forget(&self.declared.name, stream)
+    }
+
+    /// What this handle has seen.
+    #[must_use]
+    pub fn stats(&self) -> GuardStats {
+        self.declared.stats()
+    }
+}
+
+impl Declared {
+    pub(crate) fn new<S: AsRef<str>>(name: &str, events: &[S], options: GuardOptions) -> Result<Self> {
         validate::key("guard name", name)?;
         let retention_ms = validate::ttl_ms("retention", options.retention)?;
         if events.is_empty() || events.len() > MAX_EVENTS {
@@ -147,25 +227,13 @@ impl EventGuard {
             }
             declared.push(event.to_owned());
         }
-        Ok(Self {
-            store: Arc::clone(store),
-            name: name.to_owned(),
-            events: declared,
-            retention_ms,
-            stats: Arc::default(),
-        })
-    }
-
-    /// The declared events, in order.
-    #[must_use]
-    pub fn events(&self) -> &[String] {
-        &self.events
+        Ok(Self { name: name.to_owned(), events: declared, retention_ms, stats: Arc::default() })
     }
 
     /// Inlined, with the error out of line: a `Result` (the size of `Error`) returned from a
     /// call comes back through memory, on every mark.
     #[inline(always)]
-    fn position(&self, event: &str) -> Result<u32> {
+    pub(crate) fn position(&self, event: &str) -> Result<u32> {
         match self.events.iter().position(|e| same(e, event)) {
             Some(position) => Ok(position as u32),
             None => Err(self.undeclared(event)),
@@ -178,21 +246,9 @@ impl EventGuard {
         Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
     }
 
-    /// Marks `event` of `stream`: [`Mark::First`] for the one caller that records it,
-    /// [`Mark::Duplicate`] for everyone after.
-    ///
-    /// # Errors
-    /// [`Error::OutOfOrder`] when the event before it is not marked (nothing is recorded);
-    /// [`Error::InvalidKey`] for a bad stream id; [`Error::InvalidArgument`] for an undeclared
-    /// event; [`Error::CapacityExceeded`] for a new stream past the store's bound.
-    ///
-    /// # Atomicity
-    /// The predecessor check and the mark are one step: memory, one critical section; SQLite, one
-    /// transaction; Redis, one Lua script; PostgreSQL, one server-side function.
-    pub fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
-        validate::key("stream id", stream)?;
-        let position = self.position(event)?;
-        match self.store.guard_mark(&self.name, stream, position, self.retention_ms)? {
+    /// The store's outcome of marking `event` as the caller sees it, counted.
+    pub(crate) fn settle(&self, stream: &str, event: &str, outcome: MarkOutcome) -> Result<Mark> {
+        match outcome {
             MarkOutcome::First => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 Ok(Mark::First)
@@ -212,47 +268,12 @@ impl EventGuard {
         }
     }
 
-    /// Whether `event` of `stream` is marked (and not yet forgotten).
-    ///
-    /// # Errors
-    /// As [`mark`](EventGuard::mark), without `OutOfOrder`.
-    ///
-    /// # Atomicity
-    /// One read.
-    pub fn is_marked(&self, stream: &str, event: &str) -> Result<bool> {
-        validate::key("stream id", stream)?;
-        let position = self.position(event)?;
-        Ok(self.store.guard_marked(&self.name, stream)? > position)
+    /// The latest event marked when the first `marked` are.
+    pub(crate) fn last(&self, marked: u32) -> Option<&str> {
+        (marked as usize).checked_sub(1).and_then(|i| self.events.get(i)).map(String::as_str)
     }
 
-    /// The latest event marked for `stream`, if any.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`] for a bad stream id; backend failures.
-    ///
-    /// # Atomicity
-    /// One read.
-    pub fn last_marked(&self, stream: &str) -> Result<Option<&str>> {
-        validate::key("stream id", stream)?;
-        let marked = self.store.guard_marked(&self.name, stream)? as usize;
-        Ok(marked.checked_sub(1).and_then(|i| self.events.get(i)).map(String::as_str))
-    }
-
-    /// Forgets `stream`'s marks now instead of at the end of the retention; returns whether it had any.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`] for a bad stream id; backend failures.
-    ///
-    /// # Atomicity
-    /// One delete.
-    pub fn forget(&self, stream: &str) -> Result<bool> {
-        validate::key("stream id", stream)?;
-        self.store.guard_forget(&self.name, stream)
-    }
-
-    /// What this handle has seen.
-    #[must_use]
-    pub fn stats(&self) -> GuardStats {
+    pub(crate) fn stats(&self) -> GuardStats {
         GuardStats {
             delivered: self.stats.delivered.load(Ordering::Relaxed),
             duplicates_suppressed: self.stats.duplicates_suppressed.load(Ordering::Relaxed),

@@ -37,6 +37,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquisition;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod aio;
 mod backoff;
 mod cache;
 mod clock;

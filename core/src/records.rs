@@ -89,11 +89,52 @@ pub struct Records {
 }
 
 #[derive(Debug, Default)]
-struct RecordStatsInner {
+pub(crate) struct RecordStatsInner {
     writes: AtomicU64,
     conflicts: AtomicU64,
     retries: AtomicU64,
     stale_tokens: AtomicU64,
+}
+
+impl RecordStatsInner {
+    /// Counts a write: a success, a conflict, a stale token, or none (a backend failure).
+    pub(crate) fn count_write(&self, outcome: Result<u64>) -> Result<u64> {
+        let counter = match &outcome {
+            Ok(_) => &self.writes,
+            Err(Error::Conflict { .. }) => &self.conflicts,
+            Err(Error::StaleToken { .. }) => &self.stale_tokens,
+            Err(_) => return outcome,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> RecordStats {
+        RecordStats {
+            writes: self.writes.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            stale_tokens: self.stale_tokens.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Checks what every update checks before its first read.
+pub(crate) fn check_update(key: &str, options: &UpdateOptions) -> Result<()> {
+    validate::key("record key", key)?;
+    if options.max_attempts == 0 {
+        return Err(Error::invalid_argument("max_attempts must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The delays between an update's attempts.
+pub(crate) fn update_delays(options: &UpdateOptions) -> crate::Backoff {
+    crate::Backoff::new(options.initial_backoff, options.initial_backoff * 16)
 }
 
 /// What a [`Records`] handle has done.
@@ -184,15 +225,7 @@ impl Records {
 
     fn write(&self, key: &str, value: &Value, expected: Option<u64>, token: Option<u64>) -> Result<u64> {
         validate::key("record key", key)?;
-        let outcome = self.store.record_put(&self.name, key, value, expected, token);
-        let counter = match &outcome {
-            Ok(_) => &self.stats.writes,
-            Err(Error::Conflict { .. }) => &self.stats.conflicts,
-            Err(Error::StaleToken { .. }) => &self.stats.stale_tokens,
-            Err(_) => return outcome,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+        self.stats.count_write(self.store.record_put(&self.name, key, value, expected, token))
     }
 
     /// Reads the record, applies `change` to its value (`None` if it does not exist) and writes
@@ -231,11 +264,8 @@ impl Records {
         F: FnMut(Option<&Value>) -> Result<Value, E>,
         E: From<Error>,
     {
-        validate::key("record key", key)?;
-        if options.max_attempts == 0 {
-            return Err(Error::invalid_argument("max_attempts must be at least 1").into());
-        }
-        let mut delays = crate::Backoff::new(options.initial_backoff, options.initial_backoff * 16);
+        check_update(key, options)?;
+        let mut delays = update_delays(options);
         let mut attempt = 1;
         loop {
             let current = self.store.record_get(&self.name, key)?;
@@ -245,7 +275,7 @@ impl Records {
                 Ok(version) => return Ok(Versioned { value, version }),
                 Err(Error::Conflict { .. }) if attempt < options.max_attempts => {
                     attempt += 1;
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.count_retry();
                     crate::pause(delays.delay());
                 }
                 Err(err) => return Err(err.into()),
@@ -269,12 +299,6 @@ impl Records {
     /// What this handle has done.
     #[must_use]
     pub fn stats(&self) -> RecordStats {
-        let s = &self.stats;
-        RecordStats {
-            writes: s.writes.load(Ordering::Relaxed),
-            conflicts: s.conflicts.load(Ordering::Relaxed),
-            retries: s.retries.load(Ordering::Relaxed),
-            stale_tokens: s.stale_tokens.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
     }
 }

@@ -49,7 +49,7 @@ pub struct StartLock {
 }
 
 #[derive(Debug, Default)]
-struct LockStatsInner {
+pub(crate) struct LockStatsInner {
     granted: AtomicU64,
     contended: AtomicU64,
     renewed: AtomicU64,
@@ -123,10 +123,7 @@ impl StartLock {
     pub fn try_grant(&self, key: &str, ttl: Duration) -> Result<Option<LeaseGrant>> {
         validate::key("lease key", key)?;
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        let grant = self.store.lease_try_grant(&self.name, key, ttl_ms)?;
-        let stat = if grant.is_some() { &self.stats.granted } else { &self.stats.contended };
-        stat.fetch_add(1, Ordering::Relaxed);
-        Ok(grant)
+        Ok(self.stats.count_grant(self.store.lease_try_grant(&self.name, key, ttl_ms)?))
     }
 
     /// [`Lease::renew`] by key and token: extends the lease to `ttl` from now if `token` still
@@ -213,14 +210,7 @@ impl StartLock {
     /// What this handle and its leases have done.
     #[must_use]
     pub fn stats(&self) -> LockStats {
-        let s = &self.stats;
-        LockStats {
-            granted: s.granted.load(Ordering::Relaxed),
-            contended: s.contended.load(Ordering::Relaxed),
-            renewed: s.renewed.load(Ordering::Relaxed),
-            released: s.released.load(Ordering::Relaxed),
-            rejected_not_owner: s.rejected_not_owner.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
     }
 
     fn lease(&self, key: &str, grant: LeaseGrant) -> Lease {
@@ -319,20 +309,46 @@ fn renew(
     stats: &LockStatsInner,
 ) -> Result<u64> {
     let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-    count(store.lease_renew(lock, key, token, ttl_ms), &stats.renewed, stats)
+    stats.count_renewal(store.lease_renew(lock, key, token, ttl_ms))
 }
 
 fn release(store: &SharedStore, lock: &str, key: &str, token: u64, stats: &LockStatsInner) -> Result<()> {
-    count(store.lease_release(lock, key, token), &stats.released, stats)
+    stats.count_release(store.lease_release(lock, key, token))
 }
 
-/// Counts a renewal or release: a success, a `not_owner` refusal, or neither (a backend failure).
-fn count<T>(outcome: Result<T>, success: &AtomicU64, stats: &LockStatsInner) -> Result<T> {
-    let counter = match &outcome {
-        Ok(_) => success,
-        Err(Error::NotOwner { .. }) => &stats.rejected_not_owner,
-        Err(_) => return outcome,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    outcome
+impl LockStatsInner {
+    pub(crate) fn count_grant(&self, grant: Option<LeaseGrant>) -> Option<LeaseGrant> {
+        let stat = if grant.is_some() { &self.granted } else { &self.contended };
+        stat.fetch_add(1, Ordering::Relaxed);
+        grant
+    }
+
+    pub(crate) fn count_renewal(&self, outcome: Result<u64>) -> Result<u64> {
+        self.count(outcome, &self.renewed)
+    }
+
+    pub(crate) fn count_release(&self, outcome: Result<()>) -> Result<()> {
+        self.count(outcome, &self.released)
+    }
+
+    /// Counts a renewal or release: a success, a `not_owner` refusal, or neither (a backend failure).
+    fn count<T>(&self, outcome: Result<T>, success: &AtomicU64) -> Result<T> {
+        let counter = match &outcome {
+            Ok(_) => success,
+            Err(Error::NotOwner { .. }) => &self.rejected_not_owner,
+            Err(_) => return outcome,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    pub(crate) fn snapshot(&self) -> LockStats {
+        LockStats {
+            granted: self.granted.load(Ordering::Relaxed),
+            contended: self.contended.load(Ordering::Relaxed),
+            renewed: self.renewed.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            rejected_not_owner: self.rejected_not_owner.load(Ordering::Relaxed),
+        }
+    }
 }

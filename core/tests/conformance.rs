@@ -89,3 +89,22 @@ conformance!(postgres_through_pgbouncer, |clock| {
     let url = common::postgres_server::PgBouncer::shared().fresh_url();
     racefree::open_with_clock(&url, clock).expect("postgres store through pgbouncer")
 });
+
+// The async stores (`racefree::aio`), each call driven on a tokio runtime and waited for.
+#[cfg(all(feature = "tokio", feature = "sqlite"))]
+conformance!(sqlite_async, |clock| {
+    common::on_async::open(
+        &format!("sqlite://{}", common::scratch_path("conformance-async.db").display()),
+        clock,
+    )
+});
+
+#[cfg(all(feature = "tokio", feature = "redis"))]
+conformance!(redis_async, |clock| {
+    common::on_async::open(&common::redis_server::RedisServer::shared().fresh_url(), clock)
+});
+
+#[cfg(all(feature = "tokio", feature = "postgres"))]
+conformance!(postgres_async, |clock| {
+    common::on_async::open(&common::postgres_server::PostgresServer::shared().fresh_url(), clock)
+});

@@ -6,6 +6,8 @@
 
 pub mod faulty;
 pub mod linearizability;
+#[cfg(feature = "tokio")]
+pub mod on_async;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 pub mod racy;

@@ -12,7 +12,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement as Prepared};
 
-use super::protocol::{bytes, int8, unsigned, Isolation, Param, Statement};
+use super::calls::Call;
+use super::protocol::{Isolation, Param, Statement};
 use super::{schema, PostgresStore};
 use crate::error::{Error, Result};
 
@@ -22,8 +23,8 @@ const RETRIES: u32 = 5;
 
 /// Every this many writes of a store, up to this many expired leases and marks are removed
 /// after the write commits, so expiry costs are spread over calls.
-const SWEEP_EVERY: u64 = 64;
-const AMORTIZED_SWEEP: i64 = 64;
+pub(super) const SWEEP_EVERY: u64 = 64;
+pub(super) const AMORTIZED_SWEEP: i64 = 64;
 
 /// How to reach the server: the client configuration and its TLS connector.
 #[derive(Clone)]
@@ -45,8 +46,7 @@ pub(super) struct Connection {
 /// The runtime and the connections of one process (a child after `fork()` makes its own).
 pub(super) struct Engine {
     pub(super) runtime: Option<tokio::runtime::Runtime>,
-    idle: Mutex<Vec<Connection>>,
-    slots: Arc<tokio::sync::Semaphore>,
+    pub(super) pool: Pool,
 }
 
 impl Engine {
@@ -58,11 +58,82 @@ impl Engine {
             .enable_time()
             .build()
             .map_err(|e| Error::unavailable_because("postgres: cannot start its runtime", e))?;
-        Ok(Self {
-            runtime: Some(runtime),
-            idle: Mutex::new(Vec::new()),
-            slots: Arc::new(tokio::sync::Semaphore::new(pool_size)),
-        })
+        Ok(Self { runtime: Some(runtime), pool: Pool::new(pool_size) })
+    }
+}
+
+/// Up to `pool_size` connections, opened as needed and kept for reuse.
+pub(super) struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Pool {
+    pub(super) fn new(pool_size: usize) -> Self {
+        Self { idle: Mutex::new(Vec::new()), slots: Arc::new(tokio::sync::Semaphore::new(pool_size)) }
+    }
+
+    /// Runs `statements` in one transaction on a pooled connection, within `timeout`, trying
+    /// again after a serialization failure or a deadlock. A connection that failed is dropped
+    /// with every idle one (after a server restart they are all dead); the next call connects
+    /// afresh, so the store recovers without being reopened. Dropped before it ends (a timeout,
+    /// a cancelled caller), the call drops its connection too, so no connection is given back
+    /// inside a transaction: closing it rolls that transaction back.
+    pub(super) async fn execute(
+        &self,
+        target: &Target,
+        timeout: Duration,
+        prepare: bool,
+        isolation: Isolation,
+        statements: &[Statement],
+    ) -> std::result::Result<Vec<Vec<Row>>, Failure> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let call = async {
+            let _slot = self.slots.acquire().await.expect("never closed");
+            let reused = {
+                let mut idle = self.idle.lock();
+                idle.retain(|connection| !connection.client.is_closed());
+                idle.pop()
+            };
+            let mut connection = match reused {
+                Some(connection) => connection,
+                None => target.connect(timeout, prepare).await?,
+            };
+            let mut attempt = 1;
+            loop {
+                match transaction(&mut connection, isolation, statements).await {
+                    Ok(rows) => {
+                        self.idle.lock().push(connection);
+                        return Ok(rows);
+                    }
+                    Err(err) if retryable(&err) && attempt < RETRIES => attempt += 1,
+                    Err(err) => {
+                        if connection.client.is_closed() || err.as_db_error().is_none() {
+                            self.idle.lock().clear();
+                        } else {
+                            self.idle.lock().push(connection);
+                        }
+                        return Err(Failure::Postgres(err));
+                    }
+                }
+            }
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Refused(Error::Timeout { waited: started.elapsed() })),
+        }
+    }
+}
+
+/// A call's outcome as a racefree result.
+pub(super) fn settled<T>(result: std::result::Result<T, Failure>) -> Result<T> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(Failure::Postgres(err)) => Err(unavailable(err)),
+        Err(Failure::Refused(err)) => Err(err),
     }
 }
 
@@ -253,93 +324,32 @@ impl PostgresStore {
             let _ = reply.send(work.await);
         });
         match result.recv() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(Failure::Postgres(err))) => Err(unavailable(err)),
-            Ok(Err(Failure::Refused(err))) => Err(err),
+            Ok(result) => settled(result),
             Err(_) => Err(Error::unavailable("postgres: the store's runtime stopped")),
         }
     }
 
-    /// Runs `statements` in one transaction on a pooled connection, within the timeout, trying
-    /// again after a serialization failure or a deadlock. A connection that failed is dropped
-    /// with every idle one (after a server restart they are all dead); the next call connects
-    /// afresh, so the store recovers without being reopened.
-    pub(super) fn run(&self, isolation: Isolation, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
+    /// Runs one planned call on this process's engine and decodes its rows; after every
+    /// [`SWEEP_EVERY`] writes, a bounded sweep of expired entries follows.
+    pub(super) fn execute<T>(&self, call: Call<T>) -> Result<T> {
+        let rows = self.run(call.isolation, call.statements)?;
+        let result = (call.decode)(rows);
+        if call.writes && result.is_ok() && self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+            // The write has committed; a failed sweep only leaves expired rows for a later one.
+            if let Ok(removed) = self.execute(self.planner.sweep_up_to(AMORTIZED_SWEEP)) {
+                self.expired_swept.fetch_add(removed, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn run(&self, isolation: Isolation, statements: Vec<Statement>) -> Result<Vec<Vec<Row>>> {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
         let prepare = self.options.prepare_statements;
         let pool = engine.clone();
         self.on_runtime(&engine, async move {
-            let call = async {
-                let _slot = pool.slots.clone().acquire_owned().await.expect("never closed");
-                let reused = {
-                    let mut idle = pool.idle.lock();
-                    idle.retain(|connection| !connection.client.is_closed());
-                    idle.pop()
-                };
-                let mut connection = match reused {
-                    Some(connection) => connection,
-                    None => target.connect(timeout, prepare).await?,
-                };
-                let mut attempt = 1;
-                loop {
-                    match transaction(&mut connection, isolation, &statements).await {
-                        Ok(rows) => {
-                            pool.idle.lock().push(connection);
-                            return Ok(rows);
-                        }
-                        Err(err) if retryable(&err) && attempt < RETRIES => attempt += 1,
-                        Err(err) => {
-                            if connection.client.is_closed() || err.as_db_error().is_none() {
-                                pool.idle.lock().clear();
-                            } else {
-                                pool.idle.lock().push(connection);
-                            }
-                            return Err(Failure::Postgres(err));
-                        }
-                    }
-                }
-            };
-            // Dropping the call on a timeout drops its connection too: its state is unknown.
-            let started = Instant::now();
-            match tokio::time::timeout(timeout, call).await {
-                Ok(result) => result,
-                Err(_) => Err(Failure::Refused(Error::Timeout { waited: started.elapsed() })),
-            }
+            pool.pool.execute(&target, timeout, prepare, isolation, &statements).await
         })
-    }
-
-    /// One statement in its own transaction.
-    pub(super) fn one(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>> {
-        let mut results = self.run(Isolation::ReadCommitted, vec![Statement { sql, params }])?;
-        Ok(results.pop().unwrap_or_default())
-    }
-
-    /// A write: [`one`](Self::one), then now and then a bounded sweep of expired entries.
-    pub(super) fn write(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>> {
-        let rows = self.one(sql, params)?;
-        if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
-            // The write has committed; a failed sweep only leaves expired rows for a later one.
-            if let Ok(removed) = self.sweep_up_to(AMORTIZED_SWEEP) {
-                self.expired_swept.fetch_add(removed, Ordering::Relaxed);
-            }
-        }
-        Ok(rows)
-    }
-
-    pub(super) fn sweep_up_to(&self, limit: i64) -> Result<u64> {
-        let rows = self.one(schema::SWEEP, vec![self.ns(), self.now().0, Param::Int8(Some(limit))])?;
-        rows.first().map_or(Ok(0), |row| unsigned("swept count", row.get::<_, i64>(0)))
-    }
-
-    pub(super) fn ns(&self) -> Param {
-        bytes(&self.options.namespace)
-    }
-
-    /// The `now` argument of the statements (NULL lets the server read its own clock), and the
-    /// injected clock's reading, to turn "milliseconds left" into a deadline.
-    pub(super) fn now(&self) -> (Param, u64) {
-        let now = self.clock.now_ms();
-        (if self.judge_by_clock { int8(now) } else { Param::Int8(None) }, now)
     }
 }

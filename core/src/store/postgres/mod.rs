@@ -20,7 +20,10 @@
 //! clocks don't matter; handed any other clock (a [`ManualClock`](crate::ManualClock) in tests),
 //! by that clock.
 
+mod calls;
 mod engine;
+#[cfg(feature = "tokio")]
+mod nonblocking;
 mod options;
 mod protocol;
 pub mod schema;
@@ -32,21 +35,20 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::Value;
 use tokio_postgres::types::Type;
-use tokio_postgres::Row;
 
+use self::calls::Planner;
 use self::engine::{find_version, Connection, Engine, Failure, Target};
 pub(crate) use self::options::check_options;
 pub use self::options::{PostgresOptions, PostgresTls};
-use self::protocol::{bytes, int8, missing_row, opt_int8, text, unsigned, Isolation, Param, Statement};
 use self::tls::tls_config;
 use super::fork::OpenedIn;
-use super::{
-    counter_overflow, counter_value_i64, current_version, Claim, CounterEntry, Inventory, LeaseEntry,
-    LeaseGrant, MarkOutcome, RecordEntry, Store, StoreStats, StreamEntry, Versioned,
-};
+use super::{Claim, Inventory, LeaseGrant, MarkOutcome, Store, StoreStats, Versioned};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "tokio")]
+#[doc(hidden)] // Documented as `racefree::aio::PostgresStore`.
+pub use nonblocking::AsyncPostgresStore;
 pub use schema::SCHEMA_VERSION;
 
 /// The PostgreSQL store. Cheap to share between threads: each call borrows one pooled
@@ -59,9 +61,8 @@ pub struct PostgresStore {
     /// A child after `fork()` leaves the inherited runtime and connections alone and makes its
     /// own (see [`OpenedIn`]).
     opened_in: OpenedIn,
-    clock: SharedClock,
-    /// Deadlines are judged by `clock` (passed to each statement) instead of the server's.
-    judge_by_clock: bool,
+    /// Every operation's statements and decoding, judged by the store's clock.
+    planner: Planner,
     options: PostgresOptions,
     expired_swept: AtomicU64,
     writes: AtomicU64,
@@ -73,7 +74,7 @@ impl std::fmt::Debug for PostgresStore {
             .field("hosts", &self.target.config.get_hosts())
             .field("dbname", &self.target.config.get_dbname())
             .field("namespace", &self.options.namespace)
-            .field("judge_by_clock", &self.judge_by_clock)
+            .field("judge_by_clock", &self.planner.judge_by_clock)
             .finish_non_exhaustive()
     }
 }
@@ -88,29 +89,12 @@ impl PostgresStore {
     /// [`Error::BackendUnavailable`] when the server cannot be reached, racefree's schema is
     /// missing (and may not be created) or is of another version; [`Error::Timeout`].
     pub fn open(url: &str, clock: SharedClock, options: PostgresOptions) -> Result<Self> {
-        check_options(&options)?;
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| Error::invalid_argument(format!("bad postgres URL {url:?}: {e}")))?;
-        config.connect_timeout(options.timeout);
-        if config.get_application_name().is_none() {
-            config.application_name("racefree");
-        }
-        let tls = match &options.tls {
-            PostgresTls::Disable => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                None
-            }
-            PostgresTls::VerifyFull { root_cert } => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(root_cert.as_deref())?))
-            }
-        };
+        let target = target(url, &options)?;
         let store = Self {
-            target: Arc::new(Target { config, tls }),
+            target: Arc::new(target),
             engine: RwLock::new(Arc::new(Engine::new(options.pool_size)?)),
             opened_in: OpenedIn::this_process(),
-            judge_by_clock: !clock.is_wall_clock(),
-            clock,
+            planner: Planner::new(&options.namespace, clock),
             options,
             expired_swept: AtomicU64::new(0),
             writes: AtomicU64::new(1),
@@ -150,50 +134,85 @@ impl PostgresStore {
     fn prepare_schema(&self, create: bool) -> Result<()> {
         let engine = self.engine()?;
         let (target, timeout) = (Arc::clone(&self.target), self.options.timeout);
-        let found = self.on_runtime(&engine, async move {
-            let Connection { client, .. } = target.connect(timeout, false).await?;
-            let body = async {
-                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
-                client
-                    .query_typed("SELECT pg_advisory_xact_lock($1)", &[(&schema::SCHEMA_LOCK, Type::INT8)])
-                    .await?;
-                let found = find_version(&client).await?;
-                match found {
-                    None if create => {
-                        client.batch_execute(schema::CREATE).await?;
-                        client.batch_execute(schema::RECORDS).await?;
-                    }
-                    Some(1) if create => client.batch_execute(schema::MIGRATE_FROM_1).await?,
-                    _ => {}
-                }
-                client.batch_execute("COMMIT").await?;
-                Ok::<_, tokio_postgres::Error>(found)
-            };
-            body.await.map_err(Failure::Postgres)
-        })?;
-        match found {
-            Some(SCHEMA_VERSION) => Ok(()),
-            None | Some(1) if create => Ok(()),
-            None => Err(Error::unavailable(
-                "postgres: racefree's tables are missing in this database; create them with \
-                 `racefree migrate <url>` (or open without create_schema=false)",
-            )),
-            Some(1) => Err(Error::unavailable(format!(
-                "postgres: the database holds racefree schema version 1; this build reads \
-                 {SCHEMA_VERSION}: upgrade it with `racefree migrate <url>` (or open without \
-                 create_schema=false; nothing was written)"
-            ))),
-            Some(other) => Err(Error::unavailable(format!(
-                "postgres: the database holds racefree schema version {other}; this build reads \
-                 {SCHEMA_VERSION} (upgrade racefree; nothing was written)"
-            ))),
+        let found =
+            self.on_runtime(&engine, async move { prepare_schema(&target, timeout, create).await })?;
+        schema_verdict(found, create)
+    }
+}
+
+/// The client's configuration and TLS for `url` and `options`.
+fn target(url: &str, options: &PostgresOptions) -> Result<Target> {
+    check_options(options)?;
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|e| Error::invalid_argument(format!("bad postgres URL {url:?}: {e}")))?;
+    config.connect_timeout(options.timeout);
+    if config.get_application_name().is_none() {
+        config.application_name("racefree");
+    }
+    let tls = match &options.tls {
+        PostgresTls::Disable => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
         }
+        PostgresTls::VerifyFull { root_cert } => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(root_cert.as_deref())?))
+        }
+    };
+    Ok(Target { config, tls })
+}
+
+/// Checks the schema version under the schema lock, and (when `create` allows) creates the
+/// schema when none exists or upgrades version 1. Returns the version it found.
+async fn prepare_schema(
+    target: &Target,
+    timeout: std::time::Duration,
+    create: bool,
+) -> std::result::Result<Option<i64>, Failure> {
+    let Connection { client, .. } = target.connect(timeout, false).await?;
+    let body = async {
+        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED").await?;
+        client.query_typed("SELECT pg_advisory_xact_lock($1)", &[(&schema::SCHEMA_LOCK, Type::INT8)]).await?;
+        let found = find_version(&client).await?;
+        match found {
+            None if create => {
+                client.batch_execute(schema::CREATE).await?;
+                client.batch_execute(schema::RECORDS).await?;
+            }
+            Some(1) if create => client.batch_execute(schema::MIGRATE_FROM_1).await?,
+            _ => {}
+        }
+        client.batch_execute("COMMIT").await?;
+        Ok::<_, tokio_postgres::Error>(found)
+    };
+    body.await.map_err(Failure::Postgres)
+}
+
+/// Whether a store may open on the schema version [`prepare_schema`] found. A newer version is
+/// refused before anything is written.
+fn schema_verdict(found: Option<i64>, create: bool) -> Result<()> {
+    match found {
+        Some(SCHEMA_VERSION) => Ok(()),
+        None | Some(1) if create => Ok(()),
+        None => Err(Error::unavailable(
+            "postgres: racefree's tables are missing in this database; create them with \
+             `racefree migrate <url>` (or open without create_schema=false)",
+        )),
+        Some(1) => Err(Error::unavailable(format!(
+            "postgres: the database holds racefree schema version 1; this build reads \
+             {SCHEMA_VERSION}: upgrade it with `racefree migrate <url>` (or open without \
+             create_schema=false; nothing was written)"
+        ))),
+        Some(other) => Err(Error::unavailable(format!(
+            "postgres: the database holds racefree schema version {other}; this build reads \
+             {SCHEMA_VERSION} (upgrade racefree; nothing was written)"
+        ))),
     }
 }
 
 impl Store for PostgresStore {
     fn clock(&self) -> &SharedClock {
-        &self.clock
+        self.planner.clock()
     }
 
     fn namespace(&self) -> &str {
@@ -201,133 +220,59 @@ impl Store for PostgresStore {
     }
 
     fn counter_next(&self, counter: &str) -> Result<u64> {
-        let rows = self.write(schema::NEXT, vec![self.ns(), bytes(counter)])?;
-        match rows.first() {
-            Some(row) => unsigned("counter index", row.get(0)),
-            None => Err(counter_overflow(counter)),
-        }
+        self.execute(self.planner.counter_next(counter))
     }
 
     fn counter_claim(&self, counter: &str, id: &str) -> Result<Claim> {
-        let rows = self.write(schema::CLAIM, vec![self.ns(), bytes(counter), bytes(id)])?;
-        let row = rows.first().ok_or_else(|| missing_row("racefree_claim"))?;
-        let (index, is_new): (i64, bool) = (row.get(0), row.get(1));
-        if index == -1 {
-            return Err(counter_overflow(counter));
-        }
-        Ok(Claim { index: unsigned("claimed index", index)?, is_new })
+        self.execute(self.planner.counter_claim(counter, id))
     }
 
     fn counter_index_of(&self, counter: &str, id: &str) -> Result<Option<u64>> {
-        let rows = self.one(schema::INDEX_OF, vec![self.ns(), bytes(counter), bytes(id)])?;
-        rows.first().map(|row| unsigned("claimed index", row.get(0))).transpose()
+        self.execute(self.planner.counter_index_of(counter, id))
     }
 
     fn counter_peek(&self, counter: &str) -> Result<u64> {
-        let rows = self.one(schema::PEEK, vec![self.ns(), bytes(counter)])?;
-        rows.first().map_or(Ok(0), |row| unsigned("counter index", row.get(0)))
+        self.execute(self.planner.counter_peek(counter))
     }
 
     fn counter_set(&self, counter: &str, next: u64) -> Result<()> {
-        let next = counter_value_i64("PostgreSQL", next)?;
-        self.write(schema::SET, vec![self.ns(), bytes(counter), Param::Int8(Some(next))])?;
-        Ok(())
+        self.execute(self.planner.counter_set(counter, next))
     }
 
     fn counter_reset(&self, counter: &str) -> Result<()> {
-        self.write(schema::RESET, vec![self.ns(), bytes(counter)])?;
-        Ok(())
+        self.execute(self.planner.counter_reset(counter))
     }
 
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
-        let position = i32::try_from(position).map_err(|_| {
-            Error::invalid_argument(format!("event position {position} is past PostgreSQL's integers"))
-        })?;
-        let (now, _) = self.now();
-        let rows = self.write(
-            schema::MARK,
-            vec![self.ns(), bytes(guard), bytes(stream), Param::Int4(position), int8(retention_ms), now],
-        )?;
-        let row = rows.first().ok_or_else(|| missing_row("racefree_mark"))?;
-        let (outcome, marked): (i32, i32) = (row.get(0), row.get(1));
-        let marked = unsigned("marked count", marked.into())?;
-        Ok(match outcome {
-            0 => MarkOutcome::First,
-            1 => MarkOutcome::Duplicate,
-            _ => MarkOutcome::OutOfOrder { marked },
-        })
+        self.execute(self.planner.guard_mark(guard, stream, position, retention_ms))
     }
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
-        let rows = self.one(schema::MARKED, vec![self.ns(), bytes(guard), bytes(stream), self.now().0])?;
-        rows.first().map_or(Ok(0), |row| unsigned("marked count", row.get::<_, i32>(0).into()))
+        self.execute(self.planner.guard_marked(guard, stream))
     }
 
     fn guard_forget(&self, guard: &str, stream: &str) -> Result<bool> {
-        let rows = self.write(schema::FORGET, vec![self.ns(), bytes(guard), bytes(stream), self.now().0])?;
-        Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
+        self.execute(self.planner.guard_forget(guard, stream))
     }
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
-        // Read before the request: the deadline this handle reports is never later than the server's.
-        let (now, local) = self.now();
-        let rows = self.write(schema::GRANT, vec![self.ns(), bytes(lock), bytes(key), int8(ttl_ms), now])?;
-        let row = rows.first().ok_or_else(|| missing_row("racefree_grant"))?;
-        let (token, left): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
-        match token {
-            None => Ok(None),
-            Some(token) if token < 0 => {
-                Err(Error::invalid_argument(format!("lock {lock:?} has issued its largest fencing token")))
-            }
-            Some(token) => Ok(Some(LeaseGrant {
-                token: unsigned("token", token)?,
-                deadline_ms: local.saturating_add(unsigned("ttl", left.unwrap_or(0))?),
-            })),
-        }
+        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {
-        let (now, local) = self.now();
-        let rows = self
-            .write(schema::RENEW, vec![self.ns(), bytes(lock), bytes(key), int8(token), now, int8(ttl_ms)])?;
-        if rows.is_empty() {
-            return Err(Error::NotOwner { key: key.to_owned(), token });
-        }
-        Ok(local.saturating_add(ttl_ms))
+        self.execute(self.planner.lease_renew(lock, key, token, ttl_ms))
     }
 
     fn lease_release(&self, lock: &str, key: &str, token: u64) -> Result<()> {
-        let rows =
-            self.write(schema::RELEASE, vec![self.ns(), bytes(lock), bytes(key), int8(token), self.now().0])?;
-        if rows.is_empty() {
-            return Err(Error::NotOwner { key: key.to_owned(), token });
-        }
-        Ok(())
+        self.execute(self.planner.lease_release(lock, key, token))
     }
 
     fn lease_holder(&self, lock: &str, key: &str) -> Result<Option<LeaseGrant>> {
-        let (now, local) = self.now();
-        let rows = self.one(schema::HOLDER, vec![self.ns(), bytes(lock), bytes(key), now])?;
-        rows.first()
-            .map(|row| {
-                Ok(LeaseGrant {
-                    token: unsigned("token", row.get(0))?,
-                    deadline_ms: local.saturating_add(unsigned("lease time left", row.get(1))?),
-                })
-            })
-            .transpose()
+        self.execute(self.planner.lease_holder(lock, key))
     }
 
     fn record_get(&self, space: &str, key: &str) -> Result<Option<Versioned>> {
-        let rows = self.one(schema::GET, vec![self.ns(), bytes(space), bytes(key)])?;
-        rows.first()
-            .map(|row| {
-                let value = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| {
-                    Error::corrupt(format!("postgres: record {key:?} holds invalid JSON: {e}"))
-                })?;
-                Ok(Versioned { value, version: unsigned("record version", row.get(1))? })
-            })
-            .transpose()
+        self.execute(self.planner.record_get(space, key))
     }
 
     fn record_put(
@@ -338,131 +283,25 @@ impl Store for PostgresStore {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> Result<u64> {
-        if fencing_token.is_some_and(|token| i64::try_from(token).is_err()) {
-            return Err(Error::invalid_argument(format!(
-                "a PostgreSQL store holds fencing tokens up to {}, got {}",
-                i64::MAX,
-                fencing_token.unwrap_or_default()
-            )));
-        }
-        let params = vec![
-            self.ns(),
-            bytes(space),
-            bytes(key),
-            Param::Text(value.to_string()),
-            opt_int8(expected_version),
-            opt_int8(fencing_token),
-        ];
-        let rows = self.write(schema::PUT, params)?;
-        let row = rows.first().ok_or_else(|| missing_row("racefree_put"))?;
-        let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
-        match outcome {
-            0 => unsigned("record version", n),
-            1 => {
-                Err(Error::Conflict { key: key.to_owned(), current_version: current_version("postgres", n)? })
-            }
-            _ => Err(Error::StaleToken {
-                key: key.to_owned(),
-                token: fencing_token.unwrap_or(0),
-                latest: unsigned("fence", n)?,
-            }),
-        }
+        self.execute(self.planner.record_put(space, key, value, expected_version, fencing_token))
     }
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {
-        let rows = self
-            .write(schema::DELETE, vec![self.ns(), bytes(space), bytes(key), opt_int8(expected_version)])?;
-        let row = rows.first().ok_or_else(|| missing_row("racefree_delete"))?;
-        let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
-        match outcome {
-            0 => Ok(n == 1),
-            _ => {
-                Err(Error::Conflict { key: key.to_owned(), current_version: current_version("postgres", n)? })
-            }
-        }
+        self.execute(self.planner.record_delete(space, key, expected_version))
     }
 
     fn sweep(&self) -> Result<u64> {
-        let removed = self.sweep_up_to(i64::MAX)?;
+        let removed = self.execute(self.planner.sweep_up_to(i64::MAX))?;
         self.expired_swept.fetch_add(removed, Ordering::Relaxed);
         Ok(removed)
     }
 
     fn stats(&self) -> Result<StoreStats> {
-        let rows = self.one(schema::ENTRIES, vec![self.ns()])?;
-        Ok(StoreStats {
-            entries: rows.first().map_or(Ok(0), |row| unsigned("entry count", row.get(0)))?,
-            expired_swept: self.expired_swept.load(Ordering::Relaxed),
-        })
+        let entries = self.execute(self.planner.entries())?;
+        Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
     }
 
     fn inspect(&self) -> Result<Inventory> {
-        let ((now, local_now), ns) = (self.now(), self.ns());
-        let statement = |sql, params| Statement { sql, params };
-        let results = self.run(
-            Isolation::Snapshot,
-            vec![
-                statement(schema::INSPECT_NOW, vec![now.clone()]),
-                statement(schema::INSPECT_COUNTERS, vec![ns.clone()]),
-                statement(schema::INSPECT_LEASES, vec![ns.clone(), now.clone()]),
-                statement(schema::INSPECT_STREAMS, vec![ns.clone(), now]),
-                statement(schema::INSPECT_RECORDS, vec![ns]),
-            ],
-        )?;
-        let [server_now, counters, leases, streams, records] =
-            <[Vec<Row>; 5]>::try_from(results).map_err(|_| missing_row("inspect"))?;
-        let server_now: u64 =
-            unsigned("time", server_now.first().ok_or_else(|| missing_row("inspect"))?.get(0))?;
-        // Deadlines on the store's clock, as `lease_holder` reports them: the time left by the
-        // server's clock, from the injected clock's now.
-        let local = |deadline: i64| -> Result<u64> {
-            Ok(local_now.saturating_add(unsigned::<u64>("deadline", deadline)?.saturating_sub(server_now)))
-        };
-        let mut inventory = Inventory {
-            counters: counters
-                .iter()
-                .map(|r| {
-                    Ok(CounterEntry {
-                        counter: text(r, 0),
-                        next: unsigned("counter index", r.get(1))?,
-                        claims: unsigned("claim count", r.get(2))?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            leases: leases
-                .iter()
-                .map(|r| {
-                    Ok(LeaseEntry {
-                        lock: text(r, 0),
-                        key: text(r, 1),
-                        token: unsigned("token", r.get(2))?,
-                        deadline_ms: local(r.get(3))?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            streams: streams
-                .iter()
-                .map(|r| {
-                    Ok(StreamEntry {
-                        guard: text(r, 0),
-                        stream: text(r, 1),
-                        marked: unsigned("marked count", r.get::<_, i32>(2).into())?,
-                        expires_at_ms: local(r.get(3))?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            records: records
-                .iter()
-                .map(|r| {
-                    Ok(RecordEntry {
-                        space: text(r, 0),
-                        key: text(r, 1),
-                        version: unsigned("record version", r.get(2))?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-        };
-        inventory.sort();
-        Ok(inventory)
+        self.execute(self.planner.inspect())
     }
 }

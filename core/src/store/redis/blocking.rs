@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError};
 use serde_json::Value;
 
-use super::protocol::{Command, Layout, Now, Reply, Request, Step};
+use super::protocol::{Command, Layout, Now, Reply, Request, Script, Step};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::fork::OpenedIn;
@@ -118,7 +118,7 @@ pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
 /// A request that failed in transport as a racefree error: `timeout` when the server did not
 /// answer in time, `backend_unavailable` for everything else (refused, dropped). (A server's
 /// error reply is a [`Reply::Error`], decoded by the protocol.)
-fn classify(err: &RedisError, timeout: Duration) -> Error {
+pub(super) fn classify(err: &RedisError, timeout: Duration) -> Error {
     if err.is_timeout() {
         Error::Timeout { waited: timeout }
     } else {
@@ -127,7 +127,7 @@ fn classify(err: &RedisError, timeout: Duration) -> Error {
 }
 
 /// The client's value as the protocol's reply (RESP3's richer types folded into RESP2's).
-fn reply(value: redis::Value) -> Reply {
+pub(super) fn reply(value: redis::Value) -> Reply {
     use redis::Value as V;
     match value {
         V::Nil => Reply::Nil,
@@ -155,14 +155,7 @@ impl RedisStore {
     /// [`Error::BackendUnavailable`] when the server cannot be reached or its certificate is not
     /// trusted; [`Error::Timeout`] when it does not answer within the timeout.
     pub fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
-        check_options(url, &options)?;
-        let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
-        let client = if url.starts_with("rediss://") {
-            crate::store::tls::install_crypto_provider();
-            Client::build_with_tls(url, tls_certificates(&options)?).map_err(bad_url)?
-        } else {
-            Client::open(url).map_err(bad_url)?
-        };
+        let client = client(url, &options)?;
         let store = Self {
             client,
             idle: Mutex::new(Vec::new()),
@@ -182,17 +175,10 @@ impl RedisStore {
 
     fn check_fsync(&self) -> Result<()> {
         let config = |name: &'static str| {
-            self.call(|conn| redis::cmd("CONFIG").arg("GET").arg(name).query::<Vec<String>>(conn))
+            self.call(|conn| config_get(name).query::<Vec<String>>(conn))
                 .map(|pair| pair.get(1).cloned().unwrap_or_default())
         };
-        let (appendonly, appendfsync) = (config("appendonly")?, config("appendfsync")?);
-        if appendonly == "yes" && appendfsync == "always" {
-            return Ok(());
-        }
-        Err(Error::unavailable(format!(
-            "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
-             appendonly {appendonly:?}, appendfsync {appendfsync:?}"
-        )))
+        fsync_verdict(&config("appendonly")?, &config("appendfsync")?)
     }
 
     /// Runs one request on a pooled connection. A connection that failed at the transport level
@@ -263,6 +249,19 @@ impl RedisStore {
 /// (`NOSCRIPT`: a restarted or failed-over server starts with an empty script cache) it is
 /// loaded and sent again. A transport failure is the `Err`; a server's error reply is a reply.
 fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
+    let command = command(request);
+    match conn.req_command(&command).map(reply)? {
+        Reply::Error { code, .. } if code == "NOSCRIPT" => {
+            let Command::Script(script) = request.command else { unreachable!("only scripts are loaded") };
+            conn.req_command(&script_load(script))?;
+            conn.req_command(&command).map(reply)
+        }
+        other => Ok(other),
+    }
+}
+
+/// The command that carries `request`: `EVALSHA` for a script, the command itself otherwise.
+pub(super) fn command(request: &Request) -> redis::Cmd {
     // Sized up front, as redis-rs sizes its own script calls: grown argument by argument, the
     // command's buffers were reallocated several times per call (measured with callgrind).
     let command = |name: &str, head: &[&str]| {
@@ -275,18 +274,45 @@ fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
         cmd
     };
     match request.command {
-        Command::Plain(name) => conn.req_command(&command(name, &[])).map(reply),
-        Command::Script(script) => {
-            let count = request.keys.len().to_string();
-            let evalsha = command("EVALSHA", &[&script.sha1, &count]);
-            match conn.req_command(&evalsha).map(reply)? {
-                Reply::Error { code, .. } if code == "NOSCRIPT" => {
-                    redis::cmd("SCRIPT").arg("LOAD").arg(&script.text).query::<String>(conn)?;
-                    conn.req_command(&evalsha).map(reply)
-                }
-                other => Ok(other),
-            }
-        }
+        Command::Plain(name) => command(name, &[]),
+        Command::Script(script) => command("EVALSHA", &[&script.sha1, &request.keys.len().to_string()]),
+    }
+}
+
+/// `SCRIPT LOAD` of a script the server answered `NOSCRIPT` for.
+pub(super) fn script_load(script: &Script) -> redis::Cmd {
+    let mut cmd = redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(&script.text);
+    cmd
+}
+
+/// `CONFIG GET name`.
+pub(super) fn config_get(name: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET").arg(name);
+    cmd
+}
+
+/// `require_fsync`'s check of the server's `appendonly` and `appendfsync`.
+pub(super) fn fsync_verdict(appendonly: &str, appendfsync: &str) -> Result<()> {
+    if appendonly == "yes" && appendfsync == "always" {
+        return Ok(());
+    }
+    Err(Error::unavailable(format!(
+        "redis: require_fsync needs `appendonly yes` and `appendfsync always`; the server runs \
+         appendonly {appendonly:?}, appendfsync {appendfsync:?}"
+    )))
+}
+
+/// The redis-rs client of `url`, with TLS for `rediss://`.
+pub(super) fn client(url: &str, options: &RedisOptions) -> Result<Client> {
+    check_options(url, options)?;
+    let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));
+    if url.starts_with("rediss://") {
+        crate::store::tls::install_crypto_provider();
+        Client::build_with_tls(url, tls_certificates(options)?).map_err(bad_url)
+    } else {
+        Client::open(url).map_err(bad_url)
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! Two parts: [`protocol`], the requests and the decoding of their replies as data (no I/O, no
 //! client crate, feature `redis-protocol`, builds for wasm32), and the engine that carries them:
-//! [`RedisStore`], blocking, on a pool of redis-rs connections (feature `redis`). The key layout
+//! [`RedisStore`], blocking, on a pool of redis-rs connections (feature `redis`), and
+//! [`aio::RedisStore`](crate::aio::RedisStore), on one multiplexed connection of the caller's
+//! tokio runtime (features `redis` and `tokio`). The key layout
 //! is described in [`protocol`].
 //!
 //! **Time.** Handed the wall clock ([`SystemClock`](crate::SystemClock)), deadlines are judged by
@@ -15,6 +17,8 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+#[cfg(all(feature = "redis", feature = "tokio"))]
+mod nonblocking;
 pub mod protocol;
 
 #[cfg(feature = "redis")]
@@ -22,3 +26,6 @@ pub(crate) use blocking::check_options;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use blocking::{RedisOptions, RedisStore};
+#[cfg(all(feature = "redis", feature = "tokio"))]
+#[doc(hidden)] // Documented as `racefree::aio::RedisStore`.
+pub use nonblocking::AsyncRedisStore;

@@ -1,0 +1,158 @@
+//! racefree for tokio hosts: every primitive's operations as futures, on stores that never block
+//! a runtime worker (feature `tokio`).
+//!
+//! The names follow redis-rs's `aio` convention: this module holds the same types as the crate
+//! root, with the same names, methods and errors, where each operation that reaches a store is an
+//! `async fn`: [`Counter`], [`EventGuard`], [`StartLock`] and its [`Lease`], [`Records`], and the
+//! [`Store`] trait they run on.
+//!
+//! | store | how its calls run |
+//! |---|---|
+//! | memory | inline: one critical section, no I/O ([`from_blocking`]) |
+//! | SQLite | on tokio's blocking pool ([`from_blocking`]) |
+//! | Redis | [`RedisStore`]: one multiplexed redis-rs connection driving the core's protocol |
+//! | PostgreSQL | [`PostgresStore`]: tokio-postgres on the caller's runtime, its own pool |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> racefree::Result<()> {
+//! use racefree::aio::{self, StartLock};
+//! use std::time::Duration;
+//!
+//! let store = aio::open("memory://").await?;
+//! let tasks = StartLock::new(&store, "tasks")?;
+//! let lease = tasks.try_start("report:7", Duration::from_secs(30)).await?.expect("free");
+//! assert!(tasks.try_start("report:7", Duration::from_secs(30)).await?.is_none());
+//! lease.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cancel safety
+//!
+//! Dropping a future (a `select!` branch that lost, a `timeout`, an aborted task) stops waiting
+//! for its reply, not its request: a request already sent may still apply, as one whose reply
+//! was lost to a timeout may. What each operation does about it:
+//! - a **grant** (`try_start`, `try_grant`, `acquire`) whose future is dropped is finished by a
+//!   task of its own, and a lease granted to nobody is released at once, so the key is free
+//!   again after one round trip (if the runtime shuts down first, within the lease's TTL);
+//! - a dropped **`next`** may have taken an index that nobody sees (a gap); use `claim` with an
+//!   execution id where an index must not be lost: claiming the id again returns it;
+//! - a dropped **mark** may have marked its event: marking it again answers `Duplicate`;
+//! - every other operation is a read, or a write whose outcome a later call reads back
+//!   (`renew`, `release`, record writes and deletes, `set`, `reset`, `forget`).
+//!
+//! Nothing is retried blindly: a request whose reply was lost is reported (`timeout`,
+//! `backend_unavailable`), never sent again by racefree.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::error::{Error, Result};
+use crate::store::{Claim, Inventory, LeaseGrant, MarkOutcome, StoreStats, Versioned};
+
+mod counter;
+mod event_guard;
+mod from_blocking;
+mod open;
+mod records;
+mod start_lock;
+
+pub use counter::Counter;
+pub use event_guard::EventGuard;
+pub use from_blocking::from_blocking;
+pub use open::{open, open_with_clock};
+pub use records::Records;
+pub use start_lock::{Lease, StartLock};
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::store::postgres::AsyncPostgresStore as PostgresStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::store::redis::AsyncRedisStore as RedisStore;
+
+/// A boxed future, as every [`Store`] method returns (the trait is used as `dyn Store`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A shared async store handle: what every async primitive holds.
+pub type SharedStore = Arc<dyn Store>;
+
+/// The atomic steps of [`crate::Store`], as futures: the same methods, arguments, outcomes and
+/// errors. Each is one atomic step in its backend, as there.
+///
+/// A future that is dropped before it completes may or may not have applied its step (see the
+/// module's "Cancel safety"); it never applies it twice.
+#[allow(missing_docs)] // Each method is documented on `crate::Store`, under the same name.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The clock that judges every deadline in this store.
+    fn clock(&self) -> &SharedClock;
+
+    /// The namespace that prefixes every key of this store ("" for none).
+    fn namespace(&self) -> &str;
+
+    /// Whether every call completes when first polled, without I/O (see
+    /// [`crate::Store::is_local`]): such a future cannot be dropped half-way.
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    fn counter_next<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>>;
+    fn counter_claim<'a>(&'a self, counter: &'a str, id: &'a str) -> BoxFuture<'a, Result<Claim>>;
+    fn counter_index_of<'a>(&'a self, counter: &'a str, id: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
+    fn counter_peek<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>>;
+    fn counter_set<'a>(&'a self, counter: &'a str, next: u64) -> BoxFuture<'a, Result<()>>;
+    fn counter_reset<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn guard_mark<'a>(
+        &'a self,
+        guard: &'a str,
+        stream: &'a str,
+        position: u32,
+        retention_ms: u64,
+    ) -> BoxFuture<'a, Result<MarkOutcome>>;
+    fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>>;
+    fn guard_forget<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<bool>>;
+    fn lease_try_grant<'a>(
+        &'a self,
+        lock: &'a str,
+        key: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>>;
+    fn lease_renew<'a>(
+        &'a self,
+        lock: &'a str,
+        key: &'a str,
+        token: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<u64>>;
+    fn lease_release<'a>(&'a self, lock: &'a str, key: &'a str, token: u64) -> BoxFuture<'a, Result<()>>;
+    fn lease_holder<'a>(&'a self, lock: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<LeaseGrant>>>;
+    fn record_get<'a>(&'a self, space: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>>;
+    fn record_put<'a>(
+        &'a self,
+        space: &'a str,
+        key: &'a str,
+        value: &'a Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    fn record_delete<'a>(
+        &'a self,
+        space: &'a str,
+        key: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool>>;
+    fn sweep(&self) -> BoxFuture<'_, Result<u64>>;
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats>>;
+    fn inspect(&self) -> BoxFuture<'_, Result<Inventory>>;
+}
+
+/// A task's panic or cancellation by a runtime shutting down, as a racefree error.
+fn lost_task(what: &str, err: &tokio::task::JoinError) -> Error {
+    Error::unavailable(format!("{what}: the task running the call ended without a result: {err}"))
+}
