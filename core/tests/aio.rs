@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 struct Gated {
     inner: aio::SharedStore,
     pretend_local: bool,
+    /// Renewals fail as if the server were unreachable.
+    fail_renewals: std::sync::atomic::AtomicBool,
 }
 
 /// `Pending` once, then ready: one await point.
@@ -116,6 +118,10 @@ impl aio::Store for Gated {
         token: u64,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<u64>> {
+        if self.fail_renewals.load(Ordering::SeqCst) {
+            let frozen = racefree::Error::BackendUnavailable { reason: "frozen".into(), source: None };
+            return Box::pin(async { Err(frozen) });
+        }
         gate!(self.lease_renew(lock, key, token, ttl_ms))
     }
     fn lease_release<'a>(&'a self, lock: &'a str, key: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
@@ -158,7 +164,7 @@ impl aio::Store for Gated {
 
 fn gated_store(pretend_local: bool) -> aio::SharedStore {
     let memory: racefree::SharedStore = Arc::new(MemoryStore::new());
-    Arc::new(Gated { inner: aio::from_blocking(memory), pretend_local })
+    Arc::new(Gated { inner: aio::from_blocking(memory), pretend_local, fail_renewals: false.into() })
 }
 
 /// Polls `future` `k` times (or until it is ready) and drops it; whether it finished.
@@ -485,4 +491,146 @@ async fn the_contention_scenario_catches_a_racy_store() {
     let seen = one_holder_at_a_time(aio::from_blocking(racy), 64, 5).await;
     assert!(seen.most > 1 || seen.refused > 0, "the racy store was not caught: {seen:?}");
     eprintln!("the racy store was caught: {seen:?}");
+}
+
+/// A work that records when it is dropped.
+struct DropFlag(Arc<parking_lot::Mutex<Option<tokio::time::Instant>>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        *self.0.lock() = Some(tokio::time::Instant::now());
+    }
+}
+
+fn coordinator(store: &aio::SharedStore, ttl: Duration) -> aio::Coordinator {
+    aio::Coordinator::new(store, "coordinated", racefree::KeeperOptions::new(ttl).unwrap()).unwrap()
+}
+
+/// A work that outlives its TTL many times over keeps its lease (renewed by its task), then
+/// releases it when it returns.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn coordinator_keeps_the_lease_for_as_long_as_the_work_runs() {
+    let store = gated_store(false);
+    let tasks = coordinator(&store, Duration::from_secs(3));
+    let run = tasks
+        .start("k", |holding| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            holding.check().map(|()| holding.token())
+        })
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(tasks.start("k", |_| async {}).await.unwrap().is_none(), "a second start while running");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(tasks.is_running("k").await.unwrap() && !run.holding().is_lost());
+    let finished = run.join().await;
+    assert!(matches!(finished.value, Some(Ok(_))) && finished.lost.is_none(), "{finished:?}");
+    assert!(!tasks.is_running("k").await.unwrap(), "released when the work returned");
+}
+
+/// A lease taken from under the work (released by its token elsewhere): the holding is told
+/// `not_owner` and the work dropped at the next renewal, before it returns.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn coordinator_drops_a_work_whose_lease_is_taken() {
+    let store = gated_store(false);
+    let tasks = coordinator(&store, Duration::from_secs(3));
+    let dropped_at = Arc::new(parking_lot::Mutex::new(None));
+    let flag = DropFlag(dropped_at.clone());
+    let run = tasks
+        .start("k", move |_| async move {
+            let _flag = flag;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+        .await
+        .unwrap()
+        .expect("free");
+    let watcher = run.holding().clone();
+    let told = tokio::spawn(async move { watcher.wait_lost().await });
+    tasks.lock().release_token("k", run.holding().token()).await.unwrap();
+    let lost = told.await.unwrap();
+    assert!(
+        matches!(&lost, racefree::Error::LeaseLost { reason: racefree::LossReason::NotOwner, .. }),
+        "{lost}"
+    );
+    let finished = run.join().await;
+    assert!(finished.value.is_none() && finished.lost.is_some(), "{finished:?}");
+    assert!(dropped_at.lock().is_some(), "the work was not dropped");
+}
+
+/// Renewals failing (a frozen server): the work is dropped by the lease's safe deadline, never
+/// after, and told `renewals_failed`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn coordinator_drops_the_work_by_the_safe_deadline_when_renewals_fail() {
+    let memory: racefree::SharedStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(Gated {
+        inner: aio::from_blocking(memory),
+        pretend_local: false,
+        fail_renewals: false.into(),
+    });
+    let store: aio::SharedStore = gated.clone();
+    let ttl = Duration::from_secs(3);
+    let tasks = coordinator(&store, ttl);
+    let dropped_at = Arc::new(parking_lot::Mutex::new(None));
+    let flag = DropFlag(dropped_at.clone());
+    let requested = tokio::time::Instant::now();
+    gated.fail_renewals.store(true, Ordering::SeqCst);
+    let run = tasks
+        .start("k", move |_| async move {
+            let _flag = flag;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+        .await
+        .unwrap()
+        .expect("free");
+    let finished = run.join().await;
+    let dropped = dropped_at.lock().expect("the work was dropped");
+    let safe_deadline = requested + ttl - racefree::safety_margin(ttl);
+    assert!(dropped <= safe_deadline, "dropped {:?} after the safe deadline", dropped - safe_deadline);
+    assert!(
+        dropped + Duration::from_millis(50) >= safe_deadline,
+        "dropped {:?} early",
+        safe_deadline - dropped
+    );
+    match finished.lost {
+        Some(racefree::Error::LeaseLost { reason: racefree::LossReason::RenewalsFailed { .. }, .. }) => {}
+        other => panic!("lost: {other:?}"),
+    }
+}
+
+/// A work that panics: its lease is released first, then the panic reaches `join`.
+#[tokio::test(flavor = "current_thread")]
+async fn coordinator_releases_the_lease_of_a_work_that_panics() {
+    let store = aio::open("memory://").await.unwrap();
+    let tasks = coordinator(&store, Duration::from_secs(30));
+    let run = tasks.start("k", |_| async { panic!("the work failed") }).await.unwrap().expect("free");
+    let joined = tokio::spawn(run.join()).await;
+    assert!(joined.unwrap_err().is_panic());
+    assert!(!tasks.is_running("k").await.unwrap(), "the lease of a panicked work is released");
+}
+
+/// The example host (`examples/tokio_host.rs`, built by `cargo test` beside this binary) on
+/// memory, Redis and PostgreSQL: runs happen, one at a time.
+#[test]
+fn the_tokio_host_example_runs_one_at_a_time_on_every_store() {
+    let test_binary = std::env::current_exe().expect("this test's path");
+    let example =
+        test_binary.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples/tokio_host");
+    assert!(
+        example.exists(),
+        "{} is missing: cargo test builds the examples of its features",
+        example.display()
+    );
+    #[allow(unused_mut)]
+    let mut urls = vec!["memory://".to_owned()];
+    #[cfg(feature = "redis")]
+    urls.push(common::redis_server::RedisServer::shared().fresh_url());
+    #[cfg(feature = "postgres")]
+    urls.push(common::postgres_server::PostgresServer::shared().fresh_url());
+    for url in urls {
+        let output = std::process::Command::new(&example).arg(&url).output().expect("the example runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{url}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("most at once: 1"), "{url}: {stdout}");
+        eprint!("{stdout}");
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! The names follow redis-rs's `aio` convention: this module holds the same types as the crate
 //! root, with the same names, methods and errors, where each operation that reaches a store is an
-//! `async fn`: [`Counter`], [`EventGuard`], [`StartLock`] and its [`Lease`], [`Records`], and the
-//! [`Store`] trait they run on.
+//! `async fn`: [`Counter`], [`EventGuard`], [`StartLock`] and its [`Lease`], [`Records`], the
+//! [`Coordinator`] (each work a task, its lease kept by the core's
+//! [`LeaseKeeper`](crate::LeaseKeeper)), and the [`Store`] trait they run on.
 //!
 //! | store | how its calls run |
 //! |---|---|
@@ -56,6 +57,7 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::{Claim, Inventory, LeaseGrant, MarkOutcome, StoreStats, Versioned};
 
+mod coordinator;
 mod counter;
 mod event_guard;
 mod from_blocking;
@@ -63,6 +65,7 @@ mod open;
 mod records;
 mod start_lock;
 
+pub use coordinator::{Coordinator, Finished, Holding, Running};
 pub use counter::Counter;
 pub use event_guard::EventGuard;
 pub use from_blocking::from_blocking;
