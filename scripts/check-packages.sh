@@ -26,7 +26,7 @@ listing = Path(sys.argv[1])
 packages = {
     "racefree.crate": (
         ["Cargo.toml", "Cargo.toml.orig", "Cargo.lock", ".cargo_vcs_info.json", "README.md", "LICENSE-MIT",
-         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "src/store/postgres/*.rs", "src/store/redis/*.rs", "tests/*.rs",
+         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "src/store/postgres/*.rs", "src/store/redis/*.rs", "src/aio/*.rs", "tests/*.rs",
          "tests/common/*.rs", "tests/*.proptest-regressions", "tests/vectors/*.json", "tests/vectors/README.md",
          "benches/*.rs", "examples/*.rs"],
         ["README.md", "LICENSE-MIT", "LICENSE-APACHE", "src/lib.rs", "tests/vectors/task_engine_indexes.json"],
@@ -53,7 +53,7 @@ packages = {
          "bindings-python/requirements-dev.txt", "bindings-python/src/*.rs",
          # The core crate as cargo needs it to build (its manifest names its tests and benches).
          "core/Cargo.toml", "core/README.md", "core/LICENSE-*", "core/src/*.rs", "core/src/store/*.rs",
-         "core/src/store/memory/*.rs", "core/src/store/postgres/*.rs", "core/src/store/redis/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
+         "core/src/store/memory/*.rs", "core/src/store/postgres/*.rs", "core/src/store/redis/*.rs", "core/src/aio/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
          "core/tests/*.proptest-regressions", "core/tests/vectors/*", "core/benches/*.rs", "core/examples/*.rs"],
         ["PKG-INFO", "pyproject.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "python/racefree/py.typed"],
     ),
