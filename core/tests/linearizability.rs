@@ -441,3 +441,32 @@ linearizable!(
         recovered(after);
     }
 );
+
+/// The async stores (`racefree::aio`): 8 clients whose every call is a future on one shared
+/// runtime (on Redis, all of them pipelined on one multiplexed connection).
+macro_rules! linearizable_async {
+    ($backend:ident, $url:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn clients() {
+                let make: fn() -> String = $url;
+                let url = make();
+                let history = on_threads(8, ops_per_client(1_250), &[2, 15, 60_000], || {
+                    common::on_async::open(&url, std::sync::Arc::new(racefree::SystemClock))
+                });
+                expect_linearizable(concat!(stringify!($backend), ", 8 clients"), &history, 10_000);
+            }
+        }
+    };
+}
+
+#[cfg(all(feature = "tokio", feature = "sqlite"))]
+linearizable_async!(sqlite_async, || format!("sqlite://{}", common::scratch_path("lin-async.db").display()));
+
+#[cfg(all(feature = "tokio", feature = "redis"))]
+linearizable_async!(redis_async, || common::redis_server::RedisServer::shared().fresh_url());
+
+#[cfg(all(feature = "tokio", feature = "postgres"))]
+linearizable_async!(postgres_async, || common::postgres_server::PostgresServer::shared().fresh_url());
