@@ -447,7 +447,15 @@ async fn redis_grants_cut_by_timeouts_leave_no_holder() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_grants_cut_by_timeouts_leave_no_holder() {
-    grants_cut_by_timeouts(&common::postgres_server::PostgresServer::shared().fresh_url()).await;
+    let server = common::postgres_server::PostgresServer::shared();
+    grants_cut_by_timeouts(&server.fresh_url()).await;
+    // A call cut inside its transaction dropped its connection: none is left open in one.
+    let stuck = server.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'racefree' \
+         AND state LIKE 'idle in transaction%' AND state_change < now() - interval '500 milliseconds'",
+    );
+    assert_eq!(stuck.trim(), "0", "connections left inside a transaction");
 }
 
 /// Bad input keeps its typed errors on the async forms.

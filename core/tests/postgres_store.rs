@@ -228,6 +228,20 @@ fn verify_full_checks_the_servers_certificate_and_its_name() {
     );
     // The right CA, but the certificate names localhost, not 127.0.0.1.
     refused(url("127.0.0.1", &trusted), "not valid for name \"127.0.0.1\"");
+
+    // The async store verifies alike.
+    #[cfg(feature = "tokio")]
+    {
+        let store = common::on_async::open(&url("localhost", &trusted), Arc::new(SystemClock));
+        assert_eq!(store.counter_next("c"), Ok(2));
+        let refused_async = |url: String| {
+            common::on_async::wait(
+                async move { racefree::aio::open(&url).await.map(drop).map_err(|e| e.code()) },
+            )
+        };
+        assert_eq!(refused_async(url("localhost", "sslmode=disable")), Err("backend_unavailable"));
+        assert_eq!(refused_async(url("127.0.0.1", &trusted)), Err("backend_unavailable"));
+    }
 }
 
 /// A version 1 database (no record floors or tombstones) is upgraded to version 2 when opened,

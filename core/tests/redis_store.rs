@@ -279,6 +279,21 @@ fn rediss_verifies_the_server_and_presents_a_client_certificate() {
     let plain_url = format!("redis://127.0.0.1:{}/0?tls_ca={}", server.port, file("ca.pem"));
     assert_eq!(code(plain_url), Err("invalid_argument"));
     assert_eq!(code(format!("{base}#insecure")), Err("invalid_argument"));
+
+    // The async store verifies alike, and sees the same data.
+    #[cfg(feature = "tokio")]
+    {
+        let clock = std::sync::Arc::new(racefree::SystemClock);
+        let store = common::on_async::open(&format!("{base}&tls_ca={}{client}", file("ca.pem")), clock);
+        assert_eq!(Counter::new(&store, "task:1").expect("counter").next(), Ok(2));
+        let code_async = |url: String| {
+            common::on_async::wait(
+                async move { racefree::aio::open(&url).await.map(drop).map_err(|e| e.code()) },
+            )
+        };
+        assert_eq!(code_async(format!("{base}{client}")), Err("backend_unavailable"), "system trust store");
+        assert_eq!(code_async(format!("{base}&tls_ca={}", file("ca.pem"))), Err("backend_unavailable"));
+    }
 }
 
 /// A key holding what racefree could not have written is `corrupt_data`, never a guessed value
