@@ -357,3 +357,75 @@ fn scripts_are_loaded_again_after_the_server_forgot_them() {
     assert!(second.token() > first.token());
     assert!(loads(server) >= before + 2, "the release and grant scripts were not loaded again");
 }
+
+/// The protocol as a host with its own client drives it (here redis-rs, plain `EVAL`): a grant
+/// and a mark sent twice — a client resending after a lost reply, as ioredis does after a
+/// reconnect — are answered alike, where a second request is answered "held" and `Duplicate`.
+#[test]
+fn replayed_grants_and_marks_get_the_same_answer() {
+    use racefree::store::redis::protocol::{Command, Layout, Now, Reply, Step};
+    use racefree::store::{LeaseGrant, MarkOutcome};
+
+    fn reply(value: redis::Value) -> Reply {
+        match value {
+            redis::Value::Nil => Reply::Nil,
+            redis::Value::Int(n) => Reply::Int(n),
+            redis::Value::BulkString(bytes) => Reply::Data(bytes),
+            redis::Value::Array(items) => Reply::Array(items.into_iter().map(reply).collect()),
+            redis::Value::SimpleString(text) => Reply::Status(text),
+            redis::Value::Okay => Reply::Status("OK".into()),
+            other => panic!("an unexpected reply {other:?}"),
+        }
+    }
+    fn run<T>(conn: &mut redis::Connection, mut step: Step<T>) -> T {
+        loop {
+            match step {
+                Step::Done(result) => return result.expect("an answer"),
+                Step::Send(request, then) => {
+                    let mut cmd = match request.command {
+                        Command::Script(script) => {
+                            let mut cmd = redis::cmd("EVAL");
+                            cmd.arg(&script.text).arg(request.keys.len());
+                            cmd
+                        }
+                        Command::Plain(name) => redis::cmd(name),
+                    };
+                    cmd.arg(&request.keys).arg(&request.args);
+                    step = then(reply(cmd.query(conn).expect("the server answers")));
+                }
+            }
+        }
+    }
+
+    let server = RedisServer::shared();
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port))
+        .and_then(|client| client.get_connection())
+        .expect("a connection");
+    let layout = Layout::new(&format!("replay-{}", std::process::id()));
+    let now = Now { local_ms: 1_000, judge_by_local: false };
+    let grant = |conn: &mut redis::Connection, request: &str| -> Option<LeaseGrant> {
+        run(conn, layout.lease_try_grant("lock", "k", 30_000, now, request))
+    };
+
+    let first = grant(&mut conn, "req-1").expect("a fresh key is free");
+    let replayed = grant(&mut conn, "req-1").expect("the same request gets its lease again");
+    assert_eq!(replayed.token, first.token, "a replay is not granted a new token");
+    assert!(replayed.deadline_ms <= first.deadline_ms);
+    assert_eq!(grant(&mut conn, "req-2"), None, "another request finds the key held");
+    assert_eq!(grant(&mut conn, ""), None, "a request without an id finds the key held");
+    run(&mut conn, layout.lease_release("lock", "k", first.token, now));
+    let next = grant(&mut conn, "req-3").expect("released");
+    assert!(next.token > first.token);
+    assert_eq!(grant(&mut conn, "req-1"), None, "an old request replayed late finds the key held");
+
+    let mark = |conn: &mut redis::Connection, position: u32, request: &str| -> MarkOutcome {
+        run(conn, layout.guard_mark("guard", "s1", position, 60_000, now, request))
+    };
+    assert_eq!(mark(&mut conn, 0, "m-1"), MarkOutcome::First);
+    assert_eq!(mark(&mut conn, 0, "m-1"), MarkOutcome::First, "the same mark replayed");
+    assert_eq!(mark(&mut conn, 0, "m-2"), MarkOutcome::Duplicate, "another caller's mark");
+    assert_eq!(mark(&mut conn, 0, ""), MarkOutcome::Duplicate);
+    assert_eq!(mark(&mut conn, 1, "m-3"), MarkOutcome::First);
+    assert_eq!(mark(&mut conn, 0, "m-1"), MarkOutcome::Duplicate, "no longer the last mark");
+    assert_eq!(mark(&mut conn, 1, "m-3"), MarkOutcome::First);
+}

@@ -364,7 +364,15 @@ impl Store for RedisStore {
     }
 
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
-        self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now()))
+        // A request id per call: a host that resends it (after a lost reply) gets the same answer.
+        self.run(self.layout.guard_mark(
+            guard,
+            stream,
+            position,
+            retention_ms,
+            self.now(),
+            &crate::new_execution_id(),
+        ))
     }
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
@@ -377,7 +385,7 @@ impl Store for RedisStore {
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
-        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now()))
+        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &crate::new_execution_id()))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {

@@ -213,7 +213,15 @@ impl crate::aio::Store for AsyncRedisStore {
         position: u32,
         retention_ms: u64,
     ) -> BoxFuture<'a, Result<MarkOutcome>> {
-        self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now()))
+        // A request id per call: a host that resends it (after a lost reply) gets the same answer.
+        self.run(self.layout.guard_mark(
+            guard,
+            stream,
+            position,
+            retention_ms,
+            self.now(),
+            &crate::new_execution_id(),
+        ))
     }
 
     fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
@@ -231,7 +239,7 @@ impl crate::aio::Store for AsyncRedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
-        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now()))
+        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &crate::new_execution_id()))
     }
 
     fn lease_renew<'a>(

@@ -36,13 +36,29 @@
 //! The lengths make the layout unambiguous whatever characters names hold. Kinds: `c` counter
 //! (the next index, an integer), `i` its claims (hash id → index), `t` a lock's token counter
 //! (never deleted, so tokens grow across keys, expiry and restarts), `l:<key>` a lease (hash
-//! `t` token, `d` deadline; `PX` set to the TTL), `m:<stream>` a stream's marks (hash `n` marked,
-//! `e` expiry; `PX` set to the retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence;
+//! `t` token, `d` deadline, `r` the request granted it; `PX` set to the TTL), `m:<stream>` a
+//! stream's marks (hash `n` marked, `e` expiry, `r` the request of the last mark; `PX` set to the
+//! retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence;
 //! a deleted record that accepted a fencing token keeps only `f`, its tombstone), `f` the largest
 //! version the record space has deleted (new records start above it).
 //!
 //! **Time**: a request's `now` argument is empty when the server's clock judges (`TIME` inside
 //! the script), and the injected clock's reading otherwise ([`Now`]).
+//!
+//! **Replays.** A request whose reply was lost may have run, and some clients send it again by
+//! themselves (ioredis resends unanswered commands after a reconnect; a cluster client retries).
+//! Every request may be sent twice without applying twice, and answers alike the second time:
+//! - reads, `claim` (the same id, the same index), `set`, `reset` and `forget` by their nature;
+//! - a grant and a mark by their request id ([`Layout::lease_try_grant`], [`Layout::guard_mark`]):
+//!   kept with the lease and with the stream's last mark, it turns the same request sent again
+//!   into the same answer — the same lease and token, [`MarkOutcome::First`] — instead of "held"
+//!   and `Duplicate`;
+//! - `renew`, `release`, record writes and deletes apply at most once, but a repeat of one that
+//!   applied is answered as a new request would be (`renew` extends again; `release` answers
+//!   `not_owner`, a write `conflict`): a host that resends them must read that answer so.
+//!
+//! `next` is the one request that applies twice when sent twice (a second `INCR`); `claim` is its
+//! replay-safe form.
 //!
 //! **Replies** that do not fit what the operation can answer (a negative index, a number past
 //! its range, an array of the wrong length, text where a number belongs) are
@@ -298,16 +314,21 @@ redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', index))
 return {index, 1}
 ";
 
-// KEYS[1] marks; ARGV[1] now, ARGV[2] position, ARGV[3] retention. -> {0 first | 1 duplicate | 2 out of order, marked}.
+// KEYS[1] marks; ARGV[1] now, ARGV[2] position, ARGV[3] retention, ARGV[4] request id or ''.
+// -> {0 first | 1 duplicate | 2 out of order, marked}. The request that made the last mark is
+// kept: sent again, it is answered `first` again (a replay, not a duplicate).
 const MARK: &str = "
 local now = now_ms()
-local v = redis.call('HMGET', KEYS[1], 'n', 'e')
+local v = redis.call('HMGET', KEYS[1], 'n', 'e', 'r')
 local marked = 0
 if v[1] and tonumber(v[2]) > now then marked = tonumber(v[1]) end
 local position = tonumber(ARGV[2])
-if position < marked then return {1, marked} end
+if position < marked then
+  if position == marked - 1 and ARGV[4] ~= '' and v[3] == ARGV[4] then return {0, marked} end
+  return {1, marked}
+end
 if position > marked then return {2, marked} end
-redis.call('HSET', KEYS[1], 'n', int(marked + 1), 'e', int(now + tonumber(ARGV[3])))
+redis.call('HSET', KEYS[1], 'n', int(marked + 1), 'e', int(now + tonumber(ARGV[3])), 'r', ARGV[4])
 expire(KEYS[1], ARGV[3])
 return {0, marked + 1}
 ";
@@ -329,13 +350,18 @@ if expires and tonumber(expires) > now then return 1 end
 return 0
 ";
 
-// KEYS[1] lease, KEYS[2] token counter; ARGV[1] now, ARGV[2] ttl. -> {granted, token, ms left}.
+// KEYS[1] lease, KEYS[2] token counter; ARGV[1] now, ARGV[2] ttl, ARGV[3] request id or ''.
+// -> {granted, token, ms left}. The lease keeps the request that was granted it: sent again
+// while the lease lasts, that request is answered with the same lease (a replay, not a rival).
 const GRANT: &str = "
 local now = now_ms()
-local deadline = redis.call('HGET', KEYS[1], 'd')
-if deadline and tonumber(deadline) > now then return {0, 0, 0} end
+local v = redis.call('HMGET', KEYS[1], 'd', 't', 'r')
+if v[1] and tonumber(v[1]) > now then
+  if ARGV[3] ~= '' and v[3] == ARGV[3] then return {1, tonumber(v[2]), tonumber(v[1]) - now} end
+  return {0, 0, 0}
+end
 local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 't', int(token), 'd', int(now + tonumber(ARGV[2])))
+redis.call('HSET', KEYS[1], 't', int(token), 'd', int(now + tonumber(ARGV[2])), 'r', ARGV[3])
 expire(KEYS[1], ARGV[2])
 return {1, token, tonumber(ARGV[2])}
 ";
@@ -617,7 +643,10 @@ impl Layout {
         one(Request::plain("DEL", keys, vec![]), |reply| reply.int("deleted count").map(drop))
     }
 
-    /// `Store::guard_mark`: one script.
+    /// `Store::guard_mark`: one script. **Replay-safe**: `request` (a unique id, such as a
+    /// [`new_execution_id`](crate::new_execution_id); empty for none) is kept with the mark it
+    /// made, and the same request sent again is answered [`MarkOutcome::First`] again, so a host
+    /// may resend it after a lost reply.
     #[must_use]
     pub fn guard_mark(
         &self,
@@ -626,8 +655,9 @@ impl Layout {
         position: u32,
         retention_ms: u64,
         now: Now,
+        request: &str,
     ) -> Step<MarkOutcome> {
-        let args = vec![now.arg(), position.to_string(), retention_ms.to_string()];
+        let args = vec![now.arg(), position.to_string(), retention_ms.to_string(), request.to_owned()];
         one(Request::script(&scripts().mark, vec![self.key(guard, 'm', Some(stream))], args), |reply| {
             let [outcome, marked] = reply.array("mark")?;
             Ok(match outcome.int("mark outcome")? {
@@ -656,13 +686,22 @@ impl Layout {
     }
 
     /// `Store::lease_try_grant`: one script. The deadline reported is `now.local_ms` (read before
-    /// the request) plus the time left: never later than the server's.
+    /// the request) plus the time left: never later than the server's. **Replay-safe**: `request`
+    /// (a unique id, such as a [`new_execution_id`](crate::new_execution_id); empty for none) is
+    /// kept with the lease, and the same request sent again while the lease lasts is answered with
+    /// that lease (same token, the time it has left), so a host may resend it after a lost reply.
     #[must_use]
-    pub fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64, now: Now) -> Step<Option<LeaseGrant>> {
+    pub fn lease_try_grant(
+        &self,
+        lock: &str,
+        key: &str,
+        ttl_ms: u64,
+        now: Now,
+        request: &str,
+    ) -> Step<Option<LeaseGrant>> {
         let keys = vec![self.key(lock, 'l', Some(key)), self.key(lock, 't', None)];
-        one(Request::script(&scripts().grant, keys, vec![now.arg(), ttl_ms.to_string()]), move |reply| {
-            lease(reply, "grant", now)
-        })
+        let args = vec![now.arg(), ttl_ms.to_string(), request.to_owned()];
+        one(Request::script(&scripts().grant, keys, args), move |reply| lease(reply, "grant", now))
     }
 
     /// `Store::lease_renew`: one script.
@@ -1145,7 +1184,7 @@ mod tests {
     #[test]
     fn marks_and_leases_decode_every_reply() {
         let layout = Layout::new("");
-        let mark = |reply| one_reply(layout.guard_mark("g", "s", 1, 60_000, SERVER), reply);
+        let mark = |reply| one_reply(layout.guard_mark("g", "s", 1, 60_000, SERVER, "req"), reply);
         assert_eq!(mark(ints(&[0, 2])), Ok(MarkOutcome::First));
         assert_eq!(mark(ints(&[1, 2])), Ok(MarkOutcome::Duplicate));
         assert_eq!(mark(ints(&[2, 0])), Ok(MarkOutcome::OutOfOrder { marked: 0 }));
@@ -1158,15 +1197,23 @@ mod tests {
         );
         assert_eq!(one_reply(layout.guard_forget("g", "s", SERVER), Reply::Int(1)), Ok(true));
 
-        let (grant, sent) = drive(layout.lease_try_grant("l", "k", 500, SERVER), |_| ints(&[1, 9, 500]));
+        let (grant, sent) =
+            drive(layout.lease_try_grant("l", "k", 500, SERVER, "req"), |_| ints(&[1, 9, 500]));
         assert_eq!(grant, Ok(Some(LeaseGrant { token: 9, deadline_ms: 1_500 })));
-        assert_eq!(sent[0].args, [String::new(), "500".to_owned()], "the server's clock judges");
-        let local = Now { local_ms: 77, judge_by_local: true };
-        let (_, sent) = drive(layout.lease_try_grant("l", "k", 500, local), |_| ints(&[0, 0, 0]));
-        assert_eq!(sent[0].args[0], "77", "the injected clock judges");
-        assert_eq!(one_reply(layout.lease_try_grant("l", "k", 500, SERVER), ints(&[0, 0, 0])), Ok(None));
         assert_eq!(
-            code(one_reply(layout.lease_try_grant("l", "k", 500, SERVER), ints(&[1, -9, 500]))),
+            sent[0].args,
+            [String::new(), "500".to_owned(), "req".to_owned()],
+            "the server's clock judges"
+        );
+        let local = Now { local_ms: 77, judge_by_local: true };
+        let (_, sent) = drive(layout.lease_try_grant("l", "k", 500, local, "req"), |_| ints(&[0, 0, 0]));
+        assert_eq!(sent[0].args[0], "77", "the injected clock judges");
+        assert_eq!(
+            one_reply(layout.lease_try_grant("l", "k", 500, SERVER, "req"), ints(&[0, 0, 0])),
+            Ok(None)
+        );
+        assert_eq!(
+            code(one_reply(layout.lease_try_grant("l", "k", 500, SERVER, "req"), ints(&[1, -9, 500]))),
             "corrupt_data"
         );
         assert_eq!(one_reply(layout.lease_renew("l", "k", 9, 300, SERVER), Reply::Int(1)), Ok(1_300));
