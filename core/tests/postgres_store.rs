@@ -246,7 +246,8 @@ fn verify_full_checks_the_servers_certificate_and_its_name() {
 
 /// A version 1 database (no record floors or tombstones) is upgraded to version 2 when opened,
 /// keeping what it holds; with `create_schema=false` it is refused until migrated. (Version 1 is
-/// made by taking version 2's additions away: the upgrade replaces both record functions.)
+/// made by taking version 2's additions away: the upgrade replaces both record functions and the
+/// grant and mark functions.)
 #[test]
 fn a_version_1_database_is_upgraded() {
     let database = fresh_database("upgrade");
@@ -257,6 +258,9 @@ fn a_version_1_database_is_upgraded() {
     server.psql(
         &database,
         "DROP TABLE racefree_record_floors; ALTER TABLE racefree_records ALTER COLUMN value SET NOT NULL;
+         DROP FUNCTION racefree_grant(bytea, bytea, bytea, bigint, bigint, bytea);
+         DROP FUNCTION racefree_mark(bytea, bytea, bytea, integer, bigint, bigint, bytea);
+         ALTER TABLE racefree_leases DROP COLUMN request; ALTER TABLE racefree_marks DROP COLUMN request;
          UPDATE racefree_meta SET value = 1 WHERE name = 'schema_version'",
     );
     let refused = racefree::open(&url_of(&database, "create_schema=false")).expect_err("version 1");
@@ -266,6 +270,47 @@ fn a_version_1_database_is_upgraded() {
     assert_eq!(store.record_get("r", "k").map(|r| r.map(|r| r.version)), Ok(Some(1)), "kept");
     assert_eq!(store.record_delete("r", "k", None), Ok(true));
     assert_eq!(store.record_put("r", "k", &serde_json::json!(2), None, None), Ok(2));
+    assert!(store.lease_try_grant("l", "k", 30_000).expect("grant").is_some(), "the new grant function");
+    assert_eq!(
+        store.guard_mark("g", "s", 0, 30_000),
+        Ok(racefree::MarkOutcome::First),
+        "the new mark function"
+    );
+}
+
+/// The server-side grant and mark called twice with one request id (a client resending after a
+/// lost reply) answer alike; another request gets "held" and `Duplicate`.
+#[test]
+fn replayed_grants_and_marks_get_the_same_answer() {
+    let database = fresh_database("replay");
+    let server = PostgresServer::shared();
+    drop(racefree::open(&url_of(&database, "")).expect("open creates the schema"));
+    let grant = |request: &str| {
+        server.psql(
+            &database,
+            &format!(
+                "SELECT token, left_ms > 0 FROM racefree_grant('ns', 'lock', 'k', 30000, NULL, '{request}')"
+            ),
+        )
+    };
+    let first = grant("req-1");
+    assert_eq!(first, "1|t", "a fresh key is granted");
+    assert_eq!(grant("req-1"), first, "the same request gets the same lease");
+    assert_eq!(grant("req-2"), "|", "another request finds the key held");
+    assert_eq!(grant(""), "|", "a request without an id finds the key held");
+    let mark = |position: u32, request: &str| {
+        server.psql(
+            &database,
+            &format!(
+                "SELECT outcome FROM racefree_mark('ns', 'g', 's', {position}, 60000, NULL, '{request}')"
+            ),
+        )
+    };
+    assert_eq!(mark(0, "m-1"), "0");
+    assert_eq!(mark(0, "m-1"), "0", "the same mark replayed is first again");
+    assert_eq!(mark(0, "m-2"), "1", "another caller's mark is a duplicate");
+    assert_eq!(mark(1, "m-3"), "0");
+    assert_eq!(mark(0, "m-1"), "1", "no longer the last mark");
 }
 
 /// A row holding what racefree could not have written is `corrupt_data`, never a guessed value

@@ -142,12 +142,14 @@ impl Planner {
         write(schema::RESET, vec![self.ns(), bytes(counter)], |_| Ok(()))
     }
 
+    /// Replay-safe by `request` (see [`schema::VERSION_2`]).
     pub(super) fn guard_mark(
         &self,
         guard: &str,
         stream: &str,
         position: u32,
         retention_ms: u64,
+        request: &str,
     ) -> Call<MarkOutcome> {
         let Ok(position) = i32::try_from(position) else {
             return Call::refused(Error::invalid_argument(format!(
@@ -155,8 +157,15 @@ impl Planner {
             )));
         };
         let (now, _) = self.now();
-        let params =
-            vec![self.ns(), bytes(guard), bytes(stream), Param::Int4(position), int8(retention_ms), now];
+        let params = vec![
+            self.ns(),
+            bytes(guard),
+            bytes(stream),
+            Param::Int4(position),
+            int8(retention_ms),
+            now,
+            bytes(request),
+        ];
         write(schema::MARK, params, |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_mark"))?;
             let (outcome, marked): (i32, i32) = (row.get(0), row.get(1));
@@ -181,11 +190,19 @@ impl Planner {
         })
     }
 
-    pub(super) fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Call<Option<LeaseGrant>> {
+    /// Replay-safe by `request` (see [`schema::VERSION_2`]).
+    pub(super) fn lease_try_grant(
+        &self,
+        lock: &str,
+        key: &str,
+        ttl_ms: u64,
+        request: &str,
+    ) -> Call<Option<LeaseGrant>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
         let (now, local) = self.now();
         let name = lock.to_owned();
-        write(schema::GRANT, vec![self.ns(), bytes(lock), bytes(key), int8(ttl_ms), now], move |rows| {
+        let params = vec![self.ns(), bytes(lock), bytes(key), int8(ttl_ms), now, bytes(request)];
+        write(schema::GRANT, params, move |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_grant"))?;
             let (token, left): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
             match token {

@@ -177,7 +177,7 @@ async fn prepare_schema(
         match found {
             None if create => {
                 client.batch_execute(schema::CREATE).await?;
-                client.batch_execute(schema::RECORDS).await?;
+                client.batch_execute(schema::VERSION_2).await?;
             }
             Some(1) if create => client.batch_execute(schema::MIGRATE_FROM_1).await?,
             _ => {}
@@ -244,7 +244,14 @@ impl Store for PostgresStore {
     }
 
     fn guard_mark(&self, guard: &str, stream: &str, position: u32, retention_ms: u64) -> Result<MarkOutcome> {
-        self.execute(self.planner.guard_mark(guard, stream, position, retention_ms))
+        // A request id per call: the same request sent again gets the same answer.
+        self.execute(self.planner.guard_mark(
+            guard,
+            stream,
+            position,
+            retention_ms,
+            &crate::new_execution_id(),
+        ))
     }
 
     fn guard_marked(&self, guard: &str, stream: &str) -> Result<u32> {
@@ -256,7 +263,7 @@ impl Store for PostgresStore {
     }
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
-        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms))
+        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &crate::new_execution_id()))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {

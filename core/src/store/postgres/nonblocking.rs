@@ -124,7 +124,14 @@ impl crate::aio::Store for AsyncPostgresStore {
         position: u32,
         retention_ms: u64,
     ) -> BoxFuture<'a, Result<MarkOutcome>> {
-        self.execute(self.planner.guard_mark(guard, stream, position, retention_ms))
+        // A request id per call: the same request sent again gets the same answer.
+        self.execute(self.planner.guard_mark(
+            guard,
+            stream,
+            position,
+            retention_ms,
+            &crate::new_execution_id(),
+        ))
     }
 
     fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
@@ -141,7 +148,7 @@ impl crate::aio::Store for AsyncPostgresStore {
         key: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms))
+        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &crate::new_execution_id()))
     }
 
     fn lease_renew<'a>(

@@ -14,7 +14,8 @@
 //! before it. (A single statement's subquery would use the snapshot taken before it waited.)
 
 /// The schema version this build reads and writes (`racefree_meta`). Version 2 added the record
-/// floors and tombstones ([`RECORDS`]); a version 1 database is upgraded by [`MIGRATE_FROM_1`].
+/// floors and tombstones, and the request ids of replay-safe grants and marks ([`VERSION_2`]); a
+/// version 1 database is upgraded by [`MIGRATE_FROM_1`].
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// The transaction-scoped advisory lock that serializes schema changes (any value; it is
@@ -27,7 +28,7 @@ pub(super) const HAS_SCHEMA: &str = "SELECT to_regclass('racefree_meta') IS NOT 
 pub(super) const FIND_VERSION: &str = "SELECT value FROM racefree_meta WHERE name = 'schema_version'";
 
 /// Creates the tables and functions that version 1 had and version 2 kept (run once, under
-/// [`SCHEMA_LOCK`], when no racefree table exists); [`RECORDS`] completes version 2.
+/// [`SCHEMA_LOCK`], when no racefree table exists); [`VERSION_2`] completes version 2.
 pub(super) const CREATE: &str = r#"
 CREATE TABLE racefree_meta (name text PRIMARY KEY, value bigint NOT NULL);
 CREATE TABLE racefree_counters (ns bytea NOT NULL, counter bytea NOT NULL, next bigint NOT NULL,
@@ -183,8 +184,10 @@ INSERT INTO racefree_meta VALUES ('schema_version', 1);
 /// fencing token stays as its row with no value (a tombstone keeping its version and fence)
 /// until its key is written again. The tombstone is the record's own row, so the row lock orders
 /// every operation on the key; in a table of its own, a delete could commit one between a put's
-/// read of it and its check for the record. Run after [`CREATE`], and by [`MIGRATE_FROM_1`].
-pub(super) const RECORDS: &str = r#"
+/// read of it and its check for the record. And grants and marks are replay-safe: a lease keeps
+/// the request that was granted it, a stream the request of its last mark. Run after
+/// [`CREATE`], and by [`MIGRATE_FROM_1`].
+pub(super) const VERSION_2: &str = r#"
 ALTER TABLE racefree_records ALTER COLUMN value DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS racefree_record_floors (ns bytea NOT NULL, space bytea NOT NULL,
     deleted bigint NOT NULL, PRIMARY KEY (ns, space));
@@ -249,12 +252,123 @@ BEGIN
   n := 1;
 END $$;
 
+-- Replay-safe grants and marks: the request that was granted a lease, and the request of a
+-- stream's last mark, are kept with them; the same request sent again gets the same answer.
+ALTER TABLE racefree_leases ADD COLUMN IF NOT EXISTS request bytea;
+ALTER TABLE racefree_marks ADD COLUMN IF NOT EXISTS request bytea;
+DROP FUNCTION IF EXISTS racefree_mark(bytea, bytea, bytea, integer, bigint, bigint);
+DROP FUNCTION IF EXISTS racefree_grant(bytea, bytea, bytea, bigint, bigint);
+
+-- -> (outcome 0 first | 1 duplicate | 2 out of order, events marked). The request of the last
+-- mark sent again is answered `first` again (a replay, not a duplicate).
+CREATE OR REPLACE FUNCTION racefree_mark(p_ns bytea, p_guard bytea, p_stream bytea, p_position integer,
+    p_retention bigint, p_now bigint, p_request bytea, OUT outcome integer, OUT marked integer)
+LANGUAGE plpgsql AS $$
+DECLARE v_marked integer; v_expires bigint; v_now bigint; v_exists boolean; v_request bytea;
+BEGIN
+  LOOP
+    SELECT m.marked, m.expires_at, m.request INTO v_marked, v_expires, v_request FROM racefree_marks m
+      WHERE ns = p_ns AND guard = p_guard AND stream = p_stream FOR UPDATE;
+    v_exists := FOUND;
+    v_now := racefree_now(p_now);
+    IF NOT v_exists OR v_expires <= v_now THEN v_marked := 0; END IF;
+    marked := v_marked;
+    IF p_position < v_marked THEN
+      outcome := 1;
+      IF p_position = v_marked - 1 AND length(p_request) > 0 AND v_request = p_request THEN outcome := 0; END IF;
+      RETURN;
+    END IF;
+    IF p_position > v_marked THEN outcome := 2; RETURN; END IF;
+    outcome := 0;
+    marked := v_marked + 1;
+    IF v_exists THEN
+      UPDATE racefree_marks SET marked = v_marked + 1, expires_at = v_now + p_retention, request = p_request
+        WHERE ns = p_ns AND guard = p_guard AND stream = p_stream;
+      RETURN;
+    END IF;
+    INSERT INTO racefree_marks (ns, guard, stream, marked, expires_at, request)
+      VALUES (p_ns, p_guard, p_stream, 1, v_now + p_retention, p_request) ON CONFLICT DO NOTHING;
+    IF FOUND THEN RETURN; END IF;
+    -- Another transaction created the stream meanwhile: decide again on its row.
+  END LOOP;
+END $$;
+
+-- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
+-- The request that was granted the lease, sent again while it lasts, gets that lease again.
+--
+-- The lease row is locked first, so the grants (and renewals) of one key are ordered by it; a
+-- key without a row gets one, locked by its insert. The lock's token row is taken last, by one
+-- `UPDATE`, and held only from there to the commit: grants of other keys wait for each other's
+-- commits and nothing more, and tokens follow the order of commits. A held key takes one
+-- statement, a new one three.
+CREATE OR REPLACE FUNCTION racefree_grant(p_ns bytea, p_lock bytea, p_key bytea, p_ttl bigint, p_now bigint,
+    p_request bytea, OUT token bigint, OUT left_ms bigint) LANGUAGE plpgsql AS $$
+DECLARE v_now bigint; v_deadline bigint; v_created bigint; v_last bigint; v_inserted boolean := false;
+  v_token bigint; v_request bytea;
+BEGIN
+  LOOP
+    -- The key's row: inserted (and locked) when there is none, else read without a lock.
+    WITH created AS (
+      INSERT INTO racefree_leases (ns, lock, key, token, deadline, request)
+        VALUES (p_ns, p_lock, p_key, 0, racefree_now(p_now) + p_ttl, p_request)
+      ON CONFLICT DO NOTHING RETURNING deadline)
+    SELECT c.deadline, l.deadline, l.token, l.request INTO v_created, v_deadline, v_token, v_request
+      FROM (SELECT 1) AS one
+      LEFT JOIN created c ON true
+      LEFT JOIN racefree_leases l ON l.ns = p_ns AND l.lock = p_lock AND l.key = p_key;
+    IF v_created IS NOT NULL THEN
+      v_inserted := true;
+      v_now := v_created - p_ttl;
+      EXIT;
+    END IF;
+    IF v_deadline IS NOT NULL THEN
+      v_now := racefree_now(p_now);
+      IF v_deadline > v_now THEN
+        IF length(p_request) > 0 AND v_request = p_request THEN token := v_token; left_ms := v_deadline - v_now; END IF;
+        RETURN;
+      END IF;
+      -- Expired: lock it (a renewal in flight commits first, and its deadline is judged).
+      SELECT l.deadline, l.token, l.request INTO v_deadline, v_token, v_request FROM racefree_leases l
+        WHERE ns = p_ns AND lock = p_lock AND key = p_key FOR UPDATE;
+      IF FOUND THEN
+        v_now := racefree_now(p_now);
+        IF v_deadline > v_now THEN
+          IF length(p_request) > 0 AND v_request = p_request THEN token := v_token; left_ms := v_deadline - v_now; END IF;
+          RETURN;
+        END IF;
+        EXIT;
+      END IF;
+    END IF;
+    -- Removed meanwhile (a sweep, a release), or created by a grant that committed after this
+    -- statement began: look again.
+  END LOOP;
+  LOOP
+    UPDATE racefree_lock_tokens SET last = last + 1
+      WHERE ns = p_ns AND lock = p_lock AND last < 9223372036854775807 RETURNING last INTO token;
+    EXIT WHEN FOUND;
+    -- No row in the UPDATE's snapshot, or the lock's last token issued. (A row another first
+    -- grant committed after that snapshot shows here: then the UPDATE runs again.)
+    SELECT last INTO v_last FROM racefree_lock_tokens WHERE ns = p_ns AND lock = p_lock;
+    IF v_last = 9223372036854775807 THEN
+      token := -1;
+      IF v_inserted THEN DELETE FROM racefree_leases WHERE ns = p_ns AND lock = p_lock AND key = p_key; END IF;
+      RETURN;
+    END IF;
+    IF NOT FOUND THEN
+      INSERT INTO racefree_lock_tokens VALUES (p_ns, p_lock, 0) ON CONFLICT DO NOTHING;
+    END IF;
+  END LOOP;
+  UPDATE racefree_leases SET token = racefree_grant.token, deadline = v_now + p_ttl, request = p_request
+    WHERE ns = p_ns AND lock = p_lock AND key = p_key;
+  left_ms := p_ttl;
+END $$;
+
 UPDATE racefree_meta SET value = 2 WHERE name = 'schema_version';
 "#;
 
 /// Upgrades a version 1 database to version 2: record values may be NULL (tombstones), the floors
 /// table starts empty (which is what version 1 held), and the two record functions are replaced.
-pub(super) const MIGRATE_FROM_1: &str = RECORDS;
+pub(super) const MIGRATE_FROM_1: &str = VERSION_2;
 
 pub(super) const NEXT: &str = "INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
     ON CONFLICT (ns, counter) DO UPDATE SET next = c.next + 1 WHERE c.next < 9223372036854775807
@@ -267,13 +381,13 @@ pub(super) const SET: &str = "INSERT INTO racefree_counters VALUES ($1, $2, $3)
     ON CONFLICT (ns, counter) DO UPDATE SET next = excluded.next";
 pub(super) const RESET: &str = "SELECT racefree_reset($1, $2)";
 
-pub(super) const MARK: &str = "SELECT outcome, marked FROM racefree_mark($1, $2, $3, $4, $5, $6)";
+pub(super) const MARK: &str = "SELECT outcome, marked FROM racefree_mark($1, $2, $3, $4, $5, $6, $7)";
 pub(super) const MARKED: &str =
     "SELECT marked FROM racefree_marks WHERE ns = $1 AND guard = $2 AND stream = $3 AND expires_at > racefree_now($4)";
 pub(super) const FORGET: &str = "DELETE FROM racefree_marks WHERE ns = $1 AND guard = $2 AND stream = $3
     RETURNING expires_at > racefree_now($4)";
 
-pub(super) const GRANT: &str = "SELECT token, left_ms FROM racefree_grant($1, $2, $3, $4, $5)";
+pub(super) const GRANT: &str = "SELECT token, left_ms FROM racefree_grant($1, $2, $3, $4, $5, $6)";
 pub(super) const RENEW: &str = "UPDATE racefree_leases SET deadline = racefree_now($5) + $6
     WHERE ns = $1 AND lock = $2 AND key = $3 AND token = $4 AND deadline > racefree_now($5) RETURNING 1";
 pub(super) const RELEASE: &str = "DELETE FROM racefree_leases
