@@ -236,6 +236,47 @@ async fn the_gate_catches_a_grant_dropped_in_flight() {
     assert!(violation.contains("left key"), "{violation}");
 }
 
+/// A mark dropped after every number of polls, then marked again on the same handle: `First`
+/// exactly once between the two (a dropped `First` is delivered by the retry), then `Duplicate`.
+async fn marks_dropped_at_every_await(store: aio::SharedStore) -> std::result::Result<(), String> {
+    let text = |err: racefree::Error| err.to_string();
+    let guard = EventGuard::new(&store, "gate-marks", &["started", "ended"]).map_err(text)?;
+    for k in 0..POLLS {
+        for event in ["started", "ended"] {
+            let stream = format!("s{k}");
+            let dropped_delivered = poll_then_drop(guard.mark(&stream, event), k);
+            let retried = guard.mark(&stream, event).await.map_err(text)?;
+            let firsts = usize::from(dropped_delivered) + usize::from(retried == Mark::First);
+            if firsts != 1 {
+                return Err(format!(
+                    "{event} of {stream}: First {firsts} times (dropped after {k} polls, finished: \
+                     {dropped_delivered}; retry: {retried:?})"
+                ));
+            }
+            let third = guard.mark(&stream, event).await.map_err(text)?;
+            if third != Mark::Duplicate {
+                return Err(format!("{event} of {stream}: a third mark answered {third:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn marks_dropped_at_any_await_point_are_delivered_once() {
+    if let Err(violation) = marks_dropped_at_every_await(gated_store(false)).await {
+        panic!("{violation}");
+    }
+}
+
+/// The proof that the scenario above can fail: a guard that marks inline loses the `First` of
+/// a mark dropped in flight, and the retry is told `Duplicate`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_gate_catches_a_mark_dropped_in_flight() {
+    let violation = marks_dropped_at_every_await(gated_store(true)).await.expect_err("a lost First");
+    assert!(violation.contains("First 0 times"), "{violation}");
+}
+
 /// Every other operation dropped after every number of polls, then checked by what it promises.
 #[tokio::test(flavor = "current_thread")]
 async fn other_operations_dropped_at_any_await_point_keep_their_promises() {
@@ -256,15 +297,12 @@ async fn other_operations_dropped_at_any_await_point_keep_their_promises() {
         let claim = counter.claim(&id).await.unwrap();
         assert_eq!(counter.index_of(&id).await.unwrap(), Some(claim.index));
         issued.push(claim.index);
-        // A mark dropped at any point: marked at most once, and marking again never skips.
+        // A forget dropped at any point: the stream's marks are gone or still there, whole.
         let stream = format!("s{k}");
-        let dropped_finished = poll_then_drop(guard.mark(&stream, "started"), k);
-        let again = guard.mark(&stream, "started").await.unwrap();
-        assert!(
-            dropped_finished || again == Mark::First || guard.is_marked(&stream, "started").await.unwrap()
-        );
-        assert_eq!(guard.mark(&stream, "started").await.unwrap(), Mark::Duplicate);
-        assert_eq!(guard.last_marked(&stream).await.unwrap(), Some("started"));
+        guard.mark(&stream, "started").await.unwrap();
+        poll_then_drop(guard.forget(&stream), k);
+        let last = guard.last_marked(&stream).await.unwrap();
+        assert!(last.is_none() || last == Some("started"), "{last:?}");
         // A record write dropped at any point landed whole or not at all; versions never repeat.
         let key = format!("r{k}");
         poll_then_drop(records.put(&key, &json!({"k": k}), None), k);
@@ -436,6 +474,50 @@ async fn grants_cut_by_timeouts(url: &str) {
     eprintln!(
         "{url}: {cut} grants cut short, {granted} completed, round trip {round_trip:?}, none left held"
     );
+}
+
+/// A mark cut short at a random point around one round trip, then retried on the same handle,
+/// `trials()` times on fresh streams: each event is delivered (`First`) exactly once.
+async fn marks_cut_by_timeouts(url: &str) {
+    let store = aio::open(url).await.unwrap();
+    let guard = EventGuard::new(&store, "timeouts", &["started"]).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        guard.is_marked("probe", "started").await.unwrap();
+    }
+    let round_trip = started.elapsed() / 20;
+    let mut cut = 0;
+    for trial in 0..trials() {
+        let stream = format!("s{trial}");
+        let delay = round_trip.mul_f64((trial % 25) as f64 / 12.0);
+        let cut_at = tokio::task::spawn_blocking(move || std::thread::sleep(delay));
+        let first_try = tokio::select! {
+            biased;
+            mark = guard.mark(&stream, "started") => Some(mark.unwrap()),
+            _ = cut_at => None,
+        };
+        cut += usize::from(first_try.is_none());
+        let retried = guard.mark(&stream, "started").await.unwrap();
+        let firsts = usize::from(first_try == Some(Mark::First)) + usize::from(retried == Mark::First);
+        assert_eq!(
+            firsts, 1,
+            "{stream}: delivered {firsts} times (first try {first_try:?}, retry {retried:?})"
+        );
+    }
+    assert!(cut > 0, "no mark was cut short (round trip {round_trip:?})");
+    eprintln!("{url}: {cut} marks cut short and retried, each event delivered once");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_marks_cut_by_timeouts_are_delivered_once() {
+    marks_cut_by_timeouts(&common::redis_server::RedisServer::shared().fresh_url()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_marks_cut_by_timeouts_are_delivered_once() {
+    marks_cut_by_timeouts(&common::postgres_server::PostgresServer::shared().fresh_url()).await;
 }
 
 #[cfg(feature = "redis")]

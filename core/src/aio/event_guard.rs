@@ -1,11 +1,16 @@
 //! [`crate::EventGuard`] as futures.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
 use super::SharedStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event_guard::Declared;
+use crate::store::MarkOutcome;
 use crate::validate;
 use crate::{GuardOptions, GuardStats, Mark};
 
@@ -26,6 +31,17 @@ use crate::{GuardOptions, GuardStats, Mark};
 pub struct EventGuard {
     store: SharedStore,
     declared: Declared,
+    marks: Arc<Mutex<InFlight>>,
+}
+
+/// The marks of one handle on their way to a remote store, by stream and event position.
+#[derive(Default)]
+struct InFlight {
+    /// A mark being sent: later marks of the same event wait for its outcome.
+    sending: HashMap<(String, u32), Arc<Notify>>,
+    /// Marks that were `First` after their caller had gone: the next mark of the event on this
+    /// handle is told `First` (it delivers the event), so a dropped mark loses no event.
+    undelivered: HashSet<(String, u32)>,
 }
 
 impl fmt::Debug for EventGuard {
@@ -56,7 +72,11 @@ impl EventGuard {
         events: &[S],
         options: GuardOptions,
     ) -> Result<Self> {
-        Ok(Self { store: Arc::clone(store), declared: Declared::new(name, events, options)? })
+        Ok(Self {
+            store: Arc::clone(store),
+            declared: Declared::new(name, events, options)?,
+            marks: Arc::default(),
+        })
     }
 
     /// The declared events, in order.
@@ -71,14 +91,63 @@ impl EventGuard {
     /// As [`crate::EventGuard::mark`].
     ///
     /// # Cancel safety
-    /// Dropped after its request was sent, the event may be marked without anyone told `First`:
-    /// marking it again answers `Duplicate`. Drop a mark only where that event may go undelivered.
+    /// Cancel-safe, on this handle: on a remote store the mark runs in a task of its own, and a
+    /// mark that lands `First` after its caller was dropped is kept for the next mark of the
+    /// same event on this handle, which is told `First` (it delivers the event). A mark of an
+    /// event whose earlier mark on this handle is still in flight waits for that one's outcome.
+    /// So a mark retried after a drop gives `First` exactly once. (Another handle, or another
+    /// process, is told `Duplicate`: the event is marked.)
     pub async fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
         validate::key("stream id", stream)?;
         let position = self.declared.position(event)?;
-        let outcome =
-            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms).await?;
+        let outcome = if self.store.is_local() {
+            // Ready when first polled: nothing to drop half-way.
+            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms).await?
+        } else {
+            self.mark_in_own_task(stream, position).await?
+        };
         self.declared.settle(stream, event, outcome)
+    }
+
+    async fn mark_in_own_task(&self, stream: &str, position: u32) -> Result<MarkOutcome> {
+        let event = (stream.to_owned(), position);
+        // Wait for an earlier mark of this event on this handle; take its First if it was dropped.
+        let done = loop {
+            let earlier = {
+                let mut marks = self.marks.lock();
+                if marks.undelivered.remove(&event) {
+                    return Ok(MarkOutcome::First);
+                }
+                match marks.sending.get(&event) {
+                    Some(earlier) => Arc::clone(earlier),
+                    None => {
+                        let done = Arc::new(Notify::new());
+                        marks.sending.insert(event.clone(), Arc::clone(&done));
+                        break done;
+                    }
+                }
+            };
+            let notified = earlier.notified();
+            let still_sending =
+                self.marks.lock().sending.get(&event).is_some_and(|now| Arc::ptr_eq(now, &earlier));
+            if still_sending {
+                notified.await;
+            }
+        };
+        let sent = Sent { marks: Arc::clone(&self.marks), event, done, outcome: None };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (store, guard, retention_ms) =
+            (Arc::clone(&self.store), self.declared.name.clone(), self.declared.retention_ms);
+        tokio::spawn(async move {
+            let mut sent = sent;
+            sent.outcome = Some(store.guard_mark(&guard, &sent.event.0, position, retention_ms).await);
+            // Dropped unread (its receiver gone, now or later), a First is kept for the next mark.
+            let _ = reply.send(sent);
+        });
+        match answer.await {
+            Ok(sent) => sent.take(),
+            Err(_) => Err(Error::unavailable("the task marking the event ended without a result")),
+        }
     }
 
     /// As [`crate::EventGuard::is_marked`].
@@ -122,5 +191,34 @@ impl EventGuard {
     #[must_use]
     pub fn stats(&self) -> GuardStats {
         self.declared.stats()
+    }
+}
+
+/// A mark's outcome on its way to its caller. Read, it lets later marks of its event go on;
+/// dropped unread, a `First` is kept for the next mark of the event on the handle.
+struct Sent {
+    marks: Arc<Mutex<InFlight>>,
+    event: (String, u32),
+    done: Arc<Notify>,
+    outcome: Option<Result<MarkOutcome>>,
+}
+
+impl Sent {
+    fn take(mut self) -> Result<MarkOutcome> {
+        self.outcome.take().unwrap_or_else(|| Err(Error::unavailable("the mark was not sent")))
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        let mut marks = self.marks.lock();
+        if let Some(Ok(MarkOutcome::First)) = self.outcome {
+            marks.undelivered.insert(self.event.clone());
+        }
+        if marks.sending.get(&self.event).is_some_and(|sending| Arc::ptr_eq(sending, &self.done)) {
+            marks.sending.remove(&self.event);
+        }
+        drop(marks);
+        self.done.notify_waiters();
     }
 }

@@ -39,7 +39,9 @@
 //!   again after one round trip (if the runtime shuts down first, within the lease's TTL);
 //! - a dropped **`next`** may have taken an index that nobody sees (a gap); use `claim` with an
 //!   execution id where an index must not be lost: claiming the id again returns it;
-//! - a dropped **mark** may have marked its event: marking it again answers `Duplicate`;
+//! - a **mark** on a remote store runs in a task of its own too; one that lands `First` after
+//!   its caller was dropped is kept by the guard handle, and the next mark of that event on the
+//!   same handle is told `First`: a mark retried after a drop delivers its event exactly once;
 //! - every other operation is a read, or a write whose outcome a later call reads back
 //!   (`renew`, `release`, record writes and deletes, `set`, `reset`, `forget`).
 //!
