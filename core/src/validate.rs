@@ -46,3 +46,17 @@ pub(crate) fn namespace(value: &str) -> Result<&str> {
     }
     Ok(value)
 }
+
+/// The default connect and request timeout of the stores that talk to a server.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The options every store that talks to a server has: its namespace, and a positive timeout.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn server_options(backend: &str, namespace_value: &str, timeout: Duration) -> Result<()> {
+    namespace(namespace_value)?;
+    if timeout.is_zero() {
+        return Err(Error::invalid_argument(format!("the {backend} timeout must be positive")));
+    }
+    Ok(())
+}

@@ -85,7 +85,7 @@ impl Default for PostgresOptions {
     fn default() -> Self {
         Self {
             namespace: String::new(),
-            timeout: Duration::from_secs(5),
+            timeout: crate::validate::DEFAULT_SERVER_TIMEOUT,
             pool_size: 8,
             tls: PostgresTls::Disable,
             create_schema: true,
@@ -96,10 +96,7 @@ impl Default for PostgresOptions {
 
 /// The checks of `options` that need no server.
 pub(crate) fn check_options(options: &PostgresOptions) -> Result<()> {
-    crate::validate::namespace(&options.namespace)?;
-    if options.timeout.is_zero() {
-        return Err(Error::invalid_argument("the postgres timeout must be positive"));
-    }
+    crate::validate::server_options("postgres", &options.namespace, options.timeout)?;
     if options.pool_size == 0 {
         return Err(Error::invalid_argument("the postgres pool_size must be at least 1"));
     }

@@ -65,7 +65,7 @@ impl Default for RedisOptions {
     fn default() -> Self {
         Self {
             namespace: String::new(),
-            timeout: Duration::from_secs(5),
+            timeout: crate::validate::DEFAULT_SERVER_TIMEOUT,
             require_fsync: false,
             tls_ca: None,
             tls_client: None,
@@ -104,10 +104,7 @@ impl std::fmt::Debug for RedisStore {
 pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
     use redis::IntoConnectionInfo as _;
 
-    crate::validate::namespace(&options.namespace)?;
-    if options.timeout.is_zero() {
-        return Err(Error::invalid_argument("the redis timeout must be positive"));
-    }
+    crate::validate::server_options("redis", &options.namespace, options.timeout)?;
     if !url.starts_with("rediss://") && (options.tls_ca.is_some() || options.tls_client.is_some()) {
         return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
     }
