@@ -410,6 +410,7 @@ async fn postgres_one_holder_under_contention() {
 }
 
 /// How many times each remote store's grant is cut short by a timeout.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 fn trials() -> usize {
     std::env::var("RACEFREE_AIO_TRIALS").ok().and_then(|n| n.parse().ok()).unwrap_or(300)
 }
@@ -417,6 +418,7 @@ fn trials() -> usize {
 /// `try_start` cut short by `timeout` after a delay around one round trip, `trials()` times on
 /// fresh keys: every key is free soon after (a grant that landed for nobody is released, long
 /// before its 30 s TTL), and the store still answers on every pooled connection.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 async fn grants_cut_by_timeouts(url: &str) {
     let store = aio::open(url).await.unwrap();
     let lock = StartLock::new(&store, "timeouts").unwrap();
@@ -478,6 +480,7 @@ async fn grants_cut_by_timeouts(url: &str) {
 
 /// A mark cut short at a random point around one round trip, then retried on the same handle,
 /// `trials()` times on fresh streams: each event is delivered (`First`) exactly once.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 async fn marks_cut_by_timeouts(url: &str) {
     let store = aio::open(url).await.unwrap();
     let guard = EventGuard::new(&store, "timeouts", &["started"]).unwrap();
