@@ -262,6 +262,10 @@ impl<V: Clone, E: Clone> Cache<V, E> {
     ///
     /// # Atomicity
     /// As [`lookup`](Cache::lookup).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a loader dropped before it completes abandons its load (its waiters look up
+    /// again, and one of them loads); a dropped waiter only stops waiting.
     pub async fn get_or_load_async<F, Fut>(
         &self,
         key: &str,

@@ -1,6 +1,7 @@
 //! The docs name the same backends everywhere: the table under "Backends" in `src/store/mod.rs`
 //! is the one list, and every place that names backends (the crate docs, the READMEs' first
-//! paragraphs, each `# Atomicity` section that names any) names all of them.
+//! paragraphs, each `# Atomicity` section that names any) names all of them; and every public
+//! async function documents its cancel safety.
 
 use std::path::{Path, PathBuf};
 
@@ -100,4 +101,43 @@ fn every_atomicity_section_that_names_a_backend_names_them_all() {
         }
     }
     assert!(checked >= 5, "only {checked} Atomicity sections name backends: is the check reading them?");
+}
+
+/// Every source file of the crate, recursively.
+fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            sources(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// Every `pub async fn` says what dropping its future leaves behind: its doc comment has a
+/// `# Cancel safety` section.
+#[test]
+fn every_public_async_fn_documents_its_cancel_safety() {
+    let mut files = Vec::new();
+    sources(&crate_dir().join("src"), &mut files);
+    let mut missing = Vec::new();
+    for file in files {
+        let text = read(&file);
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with("pub async fn ") {
+                continue;
+            }
+            let docs = lines[..at]
+                .iter()
+                .rev()
+                .map(|l| l.trim_start())
+                .take_while(|l| l.starts_with("///") || l.starts_with("#["));
+            if !docs.into_iter().any(|l| l.starts_with("/// # Cancel safety")) {
+                missing.push(format!("{}:{}: {}", file.display(), at + 1, line.trim()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "pub async fns without a `# Cancel safety` section:\n{}", missing.join("\n"));
 }

@@ -7,6 +7,9 @@
 //! [`Coordinator`] (each work a task, its lease kept by the core's
 //! [`LeaseKeeper`](crate::LeaseKeeper)), and the [`Store`] trait they run on.
 //!
+//! The single-flight [`Cache`](crate::Cache) needs no store and no runtime of its own: its
+//! [`get_or_load_async`](crate::Cache::get_or_load_async) works on tokio as on any executor.
+//!
 //! | store | how its calls run |
 //! |---|---|
 //! | memory | inline: one critical section, no I/O ([`from_blocking`]) |

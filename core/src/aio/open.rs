@@ -14,6 +14,9 @@ use crate::store::StoreUrl;
 ///
 /// # Errors
 /// As [`crate::open`].
+///
+/// # Cancel safety
+/// As the store's own `open`: dropped, no store is returned and nothing is left half-made.
 pub async fn open(url: &str) -> Result<SharedStore> {
     open_with_clock(url, Arc::new(crate::clock::SystemClock)).await
 }
@@ -21,6 +24,9 @@ pub async fn open(url: &str) -> Result<SharedStore> {
 /// [`open`] with an injected clock.
 ///
 /// # Errors
+/// As [`open`].
+///
+/// # Cancel safety
 /// As [`open`].
 pub async fn open_with_clock(url: &str, clock: SharedClock) -> Result<SharedStore> {
     match StoreUrl::parse(url)? {

@@ -47,6 +47,10 @@ impl AsyncPostgresStore {
     ///
     /// # Errors
     /// As [`PostgresStore::open`](super::PostgresStore::open).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the schema is created or upgraded in one transaction, which a dropped call's
+    /// closed connection rolls back whole; no store is returned.
     pub async fn open(url: &str, clock: SharedClock, options: PostgresOptions) -> Result<Self> {
         let target = target(url, &options)?;
         let found = settled(prepare_schema(&target, options.timeout, options.create_schema).await)?;

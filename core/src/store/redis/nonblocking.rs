@@ -56,6 +56,9 @@ impl AsyncRedisStore {
     ///
     /// # Errors
     /// As [`RedisStore::open`](super::RedisStore::open).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropped, no store is returned and its connection is closed; nothing was written.
     pub async fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
         let client = client(url, &options)?;
         let config = AsyncConnectionConfig::new()
