@@ -34,10 +34,7 @@ section "rust: the published crate's own tests, run from its packaged .crate (no
 cargo package --locked --allow-dirty -p racefree --no-verify
 unpacked=$(mktemp -d) target_dir=$(pwd)/target
 tar -xzf target/package/racefree-0.1.0.crate -C "$unpacked"
-# Optimized without release's whole-program LTO (as the release-tests profile, which a packaged
-# crate does not carry): one single-unit link per test binary made this the slowest step.
-(cd "$unpacked/racefree-0.1.0" && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    CARGO_TARGET_DIR="$target_dir" cargo test --release --locked --all-features)
+(cd "$unpacked/racefree-0.1.0" && CARGO_TARGET_DIR="$target_dir" cargo test --release --locked --all-features)
 rm -rf "$unpacked"
 
 section "rust: loom model of the memory store's synchronization (bounded preemptions)"
