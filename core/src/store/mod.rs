@@ -443,6 +443,17 @@ pub(crate) fn current_version(backend: &str, number: i64) -> Result<Option<u64>>
     }
 }
 
+/// A new request id for a replay-safe grant or mark (see the Redis protocol's "Replays"): 128
+/// bits from the operating system, so that no two processes send the same one — not even a
+/// parent and the children it forked, which would share a process-wide generator's state.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn request_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::unavailable(format!("no randomness for a request id: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The error of a counter that cannot issue another index (its backend's largest integer).
 pub(crate) fn counter_overflow(counter: &str) -> Error {
     Error::invalid_argument(format!(
@@ -456,5 +467,16 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
         std::cmp::Ordering::Less => MarkOutcome::Duplicate,
         std::cmp::Ordering::Equal => MarkOutcome::First,
         std::cmp::Ordering::Greater => MarkOutcome::OutOfOrder { marked },
+    }
+}
+
+#[cfg(all(test, any(feature = "redis", feature = "postgres")))]
+mod tests {
+    #[test]
+    fn request_ids_are_128_random_bits_and_distinct() {
+        let ids: std::collections::HashSet<String> =
+            (0..1_000).map(|_| super::request_id().expect("an id")).collect();
+        assert_eq!(ids.len(), 1_000);
+        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
     }
 }

@@ -28,7 +28,7 @@ pub(super) struct Call<T> {
 
 impl<T> Call<T> {
     /// A call refused before anything is sent.
-    fn refused(err: Error) -> Self {
+    pub(super) fn refused(err: Error) -> Self {
         Self {
             isolation: Isolation::ReadCommitted,
             statements: Vec::new(),

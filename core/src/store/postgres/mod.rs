@@ -250,7 +250,7 @@ impl Store for PostgresStore {
             stream,
             position,
             retention_ms,
-            &crate::new_execution_id(),
+            &crate::store::request_id()?,
         ))
     }
 
@@ -263,7 +263,7 @@ impl Store for PostgresStore {
     }
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
-        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &crate::new_execution_id()))
+        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &crate::store::request_id()?))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {

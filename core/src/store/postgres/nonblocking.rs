@@ -129,13 +129,10 @@ impl crate::aio::Store for AsyncPostgresStore {
         retention_ms: u64,
     ) -> BoxFuture<'a, Result<MarkOutcome>> {
         // A request id per call: the same request sent again gets the same answer.
-        self.execute(self.planner.guard_mark(
-            guard,
-            stream,
-            position,
-            retention_ms,
-            &crate::new_execution_id(),
-        ))
+        match crate::store::request_id() {
+            Ok(id) => self.execute(self.planner.guard_mark(guard, stream, position, retention_ms, &id)),
+            Err(err) => self.execute(Call::refused(err)),
+        }
     }
 
     fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
@@ -152,7 +149,10 @@ impl crate::aio::Store for AsyncPostgresStore {
         key: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &crate::new_execution_id()))
+        match crate::store::request_id() {
+            Ok(id) => self.execute(self.planner.lease_try_grant(lock, key, ttl_ms, &id)),
+            Err(err) => self.execute(Call::refused(err)),
+        }
     }
 
     fn lease_renew<'a>(

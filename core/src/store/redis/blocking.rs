@@ -368,7 +368,7 @@ impl Store for RedisStore {
             position,
             retention_ms,
             self.now(),
-            &crate::new_execution_id(),
+            &crate::store::request_id()?,
         ))
     }
 
@@ -382,7 +382,7 @@ impl Store for RedisStore {
 
     fn lease_try_grant(&self, lock: &str, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
-        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &crate::new_execution_id()))
+        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &crate::store::request_id()?))
     }
 
     fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64) -> Result<u64> {

@@ -217,14 +217,12 @@ impl crate::aio::Store for AsyncRedisStore {
         retention_ms: u64,
     ) -> BoxFuture<'a, Result<MarkOutcome>> {
         // A request id per call: a host that resends it (after a lost reply) gets the same answer.
-        self.run(self.layout.guard_mark(
-            guard,
-            stream,
-            position,
-            retention_ms,
-            self.now(),
-            &crate::new_execution_id(),
-        ))
+        match crate::store::request_id() {
+            Ok(id) => {
+                self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now(), &id))
+            }
+            Err(err) => self.run(Step::Done(Err(err))),
+        }
     }
 
     fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
@@ -242,7 +240,10 @@ impl crate::aio::Store for AsyncRedisStore {
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
         // Read before the request: the deadline this handle reports is never later than the server's.
-        self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &crate::new_execution_id()))
+        match crate::store::request_id() {
+            Ok(id) => self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &id)),
+            Err(err) => self.run(Step::Done(Err(err))),
+        }
     }
 
     fn lease_renew<'a>(
