@@ -643,9 +643,9 @@ impl Layout {
         one(Request::plain("DEL", keys, vec![]), |reply| reply.int("deleted count").map(drop))
     }
 
-    /// `Store::guard_mark`: one script. **Replay-safe**: `request` (a unique id, such as a
-    /// [`new_execution_id`](crate::new_execution_id); empty for none) is kept with the mark it
-    /// made, and the same request sent again is answered [`MarkOutcome::First`] again, so a host
+    /// `Store::guard_mark`: one script. **Replay-safe**: `request` (an id no other request shares:
+    /// 128 bits from the operating system's randomness, never a generator a fork could copy; empty
+    /// for none) is kept with the mark it made, and the same request sent again is answered [`MarkOutcome::First`] again, so a host
     /// may resend it after a lost reply.
     #[must_use]
     pub fn guard_mark(
@@ -687,8 +687,8 @@ impl Layout {
 
     /// `Store::lease_try_grant`: one script. The deadline reported is `now.local_ms` (read before
     /// the request) plus the time left: never later than the server's. **Replay-safe**: `request`
-    /// (a unique id, such as a [`new_execution_id`](crate::new_execution_id); empty for none) is
-    /// kept with the lease, and the same request sent again while the lease lasts is answered with
+    /// (an id no other request shares, as for [`guard_mark`](Layout::guard_mark); empty for none)
+    /// is kept with the lease, and the same request sent again while the lease lasts is answered with
     /// that lease (same token, the time it has left), so a host may resend it after a lost reply.
     #[must_use]
     pub fn lease_try_grant(
