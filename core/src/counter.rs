@@ -187,24 +187,61 @@ impl Counter {
 
 /// A new execution id: a ULID, lexicographically sortable and monotonic within the process.
 ///
+/// Ids are unique across processes too, forked ones included: a child's first id, and each id
+/// in a new millisecond, draws 80 fresh bits from the operating system, never from state in
+/// memory that a fork copies.
+///
 /// ```
 /// let a = racefree::new_execution_id();
 /// let b = racefree::new_execution_id();
 /// assert_eq!(a.len(), 26);
 /// assert!(a < b);
 /// ```
+///
+/// # Panics
+/// If the operating system has no randomness to give (`getrandom` fails), which no supported
+/// platform does once booted.
 #[must_use]
 pub fn new_execution_id() -> String {
     use parking_lot::Mutex;
-    // One generator per process makes ids strictly increasing even within one millisecond.
-    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
-    let mut generator = GENERATOR.lock();
-    let generator = generator.get_or_insert_with(ulid::Generator::new);
-    loop {
-        match generator.generate() {
-            Ok(id) => return id.to_string(),
-            // The random part overflowed within one millisecond: wait for the next one.
-            Err(_) => std::hint::spin_loop(),
-        }
+    /// The last id this process issued; `pid` tells a forked child that it is not its own.
+    struct Last {
+        pid: u32,
+        id: ulid::Ulid,
     }
+    // One state per process makes ids strictly increasing even within one millisecond.
+    static LAST: Mutex<Option<Last>> = Mutex::new(None);
+    let pid = process_id();
+    let now_ms = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let mut last = LAST.lock();
+    let id = match &*last {
+        // Within this process's millisecond (or a clock that stepped back): the next id after the
+        // last, unless the random part is used up.
+        Some(last) if last.pid == pid && last.id.timestamp_ms() >= now_ms => match last.id.increment() {
+            Ok(next) => next,
+            Err(_) => ulid::Ulid::from_parts(last.id.timestamp_ms() + 1, fresh_random()),
+        },
+        _ => ulid::Ulid::from_parts(now_ms, fresh_random()),
+    };
+    *last = Some(Last { pid, id });
+    let mut text = [0u8; ulid::ULID_LEN];
+    id.array_to_str(&mut text).to_owned()
+}
+
+/// 80 bits from the operating system's randomness: what a ULID's random part holds.
+fn fresh_random() -> u128 {
+    let mut bytes = [0u8; 16];
+    #[allow(clippy::expect_used)] // documented under "Panics" of `new_execution_id`
+    getrandom::fill(&mut bytes[6..]).expect("the operating system gave no randomness for an execution id");
+    u128::from_be_bytes(bytes)
+}
+
+/// This process's id: what tells a forked child from its parent (no fork on wasm32).
+fn process_id() -> u32 {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    return std::process::id();
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    return 0;
 }

@@ -39,23 +39,23 @@ fn work(store: &SharedStore, who: usize) -> Result<Vec<u64>, String> {
     Ok(indexes)
 }
 
-/// Forks `CHILDREN` children that work on `store` while the parent does too; every index any of
-/// them got, or the first failure.
-fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
+/// Forks `CHILDREN` children that each run `work` while the parent does too; what each process
+/// returned (the parent's first), or the first failure.
+fn in_forked_children(work: impl Fn(usize) -> Result<String, String>) -> Result<Vec<String>, String> {
     let mut children = Vec::new();
     for who in 1..=CHILDREN {
         let mut fds = [0; 2];
         // SAFETY: `fds` has room for the two descriptors pipe() writes.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
-        // SAFETY: this binary runs one scenario at a time on its main thread; the child only uses
-        // the store, writes to its pipe and leaves with _exit.
+        // SAFETY: this binary runs one scenario at a time on its main thread; the child only runs
+        // `work`, writes to its pipe and leaves with _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
             // SAFETY: fds[1] is this child's end of the pipe, owned here alone.
             let mut out = unsafe { std::fs::File::from_raw_fd(fds[1]) };
-            let (text, code) = match work(store, who) {
-                Ok(indexes) => (indexes.iter().map(u64::to_string).collect::<Vec<_>>().join(","), 0),
+            let (text, code) = match work(who) {
+                Ok(text) => (text, 0),
                 Err(error) => (error, 1),
             };
             let _ = out.write_all(text.as_bytes());
@@ -68,7 +68,7 @@ fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
         // SAFETY: fds[0] is the parent's end of the pipe, owned here alone.
         children.push((pid, unsafe { std::fs::File::from_raw_fd(fds[0]) }));
     }
-    let mut all = work(store, 0).map_err(|e| format!("parent: {e}"))?;
+    let mut all = vec![work(0).map_err(|e| format!("parent: {e}"))?];
     let mut failures = Vec::new();
     for (pid, mut pipe) in children {
         let mut text = String::new();
@@ -77,7 +77,7 @@ fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
         // SAFETY: `pid` is a child of this process; `status` is writable.
         unsafe { libc::waitpid(pid, &raw mut status, 0) };
         if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-            all.extend(text.split(',').map(|n| n.parse::<u64>().expect("an index")));
+            all.push(text);
         } else {
             failures.push(format!("child {pid}: {text}"));
         }
@@ -87,6 +87,15 @@ fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
     } else {
         Err(failures.join("; "))
     }
+}
+
+/// Every index the parent and its forked children got from `store`, or the first failure.
+fn forked(store: &SharedStore) -> Result<Vec<u64>, String> {
+    let texts = in_forked_children(|who| {
+        let indexes = work(store, who)?;
+        Ok(indexes.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
+    })?;
+    Ok(texts.iter().flat_map(|text| text.split(',').map(|n| n.parse::<u64>().expect("an index"))).collect())
 }
 
 fn every_index_once(store: &SharedStore) {
@@ -125,8 +134,31 @@ fn postgres_after_fork() {
     every_index_once(&racefree::open(&server.url("pool_size=2")).expect("open"));
 }
 
+/// Execution ids made by a parent and its forked children at the same moments are all distinct
+/// (a generator whose state a fork copies hands every child the parent's next ids).
+fn execution_ids_after_fork() {
+    const IDS: usize = 20_000;
+    // The parent has made ids before it forks: whatever state that leaves is what children inherit.
+    let before: Vec<String> = (0..100).map(|_| racefree::new_execution_id()).collect();
+    let texts = in_forked_children(|_| {
+        Ok((0..IDS).map(|_| racefree::new_execution_id()).collect::<Vec<_>>().join(","))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut ids: Vec<&str> = before.iter().map(String::as_str).collect();
+    for text in &texts {
+        let mine: Vec<&str> = text.split(',').collect();
+        assert!(mine.windows(2).all(|pair| pair[0] < pair[1]), "one process's ids are not increasing");
+        ids.extend(mine);
+    }
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "{} of {total} execution ids were issued twice", total - ids.len());
+}
+
 fn main() {
-    let scenarios: [(&str, fn()); 3] = [
+    let scenarios: [(&str, fn()); 4] = [
+        ("execution_ids_after_fork", execution_ids_after_fork),
         ("redis_after_fork", redis_after_fork),
         ("sqlite_after_fork", sqlite_after_fork),
         ("postgres_after_fork", postgres_after_fork),
