@@ -52,7 +52,7 @@ static CLAIMS: [[PyOnceLock<Py<Claim>>; SHARED_CLAIMS]; 2] =
     [const { [const { PyOnceLock::new() }; SHARED_CLAIMS] }; 2];
 
 impl Claim {
-    fn shared(py: Python<'_>, claim: racefree::Claim) -> PyResult<Py<Self>> {
+    pub(crate) fn shared(py: Python<'_>, claim: racefree::Claim) -> PyResult<Py<Self>> {
         let value = Self { index: claim.index, is_new: claim.is_new };
         let slot = usize::try_from(claim.index).ok().and_then(|i| CLAIMS[usize::from(claim.is_new)].get(i));
         match slot {

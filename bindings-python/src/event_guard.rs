@@ -23,6 +23,36 @@ pub enum PyMark {
 static FIRST: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DUPLICATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// A guard's name, events and options, checked.
+pub(crate) fn arguments<'a>(
+    name: &'a Bound<'_, PyAny>,
+    events: &Bound<'_, PyAny>,
+    retention: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(&'a str, Vec<String>, GuardOptions)> {
+    let name = convert::key("guard name", name)?;
+    if events.is_instance_of::<pyo3::types::PyString>() {
+        return Err(crate::errors::wrong_type("events", "a sequence of event names", events));
+    }
+    let items: Vec<Bound<'_, PyAny>> = events.try_iter()?.collect::<PyResult<_>>()?;
+    let events =
+        items.iter().map(|e| convert::key("event name", e).map(str::to_owned)).collect::<PyResult<_>>()?;
+    let options = match retention {
+        Some(retention) => GuardOptions::retention(convert::duration("retention", retention)?),
+        None => GuardOptions::default(),
+    };
+    Ok((name, events, options))
+}
+
+/// `Mark.FIRST` or `Mark.DUPLICATE`: the class's own members, so `is` comparisons work.
+pub(crate) fn member(py: Python<'_>, mark: Mark) -> PyResult<Bound<'_, PyAny>> {
+    let (member, name) = match mark {
+        Mark::First => (&FIRST, "FIRST"),
+        Mark::Duplicate => (&DUPLICATE, "DUPLICATE"),
+    };
+    let member = member.get_or_try_init(py, || py.get_type::<PyMark>().getattr(name).map(Bound::unbind))?;
+    Ok(member.bind(py).clone())
+}
+
 /// Ordered lifecycle events, each delivered once per stream.
 #[pyclass(module = "racefree._native", frozen)]
 pub struct EventGuard {
@@ -40,17 +70,7 @@ impl EventGuard {
         events: &Bound<'_, PyAny>,
         retention: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let name = convert::key("guard name", name)?;
-        if events.is_instance_of::<pyo3::types::PyString>() {
-            return Err(crate::errors::wrong_type("events", "a sequence of event names", events));
-        }
-        let items: Vec<Bound<'_, PyAny>> = events.try_iter()?.collect::<PyResult<_>>()?;
-        let events: Vec<&str> =
-            items.iter().map(|e| convert::key("event name", e)).collect::<PyResult<_>>()?;
-        let options = match retention {
-            Some(retention) => GuardOptions::retention(convert::duration("retention", retention)?),
-            None => GuardOptions::default(),
-        };
+        let (name, events, options) = arguments(name, events, retention)?;
         Ok(Self {
             inner: racefree::EventGuard::with_options(&store.get().inner, name, &events, options).py()?,
             local: store.get().inner.is_local(),
@@ -71,13 +91,7 @@ impl EventGuard {
         event: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
-        let (member, name) = match call(py, self.local, || self.inner.mark(stream, event)).py()? {
-            Mark::First => (&FIRST, "FIRST"),
-            Mark::Duplicate => (&DUPLICATE, "DUPLICATE"),
-        };
-        let member =
-            member.get_or_try_init(py, || py.get_type::<PyMark>().getattr(name).map(Bound::unbind))?;
-        Ok(member.bind(py).clone())
+        member(py, call(py, self.local, || self.inner.mark(stream, event)).py()?)
     }
 
     /// Whether `event` of `stream` is marked.

@@ -2,11 +2,14 @@
 //! layer, which sleeps, calls and cancels as they say. Instants are the event loop's monotonic
 //! `loop.time()`, in seconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+use crate::aio::{spawn, Completions, OnCancel};
+use crate::aio_primitives::{AsyncLease, AsyncStartLock};
 use crate::convert;
 use crate::errors::IntoPy;
 use crate::start_lock::{Lease, StartLock};
@@ -71,11 +74,32 @@ impl KeeperOptions {
             self.inner.keep(lease.inner.key(), lease.inner.token(), instant("requested_at", requested_at)?);
         Ok(LeaseKeeper {
             keeper: Mutex::new(keeper),
-            lock: lock.inner.clone(),
-            local: lock.local,
-            reply: Mutex::new(None),
+            lock: Renewer::Blocking { lock: lock.inner.clone(), local: lock.local },
+            reply: Arc::new(Mutex::new(None)),
         })
     }
+
+    /// A keeper for `lease` of an `AsyncStartLock`, renewed by `renew_async`.
+    fn keep_async(
+        &self,
+        lock: &AsyncStartLock,
+        lease: &AsyncLease,
+        requested_at: f64,
+    ) -> PyResult<LeaseKeeper> {
+        let keeper =
+            self.inner.keep(lease.inner.key(), lease.inner.token(), instant("requested_at", requested_at)?);
+        Ok(LeaseKeeper {
+            keeper: Mutex::new(keeper),
+            lock: Renewer::Async(lock.inner.clone()),
+            reply: Arc::new(Mutex::new(None)),
+        })
+    }
+}
+
+/// What sends a keeper's renewals.
+enum Renewer {
+    Blocking { lock: Arc<racefree::StartLock>, local: bool },
+    Async(Arc<racefree::aio::StartLock>),
 }
 
 /// One kept lease: `poll(now)` says when to renew; `renew()` sends the renewal, `settle(now)`
@@ -83,9 +107,15 @@ impl KeeperOptions {
 #[pyclass(module = "racefree._native", frozen)]
 pub struct LeaseKeeper {
     keeper: Mutex<racefree::LeaseKeeper>,
-    lock: std::sync::Arc<racefree::StartLock>,
-    local: bool,
-    reply: Mutex<Option<racefree::Result<u64>>>,
+    lock: Renewer,
+    reply: Arc<Mutex<Option<racefree::Result<u64>>>>,
+}
+
+impl LeaseKeeper {
+    fn renewal(&self) -> (String, u64, Duration) {
+        let keeper = self.keeper.lock();
+        (keeper.key().to_owned(), keeper.token(), keeper.options().ttl())
+    }
 }
 
 #[pymethods]
@@ -120,13 +150,30 @@ impl LeaseKeeper {
 
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never raises; on
     /// stores that wait, without the GIL).
-    fn renew(&self, py: Python<'_>) {
-        let (key, token, ttl) = {
-            let keeper = self.keeper.lock();
-            (keeper.key().to_owned(), keeper.token(), keeper.options().ttl())
+    fn renew(&self, py: Python<'_>) -> PyResult<()> {
+        let Renewer::Blocking { lock, local } = &self.lock else {
+            return Err(crate::errors::internal("this keeper's lease is renewed by renew_async"));
         };
-        let reply = call(py, self.local, || self.lock.renew_token(&key, token, ttl));
+        let (key, token, ttl) = self.renewal();
+        let reply = call(py, *local, || lock.renew_token(&key, token, ttl));
         *self.reply.lock() = Some(reply);
+        Ok(())
+    }
+
+    /// `renew` as a future of `completions`' loop, done (with `None`) once the reply is kept
+    /// for `settle`. Cancelled, the renewal is dropped and `settle` finds no reply.
+    fn renew_async(&self, py: Python<'_>, completions: &Completions) -> PyResult<Py<PyAny>> {
+        let Renewer::Async(lock) = &self.lock else {
+            return Err(crate::errors::internal("this keeper's lease is renewed by renew"));
+        };
+        let (lock, kept) = (Arc::clone(lock), Arc::clone(&self.reply));
+        let (key, token, ttl) = self.renewal();
+        let call = async move {
+            let reply = lock.renew_token(&key, token, ttl).await;
+            *kept.lock() = Some(reply);
+            Ok(())
+        };
+        spawn(py, completions, call, |py, ()| Ok(py.None()), OnCancel::Abort { give_back: None })
     }
 
     /// Hands the kept reply of `renew` to the keeper, as received at `now`.

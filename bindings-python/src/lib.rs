@@ -3,6 +3,8 @@
 
 use pyo3::prelude::*;
 
+mod aio;
+mod aio_primitives;
 mod cache;
 mod convert;
 mod counter;
@@ -47,6 +49,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::CacheHit>()?;
     m.add_class::<cache::LoadDuty>()?;
     m.add_class::<cache::LoadWait>()?;
+    m.add_class::<aio::Completions>()?;
+    m.add_class::<aio_primitives::AsyncCounter>()?;
+    m.add_class::<aio_primitives::AsyncEventGuard>()?;
+    m.add_class::<aio_primitives::AsyncStartLock>()?;
+    m.add_class::<aio_primitives::AsyncLease>()?;
+    m.add_class::<aio_primitives::AsyncRecords>()?;
     m.add_class::<lease_keeper::KeeperOptions>()?;
     m.add_class::<lease_keeper::LeaseKeeper>()?;
     m.add_class::<lease_keeper::Acquisition>()?;

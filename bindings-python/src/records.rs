@@ -22,12 +22,17 @@ pub struct Versioned {
 
 #[pymethods]
 impl Versioned {
+    #[new]
+    fn new(value: Py<PyAny>, version: u64) -> Self {
+        Self { value, version }
+    }
+
     fn __repr__(&self, py: Python<'_>) -> String {
         format!("Versioned(value={}, version={})", self.value.bind(py), self.version)
     }
 }
 
-fn versioned(py: Python<'_>, v: racefree::Versioned) -> PyResult<Versioned> {
+pub(crate) fn versioned(py: Python<'_>, v: racefree::Versioned) -> PyResult<Versioned> {
     Ok(Versioned { value: convert::from_json(py, &v.value)?.unbind(), version: v.version })
 }
 
@@ -50,7 +55,7 @@ impl From<Error> for UpdateError {
     }
 }
 
-fn optional(what: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+pub(crate) fn optional(what: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
     value.filter(|v| !v.is_none()).map(|v| convert::unsigned(what, v)).transpose()
 }
 
@@ -146,12 +151,16 @@ impl Records {
 
     /// This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`.
     fn stats(&self) -> HashMap<&'static str, u64> {
-        let s = self.inner.stats();
-        HashMap::from([
-            ("writes", s.writes),
-            ("conflicts", s.conflicts),
-            ("retries", s.retries),
-            ("stale_tokens", s.stale_tokens),
-        ])
+        record_stats(&self.inner.stats())
     }
+}
+
+/// A record space handle's counts, as Python sees them.
+pub(crate) fn record_stats(s: &racefree::RecordStats) -> HashMap<&'static str, u64> {
+    HashMap::from([
+        ("writes", s.writes),
+        ("conflicts", s.conflicts),
+        ("retries", s.retries),
+        ("stale_tokens", s.stale_tokens),
+    ])
 }

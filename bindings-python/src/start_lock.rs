@@ -107,15 +107,19 @@ impl StartLock {
 
     /// This handle's counts: `granted`, `contended`, `renewed`, `released`, `rejected_not_owner`.
     fn stats(&self) -> HashMap<&'static str, u64> {
-        let s = self.inner.stats();
-        HashMap::from([
-            ("granted", s.granted),
-            ("contended", s.contended),
-            ("renewed", s.renewed),
-            ("released", s.released),
-            ("rejected_not_owner", s.rejected_not_owner),
-        ])
+        lock_stats(&self.inner.stats())
     }
+}
+
+/// A lock handle's counts, as Python sees them.
+pub(crate) fn lock_stats(s: &racefree::LockStats) -> HashMap<&'static str, u64> {
+    HashMap::from([
+        ("granted", s.granted),
+        ("contended", s.contended),
+        ("renewed", s.renewed),
+        ("released", s.released),
+        ("rejected_not_owner", s.rejected_not_owner),
+    ])
 }
 
 #[pymethods]

@@ -46,6 +46,8 @@ impl ManualClock {
 #[pyclass(module = "racefree._native", frozen)]
 pub struct Store {
     pub(crate) inner: SharedStore,
+    /// The same store for `racefree.asyncio` (see `aio::async_store`).
+    pub(crate) aio: racefree::aio::SharedStore,
 }
 
 #[pymethods]
@@ -177,15 +179,17 @@ pub fn open(
         None => "memory://",
     };
     let clock = clock.map(|clock| -> SharedClock { clock.get().inner.clone() });
+    let opening = clock.clone();
     // Opening may connect (Redis) or wait for a file lock (SQLite): without the GIL, so other
     // threads, and an event loop that opens in its executor, go on meanwhile.
     let inner = py
-        .detach(|| match clock {
+        .detach(|| match opening {
             Some(clock) => racefree::open_with_clock(url, clock),
             None => racefree::open(url),
         })
         .py()?;
-    Ok(Store { inner })
+    let aio = crate::aio::async_store(url, &inner, clock);
+    Ok(Store { inner, aio })
 }
 
 /// A new execution id: a ULID, monotonic within the process.

@@ -7,18 +7,21 @@ import racefree
 from racefree.asyncio import StartLock
 
 
-@pytest.fixture(params=["memory", "redis", "postgres"])
-def store(request, clock):
-    """Every test here on the memory store (called inline) and on Redis and PostgreSQL, whose
-    calls run in the executor, where cancellation can strike while a grant is in flight."""
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+def store(request, clock, tmp_path):
+    """Every test here on the memory store (called inline) and on SQLite, Redis and PostgreSQL,
+    whose calls are the core's async ones, where cancellation can strike while a grant is in
+    flight."""
     if request.param == "memory":
         return racefree.open("memory://", clock=clock)
+    if request.param == "sqlite":
+        return racefree.open(f"sqlite://{tmp_path}/racefree.db")
     return racefree.open(request.getfixturevalue(f"{request.param}_url"))
 
 
 async def test_acquire_waits_for_release_without_blocking_the_loop(store):
     lock = StartLock(store, "tasks")
-    held = lock.try_start("k", ttl=30)
+    held = await lock.try_start("k", ttl=30)
     ticks = 0
 
     async def ticker():
@@ -29,7 +32,7 @@ async def test_acquire_waits_for_release_without_blocking_the_loop(store):
 
     async def release_later():
         await asyncio.sleep(0.1)
-        held.release()
+        await held.release()
 
     tick_task = asyncio.create_task(ticker())
     asyncio.create_task(release_later())
@@ -45,7 +48,7 @@ async def test_acquire_waits_for_release_without_blocking_the_loop(store):
 
 async def test_acquire_times_out(store):
     lock = StartLock(store, "tasks")
-    lock.try_start("k", ttl=30)
+    await lock.try_start("k", ttl=30)
     with pytest.raises(racefree.Timeout) as err:
         await lock.acquire("k", ttl=30, timeout=0.05)
     assert isinstance(err.value, TimeoutError) and err.value.waited >= 0.05
@@ -53,25 +56,25 @@ async def test_acquire_times_out(store):
 
 async def test_acquire_is_cancellable_and_takes_nothing(store):
     lock = StartLock(store, "tasks")
-    held = lock.try_start("k", ttl=30)
+    held = await lock.try_start("k", ttl=30)
     waiter = asyncio.create_task(lock.acquire("k", ttl=30))
     await asyncio.sleep(0.02)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    held.release()
-    assert not lock.is_held("k")
+    await held.release()
+    assert not await lock.is_held("k")
 
 
 async def test_async_hold_releases_on_exit_and_on_error(store):
     lock = StartLock(store, "tasks")
     async with lock.hold("k", ttl=30) as lease:
-        assert lock.is_held("k") and lease.key == "k"
-    assert not lock.is_held("k")
+        assert await lock.is_held("k") and lease.key == "k"
+    assert not await lock.is_held("k")
     with pytest.raises(ValueError):
         async with lock.hold("k", ttl=30):
             raise ValueError("task failed")
-    assert not lock.is_held("k")
+    assert not await lock.is_held("k")
 
 
 @pytest.mark.parametrize("timeout", [-1, float("nan")])
@@ -89,7 +92,7 @@ async def test_a_refused_timeout_or_ttl_leaves_the_key_free(store):
         await lock.acquire("k", ttl=0, timeout=1)
     with pytest.raises(TypeError):
         await lock.acquire("k", ttl=30, timeout="soon")
-    assert not lock.is_held("k") and store.stats()["entries"] == 0
+    assert not await lock.is_held("k") and store.stats()["entries"] == 0
 
 
 async def test_a_cancelled_acquire_leaves_no_lease_behind(store):
@@ -103,13 +106,13 @@ async def test_a_cancelled_acquire_leaves_no_lease_behind(store):
         await asyncio.sleep(random.uniform(0, 0.0006))
         attempt.cancel()
         try:
-            (await attempt).release()
+            await (await attempt).release()
         except asyncio.CancelledError:
             cancelled += 1
     # Late grants are released by a worker as they land: give them a moment.
     deadline = asyncio.get_running_loop().time() + 10
-    held = [key for key in keys if lock.is_held(key)]
+    held = [key for key in keys if await lock.is_held(key)]
     while held and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-        held = [key for key in held if lock.is_held(key)]
+        held = [key for key in held if await lock.is_held(key)]
     assert not held, f"{len(held)} of {cancelled} cancelled acquires left their key held"

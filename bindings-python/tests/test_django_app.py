@@ -178,4 +178,4 @@ async def test_the_lifespan_shutdown_releases_the_keys_of_running_tasks(settings
 
     await app({"type": "lifespan"}, inbox.get, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert not coordinator.is_running("k")
+    assert not await coordinator.is_running("k")

@@ -45,7 +45,7 @@ def work(store: racefree.Store, who: int) -> List[int]:
 
         assert await coordinator.start(f"task-{who}", task)
         await coordinator.wait(f"task-{who}")
-        assert ran.is_set() and not coordinator.is_running(f"task-{who}")
+        assert ran.is_set() and not await coordinator.is_running(f"task-{who}")
 
     asyncio.run(asyncio.wait_for(one_task(), 20))
     return indexes

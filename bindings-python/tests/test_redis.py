@@ -97,7 +97,7 @@ async def test_redis_calls_never_block_the_event_loop(redis_url, redis_server):
 
     gap = await _max_tick_gap(burst)
     assert gap < GAP_BOUND, f"the loop stood still for {gap * 1000:.0f} ms during a {STALL:.0f} s server stall"
-    assert runs == 1 and not coordinator.is_running("tests.ExampleTask:1")
+    assert runs == 1 and not await coordinator.is_running("tests.ExampleTask:1")
 
     # The control: the same stall, with a synchronous call on the loop, does freeze the ticker.
     counter = racefree.Counter(store, "task:1")

@@ -64,10 +64,10 @@ async def test_coordinator_on_sqlite_keeps_the_loop_free(tmp_path):
     started = await asyncio.gather(*(coordinator.start("tests.ExampleTask:1", task) for _ in range(50)))
     assert started.count(True) == 1
     await coordinator.wait("tests.ExampleTask:1")
-    assert runs == 1 and not coordinator.is_running("tests.ExampleTask:1")
+    assert runs == 1 and not await coordinator.is_running("tests.ExampleTask:1")
 
     lock = StartLock(store, "tasks")
-    held = lock.try_start("k", ttl=30)
+    held = await lock.try_start("k", ttl=30)
     ticks = 0
 
     async def ticker():
@@ -80,5 +80,5 @@ async def test_coordinator_on_sqlite_keeps_the_loop_free(tmp_path):
     with pytest.raises(racefree.Timeout):
         await lock.acquire("k", ttl=30, timeout=0.2)
     tick_task.cancel()
-    held.release()
+    await held.release()
     assert ticks >= 10

@@ -2,9 +2,10 @@
 
 import asyncio
 from datetime import timedelta
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import racefree
+import racefree.asyncio
 from racefree.asyncio import StartLock, TaskCoordinator, get_or_load
 from racefree.types import CounterStats, Inventory, StoreStats
 
@@ -41,7 +42,21 @@ async def async_use() -> List[bool]:
     store = racefree.open()
     lock = StartLock(store, "tasks")
     async with lock.hold("k", ttl=30) as lease:
-        lease.renew(ttl=30)
+        await lease.renew(ttl=30)
+    granted: Optional[racefree.asyncio.Lease] = await lock.try_start("k", ttl=30)
+    holder: Optional[Tuple[int, int]] = await lock.holder("k")
+    counter = racefree.asyncio.Counter(store, "jobs")
+    index: int = await counter.next()
+    claim: racefree.Claim = await counter.claim("run-1")
+    guard = racefree.asyncio.EventGuard(store, "streams", ["started", "ended"])
+    first: bool = await guard.mark("s", "started") is racefree.Mark.FIRST
+    records = racefree.asyncio.Records(store, "pods")
+
+    async def change(current: Any) -> Dict[str, int]:
+        return {"n": (current or {}).get("n", 0) + 1}
+
+    updated: racefree.Versioned = await records.update("p", change)
+    updated = await records.update("p", lambda current: {"n": 0})
 
     async def load() -> List[str]:
         return ["a"]
@@ -53,4 +68,5 @@ async def async_use() -> List[bool]:
     async def work() -> None:
         await asyncio.sleep(0)
 
-    return [await coordinator.start("k", work), bool(value)]
+    return [await coordinator.start("k", work), bool(value), granted is None, holder is None, index == claim.index, first,
+            updated.version > 0, await coordinator.is_running("k")]

@@ -57,6 +57,17 @@ impl UpdateOptions {
         self.fencing_token = Some(token);
         self
     }
+    /// The sleeps between the attempts of an update with these options (`max_attempts - 1` of
+    /// them, growing with jitter), for a host that runs the attempts itself (an update whose
+    /// change is a coroutine).
+    ///
+    /// # Errors
+    /// `invalid_argument` when `max_attempts` is 0.
+    pub fn retry_delays(&self) -> Result<Vec<Duration>> {
+        check_attempts(self)?;
+        let mut delays = update_delays(self);
+        Ok((1..self.max_attempts).map(|_| delays.delay()).collect())
+    }
 }
 
 /// A space of versioned JSON records with compare-and-swap writes.
@@ -126,6 +137,10 @@ impl RecordStatsInner {
 /// Checks what every update checks before its first read.
 pub(crate) fn check_update(key: &str, options: &UpdateOptions) -> Result<()> {
     validate::key("record key", key)?;
+    check_attempts(options)
+}
+
+fn check_attempts(options: &UpdateOptions) -> Result<()> {
     if options.max_attempts == 0 {
         return Err(Error::invalid_argument("max_attempts must be at least 1"));
     }

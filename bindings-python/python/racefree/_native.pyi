@@ -1,7 +1,7 @@
 """Type stubs of the native module ``racefree._native`` (checked against it by mypy's stubtest)."""
 
 from datetime import timedelta
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, final
+from typing import Any, Awaitable, Callable, List, Optional, Sequence, Tuple, Union, final
 
 from racefree.types import (
     CacheStats,
@@ -17,6 +17,12 @@ _Seconds = Union[float, int, timedelta]
 
 __all__ = [
     "Acquisition",
+    "AsyncCounter",
+    "AsyncEventGuard",
+    "AsyncLease",
+    "AsyncRecords",
+    "AsyncStartLock",
+    "Completions",
     "Cache",
     "CacheHit",
     "Claim",
@@ -212,6 +218,7 @@ class StartLock:
 class Versioned:
     """A record's value and version."""
 
+    def __new__(cls, value: Any, version: int) -> Versioned: ...
     @property
     def value(self) -> Any:
         """The record's value (what JSON can hold)."""
@@ -321,6 +328,8 @@ class KeeperOptions:
         """Seconds after which renewal stops and the lease is reported lost, or `None`."""
     def keep(self, lock: StartLock, lease: Lease, requested_at: float) -> LeaseKeeper:
         """A keeper for `lease` of `lock`, whose grant was requested at `requested_at`."""
+    def keep_async(self, lock: AsyncStartLock, lease: AsyncLease, requested_at: float) -> LeaseKeeper:
+        """A keeper for `lease` of an `AsyncStartLock`, renewed by `renew_async`."""
 
 @final
 class LeaseKeeper:
@@ -342,6 +351,9 @@ class LeaseKeeper:
     def renew(self) -> None:
         """Sends the renewal `poll` asked for and keeps its reply for `settle` (never raises; on
         stores that wait, without the GIL)."""
+    def renew_async(self, completions: Completions) -> Awaitable[None]:
+        """`renew` as a future of `completions`' loop, done (with `None`) once the reply is kept
+        for `settle`. Cancelled, the renewal is dropped and `settle` finds no reply."""
     def settle(self, now: float) -> None:
         """Hands the kept reply of `renew` to the keeper, as received at `now`."""
 
@@ -352,3 +364,139 @@ class Acquisition:
     def __new__(cls, *, ttl: _Seconds, timeout: Optional[_Seconds], now: float) -> Acquisition: ...
     def retry_after(self, now: float) -> float:
         """Seconds to sleep before the next attempt; raises `Timeout` once the wait is over."""
+
+@final
+class Completions:
+    """The finished calls of one event loop, and the pipe that wakes it. Made by
+    `racefree.asyncio`, which reads the pipe's other end with `loop.add_reader` and then calls
+    `drain`. It holds no reference to the loop (the loop's reader holds it)."""
+
+    def __new__(cls, wake_fd: int) -> Completions: ...
+    def drain(self) -> None:
+        """Sets the result or exception of every finished call (on the loop's thread)."""
+
+@final
+class AsyncCounter:
+    """`Counter` whose calls are awaitables."""
+
+    def __new__(cls, store: Store, key: str) -> AsyncCounter: ...
+    @property
+    def key(self) -> str:
+        """The counter's key."""
+    def next(self, completions: Completions) -> Awaitable[int]:
+        """A future of the next index; increments the counter."""
+    def claim(self, completions: Completions, execution_id: str) -> Awaitable[Claim]:
+        """A future of the `Claim` of `execution_id`."""
+    def index_of(self, completions: Completions, execution_id: str) -> Awaitable[Optional[int]]:
+        """A future of the index `execution_id` claimed, or `None`."""
+    def peek(self, completions: Completions) -> Awaitable[int]:
+        """A future of the index the next `next` or new claim returns."""
+    def set(self, completions: Completions, next: int) -> Awaitable[None]:
+        """A future done once the next index is set to `next`."""
+    def reset(self, completions: Completions) -> Awaitable[None]:
+        """A future done once the counter and its claims are forgotten."""
+    def stats(self) -> CounterStats:
+        """This handle's counts: `new_claims`, `repeated_claims`."""
+
+@final
+class AsyncEventGuard:
+    """`EventGuard` whose calls are awaitables."""
+
+    def __new__(cls, store: Store, name: str, events: Sequence[str], *, retention: Optional[_Seconds] = None) -> AsyncEventGuard: ...
+    @property
+    def events(self) -> List[str]:
+        """The declared events, in order."""
+    def mark(self, completions: Completions, stream: str, event: str) -> Awaitable[Mark]:
+        """A future of `Mark.FIRST` or `Mark.DUPLICATE`."""
+    def is_marked(self, completions: Completions, stream: str, event: str) -> Awaitable[bool]:
+        """A future of whether `event` of `stream` is marked."""
+    def last_marked(self, completions: Completions, stream: str) -> Awaitable[Optional[str]]:
+        """A future of the latest event marked for `stream`, or `None`."""
+    def forget(self, completions: Completions, stream: str) -> Awaitable[bool]:
+        """A future of whether `stream` had marks, which are forgotten."""
+    def stats(self) -> GuardStats:
+        """This handle's counts: `delivered`, `duplicates_suppressed`, `out_of_order`."""
+
+@final
+class AsyncLease:
+    """A lease of an `AsyncStartLock`."""
+
+    @property
+    def key(self) -> str:
+        """The key the lease is on."""
+    @property
+    def token(self) -> int:
+        """The fencing token: larger than every token the lock granted before."""
+    @property
+    def deadline_ms(self) -> int:
+        """The lease's deadline on the store's clock, in milliseconds."""
+    @property
+    def time_left(self) -> float:
+        """Seconds left until the deadline by the store's clock."""
+    def renew(self, completions: Completions, *, ttl: _Seconds) -> Awaitable[None]:
+        """A future done once the lease is extended to `ttl` from now; `NotOwner` once it was released or expired."""
+    def release(self, completions: Completions) -> Awaitable[None]:
+        """Releases the lease; finishes even when its future is cancelled."""
+
+@final
+class AsyncStartLock:
+    """`StartLock` whose calls are awaitables. `acquire` and `hold` are written in Python on
+    `try_start` (they sleep on the event loop between attempts)."""
+
+    def __new__(cls, store: Store, name: str) -> AsyncStartLock: ...
+    @property
+    def name(self) -> str:
+        """The lock's name."""
+    def try_start(self, completions: Completions, key: str, *, ttl: _Seconds) -> Awaitable[Optional[AsyncLease]]:
+        """An `AsyncLease` on `key` if nobody holds one, else `None`."""
+    def release_token(self, completions: Completions, key: str, token: int) -> Awaitable[None]:
+        """Releases the lease `token` holds on `key`; finishes even when its future is cancelled."""
+    def is_held(self, completions: Completions, key: str) -> Awaitable[bool]:
+        """A future of whether somebody holds an unexpired lease on `key`."""
+    def holder(self, completions: Completions, key: str) -> Awaitable[Optional[Tuple[int, int]]]:
+        """`(token, deadline_ms)` of the unexpired lease on `key`, or `None`."""
+    def stats(self) -> LockStats:
+        """This handle's counts: `granted`, `contended`, `renewed`, `released`, `rejected_not_owner`."""
+
+@final
+class AsyncRecords:
+    """`Records` whose calls are awaitables. `update` is written in Python on `get` and `put` (its
+    change function may be a coroutine function, which only the event loop can run)."""
+
+    def __new__(cls, store: Store, name: str) -> AsyncRecords: ...
+    def get(self, completions: Completions, key: str) -> Awaitable[Optional[Versioned]]:
+        """A future of the record's `Versioned`, or `None`."""
+    def put(
+        self,
+        completions: Completions,
+        key: str,
+        value: Any,
+        *,
+        expected_version: Optional[int] = None,
+        fencing_token: Optional[int] = None,
+    ) -> Awaitable[int]:
+        """A future of the new version of the record `value` was written to (as `Records.put`)."""
+    @staticmethod
+    def retry_delays(key: str, max_attempts: int) -> List[float]:
+        """staticmethod(function) -> method
+
+        Convert a function to be a static method.
+
+        A static method does not receive an implicit first argument.
+        To declare a static method, use this idiom:
+
+             class C:
+                 @staticmethod
+                 def f(arg1, arg2, argN):
+                     ...
+
+        It can be called either on the class (e.g. C.f()) or on an instance
+        (e.g. C().f()). Both the class and the instance are ignored, and
+        neither is passed implicitly as the first argument to the method.
+
+        Static methods in Python are similar to those found in Java or C++.
+        For a more advanced concept, see the classmethod builtin."""
+    def delete(self, completions: Completions, key: str, *, expected_version: Optional[int] = None) -> Awaitable[bool]:
+        """A future of whether the record was deleted (as `Records.delete`)."""
+    def stats(self) -> RecordsStats:
+        """This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`."""

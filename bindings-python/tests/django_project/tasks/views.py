@@ -37,4 +37,4 @@ async def run(request: HttpRequest, key: str) -> JsonResponse:
 
 async def held(request: HttpRequest, key: str) -> JsonResponse:
     coordinator = await racefree.django.acoordinator()
-    return JsonResponse({"held": coordinator.is_running(key), "pid": os.getpid()})
+    return JsonResponse({"held": await coordinator.is_running(key), "pid": os.getpid()})

@@ -1,180 +1,32 @@
-"""asyncio forms of racefree's waiting operations, and the task coordinator built on them.
-
-Operations on the memory store are in-process critical sections of a few hundred nanoseconds, so
-they are called directly; operations on other stores (SQLite: disk, other processes' locks;
-Redis: the network) run in the loop's executor so the event loop never waits on them. What waits (acquiring a held lease,
-waiting for another caller's load) awaits instead of blocking, and can be cancelled.
-"""
+"""The task coordinator: at most one task per key across threads, event loops and processes."""
 
 from __future__ import annotations
 
 import asyncio as _asyncio
 import atexit
 import concurrent.futures
-import contextlib
 import contextvars
-import functools
 import logging
-import os as _os
 import weakref
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 from datetime import timedelta
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 from racefree import _native
-from racefree.errors import LeaseLost, NotOwner
-from racefree.types import LockStats
+from racefree.asyncio._keeping import _LoopKeeper
+from racefree.asyncio._primitives import Lease, StartLock
+from racefree.errors import NotOwner
 
-__all__ = ["StartLock", "get_or_load", "TaskCoordinator", "current_lease"]
-
-T = TypeVar("T")
 Seconds = Union[float, int, timedelta]
 logger = logging.getLogger("racefree")
-
-# Releases of finished tasks' leases on stores that aren't local: they run from a done callback
-# (no loop to await in), and `wait` awaits them from whichever loop asks.
-def _release_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="racefree-release")
-
-
-_releases = _release_pool()
-
-
-def _after_fork_in_child() -> None:
-    # The parent's worker threads do not exist in a child: a pool inherited from it would queue
-    # releases that no thread ever runs.
-    global _releases
-    _releases = _release_pool()
-
-
-if hasattr(_os, "register_at_fork"):
-    _os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-async def _call(local: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``: directly for in-process stores, in the executor for the others."""
-    if local:
-        return fn(*args, **kwargs)
-    return await _asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-
-
-async def _grant(local: bool, fn: Callable[..., Optional[_native.Lease]], *args: Any, **kwargs: Any) -> Optional[_native.Lease]:
-    """A grant (``try_start``), as :func:`_call` runs it. Cancelled while the executor runs it,
-    the grant may still land, and nobody would ever hold that lease: it is released as soon as
-    it lands instead of keeping the key for its whole TTL."""
-    if local:
-        return fn(*args, **kwargs)
-    granting = _asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-    try:
-        return await _asyncio.shield(granting)
-    except _asyncio.CancelledError:
-        granting.add_done_callback(_release_if_granted)
-        raise
-
-
-def _release_if_granted(granting: "_asyncio.Future[Optional[_native.Lease]]") -> None:
-    if granting.cancelled() or granting.exception() is not None:
-        return
-    lease = granting.result()
-    if lease is not None:
-        _releases.submit(_release_quietly, lease)
-
-
-def _release_quietly(lease: _native.Lease) -> None:
-    try:
-        lease.release()
-    except NotOwner:
-        pass  # it expired meanwhile: the key is free either way
-    except Exception:  # a failure to release leaves it to expire; nothing waits on this
-        logger.warning("racefree: could not release the lease of a cancelled acquire on %r", lease.key, exc_info=True)
 
 
 def _seconds(value: Seconds) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class StartLock:
-    """A :class:`racefree.StartLock` whose ``acquire`` and ``hold`` are awaitable."""
-
-    def __init__(self, store: _native.Store, name: str) -> None:
-        self._lock = _native.StartLock(store, name)
-        self._local = store.is_local
-
-    @property
-    def name(self) -> str:
-        return self._lock.name
-
-    def try_start(self, key: str, *, ttl: Seconds) -> Optional[_native.Lease]:
-        """A lease on ``key`` if nobody holds one, else ``None`` (never waits)."""
-        return self._lock.try_start(key, ttl=ttl)
-
-    async def acquire(self, key: str, *, ttl: Seconds, timeout: Optional[Seconds] = None) -> _native.Lease:
-        """Waits up to ``timeout`` seconds (forever when ``None``) for a lease on ``key``.
-
-        Waits by the core's schedule, as every language does; raises :class:`racefree.Timeout`
-        when the time is up. A bad ``ttl`` or ``timeout`` raises before anything is tried.
-        Cancelling the awaiting task stops the wait; a grant that lands after the cancellation is
-        released at once.
-        """
-        loop = _asyncio.get_running_loop()
-        wait = _native.Acquisition(ttl=ttl, timeout=timeout, now=loop.time())  # validates first
-        while True:
-            lease = await _grant(self._local, self._lock.try_start, key, ttl=ttl)
-            if lease is not None:
-                return lease
-            await _asyncio.sleep(wait.retry_after(loop.time()))
-
-    @contextlib.asynccontextmanager
-    async def hold(
-        self, key: str, *, ttl: Seconds, timeout: Optional[Seconds] = None
-    ) -> AsyncIterator[_native.Lease]:
-        """``async with lock.hold(key, ttl=30) as lease:`` — acquires, and releases on exit."""
-        lease = await self.acquire(key, ttl=ttl, timeout=timeout)
-        try:
-            yield lease
-        finally:
-            await _call(self._local, lease.release)
-
-    def is_held(self, key: str) -> bool:
-        """Whether somebody holds an unexpired lease on ``key``."""
-        return self._lock.is_held(key)
-
-    def stats(self) -> LockStats:
-        """This handle's counts: ``granted``, ``contended``, ``renewed``, ``released``, ``rejected_not_owner``."""
-        return self._lock.stats()
-
-
-async def get_or_load(cache: _native.Cache, key: str, ttl: Seconds, loader: Callable[[], Awaitable[Any]]) -> Any:
-    """The cached value of ``key``, or ``await loader()`` run by exactly one concurrent caller.
-
-    Callers that find a load in flight await its result without blocking the loop. A loader
-    exception reaches every waiter and is not cached; if the loading task is cancelled, one of
-    the waiters loads instead.
-    """
-    while True:
-        found = cache.lookup(key, ttl)
-        if isinstance(found, _native.CacheHit):
-            return found.value
-        if isinstance(found, _native.LoadDuty):
-            try:
-                value = await loader()
-            except Exception as error:
-                found.fail(error)
-                raise
-            except BaseException:
-                found.abandon()  # cancelled: let a waiter load
-                raise
-            found.complete(value)
-            return value
-        loop = _asyncio.get_running_loop()
-        finished = loop.create_future()
-
-        def wake(finished: "_asyncio.Future[None]" = finished) -> None:
-            loop.call_soon_threadsafe(_set_once, finished)
-
-        found.on_finished(wake)
-        await finished
-        if not found.abandoned():  # abandoned: the loader was cancelled; look up again
-            return found.result()
+def _set_once(future: "_asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _running_loop() -> Optional[_asyncio.AbstractEventLoop]:
@@ -190,78 +42,13 @@ def _timeout_error(waited: float, what: str) -> Exception:
     return Timeout(f"timed out after {waited:.3f}s: {what}", {"waited": waited})
 
 
-def _set_once(future: "_asyncio.Future[None]") -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class _LoopKeeper:
-    """Keeps the leases of one coordinator's tasks on one event loop with one timer (no task or
-    thread per lease): wakes when the core's keepers ask, sends their renewals (in the executor on
-    stores that wait), hands the replies back, and cancels a task when its lease is lost."""
-
-    __slots__ = ("_loop", "_local", "_leases", "_timer", "_timer_at")
-
-    def __init__(self, loop: _asyncio.AbstractEventLoop, local: bool) -> None:
-        self._loop, self._local = loop, local
-        # keeper -> (its task, the renewal in flight on a store that waits)
-        self._leases: "Dict[_native.LeaseKeeper, List[Any]]" = {}
-        self._timer: Optional[_asyncio.TimerHandle] = None
-        self._timer_at = float("inf")
-
-    def keep(self, keeper: _native.LeaseKeeper, task: "_asyncio.Task[Any]") -> None:
-        self._leases[keeper] = [task, None]
-        self._step(keeper)
-
-    def forget(self, keeper: _native.LeaseKeeper) -> None:
-        self._leases.pop(keeper, None)  # the timer finds nothing to do for it
-
-    def _wake_at(self, at: float) -> None:
-        if at < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer, self._timer_at = self._loop.call_at(at, self._tick), at
-
-    def _tick(self) -> None:
-        self._timer, self._timer_at = None, float("inf")
-        for keeper in list(self._leases):
-            self._step(keeper)
-
-    def _step(self, keeper: _native.LeaseKeeper) -> None:
-        entry = self._leases.get(keeper)
-        if entry is None:
-            return
-        loop = self._loop
-        renewal = entry[1]
-        if renewal is not None and renewal.done():
-            entry[1] = None
-            keeper.settle(loop.time())
-        try:
-            wake = keeper.poll(loop.time())
-            while wake is None and self._local:  # the memory store answers at once
-                keeper.renew()
-                keeper.settle(loop.time())
-                wake = keeper.poll(loop.time())
-        except LeaseLost as lost:
-            del self._leases[keeper]
-            logger.error("task %r lost its lease (%s); cancelling it: %s", keeper.key, lost.reason, lost)
-            entry[0].cancel(msg="racefree: the task's lease is lost")
-            return
-        if wake is None:
-            entry[1] = loop.run_in_executor(None, keeper.renew)
-            entry[1].add_done_callback(lambda _: self._step(keeper))
-            # A stalled store must not hold the keeper past the instant the lease is lost.
-            wake = keeper.lost_at
-        self._wake_at(wake)
-
-
 class _Run:
     """One task of a coordinator: its lease, and who waits for it to end (each waiter on its own
     future, so a cancelled waiter cancels nothing but itself)."""
 
     __slots__ = ("task", "lease", "ended", "_waiters")
 
-    def __init__(self, lease: _native.Lease) -> None:
+    def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.task: "_asyncio.Task[Any]"
         self.ended = False
@@ -295,10 +82,10 @@ def _release_at_exit() -> None:
         coordinator._release_abandoned()
 
 
-_current_lease: "contextvars.ContextVar[_native.Lease]" = contextvars.ContextVar("racefree_current_lease")
+_current_lease: "contextvars.ContextVar[Lease]" = contextvars.ContextVar("racefree_current_lease")
 
 
-def current_lease() -> _native.Lease:
+def current_lease() -> Lease:
     """The lease of the :class:`TaskCoordinator` task running this code: its ``.token`` fences
     writes that must not land once the lease is lost (``Records.put(..., fencing_token=...)``).
 
@@ -320,7 +107,9 @@ class TaskCoordinator:
     (send time of the last confirmed renewal + ``ttl``, less a margin), or ``max_hold`` seconds
     reached — the task is cancelled before another holder can start the key, and the reason is
     logged on the ``racefree`` logger. Leases are kept with the event loop's timers (no task or
-    thread per lease); renewals on stores that wait run in the loop's executor.
+    thread per lease); on stores that wait, grants, renewals and releases are the core's async
+    calls (no thread per call), and a ``start`` cancelled while its grant is in flight leaves
+    the key free.
     """
 
     def __init__(
@@ -334,7 +123,8 @@ class TaskCoordinator:
     ) -> None:
         self._options = _native.KeeperOptions(ttl=ttl, renew_every=renew_every, max_hold=max_hold)
         self.store = store if store is not None else _native.open()
-        self._lock = _native.StartLock(self.store, name)
+        self._lock = StartLock(self.store, name)
+        self._blocking_lock = _native.StartLock(self.store, name)  # releases at exit, with no loop
         self._local = self.store.is_local
         self._running: Dict[str, _Run] = {}
         self._releasing: Dict[str, "concurrent.futures.Future[None]"] = {}
@@ -353,14 +143,16 @@ class TaskCoordinator:
             raise RuntimeError("this TaskCoordinator is closed")
         loop = _asyncio.get_running_loop()
         requested_at = loop.time()  # the lease is counted from before the request was sent
-        if self._local:
-            lease = self._lock.try_start(key, ttl=self._options.ttl)
-        else:
-            lease = await _call(False, self._lock.try_start, key, ttl=self._options.ttl)
+        lease = await self._lock.try_start(key, ttl=self._options.ttl)
         if lease is None:
             return False
         run = _Run(lease)
-        run.task = loop.create_task(self._run(key, run, self._options.keep(self._lock, lease, requested_at), coro_fn))
+        if lease._blocking is not None:
+            keeper = self._options.keep(self._lock._blocking, lease._blocking, requested_at)
+        else:
+            assert self._lock._async is not None and lease._async is not None
+            keeper = self._options.keep_async(self._lock._async, lease._async, requested_at)
+        run.task = loop.create_task(self._run(key, run, keeper, coro_fn))
         self._running[key] = run
         # Also a done callback: a task cancelled before its first step never runs its `finally`.
         run.task.add_done_callback(lambda _: self._end(key, run))
@@ -391,18 +183,29 @@ class TaskCoordinator:
             del self._running[key]
         lease = run.lease
 
-        def release() -> None:
-            try:
-                lease.release()
-            except NotOwner:
+        def failed(error: Exception) -> None:
+            if isinstance(error, NotOwner):
                 logger.warning("task %r lost its lease before it ended", key)
-            except Exception as error:  # the lease expires by its TTL
+            else:  # the lease expires by its TTL
                 logger.warning("task %r could not release its lease: %s", key, error)
 
+        async def release() -> None:
+            try:
+                await lease.release()
+            except Exception as error:
+                failed(error)
+
         if self._local:
-            release()
+            try:
+                assert lease._blocking is not None
+                lease._blocking.release()  # in-process: nothing to wait for
+            except Exception as error:
+                failed(error)
         else:
-            releasing = _releases.submit(release)
+            # Awaitable from any loop (`wait`, `aclose`): a concurrent future set by the release.
+            releasing: "concurrent.futures.Future[None]" = concurrent.futures.Future()
+            sending = run.task.get_loop().create_task(release())
+            sending.add_done_callback(lambda _: releasing.set_result(None))
             self._releasing[key] = releasing
 
             def forget(done: "concurrent.futures.Future[None]") -> None:
@@ -480,7 +283,7 @@ class TaskCoordinator:
         for key, run in list(self._running.items()):
             if not run.task.done() and not run.task.get_loop().is_running():
                 try:
-                    run.lease.release()
+                    self._blocking_lock.release_token(key, run.lease.token)
                 except Exception as error:  # the lease expires by its TTL
                     logger.warning("task %r could not release its lease at exit: %s", key, error)
                 run.ended = True
@@ -491,6 +294,6 @@ class TaskCoordinator:
         """Keys whose tasks run in this process."""
         return sorted(key for key, run in list(self._running.items()) if not run.ended)
 
-    def is_running(self, key: str) -> bool:
+    async def is_running(self, key: str) -> bool:
         """Whether ``key`` runs anywhere (any process sharing the store)."""
-        return self._lock.is_held(key)
+        return await self._lock.is_held(key)
