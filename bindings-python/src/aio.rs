@@ -22,7 +22,8 @@ use crate::errors::{internal, to_py};
 
 /// The runtime of every async call: one per process, with one worker (the event loop's thread is
 /// the other core's work). A forked child builds its own: the parent's worker threads do not
-/// exist in it.
+/// exist in it. Its blocking pool, where SQLite's calls run, is small: an SQLite store has one
+/// connection, so a thread per waiting call would only wait on its lock.
 fn runtime() -> PyResult<tokio::runtime::Handle> {
     static RUNTIME: Mutex<Option<(u32, tokio::runtime::Runtime)>> = Mutex::new(None);
     let pid = std::process::id();
@@ -38,6 +39,7 @@ fn runtime() -> PyResult<tokio::runtime::Handle> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .max_blocking_threads(4)
         .thread_name("racefree-aio")
         .enable_all()
         .build()
@@ -127,23 +129,23 @@ impl AbortOnCancel {
     }
 }
 
+/// What to do, on the loop's thread, with a result whose future was cancelled after the call
+/// finished: nobody will see it (a lease to release on the runtime, a first mark to keep).
+pub type GiveBack<T> = Box<dyn FnOnce(T, &tokio::runtime::Handle) + Send>;
+
 /// What cancelling a call's future does to the call.
 pub enum OnCancel<T> {
     /// Drops it where it waits: the core's async primitives are cancel-safe. A result that was
-    /// already on its way goes to `give_back` on the runtime (a lease to release), if any.
-    Abort { give_back: Option<fn(T) -> aio::BoxFuture<'static, ()>> },
+    /// already on its way goes to `give_back`, if any.
+    Abort { give_back: Option<GiveBack<T>> },
     /// Lets it finish (a release: the caller meant it to happen).
     Finish,
 }
 
-// Written out: a derive would ask `T: Copy`, which a function pointer does not need.
-impl<T> Clone for OnCancel<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
+/// Aborted on cancellation, with nothing to give back.
+pub fn abort<T>() -> OnCancel<T> {
+    OnCancel::Abort { give_back: None }
 }
-
-impl<T> Copy for OnCancel<T> {}
 
 /// `asyncio.get_running_loop`, looked up once.
 static GET_RUNNING_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
@@ -167,6 +169,7 @@ where
     let future = get_running_loop.call0(py)?.call_method0(py, "create_future")?;
     let (queue, target) = (Arc::clone(&completions.queue), future.clone_ref(py));
     let on_runtime = runtime.clone();
+    let abortable = matches!(on_cancel, OnCancel::Abort { .. });
     let task = runtime.spawn(async move {
         let outcome = call.await;
         let deliver: Deliver = Box::new(move |py, wanted| match (outcome, wanted) {
@@ -174,7 +177,7 @@ where
             (Err(error), true) => Some(Err(to_py(error))),
             (Ok(value), false) => {
                 if let OnCancel::Abort { give_back: Some(give_back) } = on_cancel {
-                    on_runtime.spawn(give_back(value));
+                    give_back(value, &on_runtime);
                 }
                 None
             }
@@ -182,7 +185,7 @@ where
         });
         queue.push(target, deliver);
     });
-    if let OnCancel::Abort { .. } = on_cancel {
+    if abortable {
         future.call_method1(py, "add_done_callback", (AbortOnCancel(task.abort_handle()),))?;
     }
     Ok(future)

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 use racefree::aio;
 
-use crate::aio::{spawn, Completions, OnCancel};
+use crate::aio::{abort, spawn, Completions, OnCancel};
 use crate::convert;
 use crate::errors::IntoPy;
 use crate::store::Store;
@@ -18,12 +18,6 @@ use crate::store::Store;
 /// Any result that converts to a Python object.
 fn plain<T: for<'py> IntoPyObject<'py> + Send + 'static>(py: Python<'_>, value: T) -> PyResult<Py<PyAny>> {
     value.into_py_any(py)
-}
-
-const ABORT: OnCancel<()> = OnCancel::Abort { give_back: None };
-
-fn abort<T>() -> OnCancel<T> {
-    OnCancel::Abort { give_back: None }
 }
 
 /// `Counter` whose calls are awaitables.
@@ -84,13 +78,13 @@ impl AsyncCounter {
     /// A future done once the next index is set to `next`.
     fn set(&self, py: Python<'_>, completions: &Completions, next: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let (counter, next) = (Arc::clone(&self.inner), convert::unsigned("next", next)?);
-        spawn(py, completions, async move { counter.set(next).await }, plain, ABORT)
+        spawn(py, completions, async move { counter.set(next).await }, plain, abort())
     }
 
     /// A future done once the counter and its claims are forgotten.
     fn reset(&self, py: Python<'_>, completions: &Completions) -> PyResult<Py<PyAny>> {
         let counter = Arc::clone(&self.inner);
-        spawn(py, completions, async move { counter.reset().await }, plain, ABORT)
+        spawn(py, completions, async move { counter.reset().await }, plain, abort())
     }
 
     /// This handle's counts: `new_claims`, `repeated_claims`.
@@ -118,9 +112,8 @@ impl AsyncEventGuard {
     ) -> PyResult<Self> {
         let (name, events, options) = crate::event_guard::arguments(name, events, retention)?;
         let events: Vec<&str> = events.iter().map(String::as_str).collect();
-        Ok(Self {
-            inner: Arc::new(aio::EventGuard::with_options(&store.get().aio, name, &events, options).py()?),
-        })
+        let inner = Arc::new(aio::EventGuard::with_options(&store.get().aio, name, &events, options).py()?);
+        Ok(Self { inner })
     }
 
     /// The declared events, in order.
@@ -140,8 +133,19 @@ impl AsyncEventGuard {
         let guard = Arc::clone(&self.inner);
         let (stream, event) =
             (convert::key("stream id", stream)?.to_owned(), convert::key("event name", event)?.to_owned());
-        let convert = |py: Python<'_>, mark| Ok(crate::event_guard::member(py, mark)?.unbind());
-        spawn(py, completions, async move { guard.mark(&stream, &event).await }, convert, abort())
+        // Delivered when its future takes it; dropped (the future was cancelled), a First is
+        // kept by the core for this handle's next mark of the event, which waits for it.
+        let convert = |py: Python<'_>, mark: aio::ToDeliver| {
+            Ok(crate::event_guard::member(py, mark.deliver())?.unbind())
+        };
+        spawn(py, completions, async move { guard.mark_to_deliver(&stream, &event).await }, convert, abort())
+    }
+
+    /// Keeps a `FIRST` whose caller was cancelled before it saw it: the next mark of `event` of
+    /// `stream` on this handle is told `FIRST`.
+    fn keep_undelivered(&self, stream: &Bound<'_, PyAny>, event: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (stream, event) = (convert::key("stream id", stream)?, convert::key("event name", event)?);
+        self.inner.keep_undelivered(stream, event).py()
     }
 
     /// A future of whether `event` of `stream` is marked.
@@ -201,12 +205,12 @@ pub struct AsyncStartLock {
 
 /// A lease granted after its caller was cancelled: nobody will hold it, so the key is freed now
 /// instead of at its TTL.
-fn release_unwanted(lease: Option<aio::Lease>) -> aio::BoxFuture<'static, ()> {
-    Box::pin(async move {
-        if let Some(lease) = lease {
+fn release_unwanted(lease: Option<aio::Lease>, runtime: &tokio::runtime::Handle) {
+    if let Some(lease) = lease {
+        runtime.spawn(async move {
             let _ = lease.release().await;
-        }
-    })
+        });
+    }
 }
 
 #[pymethods]
@@ -238,7 +242,7 @@ impl AsyncStartLock {
             Some(lease) => Ok(Py::new(py, AsyncLease { inner: Arc::new(lease) })?.into_any()),
             None => Ok(py.None()),
         };
-        let give_back = OnCancel::Abort { give_back: Some(release_unwanted as fn(_) -> _) };
+        let give_back = OnCancel::Abort { give_back: Some(Box::new(release_unwanted)) };
         spawn(py, completions, async move { lock.try_start(&key, ttl).await }, convert, give_back)
     }
 
@@ -325,7 +329,7 @@ impl AsyncLease {
         ttl: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
         let (lease, ttl) = (Arc::clone(&self.inner), convert::duration("ttl", ttl)?);
-        spawn(py, completions, async move { lease.renew(ttl).await }, plain, ABORT)
+        spawn(py, completions, async move { lease.renew(ttl).await }, plain, abort())
     }
 
     /// Releases the lease; finishes even when its future is cancelled.

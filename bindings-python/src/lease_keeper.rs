@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
-use crate::aio::{spawn, Completions, OnCancel};
+use crate::aio::{abort, spawn, Completions};
 use crate::aio_primitives::{AsyncLease, AsyncStartLock};
 use crate::convert;
 use crate::errors::IntoPy;
@@ -173,7 +173,7 @@ impl LeaseKeeper {
             *kept.lock() = Some(reply);
             Ok(())
         };
-        spawn(py, completions, call, |py, ()| Ok(py.None()), OnCancel::Abort { give_back: None })
+        spawn(py, completions, call, |py, ()| Ok(py.None()), abort())
     }
 
     /// Hands the kept reply of `renew` to the keeper, as received at `now`.

@@ -97,23 +97,32 @@ async def test_updates_from_many_coroutines_lose_nothing(url):
     assert records.stats()["retries"] > 0, "no conflict happened: the test proves nothing"
 
 
-async def _round_trip(lock: StartLock) -> float:
+async def _round_trip(call) -> float:
+    """The mean time of ``await call(i)``: one round trip of the operation about to be cancelled."""
     started = time.perf_counter()
-    for _ in range(20):
-        await lock.is_held("probe")
+    for i in range(20):
+        await call(i)
     return (time.perf_counter() - started) / 20
+
+
+async def _yield_for(seconds: float) -> None:
+    """Lets the loop run for ``seconds`` (to the microsecond: ``asyncio.sleep`` of less than a
+    millisecond sleeps about one, as the selector's timeout is in milliseconds)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0)
 
 
 async def _cancel_many(store, start, check_free) -> int:
     """Starts ``start(key)`` on fresh keys and cancels each after a random delay around one round
     trip; returns how many were cancelled. Then every key must be free (late grants released)."""
     lock = StartLock(store, "tasks")
-    round_trip = await _round_trip(lock)
+    round_trip = await _round_trip(lambda i: lock.try_start(f"probe{i}", ttl=1))
     keys = [f"k{i}" for i in range(CANCELLATIONS)]
     cancelled = 0
     for key in keys:
         attempt = asyncio.create_task(start(key))
-        await asyncio.sleep(random.uniform(0, 2 * round_trip))
+        await _yield_for(random.uniform(0, 2 * round_trip))
         attempt.cancel()
         try:
             await attempt
@@ -161,6 +170,31 @@ async def test_cancelled_at_any_point_no_lease_is_left_without_an_owner(request,
     assert cancelled > CANCELLATIONS // 10, f"only {cancelled} calls were cancelled in flight: the delays miss"
     finished.set()
     await coordinator.aclose()
+
+
+@pytest.mark.parametrize("server", ["redis", "postgres"])
+async def test_a_cancelled_mark_still_delivers_its_event_exactly_once(request, server):
+    """A mark cancelled after a random delay around one round trip, then made again on the same
+    handle: exactly one of the two is told FIRST, whether the first landed or not, and whether its
+    answer was on its way when it was cancelled."""
+    store = racefree.open(request.getfixturevalue(f"{server}_url"))
+    guard = EventGuard(store, "streams", ["started"])
+    round_trip = await _round_trip(lambda i: guard.mark(f"probe{i}", "started"))
+    lost, twice, cancelled = [], [], 0
+    for i in range(CANCELLATIONS):
+        stream = f"s{i}"
+        attempt = asyncio.create_task(guard.mark(stream, "started"))
+        await _yield_for(random.uniform(0, 2 * round_trip))
+        attempt.cancel()
+        firsts = 0
+        try:
+            firsts += (await attempt) is racefree.Mark.FIRST
+        except asyncio.CancelledError:
+            cancelled += 1
+        firsts += (await guard.mark(stream, "started")) is racefree.Mark.FIRST
+        (lost if firsts == 0 else twice if firsts > 1 else []).append(stream)
+    assert not lost and not twice, f"of {cancelled} cancelled marks, {len(lost)} events were never delivered, {len(twice)} twice"
+    assert cancelled > CANCELLATIONS // 10, f"only {cancelled} marks were cancelled in flight: the delays miss"
 
 
 FROZEN_GAP_BOUND = 0.5  # a loaded 2-core machine delays a 10 ms ticker by far less; a frozen loop by the 1 s timeout

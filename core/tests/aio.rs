@@ -277,6 +277,34 @@ async fn the_gate_catches_a_mark_dropped_in_flight() {
     assert!(violation.contains("First 0 times"), "{violation}");
 }
 
+/// A host that hands marks on to callers of its own (a binding's event loop): a `First` it
+/// drops undelivered, or gives back with `keep_undelivered`, is the next mark's; one it delivers
+/// is nobody else's. On an inline (memory) store and on one whose calls wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_first_is_the_handles_until_it_is_delivered() {
+    let memory = aio::from_blocking(std::sync::Arc::new(racefree::MemoryStore::new()));
+    for store in [memory, gated_store(false)] {
+        let guard = EventGuard::new(&store, "to-deliver", &["started"]).expect("guard");
+        let dropped = guard.mark_to_deliver("a", "started").await.expect("mark");
+        assert_eq!(dropped.mark(), Mark::First);
+        drop(dropped);
+        let taken_over = guard.mark_to_deliver("a", "started").await.expect("mark");
+        assert_eq!(taken_over.mark(), Mark::First, "a First dropped undelivered was lost");
+        assert_eq!(taken_over.deliver(), Mark::First);
+        assert_eq!(guard.mark("a", "started").await.expect("mark"), Mark::Duplicate);
+
+        assert_eq!(guard.mark("b", "started").await.expect("mark"), Mark::First);
+        guard.keep_undelivered("b", "started").expect("kept");
+        assert_eq!(
+            guard.mark("b", "started").await.expect("mark"),
+            Mark::First,
+            "a given-back First was lost"
+        );
+        assert_eq!(guard.mark("b", "started").await.expect("mark"), Mark::Duplicate);
+        assert!(guard.keep_undelivered("b", "nope").is_err(), "an undeclared event was kept");
+    }
+}
+
 /// Every other operation dropped after every number of polls, then checked by what it promises.
 #[tokio::test(flavor = "current_thread")]
 async fn other_operations_dropped_at_any_await_point_keep_their_promises() {

@@ -408,6 +408,9 @@ class AsyncEventGuard:
         """The declared events, in order."""
     def mark(self, completions: Completions, stream: str, event: str) -> Awaitable[Mark]:
         """A future of `Mark.FIRST` or `Mark.DUPLICATE`."""
+    def keep_undelivered(self, stream: str, event: str) -> None:
+        """Keeps a `FIRST` whose caller was cancelled before it saw it: the next mark of `event` of
+        `stream` on this handle is told `FIRST`."""
     def is_marked(self, completions: Completions, stream: str, event: str) -> Awaitable[bool]:
         """A future of whether `event` of `stream` is marked."""
     def last_marked(self, completions: Completions, stream: str) -> Awaitable[Optional[str]]:

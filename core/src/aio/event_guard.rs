@@ -98,25 +98,78 @@ impl EventGuard {
     /// So a mark retried after a drop gives `First` exactly once. (Another handle, or another
     /// process, is told `Duplicate`: the event is marked.)
     pub async fn mark(&self, stream: &str, event: &str) -> Result<Mark> {
+        Ok(self.mark_to_deliver(stream, event).await?.deliver())
+    }
+
+    /// [`mark`](EventGuard::mark), for a host that hands the outcome on to its own caller (a
+    /// binding's event loop): a `First` stays this handle's until [`ToDeliver::deliver`] says it
+    /// reached its caller. Dropped undelivered, it is kept for the next mark of the event on
+    /// this handle, which waits for it and is told `First`.
+    ///
+    /// # Errors
+    /// As [`mark`](EventGuard::mark).
+    ///
+    /// # Cancel safety
+    /// As [`mark`](EventGuard::mark).
+    pub async fn mark_to_deliver(&self, stream: &str, event: &str) -> Result<ToDeliver> {
         validate::key("stream id", stream)?;
         let position = self.declared.position(event)?;
-        let outcome = if self.store.is_local() {
-            // Ready when first polled: nothing to drop half-way.
-            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms).await?
+        let mut sent = if self.store.is_local() {
+            // Ready when first polled: nothing to drop half-way, nothing in flight to wait for.
+            let event = (stream.to_owned(), position);
+            let outcome = if self.marks.lock().undelivered.remove(&event) {
+                MarkOutcome::First
+            } else {
+                self.store
+                    .guard_mark(&self.declared.name, stream, position, self.declared.retention_ms)
+                    .await?
+            };
+            let done = Arc::new(Notify::new()); // not in `sending`: nobody waits on a local mark
+            Sent { marks: Arc::clone(&self.marks), event, done, outcome: Some(Ok(outcome)) }
         } else {
             self.mark_in_own_task(stream, position).await?
         };
-        self.declared.settle(stream, event, outcome)
+        // Taken while it is settled: an error or an out-of-order mark leaves nothing to keep.
+        let outcome = match sent.outcome.take() {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(err)) => return Err(err),
+            None => return Err(Error::unavailable("the mark was not sent")),
+        };
+        let mark = self.declared.settle(stream, event, outcome)?;
+        sent.outcome = Some(Ok(outcome));
+        Ok(ToDeliver { mark, sent })
     }
 
-    async fn mark_in_own_task(&self, stream: &str, position: u32) -> Result<MarkOutcome> {
+    /// Keeps a `First` that [`ToDeliver::deliver`] handed to a caller who was gone before it saw
+    /// it (a host's task cancelled after its future got the mark): the next mark of the event on
+    /// this handle is told `First`. Only for a `First` this handle delivered.
+    ///
+    /// # Errors
+    /// `invalid_key` or `invalid_argument`, as [`mark`](EventGuard::mark).
+    pub fn keep_undelivered(&self, stream: &str, event: &str) -> Result<()> {
+        validate::key("stream id", stream)?;
+        let position = self.declared.position(event)?;
+        self.marks.lock().undelivered.insert((stream.to_owned(), position));
+        Ok(())
+    }
+
+    async fn mark_in_own_task(&self, stream: &str, position: u32) -> Result<Sent> {
         let event = (stream.to_owned(), position);
         // Wait for an earlier mark of this event on this handle; take its First if it was dropped.
         let done = loop {
             let earlier = {
                 let mut marks = self.marks.lock();
                 if marks.undelivered.remove(&event) {
-                    return Ok(MarkOutcome::First);
+                    // Taken over: this call now holds the First, in flight to its own caller.
+                    let done = Arc::new(Notify::new());
+                    marks.sending.insert(event.clone(), Arc::clone(&done));
+                    drop(marks);
+                    return Ok(Sent {
+                        marks: Arc::clone(&self.marks),
+                        event,
+                        done,
+                        outcome: Some(Ok(MarkOutcome::First)),
+                    });
                 }
                 match marks.sending.get(&event) {
                     Some(earlier) => Arc::clone(earlier),
@@ -144,10 +197,7 @@ impl EventGuard {
             // Dropped unread (its receiver gone, now or later), a First is kept for the next mark.
             let _ = reply.send(sent);
         });
-        match answer.await {
-            Ok(sent) => sent.take(),
-            Err(_) => Err(Error::unavailable("the task marking the event ended without a result")),
-        }
+        answer.await.map_err(|_| Error::unavailable("the task marking the event ended without a result"))
     }
 
     /// As [`crate::EventGuard::is_marked`].
@@ -194,6 +244,28 @@ impl EventGuard {
     }
 }
 
+/// The outcome of [`EventGuard::mark_to_deliver`], on its way to whoever asked for the mark.
+#[derive(Debug)]
+#[must_use = "dropped undelivered, a First is kept for the next mark of the event on this handle"]
+pub struct ToDeliver {
+    mark: Mark,
+    sent: Sent,
+}
+
+impl ToDeliver {
+    /// The mark, without delivering it.
+    pub fn mark(&self) -> Mark {
+        self.mark
+    }
+
+    /// Says the mark reached its caller, and returns it: a later mark of the event on this
+    /// handle goes on.
+    pub fn deliver(mut self) -> Mark {
+        self.sent.outcome = None;
+        self.mark
+    }
+}
+
 /// A mark's outcome on its way to its caller. Read, it lets later marks of its event go on;
 /// dropped unread, a `First` is kept for the next mark of the event on the handle.
 struct Sent {
@@ -203,9 +275,9 @@ struct Sent {
     outcome: Option<Result<MarkOutcome>>,
 }
 
-impl Sent {
-    fn take(mut self) -> Result<MarkOutcome> {
-        self.outcome.take().unwrap_or_else(|| Err(Error::unavailable("the mark was not sent")))
+impl fmt::Debug for Sent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sent").field("event", &self.event).finish_non_exhaustive()
     }
 }
 

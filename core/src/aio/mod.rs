@@ -72,7 +72,7 @@ mod start_lock;
 
 pub use coordinator::{Coordinator, Finished, Holding, Running};
 pub use counter::Counter;
-pub use event_guard::EventGuard;
+pub use event_guard::{EventGuard, ToDeliver};
 pub use from_blocking::from_blocking;
 pub use open::{open, open_with_clock};
 pub use records::Records;

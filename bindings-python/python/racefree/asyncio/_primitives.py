@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import inspect
 from datetime import timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from racefree import _native
 from racefree.asyncio._bridge import completions
@@ -24,6 +24,18 @@ from racefree._native import Claim, Mark, Versioned
 from racefree.types import CounterStats, GuardStats, LockStats, RecordsStats
 
 Seconds = Union[float, int, timedelta]
+T = TypeVar("T")
+
+
+async def _delivered(future: "Awaitable[T]", give_back: Callable[[T], None]) -> T:
+    """``await future``; when the awaiting task is cancelled after the future got its result
+    (the task had not resumed yet), the result goes to ``give_back``: nobody else will see it."""
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if isinstance(future, asyncio.Future) and future.done() and not future.cancelled() and future.exception() is None:
+            give_back(future.result())
+        raise
 
 
 class Counter:
@@ -100,7 +112,13 @@ class EventGuard:
         Raises ``OutOfOrder`` for an event before one already marked."""
         if self._async is None:
             return self._blocking.mark(stream, event)
-        return await self._async.mark(completions(), stream, event)
+        native = self._async
+
+        def keep(mark: Mark) -> None:
+            if mark is Mark.FIRST:
+                native.keep_undelivered(stream, event)
+
+        return await _delivered(native.mark(completions(), stream, event), keep)
 
     async def is_marked(self, stream: str, event: str) -> bool:
         """Whether ``event`` of ``stream`` is marked."""
@@ -182,6 +200,15 @@ class Lease:
         return f"<racefree.asyncio.Lease key={self.key!r} token={self.token}>"
 
 
+def _release_unseen(lease: Optional[_native.AsyncLease]) -> None:
+    if lease is not None:
+        # Sent now and finished on the runtime whether or not anyone awaits it; its outcome
+        # (NotOwner if it expired meanwhile) is of interest to nobody.
+        releasing = lease.release(completions())
+        if isinstance(releasing, asyncio.Future):
+            releasing.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 class StartLock:
     """One winner per key, with TTL leases and fencing tokens (:class:`racefree.StartLock`), awaitable."""
 
@@ -202,7 +229,7 @@ class StartLock:
         if self._async is None:
             granted = self._blocking.try_start(key, ttl=ttl)
         else:
-            granted = await self._async.try_start(completions(), key, ttl=ttl)
+            granted = await _delivered(self._async.try_start(completions(), key, ttl=ttl), _release_unseen)
         return None if granted is None else Lease(granted)
 
     async def acquire(self, key: str, *, ttl: Seconds, timeout: Optional[Seconds] = None) -> Lease:
