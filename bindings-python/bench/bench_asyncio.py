@@ -151,7 +151,7 @@ async def postgres():
         for connection in connections:
             await connection.close()
     finally:
-        os.kill(server.pid, signal.SIGTERM)
+        os.kill(server.pid, signal.SIGINT)  # a fast shutdown: clients may still be connected
         server.wait(timeout=30)
 
 

@@ -13,23 +13,27 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from typing import Tuple
 
 from racefree import _native
 
-# loop -> (the process that made it, its completions); a forked child makes its own.
-_completions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, _native.Completions]]" = (
-    weakref.WeakKeyDictionary()
-)
+# loop -> its completions. Emptied in a forked child, which makes its own (the pipe and the
+# runtime behind them are the parent's).
+_completions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _native.Completions]" = weakref.WeakKeyDictionary()
+
+
+def _forget_after_fork() -> None:
+    global _completions
+    _completions = weakref.WeakKeyDictionary()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def completions() -> _native.Completions:
     """The running loop's completions, made on its first call."""
     loop = asyncio.get_running_loop()
     found = _completions.get(loop)
-    if found is not None and found[0] == os.getpid():
-        return found[1]
-    return _attach(loop)
+    return found if found is not None else _attach(loop)
 
 
 def _attach(loop: asyncio.AbstractEventLoop) -> _native.Completions:
@@ -40,14 +44,14 @@ def _attach(loop: asyncio.AbstractEventLoop) -> _native.Completions:
 
     def drain() -> None:
         # The pipe first, then the queue: a call that finishes in between writes another byte.
+        # One byte per batch, so one read empties it.
         try:
-            while os.read(read_end, 4096):
-                pass
+            os.read(read_end, 4096)
         except BlockingIOError:
             pass
         native.drain()
 
     loop.add_reader(read_end, drain)
     weakref.finalize(loop, os.close, read_end)
-    _completions[loop] = (os.getpid(), native)
+    _completions[loop] = native
     return native
