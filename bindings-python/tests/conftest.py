@@ -165,6 +165,17 @@ def _postgres_bin(program: str) -> str:
     return f"/usr/lib/postgresql/{versions[0]}/bin/{program}"
 
 
+def reachable_by_postgres(directory: str) -> str:
+    """``directory``, with the directories above it under the temporary root made traversable:
+    the server runs as the ``postgres`` user when the tests run as root."""
+    path = directory
+    while path != "/":
+        path = os.path.dirname(path)
+        if os.geteuid() == 0 and path.startswith(tempfile.gettempdir()):
+            os.chmod(path, os.stat(path).st_mode | 0o011)
+    return directory
+
+
 class PostgresServer:
     """A real PostgreSQL server (Debian's package): ``initdb`` into a private directory, started
     on a free 127.0.0.1 port as the ``postgres`` user when the tests run as root (PostgreSQL
@@ -218,14 +229,7 @@ class PostgresServer:
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    directory = str(tmp_path_factory.mktemp("postgres"))
-    # The server user must reach its directory under pytest's temporary root.
-    path = directory
-    while path != "/":
-        path = os.path.dirname(path)
-        if os.geteuid() == 0 and path.startswith(tempfile.gettempdir()):
-            os.chmod(path, os.stat(path).st_mode | 0o011)
-    server = PostgresServer(directory)
+    server = PostgresServer(reachable_by_postgres(str(tmp_path_factory.mktemp("postgres"))))
     yield server
     server.stop()
 
