@@ -138,10 +138,16 @@ async def _cancel_many(store, start, check_free) -> int:
     return cancelled
 
 
+def _server_url(request, server: str, tmp_path) -> str:
+    if server == "sqlite":
+        return f"sqlite://{tmp_path}/racefree.db"
+    return request.getfixturevalue(f"{server}_url")
+
+
 @pytest.mark.parametrize("operation", ["try_start", "acquire", "hold", "coordinator.start"])
-@pytest.mark.parametrize("server", ["redis", "postgres"])
-async def test_cancelled_at_any_point_no_lease_is_left_without_an_owner(request, server, operation):
-    store = racefree.open(request.getfixturevalue(f"{server}_url"))
+@pytest.mark.parametrize("server", ["sqlite", "redis", "postgres"])
+async def test_cancelled_at_any_point_no_lease_is_left_without_an_owner(request, server, operation, tmp_path):
+    store = racefree.open(_server_url(request, server, tmp_path))
     lock = StartLock(store, "tasks")
     coordinator = TaskCoordinator(store, ttl=30)
     finished = asyncio.Event()
@@ -172,12 +178,12 @@ async def test_cancelled_at_any_point_no_lease_is_left_without_an_owner(request,
     await coordinator.aclose()
 
 
-@pytest.mark.parametrize("server", ["redis", "postgres"])
-async def test_a_cancelled_mark_still_delivers_its_event_exactly_once(request, server):
+@pytest.mark.parametrize("server", ["sqlite", "redis", "postgres"])
+async def test_a_cancelled_mark_still_delivers_its_event_exactly_once(request, server, tmp_path):
     """A mark cancelled after a random delay around one round trip, then made again on the same
     handle: exactly one of the two is told FIRST, whether the first landed or not, and whether its
     answer was on its way when it was cancelled."""
-    store = racefree.open(request.getfixturevalue(f"{server}_url"))
+    store = racefree.open(_server_url(request, server, tmp_path))
     guard = EventGuard(store, "streams", ["started"])
     round_trip = await _round_trip(lambda i: guard.mark(f"probe{i}", "started"))
     lost, twice, cancelled = [], [], 0
