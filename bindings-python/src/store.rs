@@ -7,8 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use racefree::{SharedClock, SharedStore};
 
+use crate::aio::{abort, spawn, Completions};
 use crate::convert;
 use crate::errors::IntoPy;
+use pyo3::IntoPyObjectExt;
 
 /// A clock that moves only when told to (tests, deterministic scenarios).
 #[pyclass(module = "racefree._native", frozen)]
@@ -84,49 +86,78 @@ impl Store {
     /// [...], "records": [...]}`, each entry a dict.
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let inventory = call(py, self.inner.is_local(), || self.inner.inspect()).py()?;
-        let (counters, leases, streams, records) =
-            (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
-        for racefree::CounterEntry { counter, next, claims } in &inventory.counters {
-            let entry = PyDict::new(py);
-            entry.set_item("counter", counter)?;
-            entry.set_item("next", next)?;
-            entry.set_item("claims", claims)?;
-            counters.append(entry)?;
-        }
-        for racefree::LeaseEntry { lock, key, token, deadline_ms } in &inventory.leases {
-            let entry = PyDict::new(py);
-            entry.set_item("lock", lock)?;
-            entry.set_item("key", key)?;
-            entry.set_item("token", token)?;
-            entry.set_item("deadline_ms", deadline_ms)?;
-            leases.append(entry)?;
-        }
-        for racefree::StreamEntry { guard, stream, marked, expires_at_ms } in &inventory.streams {
-            let entry = PyDict::new(py);
-            entry.set_item("guard", guard)?;
-            entry.set_item("stream", stream)?;
-            entry.set_item("marked", marked)?;
-            entry.set_item("expires_at_ms", expires_at_ms)?;
-            streams.append(entry)?;
-        }
-        for racefree::RecordEntry { space, key, version } in &inventory.records {
-            let entry = PyDict::new(py);
-            entry.set_item("space", space)?;
-            entry.set_item("key", key)?;
-            entry.set_item("version", version)?;
-            records.append(entry)?;
-        }
-        let found = PyDict::new(py);
-        found.set_item("counters", counters)?;
-        found.set_item("leases", leases)?;
-        found.set_item("streams", streams)?;
-        found.set_item("records", records)?;
-        Ok(found)
+        inventory_dict(py, &inventory)
+    }
+
+    /// `sweep` as a future of the running loop (`racefree.asyncio.Store`).
+    fn sweep_async(&self, py: Python<'_>, completions: &Completions) -> PyResult<Py<PyAny>> {
+        let store = Arc::clone(&self.aio);
+        spawn(py, completions, async move { store.sweep().await }, |py, n: u64| n.into_py_any(py), abort())
+    }
+
+    /// `stats` as a future of the running loop (`racefree.asyncio.Store`).
+    fn stats_async(&self, py: Python<'_>, completions: &Completions) -> PyResult<Py<PyAny>> {
+        let store = Arc::clone(&self.aio);
+        let convert = |py: Python<'_>, s: racefree::StoreStats| {
+            HashMap::from([("entries", s.entries), ("expired_swept", s.expired_swept)]).into_py_any(py)
+        };
+        spawn(py, completions, async move { store.stats().await }, convert, abort())
+    }
+
+    /// `inspect` as a future of the running loop (`racefree.asyncio.Store`).
+    fn inspect_async(&self, py: Python<'_>, completions: &Completions) -> PyResult<Py<PyAny>> {
+        let store = Arc::clone(&self.aio);
+        let convert = |py: Python<'_>, inventory: racefree::Inventory| {
+            Ok(inventory_dict(py, &inventory)?.into_any().unbind())
+        };
+        spawn(py, completions, async move { store.inspect().await }, convert, abort())
     }
 
     fn __repr__(&self) -> String {
         format!("<racefree.Store namespace={:?}>", self.inner.namespace())
     }
+}
+
+/// An inventory as Python sees it: a dict of lists of dicts.
+fn inventory_dict<'py>(py: Python<'py>, inventory: &racefree::Inventory) -> PyResult<Bound<'py, PyDict>> {
+    let (counters, leases, streams, records) =
+        (PyList::empty(py), PyList::empty(py), PyList::empty(py), PyList::empty(py));
+    for racefree::CounterEntry { counter, next, claims } in &inventory.counters {
+        let entry = PyDict::new(py);
+        entry.set_item("counter", counter)?;
+        entry.set_item("next", next)?;
+        entry.set_item("claims", claims)?;
+        counters.append(entry)?;
+    }
+    for racefree::LeaseEntry { lock, key, token, deadline_ms } in &inventory.leases {
+        let entry = PyDict::new(py);
+        entry.set_item("lock", lock)?;
+        entry.set_item("key", key)?;
+        entry.set_item("token", token)?;
+        entry.set_item("deadline_ms", deadline_ms)?;
+        leases.append(entry)?;
+    }
+    for racefree::StreamEntry { guard, stream, marked, expires_at_ms } in &inventory.streams {
+        let entry = PyDict::new(py);
+        entry.set_item("guard", guard)?;
+        entry.set_item("stream", stream)?;
+        entry.set_item("marked", marked)?;
+        entry.set_item("expires_at_ms", expires_at_ms)?;
+        streams.append(entry)?;
+    }
+    for racefree::RecordEntry { space, key, version } in &inventory.records {
+        let entry = PyDict::new(py);
+        entry.set_item("space", space)?;
+        entry.set_item("key", key)?;
+        entry.set_item("version", version)?;
+        records.append(entry)?;
+    }
+    let found = PyDict::new(py);
+    found.set_item("counters", counters)?;
+    found.set_item("leases", leases)?;
+    found.set_item("streams", streams)?;
+    found.set_item("records", records)?;
+    Ok(found)
 }
 
 /// Runs a store call: directly on an in-process store (nanoseconds; releasing the GIL would cost

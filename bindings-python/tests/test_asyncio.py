@@ -13,6 +13,7 @@ import time
 import pytest
 
 import racefree
+import racefree.asyncio
 from conftest import PostgresServer, _free_port, reachable_by_postgres, start_redis
 from racefree.asyncio import Counter, EventGuard, Records, StartLock, TaskCoordinator
 
@@ -78,6 +79,13 @@ async def test_every_operation_answers_as_the_blocking_one(url):
     assert await records.delete("p", expected_version=3) and await records.get("p") is None
     with pytest.raises(racefree.InvalidArgument):
         await records.update("p", running, max_attempts=0)
+
+    operator = racefree.asyncio.Store(store)
+    assert await operator.inspect() == store.inspect()
+    assert await operator.stats() == store.stats()
+    assert await operator.sweep() == 0
+    held = await StartLock(operator, "l").try_start("k", ttl=30)  # primitives take either form
+    assert (await operator.inspect())["leases"][0]["token"] == held.token
     with pytest.raises(racefree.InvalidKey):
         await counter.claim("")
 
@@ -369,3 +377,25 @@ def test_processes_with_a_loop_each_share_one_counter(request, server):
     for child in children:
         child.join(10)
     assert indexes == list(range(1_500))
+
+
+async def test_the_cache_loads_once_for_concurrent_callers_without_blocking_the_loop():
+    cache = racefree.asyncio.Cache()
+    loads = 0
+
+    async def load():
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.02)  # other callers arrive while it loads
+        return {"engines": ["a"]}
+
+    values = await asyncio.gather(*(cache.get_or_load("engines", 60, load) for _ in range(32)))
+    assert loads == 1 and all(value == {"engines": ["a"]} for value in values)
+    assert cache.stats()["coalesced"] == 31 and len(cache) == 1
+    assert await cache.invalidate("engines") and not await cache.invalidate("engines")
+    assert await cache.sweep() == 0
+    shared = racefree.Cache()
+    shared.get_or_load("k", 60, lambda: 1)
+    assert await racefree.asyncio.Cache(cache=shared).get_or_load("k", 60, load) == 1
+    with pytest.raises(TypeError):
+        racefree.asyncio.Cache(cache=shared, max_entries=3)

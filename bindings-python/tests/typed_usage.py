@@ -40,6 +40,10 @@ def token_of_held_lease(lock: racefree.StartLock) -> int:
 
 async def async_use() -> List[bool]:
     store = racefree.open()
+
+    async def load() -> List[str]:
+        return ["a"]
+
     lock = StartLock(store, "tasks")
     async with lock.hold("k", ttl=30) as lease:
         await lease.renew(ttl=30)
@@ -57,9 +61,11 @@ async def async_use() -> List[bool]:
 
     updated: racefree.Versioned = await records.update("p", change)
     updated = await records.update("p", lambda current: {"n": 0})
-
-    async def load() -> List[str]:
-        return ["a"]
+    operator = racefree.asyncio.Store(store)
+    inventory: Inventory = await operator.inspect()
+    swept: int = await operator.sweep() + len(inventory["leases"])
+    async_cache = racefree.asyncio.Cache(max_entries=10)
+    loaded: Any = await async_cache.get_or_load("k", 2.0, load) if swept >= 0 else None
 
     cache = racefree.Cache()
     value: Any = await get_or_load(cache, "k", 2.0, load)
@@ -69,4 +75,4 @@ async def async_use() -> List[bool]:
         await asyncio.sleep(0)
 
     return [await coordinator.start("k", work), bool(value), granted is None, holder is None, index == claim.index, first,
-            updated.version > 0, await coordinator.is_running("k")]
+            updated.version > 0, await coordinator.is_running("k"), loaded is not None]

@@ -95,6 +95,12 @@ class Store:
         """The store's counts: `entries` (held now), `expired_swept` (removed so far)."""
     def now_ms(self) -> int:
         """The store's time (its clock's), in milliseconds: the clock lease deadlines are on."""
+    def sweep_async(self, completions: Completions) -> Awaitable[int]:
+        """`sweep` as a future of the running loop (`racefree.asyncio.Store`)."""
+    def stats_async(self, completions: Completions) -> Awaitable[StoreStats]:
+        """`stats` as a future of the running loop (`racefree.asyncio.Store`)."""
+    def inspect_async(self, completions: Completions) -> Awaitable[Inventory]:
+        """`inspect` as a future of the running loop (`racefree.asyncio.Store`)."""
 
 @final
 class Claim:

@@ -7,22 +7,25 @@ loop never waits on the store and no thread is taken per call. Cancelling any of
 lease without an owner.
 
 - :mod:`racefree.asyncio._bridge`: how a call reaches the store and its result the loop;
-- :mod:`racefree.asyncio._primitives`: ``Counter``, ``EventGuard``, ``StartLock``, ``Lease``, ``Records``;
+- :mod:`racefree.asyncio._primitives`: ``Counter``, ``EventGuard``, ``StartLock``, ``Lease``, ``Records``,
+  and ``Store`` (``sweep``, ``stats``, ``inspect``);
 - :mod:`racefree.asyncio._keeping`: lease keeping on the loop's timers;
 - :mod:`racefree.asyncio._coordinator`: ``TaskCoordinator`` and ``current_lease``;
-- :mod:`racefree.asyncio._cache`: ``get_or_load``.
+- :mod:`racefree.asyncio._cache`: ``Cache`` and ``get_or_load``.
 """
 
-from racefree.asyncio._cache import get_or_load
+from racefree.asyncio._cache import Cache, get_or_load
 from racefree.asyncio._coordinator import TaskCoordinator, current_lease
-from racefree.asyncio._primitives import Counter, EventGuard, Lease, Records, StartLock
+from racefree.asyncio._primitives import Counter, EventGuard, Lease, Records, StartLock, Store
 
 __all__ = [
+    "Cache",
     "Counter",
     "EventGuard",
     "Lease",
     "Records",
     "StartLock",
+    "Store",
     "TaskCoordinator",
     "current_lease",
     "get_or_load",

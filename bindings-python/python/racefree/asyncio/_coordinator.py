@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 from racefree import _native
 from racefree.asyncio._keeping import _LoopKeeper
-from racefree.asyncio._primitives import Lease, StartLock
+from racefree.asyncio._primitives import AnyStore, Lease, StartLock, _native_store
 from racefree.errors import NotOwner
 
 Seconds = Union[float, int, timedelta]
@@ -114,7 +114,7 @@ class TaskCoordinator:
 
     def __init__(
         self,
-        store: Optional[_native.Store] = None,
+        store: Optional[AnyStore] = None,
         *,
         name: str = "tasks",
         ttl: Seconds = 30.0,
@@ -122,7 +122,7 @@ class TaskCoordinator:
         max_hold: Optional[Seconds] = None,
     ) -> None:
         self._options = _native.KeeperOptions(ttl=ttl, renew_every=renew_every, max_hold=max_hold)
-        self.store = store if store is not None else _native.open()
+        self.store = _native_store(store) if store is not None else _native.open()
         self._lock = StartLock(self.store, name)
         self._blocking_lock = _native.StartLock(self.store, name)  # releases at exit, with no loop
         self._local = self.store.is_local

@@ -21,7 +21,7 @@ from racefree import _native
 from racefree.asyncio._bridge import completions
 from racefree.errors import Conflict
 from racefree._native import Claim, Mark, Versioned
-from racefree.types import CounterStats, GuardStats, LockStats, RecordsStats
+from racefree.types import CounterStats, GuardStats, Inventory, LockStats, RecordsStats, StoreStats
 
 Seconds = Union[float, int, timedelta]
 T = TypeVar("T")
@@ -38,12 +38,20 @@ async def _delivered(future: "Awaitable[T]", give_back: Callable[[T], None]) -> 
         raise
 
 
+AnyStore = Union[_native.Store, "Store"]
+
+
+def _native_store(store: AnyStore) -> _native.Store:
+    return store.native if isinstance(store, Store) else store
+
+
 class Counter:
     """A per-key sequential index counter (:class:`racefree.Counter`), awaitable."""
 
     __slots__ = ("_blocking", "_async")
 
-    def __init__(self, store: _native.Store, key: str) -> None:
+    def __init__(self, store: AnyStore, key: str) -> None:
+        store = _native_store(store)
         self._blocking = _native.Counter(store, key)
         self._async = None if store.is_local else _native.AsyncCounter(store, key)
 
@@ -99,7 +107,8 @@ class EventGuard:
 
     __slots__ = ("_blocking", "_async")
 
-    def __init__(self, store: _native.Store, name: str, events: Sequence[str], *, retention: Optional[Seconds] = None) -> None:
+    def __init__(self, store: AnyStore, name: str, events: Sequence[str], *, retention: Optional[Seconds] = None) -> None:
+        store = _native_store(store)
         self._blocking = _native.EventGuard(store, name, events, retention=retention)
         self._async = None if store.is_local else _native.AsyncEventGuard(store, name, events, retention=retention)
 
@@ -214,7 +223,8 @@ class StartLock:
 
     __slots__ = ("_blocking", "_async")
 
-    def __init__(self, store: _native.Store, name: str) -> None:
+    def __init__(self, store: AnyStore, name: str) -> None:
+        store = _native_store(store)
         self._blocking = _native.StartLock(store, name)
         self._async = None if store.is_local else _native.AsyncStartLock(store, name)
 
@@ -286,7 +296,8 @@ class Records:
 
     __slots__ = ("_blocking", "_async", "_retries")
 
-    def __init__(self, store: _native.Store, name: str) -> None:
+    def __init__(self, store: AnyStore, name: str) -> None:
+        store = _native_store(store)
         self._blocking = _native.Records(store, name)
         self._async = None if store.is_local else _native.AsyncRecords(store, name)
         self._retries = 0
@@ -352,3 +363,44 @@ class Records:
         counts = (self._blocking if self._async is None else self._async).stats()
         counts["retries"] += self._retries
         return counts
+
+
+class Store:
+    """A store's own operations (:class:`racefree.Store`) as coroutines: ``sweep``, ``stats`` and
+    ``inspect`` go to the server on Redis and PostgreSQL (and to disk on SQLite), so their
+    awaitable forms keep the loop free. ``Store(racefree.open(url))``; primitives take either."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, store: _native.Store) -> None:
+        self.native = store
+
+    @property
+    def namespace(self) -> str:
+        return self.native.namespace
+
+    @property
+    def is_local(self) -> bool:
+        return self.native.is_local
+
+    def now_ms(self) -> int:
+        """The store's time (its clock's), in milliseconds."""
+        return self.native.now_ms()
+
+    async def sweep(self) -> int:
+        """Removes every expired lease and mark now; returns how many."""
+        if self.native.is_local:
+            return self.native.sweep()
+        return await self.native.sweep_async(completions())
+
+    async def stats(self) -> StoreStats:
+        """The store's counts: ``entries`` (held now), ``expired_swept`` (removed so far)."""
+        if self.native.is_local:
+            return self.native.stats()
+        return await self.native.stats_async(completions())
+
+    async def inspect(self) -> Inventory:
+        """What the namespace holds, for operators (as :meth:`racefree.Store.inspect`)."""
+        if self.native.is_local:
+            return self.native.inspect()
+        return await self.native.inspect_async(completions())
