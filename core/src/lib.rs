@@ -37,8 +37,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquisition;
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[cfg(feature = "aio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aio")))]
 pub mod aio;
 mod backoff;
 mod cache;

@@ -191,12 +191,13 @@ impl EventGuard {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let (store, guard, retention_ms) =
             (Arc::clone(&self.store), self.declared.name.clone(), self.declared.retention_ms);
-        tokio::spawn(async move {
+        let spawn = self.store.spawner();
+        spawn(Box::pin(async move {
             let mut sent = sent;
             sent.outcome = Some(store.guard_mark(&guard, &sent.event.0, position, retention_ms).await);
             // Dropped unread (its receiver gone, now or later), a First is kept for the next mark.
             let _ = reply.send(sent);
-        });
+        }));
         answer.await.map_err(|_| Error::unavailable("the task marking the event ended without a result"))
     }
 

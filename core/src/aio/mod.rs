@@ -1,5 +1,8 @@
-//! racefree for tokio hosts: every primitive's operations as futures, on stores that never block
-//! a runtime worker (feature `tokio`).
+//! racefree for async hosts: every primitive's operations as futures, on stores that never block
+//! a runtime worker. Feature `tokio` gives all of it on tokio; feature `aio` alone gives the
+//! primitives and the [`Store`] trait to a host with an executor of its own (a JavaScript event
+//! loop through wasm-bindgen), whose store says how to spawn ([`Store::spawner`]); waiting
+//! (`acquire`, `update`'s backoff) and the coordinator are then the host's.
 //!
 //! The names follow redis-rs's `aio` convention: this module holds the same types as the crate
 //! root, with the same names, methods and errors, where each operation that reaches a store is an
@@ -59,21 +62,32 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::clock::SharedClock;
-use crate::error::{Error, Result};
+#[cfg(feature = "tokio")]
+use crate::error::Error;
+use crate::error::Result;
 use crate::store::{Claim, Inventory, LeaseGrant, MarkOutcome, StoreStats, Versioned};
 
+#[cfg(feature = "tokio")]
 mod coordinator;
 mod counter;
 mod event_guard;
+#[cfg(feature = "tokio")]
 mod from_blocking;
+#[cfg(feature = "tokio")]
 mod open;
 mod records;
 mod start_lock;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use coordinator::{Coordinator, Finished, Holding, Running};
 pub use counter::Counter;
 pub use event_guard::{EventGuard, ToDeliver};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use from_blocking::from_blocking;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use open::{open, open_with_clock};
 pub use records::Records;
 pub use start_lock::{Lease, StartLock};
@@ -90,6 +104,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A shared async store handle: what every async primitive holds.
 pub type SharedStore = Arc<dyn Store>;
+
+/// Starts a future as a task of its own on the host's executor, to run to its end whether or not
+/// whoever started it is still waiting (see [`Store::spawner`]).
+pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
 
 /// The atomic steps of [`crate::Store`], as futures: the same methods, arguments, outcomes and
 /// errors. Each is one atomic step in its backend, as there.
@@ -109,6 +127,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn is_local(&self) -> bool {
         false
     }
+
+    /// How this store's primitives start a task of their own (a grant or a mark that must finish,
+    /// and be given back, when its caller is dropped), called where the primitive runs: on tokio
+    /// (the default with feature `tokio`), the current runtime's `spawn`; a host without tokio
+    /// provides its executor's (a JavaScript event loop's `spawn_local`).
+    #[cfg(feature = "tokio")]
+    fn spawner(&self) -> Spawner {
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(move |task| drop(runtime.spawn(task)))
+    }
+
+    /// How this store's primitives start a task of their own: see the `tokio` feature's default.
+    #[cfg(not(feature = "tokio"))]
+    fn spawner(&self) -> Spawner;
 
     fn counter_next<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>>;
     fn counter_claim<'a>(&'a self, counter: &'a str, id: &'a str) -> BoxFuture<'a, Result<Claim>>;
@@ -161,6 +193,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 }
 
 /// A task's panic or cancellation by a runtime shutting down, as a racefree error.
+#[cfg(feature = "tokio")]
 fn lost_task(what: &str, err: &tokio::task::JoinError) -> Error {
     Error::unavailable(format!("{what}: the task running the call ended without a result: {err}"))
 }

@@ -6,11 +6,17 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::SharedStore;
-use crate::error::{Error, Result};
-use crate::records::{check_update, update_delays, RecordStatsInner};
+#[cfg(feature = "tokio")]
+use crate::error::Error;
+use crate::error::Result;
+use crate::records::RecordStatsInner;
+#[cfg(feature = "tokio")]
+use crate::records::{check_update, update_delays};
 use crate::store::Versioned;
 use crate::validate;
-use crate::{RecordStats, UpdateOptions};
+use crate::RecordStats;
+#[cfg(feature = "tokio")]
+use crate::UpdateOptions;
 
 /// [`crate::Records`] whose operations are futures: the same versions, methods and errors.
 ///
@@ -114,6 +120,8 @@ impl Records {
     /// # Cancel safety
     /// As [`put`](Records::put): each attempt is a compare-and-swap, so a dropped update either
     /// landed whole on the version it read or not at all.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn update<F>(&self, key: &str, mut change: F) -> Result<Versioned>
     where
         F: FnMut(Option<&Value>) -> Value,
@@ -128,6 +136,8 @@ impl Records {
     ///
     /// # Cancel safety
     /// As [`update`](Records::update).
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn try_update_with<F, E>(
         &self,
         key: &str,

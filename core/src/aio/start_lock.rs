@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SharedStore;
+#[cfg(feature = "tokio")]
 use crate::acquisition::Acquisition;
 use crate::error::{Error, Result};
 use crate::start_lock::LockStatsInner;
@@ -65,9 +66,10 @@ impl StartLock {
     /// As [`crate::StartLock::try_start`].
     ///
     /// # Cancel safety
-    /// Cancel-safe. On a remote store the grant runs in a task of its own (`tokio::spawn`): if
-    /// this future is dropped before it takes the lease, the task releases it at once. If the
-    /// runtime shuts down first, the lease expires at its TTL.
+    /// Cancel-safe. On a remote store the grant runs in a task of its own (the store's
+    /// [`spawner`](super::Store::spawner): `tokio::spawn` on tokio): if this future is dropped
+    /// before it takes the lease, the task releases it at once. If the runtime shuts down first,
+    /// the lease expires at its TTL.
     pub async fn try_start(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         Ok(self.try_grant(key, ttl).await?.map(|grant| self.lease(key, grant)))
     }
@@ -93,18 +95,19 @@ impl StartLock {
 
     async fn grant_in_own_task(&self, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let spawn = self.store.spawner();
         let unclaimed = Unclaimed {
             store: Arc::clone(&self.store),
             lock: Arc::clone(&self.name),
             key: key.to_owned(),
-            runtime: tokio::runtime::Handle::current(),
+            spawn: Arc::clone(&spawn),
         };
-        tokio::spawn(async move {
+        spawn(Box::pin(async move {
             let granted = unclaimed.store.lease_try_grant(&unclaimed.lock, &unclaimed.key, ttl_ms).await;
             // A grant travels wrapped: dropped unread (its receiver gone, now or later), it is released.
             let _ =
                 reply.send(granted.map(|grant| grant.map(|grant| Wrapped { grant: Some(grant), unclaimed })));
-        });
+        }));
         match answer.await {
             Ok(granted) => Ok(granted?.map(Wrapped::take)),
             Err(_) => Err(Error::unavailable("the task granting the lease ended without a result")),
@@ -145,6 +148,8 @@ impl StartLock {
     /// # Cancel safety
     /// Cancel-safe, as [`try_start`](StartLock::try_start): dropped while it sleeps it holds
     /// nothing; dropped while a grant is in flight, that grant is released.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn acquire(&self, key: &str, ttl: Duration, timeout: Duration) -> Result<Lease> {
         let origin = tokio::time::Instant::now();
         let mut wait = Acquisition::new(ttl, Some(timeout), Duration::ZERO)?;
@@ -202,7 +207,7 @@ struct Unclaimed {
     store: SharedStore,
     lock: Arc<str>,
     key: String,
-    runtime: tokio::runtime::Handle,
+    spawn: super::Spawner,
 }
 
 /// A grant on its way to its caller: released when dropped without [`take`](Wrapped::take).
@@ -223,9 +228,9 @@ impl Drop for Wrapped {
             let Unclaimed { store, lock, key, .. } = &self.unclaimed;
             let (store, lock, key) = (Arc::clone(store), Arc::clone(lock), key.clone());
             // Nobody will hold this lease: the key is free again now rather than at its TTL.
-            self.unclaimed.runtime.spawn(async move {
+            (self.unclaimed.spawn)(Box::pin(async move {
                 let _ = store.lease_release(&lock, &key, grant.token).await;
-            });
+            }));
         }
     }
 }
