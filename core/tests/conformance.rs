@@ -104,7 +104,33 @@ conformance!(redis_async, |clock| {
     common::on_async::open(&common::redis_server::RedisServer::shared().fresh_url(), clock)
 });
 
+// The Redis store over a host's own client (as Node's ioredis carries it), here redis-rs's.
+#[cfg(all(feature = "tokio", feature = "redis"))]
+conformance!(redis_hosted, |clock| {
+    common::hosted::open(&common::redis_server::RedisServer::shared().fresh_url(), clock)
+});
+
 #[cfg(all(feature = "tokio", feature = "postgres"))]
 conformance!(postgres_async, |clock| {
     common::on_async::open(&common::postgres_server::PostgresServer::shared().fresh_url(), clock)
 });
+
+/// A host's client after the server lost its scripts (a restart, a failover): the hosted store
+/// answers `NOSCRIPT` by loading the script and sending the request again.
+#[cfg(all(feature = "tokio", feature = "redis"))]
+#[test]
+fn the_hosted_store_reloads_scripts_the_server_lost() {
+    let url = common::redis_server::RedisServer::shared().fresh_url();
+    let store = common::hosted::open(&url, Arc::new(racefree::SystemClock));
+    let lock = racefree::StartLock::new(&store, "hosted").expect("lock");
+    let flush = || {
+        let mut connection =
+            ::redis::Client::open(url.split('?').next().unwrap()).unwrap().get_connection().unwrap();
+        ::redis::cmd("SCRIPT").arg("FLUSH").query::<()>(&mut connection).expect("SCRIPT FLUSH");
+    };
+    flush();
+    let lease = lock.try_start("k", std::time::Duration::from_secs(30)).expect("a grant after the flush");
+    flush();
+    lease.expect("granted").release().expect("a release after the flush");
+    assert!(!lock.is_held("k").expect("holder"), "released");
+}

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod faulty;
+#[cfg(all(feature = "tokio", feature = "redis"))]
+pub mod hosted;
 pub mod linearizability;
 #[cfg(feature = "tokio")]
 pub mod on_async;

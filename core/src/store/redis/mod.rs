@@ -17,6 +17,8 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+#[cfg(feature = "aio")]
+mod hosted;
 #[cfg(all(feature = "redis", feature = "tokio"))]
 mod nonblocking;
 pub mod protocol;
@@ -26,6 +28,9 @@ pub(crate) use blocking::check_options;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use blocking::{RedisOptions, RedisStore};
+#[cfg(feature = "aio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aio")))]
+pub use hosted::{HostedRedisStore, Transport};
 #[cfg(all(feature = "redis", feature = "tokio"))]
 #[doc(hidden)] // Documented as `racefree::aio::RedisStore`.
 pub use nonblocking::AsyncRedisStore;

@@ -1,0 +1,235 @@
+//! The Redis store for an async host that carries the protocol's requests with a client of its
+//! own (a Node service's ioredis or node-redis): the host sends bytes, the core plans and decodes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+use super::protocol::{Command, Layout, Now, Reply, Request, Step};
+use crate::aio::{BoxFuture, Spawner};
+use crate::clock::SharedClock;
+use crate::error::Result;
+use crate::store::{Claim, Inventory, LeaseGrant, MarkOutcome, StoreStats, Versioned};
+
+/// How a host sends one request with its own client.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` — `EVALSHA <sha1> <keys> <args>` for a script, else the plain command
+    /// with its keys and arguments — and returns its reply. A server's error reply is
+    /// [`Reply::Error`] (so `NOSCRIPT` reaches the store, which loads the script and sends the
+    /// request again); a failure of the transport is an `Err`: `backend_unavailable`, or
+    /// `timeout` when the request may have run.
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>>;
+
+    /// How the host starts a task of its own (see [`crate::aio::Store::spawner`]).
+    fn spawner(&self) -> Spawner;
+}
+
+/// The Redis store over a host's [`Transport`]: every operation the protocol's requests, with the
+/// same keys, scripts and replies as [`crate::RedisStore`], so processes in any language share
+/// one namespace.
+pub struct HostedRedisStore<T> {
+    transport: T,
+    layout: Layout,
+    namespace: String,
+    clock: SharedClock,
+    expired_swept: AtomicU64,
+}
+
+impl<T> std::fmt::Debug for HostedRedisStore<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostedRedisStore").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> HostedRedisStore<T> {
+    /// A store in `namespace` over `transport`. `clock` is what deadlines are reported on: with
+    /// a wall clock ([`crate::Clock::is_wall_clock`]) the scripts judge by the server's `TIME`,
+    /// as with `redis://` URLs; any other clock (a test's manual one) judges them itself.
+    ///
+    /// # Errors
+    /// `invalid_argument` for a namespace that is not a valid key.
+    pub fn new(transport: T, namespace: &str, clock: SharedClock) -> Result<Self> {
+        if !namespace.is_empty() {
+            crate::validate::key("namespace", namespace)?;
+        }
+        Ok(Self {
+            transport,
+            layout: Layout::new(namespace),
+            namespace: namespace.to_owned(),
+            clock,
+            expired_swept: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends one request; a script the server does not have (`NOSCRIPT`: after a restart or a
+    /// failover its cache is empty) is loaded and the request sent again.
+    async fn send(&self, request: &Request) -> Result<Reply> {
+        match self.transport.send(request).await? {
+            Reply::Error { code, .. } if code == "NOSCRIPT" => {
+                if let Command::Script(script) = request.command {
+                    let load = Request {
+                        command: Command::Plain("SCRIPT"),
+                        keys: Vec::new(),
+                        args: vec!["LOAD".to_owned(), script.text.clone()],
+                    };
+                    self.transport.send(&load).await?.into_result()?;
+                }
+                self.transport.send(request).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Runs an operation to its end: each request the protocol plans is sent, and its reply
+    /// handed back to it.
+    fn run<R: Send + 'static>(&self, mut step: Step<R>) -> BoxFuture<'_, Result<R>> {
+        Box::pin(async move {
+            loop {
+                match step {
+                    Step::Done(result) => return result,
+                    Step::Send(request, then) => step = then(self.send(&request).await?),
+                }
+            }
+        })
+    }
+
+    fn now(&self) -> Now {
+        Now { local_ms: self.clock.now_ms(), judge_by_local: !self.clock.is_wall_clock() }
+    }
+}
+
+impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn spawner(&self) -> Spawner {
+        self.transport.spawner()
+    }
+
+    fn counter_next<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>> {
+        self.run(self.layout.counter_next(counter))
+    }
+
+    fn counter_claim<'a>(&'a self, counter: &'a str, id: &'a str) -> BoxFuture<'a, Result<Claim>> {
+        self.run(self.layout.counter_claim(counter, id))
+    }
+
+    fn counter_index_of<'a>(&'a self, counter: &'a str, id: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        self.run(self.layout.counter_index_of(counter, id))
+    }
+
+    fn counter_peek<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>> {
+        self.run(self.layout.counter_peek(counter))
+    }
+
+    fn counter_set<'a>(&'a self, counter: &'a str, next: u64) -> BoxFuture<'a, Result<()>> {
+        self.run(self.layout.counter_set(counter, next))
+    }
+
+    fn counter_reset<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.run(self.layout.counter_reset(counter))
+    }
+
+    fn guard_mark<'a>(
+        &'a self,
+        guard: &'a str,
+        stream: &'a str,
+        position: u32,
+        retention_ms: u64,
+    ) -> BoxFuture<'a, Result<MarkOutcome>> {
+        // A request id per call: a client that resends it (ioredis after a reconnect) gets the
+        // same answer.
+        match crate::store::request_id() {
+            Ok(id) => {
+                self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now(), &id))
+            }
+            Err(err) => self.run(Step::Done(Err(err))),
+        }
+    }
+
+    fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
+        self.run(self.layout.guard_marked(guard, stream, self.now()))
+    }
+
+    fn guard_forget<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.run(self.layout.guard_forget(guard, stream, self.now()))
+    }
+
+    fn lease_try_grant<'a>(
+        &'a self,
+        lock: &'a str,
+        key: &'a str,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        match crate::store::request_id() {
+            Ok(id) => self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &id)),
+            Err(err) => self.run(Step::Done(Err(err))),
+        }
+    }
+
+    fn lease_renew<'a>(
+        &'a self,
+        lock: &'a str,
+        key: &'a str,
+        token: u64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.run(self.layout.lease_renew(lock, key, token, ttl_ms, self.now()))
+    }
+
+    fn lease_release<'a>(&'a self, lock: &'a str, key: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        self.run(self.layout.lease_release(lock, key, token, self.now()))
+    }
+
+    fn lease_holder<'a>(&'a self, lock: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        self.run(self.layout.lease_holder(lock, key, self.now()))
+    }
+
+    fn record_get<'a>(&'a self, space: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        self.run(self.layout.record_get(space, key))
+    }
+
+    fn record_put<'a>(
+        &'a self,
+        space: &'a str,
+        key: &'a str,
+        value: &'a Value,
+        expected_version: Option<u64>,
+        fencing_token: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.run(self.layout.record_put(space, key, value, expected_version, fencing_token))
+    }
+
+    fn record_delete<'a>(
+        &'a self,
+        space: &'a str,
+        key: &'a str,
+        expected_version: Option<u64>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.run(self.layout.record_delete(space, key, expected_version))
+    }
+
+    fn sweep(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let removed = self.run(self.layout.sweep(self.now())).await?;
+            self.expired_swept.fetch_add(removed, Ordering::Relaxed);
+            Ok(removed)
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats>> {
+        Box::pin(async move {
+            let entries = self.run(self.layout.entries()).await?;
+            Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
+        })
+    }
+
+    fn inspect(&self) -> BoxFuture<'_, Result<Inventory>> {
+        self.run(self.layout.inspect(self.now()))
+    }
+}
