@@ -12,6 +12,7 @@ import type { LeaseLostError } from "./errors.js";
 import { bindFastCalls, claimOf, grantOf, grantReply, isFirstMark, valueOf } from "./fast_call.js";
 
 export * from "./errors.js";
+export * as aio from "./aio.js";
 
 /** A JSON-compatible value: what a record holds. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -20,7 +21,8 @@ export const Mark = Object.freeze({ First: "first", Duplicate: "duplicate" } as 
 export type Mark = (typeof Mark)[keyof typeof Mark];
 
 /** An options argument: `undefined` (none given) or an object; anything else is a TypeError. */
-function options<T extends object>(value: T | undefined, what: string): Partial<T> {
+/** @internal */
+export function options<T extends object>(value: T | undefined, what: string): Partial<T> {
   if (value === undefined) return {};
   if (value === null || typeof value !== "object") {
     throw new TypeError(`${what} must be an options object, got ${value === null ? "null" : typeof value}`);
@@ -31,14 +33,16 @@ function options<T extends object>(value: T | undefined, what: string): Partial<
 const typeName = (value: unknown): string => (value === null ? "null" : Array.isArray(value) ? "array" : typeof value);
 
 /** A key, id or name: a string of well-formed UTF-16 (a lone surrogate has no UTF-8 form). */
-function str(what: string, value: unknown): string {
+/** @internal */
+export function str(what: string, value: unknown): string {
   if (typeof value !== "string") throw new TypeError(`${what} must be a string, got ${typeName(value)}`);
   if (!value.isWellFormed()) throw new InvalidKeyError(`invalid key: ${what} contains a lone surrogate (not valid UTF-8)`);
   return value;
 }
 
 /** Milliseconds: a number (range checks happen in the core, the same in every language). */
-function ms(what: string, value: unknown): number {
+/** @internal */
+export function ms(what: string, value: unknown): number {
   if (typeof value !== "number") throw new TypeError(`${what} must be a number of milliseconds, got ${typeName(value)}`);
   return value;
 }
@@ -46,7 +50,8 @@ function ms(what: string, value: unknown): number {
 const MAX_DEPTH = 64;
 
 /** JSON text for a record value, refusing what JSON.stringify would silently drop or change. */
-function jsonText(value: unknown): string {
+/** @internal */
+export function jsonText(value: unknown): string {
   const check = (v: unknown, depth: number): void => {
     if (depth > MAX_DEPTH) {
       throw new InvalidArgumentError(`invalid argument: record value nests deeper than ${MAX_DEPTH} levels (or contains itself)`);
@@ -111,6 +116,9 @@ export function install(module: NativeModule): void {
   native.installErrorFactory(fromNative);
   MAX_KEY_BYTES = native.maxKeyBytes();
 }
+
+/** @internal The installed wasm module (for the `aio` module). */
+export const nativeModule = (): NativeModule => native;
 
 /** A new execution id: a ULID, monotonic within this instance. */
 export const newExecutionId = (): string => native.newExecutionId();

@@ -51,7 +51,7 @@ node resolution/require.cjs
 node resolution/import.mjs
 
 echo "-- node --test against the installed package"
-RACEFREE_VECTORS="$root/tests/vectors" node --test test/*.test.mjs
+RACEFREE_VECTORS="$root/tests/vectors" RACEFREE_CLIENTS="$here" RACEFREE_PYTHON="$root/.venv/bin/python" node --test test/*.test.mjs
 
 echo "-- headless Chromium: the key scenarios with the web build"
 bash "$here/scripts/browser_test.sh" "$out/scratch/node_modules/racefree/dist" "$root/tests/vectors"

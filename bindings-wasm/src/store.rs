@@ -16,6 +16,11 @@ impl Clock for DateClock {
     fn now_ms(&self) -> u64 {
         js_sys::Date::now().max(0.0) as u64
     }
+
+    /// The host's wall clock: a hosted server store judges deadlines by the server's own.
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
 }
 
 /// A clock that moves only when told to (tests, deterministic scenarios).

@@ -10,6 +10,7 @@ import {
   Records,
   StartLock,
   TaskCoordinator,
+  aio,
   open,
   newExecutionId,
   type Json,
@@ -85,3 +86,19 @@ records.put("p", new Map());
 const wrong: Mark = "maybe";
 
 void [index, isNew, maybe, first, token, waiting, updated, value, engines, cachedFetch, wrong];
+
+// The aio store: the same classes, each call a Promise; a memory Store is not one.
+declare const ioredisClient: aio.IoredisLike;
+async function onRedis(): Promise<number> {
+  const shared = aio.openRedis(ioredisClient, { namespace: "app" });
+  const index: number = await new aio.Counter(shared, "jobs").next();
+  const mark: "first" | "duplicate" = await new aio.EventGuard(shared, "s", ["started"]).mark("x", "started");
+  const lease: aio.Lease | null = await new aio.StartLock(shared, "tasks").tryStart("k", { ttl: 1000 });
+  const record: Versioned | null = await new aio.Records(shared, "pods").get("p");
+  // @ts-expect-error a memory store is not an aio store
+  new aio.Counter(open(), "jobs");
+  // @ts-expect-error an aio call is a Promise, not a number
+  const wrong: number = new aio.Counter(shared, "jobs").next();
+  return index + (mark === "first" ? 1 : 0) + (lease?.token ?? 0) + (record?.version ?? 0) + wrong;
+}
+void onRedis;

@@ -1,0 +1,310 @@
+// The primitives on a Redis server shared with other processes (Node, Python, Rust), reached with
+// the client the application already has (ioredis or node-redis): the same class names as the
+// in-memory API, each call a Promise. The host's client carries the bytes; the Rust core plans
+// every request and decodes every reply, so keys, scripts and tokens are the other languages'.
+//
+//     import Redis from "ioredis";
+//     import { aio } from "racefree";
+//     const store = aio.openRedis(new Redis(), { namespace: "app" });
+//     const counter = new aio.Counter(store, "jobs");
+//     await counter.next();
+
+import type * as Native from "../node/racefree_wasm.js";
+import { InvalidArgumentError } from "./errors.js";
+import { jsonText, ms, nativeModule, options, str } from "./api.js";
+import type { Claim, Json, Versioned } from "./api.js";
+
+/** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
+type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
+type Send = (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<Reply>;
+
+/** An ioredis client (v5+): what this module uses of it. */
+export interface IoredisLike {
+  evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  call(command: string, ...args: string[]): Promise<unknown>;
+  options?: { keyPrefix?: string };
+}
+
+/** A node-redis client (v5+): what this module uses of it. */
+export interface NodeRedisLike {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+const isIoredis = (client: unknown): client is IoredisLike =>
+  typeof (client as IoredisLike)?.evalsha === "function" && typeof (client as IoredisLike)?.call === "function";
+const isNodeRedis = (client: unknown): client is NodeRedisLike => typeof (client as NodeRedisLike)?.sendCommand === "function";
+
+/** The classes of a server's error reply (as opposed to a transport failure): ioredis' ReplyError,
+ * node-redis' SimpleError and BlobError (RESP3) and ErrorReply (RESP2). */
+const SERVER_ERRORS = new Set(["ReplyError", "SimpleError", "BlobError", "ErrorReply"]);
+const isServerError = (error: unknown): error is Error =>
+  error instanceof Error && (SERVER_ERRORS.has(error.name) || SERVER_ERRORS.has(error.constructor?.name));
+
+/** A client's timeout (ioredis' commandTimeout, node-redis' socket timeout): the request may have run. */
+const isTimeout = (error: unknown): boolean =>
+  error instanceof Error && (/timed? ?out/i.test(error.message) || error.constructor?.name === "TimeoutError");
+
+/** The client's value as the core reads replies: strings, numbers, arrays, nil. */
+function normalized(value: unknown): Reply {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "string") return value;
+  if (value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map(normalized);
+  throw new TypeError(`racefree: the Redis client answered with an unexpected ${typeof value}`);
+}
+
+function sender(client: unknown): Send {
+  let request: (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>;
+  if (isIoredis(client)) {
+    if (client.options?.keyPrefix) {
+      // A prefix ioredis applies to declared keys only would not reach the keys scripts derive.
+      throw new InvalidArgumentError(
+        "invalid argument: the ioredis client has a keyPrefix; use openRedis(client, { namespace }) with a client without one",
+      );
+    }
+    request = (command, sha1, keys, args) =>
+      command === "EVALSHA" ? client.evalsha(sha1!, keys.length, ...keys, ...args) : client.call(command, ...keys, ...args);
+  } else if (isNodeRedis(client)) {
+    request = (command, sha1, keys, args) =>
+      client.sendCommand(
+        command === "EVALSHA" ? ["EVALSHA", sha1!, String(keys.length), ...keys, ...args] : [command, ...keys, ...args],
+      );
+  } else {
+    throw new TypeError("client must be an ioredis or node-redis client");
+  }
+  return async (command, sha1, keys, args) => {
+    try {
+      return normalized(await request(command, sha1, keys, args));
+    } catch (error) {
+      if (isServerError(error)) return { error: error.message };
+      throw { message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) };
+    }
+  };
+}
+
+/** A Redis store reached through the application's own client. */
+export class RedisStore {
+  #native: Native.HostedRedis;
+  private constructor(nativeStore: Native.HostedRedis) {
+    this.#native = nativeStore;
+  }
+  /** @internal made by `openRedis` */
+  static wrap(nativeStore: Native.HostedRedis): RedisStore {
+    return new RedisStore(nativeStore);
+  }
+  /** @internal the wasm store behind a RedisStore */
+  static native(store: unknown): Native.HostedRedis {
+    if (!(store instanceof RedisStore)) throw new TypeError("store must be a racefree aio store (from aio.openRedis())");
+    return store.#native;
+  }
+  get namespace(): string {
+    return this.#native.namespace;
+  }
+  /** Removes every expired lease and mark; resolves to how many. */
+  sweep(): Promise<number> {
+    return this.#native.sweep() as Promise<number>;
+  }
+}
+
+/**
+ * The store on the Redis server `client` (an ioredis or node-redis client, connected or
+ * connecting) talks to, keys under `namespace`: the keys the Python and Rust stores of
+ * `redis://…?namespace=<namespace>` use.
+ *
+ * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
+ * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
+ */
+export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string }): RedisStore {
+  const { namespace = "" } = options(opts, "openRedis options");
+  const native = nativeModule();
+  return RedisStore.wrap(new native.HostedRedis(sender(client), str("namespace", namespace)));
+}
+
+/** Runs `work` so that a bad argument rejects the returned promise instead of throwing. */
+async function call<T>(work: () => Promise<T>): Promise<T> {
+  return work();
+}
+
+/** A per-key sequential index counter on a shared store: 0, 1, 2, … unique and gap-free. */
+export class Counter {
+  #native: Native.AsyncCounter;
+  constructor(store: RedisStore, key: string) {
+    this.#native = new (nativeModule().AsyncCounter)(RedisStore.native(store), str("counter key", key));
+  }
+  /** The next index. @throws {BackendUnavailableError} @throws {TimeoutError} when the outcome is unknown */
+  next(): Promise<number> {
+    return this.#native.next() as Promise<number>;
+  }
+  /** The index of `executionId`, assigned on its first claim and stable afterwards. */
+  claim(executionId: string): Promise<Claim> {
+    return call(async () => {
+      const [index, isNew] = (await this.#native.claim(str("execution id", executionId))) as [number, boolean];
+      return { index, isNew };
+    });
+  }
+  indexOf(executionId: string): Promise<number | null> {
+    return call(() => this.#native.indexOf(str("execution id", executionId)) as Promise<number | null>);
+  }
+  peek(): Promise<number> {
+    return this.#native.peek() as Promise<number>;
+  }
+  set(next: number): Promise<void> {
+    return call(() => this.#native.set(next) as Promise<void>);
+  }
+  reset(): Promise<void> {
+    return this.#native.reset() as Promise<void>;
+  }
+  stats(): { newClaims: number; repeatedClaims: number } {
+    const [newClaims, repeatedClaims] = Array.from(this.#native.stats());
+    return { newClaims, repeatedClaims };
+  }
+}
+
+/** Ordered lifecycle events, each delivered once per stream, on a shared store. */
+export class EventGuard {
+  #native: Native.AsyncEventGuard;
+  constructor(store: RedisStore, name: string, events: readonly string[], opts?: { retention?: number }) {
+    const { retention } = options(opts, "guard options");
+    if (!Array.isArray(events)) throw new TypeError("events must be an array of event names");
+    const names = events.map((event) => str("event name", event));
+    const keep = retention === undefined ? undefined : ms("retention", retention);
+    this.#native = new (nativeModule().AsyncEventGuard)(RedisStore.native(store), str("guard name", name), names, keep);
+  }
+  /** `"first"`: deliver the event; `"duplicate"`: it was delivered. @throws {OutOfOrderError} */
+  mark(stream: string, event: string): Promise<"first" | "duplicate"> {
+    return call(async () =>
+      ((await this.#native.mark(str("stream id", stream), str("event name", event))) ? "first" : "duplicate"),
+    );
+  }
+  isMarked(stream: string, event: string): Promise<boolean> {
+    return call(() => this.#native.isMarked(str("stream id", stream), str("event name", event)) as Promise<boolean>);
+  }
+  lastMarked(stream: string): Promise<string | null> {
+    return call(() => this.#native.lastMarked(str("stream id", stream)) as Promise<string | null>);
+  }
+  forget(stream: string): Promise<boolean> {
+    return call(() => this.#native.forget(str("stream id", stream)) as Promise<boolean>);
+  }
+  stats(): { delivered: number; duplicatesSuppressed: number; outOfOrder: number } {
+    const [delivered, duplicatesSuppressed, outOfOrder] = Array.from(this.#native.stats());
+    return { delivered, duplicatesSuppressed, outOfOrder };
+  }
+}
+
+/** A granted lease of a shared store's `StartLock`. */
+export class Lease {
+  #native: Native.AsyncLease;
+  private constructor(nativeLease: Native.AsyncLease) {
+    this.#native = nativeLease;
+  }
+  /** @internal made by `StartLock.tryStart` */
+  static granted(nativeLease: Native.AsyncLease): Lease {
+    return new Lease(nativeLease);
+  }
+  get key(): string {
+    return this.#native.key;
+  }
+  /** The fencing token: larger than every token the lock granted before. */
+  get token(): number {
+    return this.#native.token;
+  }
+  get deadlineMs(): number {
+    return this.#native.deadlineMs;
+  }
+  /** @throws {NotOwnerError} once it was released or has expired */
+  renew(opts: { ttl: number }): Promise<void> {
+    return call(() => this.#native.renew(ms("ttl", options(opts, "renew options").ttl)) as Promise<void>);
+  }
+  /** @throws {NotOwnerError} once it was released or has expired */
+  release(): Promise<void> {
+    return this.#native.release() as Promise<void>;
+  }
+}
+
+/** One winner per key, with TTL leases and fencing tokens, on a shared store. */
+export class StartLock {
+  #native: Native.AsyncStartLock;
+  constructor(store: RedisStore, name: string) {
+    this.#native = new (nativeModule().AsyncStartLock)(RedisStore.native(store), str("lock name", name));
+  }
+  /** A lease on `key` for `ttl` ms if nobody holds one, else `null`. */
+  tryStart(key: string, opts: { ttl: number }): Promise<Lease | null> {
+    return call(async () => {
+      const granted = (await this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl))) as
+        | Native.AsyncLease
+        | null;
+      return granted === null ? null : Lease.granted(granted);
+    });
+  }
+  isHeld(key: string): Promise<boolean> {
+    return call(() => this.#native.isHeld(str("lease key", key)) as Promise<boolean>);
+  }
+  holder(key: string): Promise<{ token: number; deadlineMs: number } | null> {
+    return call(async () => {
+      const found = (await this.#native.holder(str("lease key", key))) as [number, number] | null;
+      return found === null ? null : { token: found[0], deadlineMs: found[1] };
+    });
+  }
+  /** @throws {NotOwnerError} when `token` does not hold `key` */
+  releaseToken(key: string, token: number): Promise<void> {
+    return call(() => this.#native.releaseToken(str("lease key", key), token) as Promise<void>);
+  }
+  stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
+    const [granted, contended, renewed, released, rejectedNotOwner] = Array.from(this.#native.stats());
+    return { granted, contended, renewed, released, rejectedNotOwner };
+  }
+}
+
+/** Versioned JSON records with compare-and-swap writes, on a shared store. */
+export class Records {
+  #native: Native.AsyncRecords;
+  constructor(store: RedisStore, name: string) {
+    this.#native = new (nativeModule().AsyncRecords)(RedisStore.native(store), str("record space name", name));
+  }
+  get(key: string): Promise<Versioned | null> {
+    return call(async () => {
+      const found = (await this.#native.get(str("record key", key))) as [string, number] | null;
+      return found === null ? null : { value: JSON.parse(found[0]) as Json, version: found[1] };
+    });
+  }
+  /** Create-only without `expectedVersion`; resolves to the new version. @throws {ConflictError} @throws {StaleTokenError} */
+  put(key: string, value: Json, opts?: { expectedVersion?: number; fencingToken?: number }): Promise<number> {
+    return call(() => {
+      const { expectedVersion, fencingToken } = options(opts, "put options");
+      return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken) as Promise<number>;
+    });
+  }
+  /**
+   * One compare-and-swap write of `change(current)` (a function or an async function), re-read
+   * and retried on conflict with the core's delays. @throws {ConflictError} after `maxAttempts`
+   */
+  update<T extends Json>(
+    key: string,
+    change: (current: Json | null) => T | Promise<T>,
+    opts?: { fencingToken?: number; maxAttempts?: number },
+  ): Promise<Versioned<T>> {
+    return call(async () => {
+      if (typeof change !== "function") throw new TypeError("change must be a function");
+      const { fencingToken, maxAttempts = 5 } = options(opts, "update options");
+      const delays = nativeModule().AsyncRecords.retryDelays(maxAttempts);
+      for (let attempt = 0; ; attempt++) {
+        const current = await this.get(key);
+        const value = await change(current === null ? null : current.value);
+        try {
+          const version = await this.put(key, value, { expectedVersion: current?.version, fencingToken });
+          return { value, version };
+        } catch (error) {
+          if ((error as { code?: string }).code !== "conflict" || attempt >= delays.length) throw error;
+          await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+        }
+      }
+    });
+  }
+  delete(key: string, opts?: { expectedVersion?: number }): Promise<boolean> {
+    return call(() => this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion) as Promise<boolean>);
+  }
+  stats(): { writes: number; conflicts: number; retries: number; staleTokens: number } {
+    const [writes, conflicts, retries, staleTokens] = Array.from(this.#native.stats());
+    return { writes, conflicts, retries, staleTokens };
+  }
+}

@@ -1,0 +1,476 @@
+//! The stores a JavaScript host reaches with its own client: `HostedRedis` carries the core's
+//! Redis protocol over a `send` function the JavaScript layer builds around an ioredis or
+//! node-redis client, and the async primitives (`AsyncCounter`, `AsyncEventGuard`,
+//! `AsyncStartLock` and `AsyncLease`, `AsyncRecords`) run the core's `racefree::aio` on it, each
+//! call a `Promise`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use racefree::aio::{self, BoxFuture, Spawner};
+use racefree::store::redis::protocol::{Command, Reply, Request};
+use racefree::store::redis::{HostedRedisStore, Transport};
+use racefree::{Error, Result};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::convert::{self, to_number};
+use crate::errors::IntoJs;
+
+/// A value that is only ever touched on the one thread wasm32-unknown-unknown has.
+struct OneThread<T>(T);
+
+// SAFETY: this crate is built for wasm32-unknown-unknown without the atomics feature, where there
+// is one thread: nothing can reach the value from another.
+#[allow(unsafe_code)]
+unsafe impl<T> Send for OneThread<T> {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl<T> Sync for OneThread<T> {}
+
+impl<F: Future> Future for OneThread<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: a projection to the only field; it is never moved out of the pinned wrapper.
+        #[allow(unsafe_code)]
+        unsafe { self.map_unchecked_mut(|wrapped| &mut wrapped.0) }.poll(cx)
+    }
+}
+
+/// The host's `send(command, sha1, keys, args)`: `command` is `"EVALSHA"` (with the script's
+/// SHA-1) or the plain command's name. It resolves to the reply (`null`, a number, a string, a
+/// `Uint8Array`, an array of replies, or `{ error: "CODE message" }` for the server's error
+/// reply) and rejects with `{ message, timedOut }` when the request could not be carried.
+struct JsTransport {
+    send: OneThread<Function>,
+}
+
+/// A reply from the host, as the protocol reads it. Integers past 2^53 − 1 cannot come as
+/// numbers exactly: they are refused, never rounded (the layer passes them as `bigint` or text).
+fn reply(value: &JsValue) -> Result<Reply> {
+    if value.is_null() || value.is_undefined() {
+        return Ok(Reply::Nil);
+    }
+    if let Some(n) = value.as_f64() {
+        if n.fract() != 0.0 || n.abs() > convert::MAX_SAFE_INTEGER as f64 {
+            return Err(Error::CorruptData {
+                reason: format!("redis: the client rounded an integer reply ({n})"),
+            });
+        }
+        return Ok(Reply::Int(n as i64));
+    }
+    if value.is_bigint() {
+        let text = js_sys::BigInt::from(value.clone()).to_string(10).map(String::from).unwrap_or_default();
+        return text.parse().map(Reply::Int).map_err(|_| Error::CorruptData {
+            reason: format!("redis: integer reply {text} is out of range"),
+        });
+    }
+    if let Some(text) = value.as_string() {
+        return Ok(Reply::Data(text.into_bytes()));
+    }
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Ok(Reply::Data(bytes.to_vec()));
+    }
+    if let Some(items) = value.dyn_ref::<Array>() {
+        return items.iter().map(|item| reply(&item)).collect::<Result<_>>().map(Reply::Array);
+    }
+    let error = Reflect::get(value, &JsValue::from_str("error")).ok().and_then(|e| e.as_string());
+    match error {
+        Some(text) => {
+            let (code, message) = text.split_once(' ').unwrap_or((&text, ""));
+            Ok(Reply::Error { code: code.to_owned(), message: message.to_owned() })
+        }
+        None => {
+            Err(Error::CorruptData { reason: "redis: the client answered with an unknown value".to_owned() })
+        }
+    }
+}
+
+/// A rejection of the host's `send`: `{ message, timedOut }`. A timeout is `timeout` (the request
+/// may have run); any other failure `backend_unavailable`, with the client's message. Either way a
+/// grant or a mark is safe to send again: it carries its request id.
+fn failure(value: &JsValue) -> Error {
+    let field = |name: &str| Reflect::get(value, &JsValue::from_str(name)).ok();
+    if field("timedOut").is_some_and(|timed_out| timed_out.is_truthy()) {
+        return Error::Timeout { waited: std::time::Duration::ZERO };
+    }
+    let message = field("message").and_then(|m| m.as_string()).unwrap_or_else(|| format!("{value:?}"));
+    Error::BackendUnavailable { reason: format!("redis: {message}"), source: None }
+}
+
+impl Transport for JsTransport {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+        let (command, sha1) = match request.command {
+            Command::Script(script) => ("EVALSHA", JsValue::from_str(&script.sha1)),
+            Command::Plain(name) => (name, JsValue::NULL),
+        };
+        let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
+        let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
+        let call = self.send.0.call4(&JsValue::NULL, &JsValue::from_str(command), &sha1, &keys, &args);
+        Box::pin(OneThread(async move {
+            let promise = call.map_err(|err| failure(&err))?;
+            let answered = JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))?;
+            reply(&answered)
+        }))
+    }
+
+    fn spawner(&self) -> Spawner {
+        Arc::new(wasm_bindgen_futures::spawn_local)
+    }
+}
+
+/// A Redis store reached through the host's client (see the module's documentation).
+#[wasm_bindgen]
+pub struct HostedRedis {
+    inner: aio::SharedStore,
+}
+
+#[wasm_bindgen]
+impl HostedRedis {
+    /// The store in `namespace` over `send` (see `JsTransport`); deadlines on `Date.now()`, the
+    /// scripts judged by the server's clock.
+    #[wasm_bindgen(constructor)]
+    pub fn new(send: Function, namespace: &str) -> Result<HostedRedis, JsValue> {
+        let transport = JsTransport { send: OneThread(send) };
+        let clock: racefree::SharedClock = Arc::new(crate::store::DateClock);
+        let store = HostedRedisStore::new(transport, namespace, clock).js()?;
+        Ok(HostedRedis { inner: Arc::new(store) })
+    }
+
+    /// The namespace that prefixes every key.
+    #[wasm_bindgen(getter)]
+    pub fn namespace(&self) -> String {
+        self.inner.namespace().to_owned()
+    }
+
+    /// Removes every expired lease and mark now; resolves to how many.
+    pub fn sweep(&self) -> Promise {
+        let store = Arc::clone(&self.inner);
+        promise(async move { number("count", store.sweep().await.js()?) })
+    }
+}
+
+/// A future of the core as a `Promise`: its value, or the core's error as racefree's error.
+fn promise(work: impl Future<Output = std::result::Result<JsValue, JsValue>> + 'static) -> Promise {
+    future_to_promise(work)
+}
+
+fn number(what: &str, value: u64) -> std::result::Result<JsValue, JsValue> {
+    to_number(what, value).map(JsValue::from_f64)
+}
+
+/// `Counter` on a hosted store: each call a `Promise`.
+#[wasm_bindgen]
+pub struct AsyncCounter {
+    inner: Arc<aio::Counter>,
+}
+
+#[wasm_bindgen]
+impl AsyncCounter {
+    /// The counter named `key` in `store`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(store: &HostedRedis, key: &str) -> Result<AsyncCounter, JsValue> {
+        Ok(AsyncCounter { inner: Arc::new(aio::Counter::new(&store.inner, key).js()?) })
+    }
+
+    /// The next index.
+    pub fn next(&self) -> Promise {
+        let counter = Arc::clone(&self.inner);
+        promise(async move { number("index", counter.next().await.js()?) })
+    }
+
+    /// `[index, isNew]` of `executionId`'s claim.
+    pub fn claim(&self, execution_id: String) -> Promise {
+        let counter = Arc::clone(&self.inner);
+        promise(async move {
+            let claim = counter.claim(&execution_id).await.js()?;
+            Ok(Array::of2(&number("index", claim.index)?, &JsValue::from_bool(claim.is_new)).into())
+        })
+    }
+
+    /// The index `executionId` claimed, or `null`.
+    #[wasm_bindgen(js_name = indexOf)]
+    pub fn index_of(&self, execution_id: String) -> Promise {
+        let counter = Arc::clone(&self.inner);
+        promise(async move {
+            match counter.index_of(&execution_id).await.js()? {
+                Some(index) => number("index", index),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// The index the next call will return.
+    pub fn peek(&self) -> Promise {
+        let counter = Arc::clone(&self.inner);
+        promise(async move { number("index", counter.peek().await.js()?) })
+    }
+
+    /// Sets the next index.
+    pub fn set(&self, next: JsValue) -> Result<Promise, JsValue> {
+        let (counter, next) = (Arc::clone(&self.inner), convert::unsigned("next", &next)?);
+        Ok(promise(async move { counter.set(next).await.js().map(|()| JsValue::UNDEFINED) }))
+    }
+
+    /// Forgets the counter and its claims.
+    pub fn reset(&self) -> Promise {
+        let counter = Arc::clone(&self.inner);
+        promise(async move { counter.reset().await.js().map(|()| JsValue::UNDEFINED) })
+    }
+
+    /// `[newClaims, repeatedClaims]`.
+    pub fn stats(&self) -> Vec<f64> {
+        let s = self.inner.stats();
+        vec![s.new_claims as f64, s.repeated_claims as f64]
+    }
+}
+
+/// `EventGuard` on a hosted store: each call a `Promise`.
+#[wasm_bindgen]
+pub struct AsyncEventGuard {
+    inner: Arc<aio::EventGuard>,
+}
+
+#[wasm_bindgen]
+impl AsyncEventGuard {
+    /// The guard `name` of `events` (in order) in `store`, marks kept `retentionMs`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        store: &HostedRedis,
+        name: &str,
+        events: Vec<String>,
+        retention_ms: Option<f64>,
+    ) -> Result<AsyncEventGuard, JsValue> {
+        let options = match retention_ms {
+            Some(ms) => racefree::GuardOptions::retention(convert::millis("retention", ms)?),
+            None => racefree::GuardOptions::default(),
+        };
+        Ok(AsyncEventGuard {
+            inner: Arc::new(aio::EventGuard::with_options(&store.inner, name, &events, options).js()?),
+        })
+    }
+
+    /// `true` for the first mark of `event` on `stream` (deliver it), `false` for a duplicate.
+    pub fn mark(&self, stream: String, event: String) -> Promise {
+        let guard = Arc::clone(&self.inner);
+        promise(async move {
+            Ok(JsValue::from_bool(guard.mark(&stream, &event).await.js()? == racefree::Mark::First))
+        })
+    }
+
+    /// Whether `event` of `stream` is marked.
+    #[wasm_bindgen(js_name = isMarked)]
+    pub fn is_marked(&self, stream: String, event: String) -> Promise {
+        let guard = Arc::clone(&self.inner);
+        promise(async move { Ok(JsValue::from_bool(guard.is_marked(&stream, &event).await.js()?)) })
+    }
+
+    /// The latest event marked for `stream`, or `null`.
+    #[wasm_bindgen(js_name = lastMarked)]
+    pub fn last_marked(&self, stream: String) -> Promise {
+        let guard = Arc::clone(&self.inner);
+        promise(
+            async move { Ok(guard.last_marked(&stream).await.js()?.map_or(JsValue::NULL, JsValue::from_str)) },
+        )
+    }
+
+    /// Forgets `stream`'s marks; resolves to whether it had any.
+    pub fn forget(&self, stream: String) -> Promise {
+        let guard = Arc::clone(&self.inner);
+        promise(async move { Ok(JsValue::from_bool(guard.forget(&stream).await.js()?)) })
+    }
+
+    /// `[delivered, duplicatesSuppressed, outOfOrder]`.
+    pub fn stats(&self) -> Vec<f64> {
+        let s = self.inner.stats();
+        vec![s.delivered as f64, s.duplicates_suppressed as f64, s.out_of_order as f64]
+    }
+}
+
+/// `StartLock` on a hosted store: each call a `Promise`.
+#[wasm_bindgen]
+pub struct AsyncStartLock {
+    inner: Arc<aio::StartLock>,
+}
+
+#[wasm_bindgen]
+impl AsyncStartLock {
+    /// The lock `name` in `store`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(store: &HostedRedis, name: &str) -> Result<AsyncStartLock, JsValue> {
+        Ok(AsyncStartLock { inner: Arc::new(aio::StartLock::new(&store.inner, name).js()?) })
+    }
+
+    /// An `AsyncLease` on `key` for `ttlMs` if nobody holds one, else `null`.
+    #[wasm_bindgen(js_name = tryStart)]
+    pub fn try_start(&self, key: String, ttl_ms: f64) -> Result<Promise, JsValue> {
+        let (lock, ttl) = (Arc::clone(&self.inner), convert::millis("ttl", ttl_ms)?);
+        Ok(promise(async move {
+            Ok(match lock.try_start(&key, ttl).await.js()? {
+                Some(lease) => AsyncLease { inner: Arc::new(lease) }.into(),
+                None => JsValue::NULL,
+            })
+        }))
+    }
+
+    /// Renews the lease `token` holds on `key` for `ttlMs`; resolves to its new deadline.
+    #[wasm_bindgen(js_name = renewToken)]
+    pub fn renew_token(&self, key: String, token: f64, ttl_ms: f64) -> Result<Promise, JsValue> {
+        let (lock, ttl) = (Arc::clone(&self.inner), convert::millis("ttl", ttl_ms)?);
+        let token = convert::unsigned_number("token", token)?;
+        Ok(promise(async move { number("deadline", lock.renew_token(&key, token, ttl).await.js()?) }))
+    }
+
+    /// Releases the lease `token` holds on `key`.
+    #[wasm_bindgen(js_name = releaseToken)]
+    pub fn release_token(&self, key: String, token: f64) -> Result<Promise, JsValue> {
+        let (lock, token) = (Arc::clone(&self.inner), convert::unsigned_number("token", token)?);
+        Ok(promise(async move { lock.release_token(&key, token).await.js().map(|()| JsValue::UNDEFINED) }))
+    }
+
+    /// Whether somebody holds an unexpired lease on `key`.
+    #[wasm_bindgen(js_name = isHeld)]
+    pub fn is_held(&self, key: String) -> Promise {
+        let lock = Arc::clone(&self.inner);
+        promise(async move { Ok(JsValue::from_bool(lock.is_held(&key).await.js()?)) })
+    }
+
+    /// `[token, deadlineMs]` of the unexpired lease on `key`, or `null`.
+    pub fn holder(&self, key: String) -> Promise {
+        let lock = Arc::clone(&self.inner);
+        promise(async move {
+            Ok(match lock.holder(&key).await.js()? {
+                Some(grant) => {
+                    Array::of2(&number("token", grant.token)?, &number("deadline", grant.deadline_ms)?).into()
+                }
+                None => JsValue::NULL,
+            })
+        })
+    }
+
+    /// `[granted, contended, renewed, released, rejectedNotOwner]`.
+    pub fn stats(&self) -> Vec<f64> {
+        let s = self.inner.stats();
+        vec![
+            s.granted as f64,
+            s.contended as f64,
+            s.renewed as f64,
+            s.released as f64,
+            s.rejected_not_owner as f64,
+        ]
+    }
+}
+
+/// A lease of an `AsyncStartLock`.
+#[wasm_bindgen]
+pub struct AsyncLease {
+    inner: Arc<aio::Lease>,
+}
+
+#[wasm_bindgen]
+impl AsyncLease {
+    /// The leased key.
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> String {
+        self.inner.key().to_owned()
+    }
+
+    /// The fencing token.
+    #[wasm_bindgen(getter)]
+    pub fn token(&self) -> Result<f64, JsValue> {
+        to_number("token", self.inner.token())
+    }
+
+    /// The deadline, in milliseconds since the epoch, as of the last grant or renewal.
+    #[wasm_bindgen(getter, js_name = deadlineMs)]
+    pub fn deadline_ms(&self) -> f64 {
+        self.inner.deadline_ms() as f64
+    }
+
+    /// Extends the lease to `ttlMs` from now.
+    pub fn renew(&self, ttl_ms: f64) -> Result<Promise, JsValue> {
+        let (lease, ttl) = (Arc::clone(&self.inner), convert::millis("ttl", ttl_ms)?);
+        Ok(promise(async move { lease.renew(ttl).await.js().map(|()| JsValue::UNDEFINED) }))
+    }
+
+    /// Releases the lease.
+    pub fn release(&self) -> Promise {
+        let lease = Arc::clone(&self.inner);
+        promise(async move { lease.release().await.js().map(|()| JsValue::UNDEFINED) })
+    }
+}
+
+/// `Records` on a hosted store: each call a `Promise`. Values cross as JSON text.
+#[wasm_bindgen]
+pub struct AsyncRecords {
+    inner: Arc<aio::Records>,
+}
+
+#[wasm_bindgen]
+impl AsyncRecords {
+    /// The record space `name` in `store`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(store: &HostedRedis, name: &str) -> Result<AsyncRecords, JsValue> {
+        Ok(AsyncRecords { inner: Arc::new(aio::Records::new(&store.inner, name).js()?) })
+    }
+
+    /// `[jsonText, version]` of the record, or `null`.
+    pub fn get(&self, key: String) -> Promise {
+        let records = Arc::clone(&self.inner);
+        promise(async move {
+            Ok(match records.get(&key).await.js()? {
+                Some(found) => Array::of2(
+                    &JsValue::from_str(&convert::json_text(&found.value)),
+                    &number("version", found.version)?,
+                )
+                .into(),
+                None => JsValue::NULL,
+            })
+        })
+    }
+
+    /// Writes `jsonText` (create-only without `expectedVersion`); resolves to the new version.
+    pub fn put(
+        &self,
+        key: String,
+        json_text: &str,
+        expected_version: JsValue,
+        fencing_token: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let records = Arc::clone(&self.inner);
+        let value = convert::parse_json(json_text)?;
+        let expected = convert::optional_unsigned("expectedVersion", &expected_version)?;
+        let token = convert::optional_unsigned("fencingToken", &fencing_token)?;
+        Ok(promise(async move {
+            let version = match token {
+                Some(token) => records.put_fenced(&key, &value, expected, token).await,
+                None => records.put(&key, &value, expected).await,
+            };
+            number("version", version.js()?)
+        }))
+    }
+
+    /// Deletes the record (only at `expectedVersion`, when given); resolves to whether one was.
+    pub fn delete(&self, key: String, expected_version: JsValue) -> Result<Promise, JsValue> {
+        let records = Arc::clone(&self.inner);
+        let expected = convert::optional_unsigned("expectedVersion", &expected_version)?;
+        Ok(promise(async move { Ok(JsValue::from_bool(records.delete(&key, expected).await.js()?)) }))
+    }
+
+    /// The milliseconds to sleep between an update's attempts: `maxAttempts - 1` of them.
+    #[wasm_bindgen(js_name = retryDelays)]
+    pub fn retry_delays(max_attempts: u32) -> Result<Vec<f64>, JsValue> {
+        let options = racefree::UpdateOptions::default().with_max_attempts(max_attempts);
+        Ok(options.retry_delays().js()?.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
+    }
+
+    /// `[writes, conflicts, retries, staleTokens]`.
+    pub fn stats(&self) -> Vec<f64> {
+        let s = self.inner.stats();
+        vec![s.writes as f64, s.conflicts as f64, s.retries as f64, s.stale_tokens as f64]
+    }
+}

@@ -1,0 +1,181 @@
+// racefree.aio on a real redis-server (started here on a free 127.0.0.1 port, stopped by its
+// PID) through both clients an application may already have: ioredis and node-redis. Each client
+// is loaded from RACEFREE_CLIENTS (the package's devDependencies), as the application's would be.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+import { aio, InvalidArgumentError, InvalidKeyError, NotOwnerError, ConflictError, OutOfOrderError } from "racefree";
+
+const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
+const Redis = clients("ioredis");
+const { createClient } = clients("redis");
+
+let server;
+let port;
+const opened = [];
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+
+before(async () => {
+  port = await freePort();
+  server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", mkdtempSync(join(tmpdir(), "racefree-redis-"))], { stdio: "ignore" });
+  const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+  for (let i = 0; ; i++) {
+    try {
+      await probe.connect();
+      if ((await probe.ping()) === "PONG") break;
+    } catch (error) {
+      if (i > 200) throw error;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  probe.disconnect();
+});
+
+after(async () => {
+  for (const client of opened) await client.quit().catch(() => {});
+  process.kill(server.pid, "SIGTERM");
+});
+
+let namespaces = 0;
+const fresh = () => `node-${process.pid}-${namespaces++}`;
+
+async function ioredis() {
+  const client = new Redis({ port, host: "127.0.0.1" });
+  opened.push(client);
+  return client;
+}
+
+async function nodeRedis(resp = 2) {
+  const client = createClient({ socket: { port, host: "127.0.0.1" }, RESP: resp });
+  await client.connect();
+  opened.push(client);
+  return client;
+}
+
+const CLIENTS = [["ioredis", ioredis], ["node-redis", () => nodeRedis(2)], ["node-redis RESP3", () => nodeRedis(3)]];
+
+for (const [name, connect] of CLIENTS) {
+  test(`${name}: every primitive answers as on the other stores`, async () => {
+    const store = aio.openRedis(await connect(), { namespace: fresh() });
+    const counter = new aio.Counter(store, "jobs");
+    assert.deepEqual([await counter.next(), await counter.next()], [0, 1]);
+    assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: true });
+    assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: false });
+    assert.equal(await counter.indexOf("run-1"), 2);
+    assert.equal(await counter.indexOf("run-2"), null);
+    await counter.set(10);
+    assert.equal(await counter.peek(), 10);
+    await counter.reset();
+    assert.equal(await counter.peek(), 0);
+
+    const guard = new aio.EventGuard(store, "streams", ["started", "ended"]);
+    assert.equal(await guard.mark("s", "started"), "first");
+    assert.equal(await guard.mark("s", "started"), "duplicate");
+    await assert.rejects(guard.mark("t", "ended"), OutOfOrderError);
+    assert.equal(await guard.lastMarked("s"), "started");
+    assert.equal(await guard.forget("s"), true);
+
+    const lock = new aio.StartLock(store, "tasks");
+    const lease = await lock.tryStart("k", { ttl: 30_000 });
+    assert.ok(lease && lease.token >= 1);
+    assert.equal(await lock.tryStart("k", { ttl: 30_000 }), null);
+    assert.equal(await lock.isHeld("k"), true);
+    assert.equal((await lock.holder("k")).token, lease.token);
+    await lease.renew({ ttl: 60_000 });
+    assert.ok(lease.deadlineMs > Date.now() + 30_000);
+    await lease.release();
+    await assert.rejects(lease.release(), NotOwnerError);
+    const next = await lock.tryStart("k", { ttl: 30_000 });
+    assert.ok(next.token > lease.token, "fencing tokens grow");
+    await next.release();
+
+    const records = new aio.Records(store, "pods");
+    assert.equal(await records.put("web-1", { phase: "Pending" }), 1);
+    await assert.rejects(records.put("web-1", { phase: "Pending" }), ConflictError);
+    const updated = await records.update("web-1", async (current) => ({ ...current, phase: "Running" }));
+    assert.deepEqual(updated, { value: { phase: "Running" }, version: 2 });
+    assert.deepEqual(await records.get("web-1"), updated);
+    assert.equal(await records.delete("web-1", { expectedVersion: 2 }), true);
+
+    await assert.rejects(counter.claim(""), InvalidKeyError);
+    await assert.rejects(lock.tryStart("k", { ttl: 0 }), InvalidArgumentError);
+  });
+
+  test(`${name}: concurrent callers on separate connections share one counter and one winner`, async () => {
+    const namespace = fresh();
+    const stores = await Promise.all([connect(), connect(), connect()]).then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
+    const indexes = await Promise.all(stores.flatMap((store) => Array.from({ length: 100 }, () => new aio.Counter(store, "c").next())));
+    assert.deepEqual(indexes.sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i));
+    const leases = await Promise.all(stores.flatMap((store) => Array.from({ length: 10 }, () => new aio.StartLock(store, "l").tryStart("one", { ttl: 30_000 }))));
+    assert.equal(leases.filter((lease) => lease !== null).length, 1, "exactly one caller starts the key");
+  });
+
+  test(`${name}: scripts the server lost (a restart, a failover) are loaded again`, async () => {
+    const client = await connect();
+    const store = aio.openRedis(client, { namespace: fresh() });
+    const guard = new aio.EventGuard(store, "g", ["started"]);
+    const flush = await ioredis();
+    await flush.script("FLUSH");
+    assert.equal(await guard.mark("s", "started"), "first");
+    await flush.script("FLUSH");
+    assert.equal(await guard.mark("s", "started"), "duplicate");
+  });
+}
+
+test("an ioredis client with a keyPrefix is refused, and so is anything that is not a client", async () => {
+  const prefixed = new Redis({ port, keyPrefix: "app:", lazyConnect: true });
+  assert.throws(() => aio.openRedis(prefixed), InvalidArgumentError);
+  assert.throws(() => aio.openRedis({}), TypeError);
+  assert.throws(() => new aio.Counter({}, "c"), TypeError);
+});
+
+test("a server that is gone rejects with a typed error, never a guessed value", async () => {
+  const client = new Redis({ port: await freePort(), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  client.on("error", () => {}); // the refused connection is this test's point
+  const store = aio.openRedis(client, { namespace: fresh() });
+  await assert.rejects(new aio.Counter(store, "c").next(), (error) => error.code === "timeout" || error.code === "backend_unavailable");
+});
+
+test("Node and Python processes on one namespace share one counter, one set of marks and one lock", async () => {
+  const python = process.env.RACEFREE_PYTHON;
+  assert.ok(python, "RACEFREE_PYTHON names the Python with racefree installed (scripts/test.sh sets it)");
+  const namespace = fresh();
+  const store = aio.openRedis(await ioredis(), { namespace });
+  const counter = new aio.Counter(store, "shared");
+  const lock = new aio.StartLock(store, "tasks");
+  const lease = await lock.tryStart("report", { ttl: 30_000 });
+  const program = `
+import racefree
+store = racefree.open("redis://127.0.0.1:${port}/0?namespace=${namespace}")
+counter = racefree.Counter(store, "shared")
+print([counter.next() for _ in range(50)])
+print(racefree.EventGuard(store, "streams", ["started"]).mark("s", "started") is racefree.Mark.FIRST)
+print(racefree.StartLock(store, "tasks").holder("report")[0])
+`;
+  const [ours, { stdout }] = await Promise.all([
+    Promise.all(Array.from({ length: 50 }, () => counter.next())),
+    promisify(execFile)(python, ["-c", program], { encoding: "utf8" }),
+  ]);
+  const out = stdout.trim().split("\n");
+  const theirs = JSON.parse(out[0]);
+  assert.deepEqual([...ours, ...theirs].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(out[1], "True", "Python marked first");
+  assert.equal(await new aio.EventGuard(store, "streams", ["started"]).mark("s", "started"), "duplicate");
+  assert.equal(Number(out[2]), lease.token, "Python sees the lease Node holds, with its token");
+});
