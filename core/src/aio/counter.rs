@@ -13,6 +13,7 @@ use crate::CounterStats;
 /// [`crate::Counter`] whose operations are futures: the same sequence, methods and errors.
 ///
 /// ```
+/// # #[cfg(feature = "tokio")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> racefree::Result<()> {
 /// let store = racefree::aio::open("memory://").await?;
@@ -22,6 +23,7 @@ use crate::CounterStats;
 /// assert!(!executions.claim("exec-a").await?.is_new);
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {} // the example needs tokio's runtime
 /// ```
 pub struct Counter {
     store: SharedStore,

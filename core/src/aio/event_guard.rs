@@ -17,6 +17,7 @@ use crate::{GuardOptions, GuardStats, Mark};
 /// [`crate::EventGuard`] whose operations are futures: the same marks, methods and errors.
 ///
 /// ```
+/// # #[cfg(feature = "tokio")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> racefree::Result<()> {
 /// use racefree::Mark;
@@ -27,6 +28,7 @@ use crate::{GuardOptions, GuardStats, Mark};
 /// assert_eq!(guard.mark("s1", "started").await?, Mark::Duplicate);
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {} // the example needs tokio's runtime
 /// ```
 pub struct EventGuard {
     store: SharedStore,

@@ -21,6 +21,7 @@
 //! | PostgreSQL | [`PostgresStore`]: tokio-postgres on the caller's runtime, its own pool |
 //!
 //! ```
+//! # #[cfg(feature = "tokio")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> racefree::Result<()> {
 //! use racefree::aio::{self, StartLock};
@@ -33,6 +34,7 @@
 //! lease.release().await?;
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {} // the example needs tokio's runtime
 //! ```
 //!
 //! # Cancel safety

@@ -21,6 +21,7 @@ use crate::UpdateOptions;
 /// [`crate::Records`] whose operations are futures: the same versions, methods and errors.
 ///
 /// ```
+/// # #[cfg(feature = "tokio")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> racefree::Result<()> {
 /// use serde_json::json;
@@ -37,6 +38,7 @@ use crate::UpdateOptions;
 /// assert_eq!(updated.version, 2);
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {} // the example needs tokio's runtime
 /// ```
 pub struct Records {
     store: SharedStore,

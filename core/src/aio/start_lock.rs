@@ -20,6 +20,7 @@ use crate::LockStats;
 /// its grant is in flight leaves no lease behind (see [`try_start`](StartLock::try_start)).
 ///
 /// ```
+/// # #[cfg(feature = "tokio")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> racefree::Result<()> {
 /// use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::LockStats;
 /// lease.release().await?;
 /// # Ok(())
 /// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {} // the example needs tokio's runtime
 /// ```
 #[derive(Clone)]
 pub struct StartLock {
