@@ -446,7 +446,7 @@ pub(crate) fn current_version(backend: &str, number: i64) -> Result<Option<u64>>
 /// A new request id for a replay-safe grant or mark (see the Redis protocol's "Replays"): 128
 /// bits from the operating system, so that no two processes send the same one — not even a
 /// parent and the children it forked, which would share a process-wide generator's state.
-#[cfg(any(feature = "redis-protocol", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", all(feature = "redis-protocol", feature = "aio")))]
 pub(crate) fn request_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
@@ -470,7 +470,10 @@ pub(crate) fn decide_mark(marked: u32, position: u32) -> MarkOutcome {
     }
 }
 
-#[cfg(all(test, any(feature = "redis-protocol", feature = "postgres")))]
+#[cfg(all(
+    test,
+    any(feature = "redis", feature = "postgres", all(feature = "redis-protocol", feature = "aio"))
+))]
 mod tests {
     #[test]
     fn request_ids_are_128_random_bits_and_distinct() {
