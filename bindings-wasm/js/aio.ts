@@ -12,7 +12,9 @@
 import type * as Native from "../node/racefree_wasm.js";
 import { InvalidArgumentError } from "./errors.js";
 import { jsonText, ms, nativeModule, options, str } from "./api.js";
-import type { Claim, Json, Versioned } from "./api.js";
+import type { AcquireOptions, Claim, Json, KeepOptions, Versioned } from "./api.js";
+import type { LeaseLostError } from "./errors.js";
+import { NotOwnerError } from "./errors.js";
 
 /** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
 type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
@@ -245,6 +247,63 @@ export class StartLock {
       return found === null ? null : { token: found[0], deadlineMs: found[1] };
     });
   }
+  /**
+   * Waits for the lease: `timeout` in ms (default: forever), `signal` aborts the wait. Retries by
+   * the core's schedule. @throws {TimeoutError} when the time is up
+   */
+  async acquire(key: string, opts: AcquireOptions): Promise<Lease> {
+    return (await this.#acquire(key, opts)).lease;
+  }
+  async #acquire(key: string, opts: AcquireOptions): Promise<{ lease: Lease; requestedAt: number }> {
+    const { ttl, timeout, signal } = options(opts, "acquire options");
+    key = str("lease key", key);
+    const ttlMs = ms("ttl", ttl);
+    const timeoutMs = timeout === undefined ? undefined : ms("timeout", timeout);
+    const wait = new (nativeModule().Acquisition)(ttlMs, timeoutMs, performance.now()); // refused before anything is tried
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const requestedAt = performance.now();
+        const lease = await this.tryStart(key, { ttl: ttlMs });
+        if (lease !== null) {
+          if (signal?.aborted) {
+            await lease.release().catch(() => {}); // aborted while it was granted: nobody holds it
+            signal.throwIfAborted();
+          }
+          return { lease, requestedAt };
+        }
+        await sleep(wait.retryAfterMs(performance.now()), signal);
+      }
+    } finally {
+      wait.free();
+    }
+  }
+  /**
+   * Runs `fn({ lease, signal })` under the lease, renewed while `fn` runs, and releases it when
+   * `fn` settles. `signal` aborts with a `LeaseLostError` when the lease is lost — a renewal
+   * refused, or none confirmed by the safe deadline on the local clock, whether or not the server
+   * answers — before another holder can start the key.
+   * @throws {LeaseLostError} when the lease was lost before `fn` fulfilled (its `result` is `fn`'s value)
+   */
+  async runExclusive<T>(key: string, opts: AcquireOptions & KeepOptions, fn: (held: Holding) => T | Promise<T>): Promise<T> {
+    if (typeof fn !== "function") throw new TypeError("fn must be a function");
+    const { ttl, renewEvery, maxHold, signal } = options(opts, "runExclusive options");
+    const keeping = keepOptions(ttl, renewEvery, maxHold); // refused before anything is acquired
+    const { lease, requestedAt } = await this.#acquire(key, opts);
+    const run = new KeptRun(this.#native, keeping, lease, requestedAt, fn);
+    if (signal === undefined) return run.done as Promise<T>;
+    const forward = () => run.abort(signal.reason);
+    signal.addEventListener("abort", forward, { once: true });
+    try {
+      return (await run.done) as T;
+    } finally {
+      signal.removeEventListener("abort", forward);
+    }
+  }
+  /** @internal the wasm lock behind a StartLock */
+  static native(lock: StartLock): Native.AsyncStartLock {
+    return lock.#native;
+  }
   /** @throws {NotOwnerError} when `token` does not hold `key` */
   releaseToken(key: string, token: number): Promise<void> {
     return call(() => this.#native.releaseToken(str("lease key", key), token) as Promise<void>);
@@ -252,6 +311,208 @@ export class StartLock {
   stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
     const [granted, contended, renewed, released, rejectedNotOwner] = Array.from(this.#native.stats());
     return { granted, contended, renewed, released, rejectedNotOwner };
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }
+    function aborted() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", aborted, { once: true });
+  });
+
+/** What a kept task receives: its lease (for its fencing token) and a signal that aborts with a `LeaseLostError` when the lease is lost. */
+export interface Holding {
+  readonly lease: Lease;
+  readonly signal: AbortSignal;
+}
+
+interface Keeping {
+  ttl: number;
+  renewEvery: number | undefined;
+  maxHold: number | undefined;
+  firstWakeAfter: number;
+}
+
+/** Keep options the core accepts, checked now, with when a fresh lease first needs its keeper. */
+function keepOptions(ttl: unknown, renewEvery: unknown, maxHold: unknown): Keeping {
+  const optional = (what: string, value: unknown) => (value === undefined ? undefined : ms(what, value));
+  const checked = { ttl: ms("ttl", ttl), renewEvery: optional("renewEvery", renewEvery), maxHold: optional("maxHold", maxHold) };
+  return { ...checked, firstWakeAfter: nativeModule().firstWakeAfterMs(checked.ttl, checked.renewEvery, checked.maxHold) };
+}
+
+/**
+ * One run of `fn({ lease, signal })` under `lease`: the core's keeper says when to renew; each
+ * renewal is an async call, and while one is in flight a timer waits for the safe deadline, so a
+ * server that does not answer cannot keep the signal from aborting in time. Then the lease is
+ * released; `done` settles with `fn`'s outcome, or rejects with the loss.
+ */
+class KeptRun implements Holding {
+  readonly lease: Lease;
+  readonly done: Promise<unknown>;
+  #lock: Native.AsyncStartLock;
+  #keeping: Keeping;
+  #requestedAt: number;
+  #keeper: Native.LeaseKeeper | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #controller = new AbortController();
+  #lost: unknown = null;
+  constructor(lock: Native.AsyncStartLock, keeping: Keeping, lease: Lease, requestedAt: number, fn: (held: Holding) => unknown) {
+    this.lease = lease;
+    this.#lock = lock;
+    this.#keeping = keeping;
+    this.#requestedAt = requestedAt;
+    this.#schedule(requestedAt + keeping.firstWakeAfter);
+    this.done = this.#run(fn);
+  }
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+  abort(reason: unknown): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+  }
+  #schedule(at: number): void {
+    clearTimeout(this.#timer);
+    if (!this.#stopped) this.#timer = setTimeout(() => this.#step(), Math.max(0, at - performance.now()));
+  }
+  #step(): void {
+    if (this.#stopped) return;
+    const now = performance.now();
+    try {
+      const { ttl, renewEvery, maxHold } = this.#keeping;
+      this.#keeper ??= nativeModule().LeaseKeeper.hosted(this.#lock, this.lease.key, this.lease.token, this.#requestedAt, ttl, renewEvery, maxHold);
+      this.#keeper.settle(now); // the reply of a renewal that has answered, if any
+      let wake = this.#keeper.poll(now);
+      if (wake === undefined) {
+        (this.#keeper.renewAsync() as Promise<void>).then(() => this.#step());
+        wake = this.#keeper.poll(now); // the safe deadline, while the renewal is in flight
+      }
+      this.#schedule(wake!);
+    } catch (error) {
+      this.#stop();
+      this.#lost = error as LeaseLostError;
+      this.abort(error);
+    }
+  }
+  #stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+  async #run(fn: (held: Holding) => unknown): Promise<unknown> {
+    let value: unknown;
+    try {
+      value = await fn(this);
+    } finally {
+      this.#stop();
+      this.#keeper?.free();
+      if (this.#lost !== null) {
+        // Lost: its loss is the outcome. The release is still sent, to free the key at once if
+        // the lease outlived its safe deadline, but not awaited: a server that stopped answering
+        // (often why the lease was lost) must not hold the outcome back.
+        this.lease.release().catch(() => {});
+      } else {
+        try {
+          await this.lease.release();
+        } catch (error) {
+          if (!(error instanceof NotOwnerError)) throw error;
+          this.#lost = error; // taken from it since the last renewal
+        }
+      }
+    }
+    if (this.#lost !== null) {
+      (this.#lost as { result?: unknown }).result = value;
+      throw this.#lost;
+    }
+    return value;
+  }
+}
+
+export interface CoordinatorOptions extends KeepOptions {
+  /** The lock's name (default "tasks"). */
+  name?: string;
+  /** The lease TTL in milliseconds (default 30,000). */
+  ttl?: number;
+  /** Called with a task's failure or lost lease (default: console.error). */
+  onError?: (error: unknown, key: string) => void;
+}
+
+interface Running {
+  run: KeptRun;
+  stopped: DOMException | null;
+  done: Promise<void> | null;
+}
+
+/**
+ * Runs at most one task per key across every process sharing the store: `await start(key, fn)`
+ * is `true` and runs `fn({ lease, signal })` under a lease kept alive while it runs, or `false`
+ * when the key is held anywhere. `signal` aborts when the lease is lost or the task is stopped.
+ */
+export class TaskCoordinator {
+  #lock: StartLock;
+  #keeping: Keeping;
+  #onError: (error: unknown, key: string) => void;
+  #running = new Map<string, Running>();
+  constructor(store: RedisStore, opts?: CoordinatorOptions) {
+    const { name = "tasks", ttl = 30_000, renewEvery, maxHold, onError } = options(opts, "coordinator options");
+    if (onError !== undefined && typeof onError !== "function") throw new TypeError("onError must be a function");
+    this.#keeping = keepOptions(ttl, renewEvery, maxHold);
+    this.#lock = new StartLock(store, name);
+    this.#onError = onError ?? ((error, key) => console.error(`racefree: task ${JSON.stringify(key)} failed:`, error));
+  }
+  /** Runs `fn` unless `key` is held anywhere; resolves to whether it started. */
+  async start(key: string, fn: (held: Holding) => unknown): Promise<boolean> {
+    key = str("task key", key);
+    if (typeof fn !== "function") throw new TypeError("fn must be a function");
+    const requestedAt = performance.now();
+    const lease = await this.#lock.tryStart(key, { ttl: this.#keeping.ttl });
+    if (lease === null) return false;
+    const run = new KeptRun(StartLock.native(this.#lock), this.#keeping, lease, requestedAt, fn);
+    const entry: Running = { run, stopped: null, done: null };
+    entry.done = this.#settle(key, entry);
+    this.#running.set(key, entry);
+    return true;
+  }
+  async #settle(key: string, entry: Running): Promise<void> {
+    try {
+      await entry.run.done;
+    } catch (error) {
+      if (entry.stopped === null || error !== entry.stopped) this.#onError(error, key);
+    } finally {
+      if (this.#running.get(key) === entry) this.#running.delete(key);
+    }
+  }
+  /** Aborts this coordinator's task for `key` and waits until it has settled and released; whether one ran. */
+  async stop(key: string): Promise<boolean> {
+    const entry = this.#running.get(str("task key", key));
+    if (entry === undefined) return false;
+    entry.stopped = new DOMException("the task was stopped", "AbortError");
+    entry.run.abort(entry.stopped);
+    await entry.done;
+    return true;
+  }
+  /** Waits until this coordinator's task for `key` (if any) has settled and released its lease. */
+  async wait(key: string): Promise<void> {
+    await this.#running.get(str("task key", key))?.done;
+  }
+  /** Keys whose tasks run here. */
+  running(): string[] {
+    return [...this.#running.keys()].sort();
+  }
+  /** Whether `key` is held by anyone sharing the store. */
+  isRunning(key: string): Promise<boolean> {
+    return this.#lock.isHeld(key);
+  }
+  /** Stops every task here and waits for their releases. */
+  async close(): Promise<void> {
+    await Promise.all(this.running().map((key) => this.stop(key)));
   }
 }
 

@@ -11,7 +11,7 @@ use crate::errors::{to_js, wrong_type};
 /// Indexes, versions and tokens are JavaScript numbers: exact up to 2^53 − 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-fn invalid(reason: String) -> JsValue {
+pub fn invalid(reason: String) -> JsValue {
     to_js(Error::InvalidArgument { reason })
 }
 

@@ -297,6 +297,13 @@ pub struct AsyncStartLock {
     inner: Arc<aio::StartLock>,
 }
 
+impl AsyncStartLock {
+    /// The core's lock (for a keeper of its leases).
+    pub(crate) fn core(&self) -> &Arc<aio::StartLock> {
+        &self.inner
+    }
+}
+
 #[wasm_bindgen]
 impl AsyncStartLock {
     /// The lock `name` in `store`.

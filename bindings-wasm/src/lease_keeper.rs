@@ -3,6 +3,8 @@
 //! process's monotonic `performance.now()`, in milliseconds.
 
 use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
@@ -60,13 +62,19 @@ pub fn check_wait(ttl_ms: f64, timeout_ms: Option<f64>) -> Result<(), JsValue> {
     Acquisition::new(ttl_ms, timeout_ms, 0.0).map(drop)
 }
 
-/// One kept lease: `poll(nowMs)` says when to renew; `renew()` sends the renewal and
-/// `settle(nowMs)` hands its reply back.
+/// One kept lease: `poll(nowMs)` says when to renew; `renew()` (or, on a hosted store,
+/// `renewAsync()`) sends the renewal and `settle(nowMs)` hands its reply back.
 #[wasm_bindgen]
 pub struct LeaseKeeper {
     keeper: RefCell<racefree::LeaseKeeper>,
-    lock: racefree::StartLock,
-    reply: RefCell<Option<racefree::Result<u64>>>,
+    lock: Renewer,
+    reply: Rc<RefCell<Option<racefree::Result<u64>>>>,
+}
+
+/// What sends a keeper's renewals: the memory store's lock, or a hosted store's.
+enum Renewer {
+    Memory(racefree::StartLock),
+    Hosted(Arc<racefree::aio::StartLock>),
 }
 
 #[wasm_bindgen]
@@ -87,9 +95,48 @@ impl LeaseKeeper {
         let token = convert::unsigned_number("token", token)?;
         Ok(LeaseKeeper {
             keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
-            lock: lock.core().clone(),
-            reply: RefCell::new(None),
+            lock: Renewer::Memory(lock.core().clone()),
+            reply: Rc::default(),
         })
+    }
+
+    /// [`LeaseKeeper::new`] for a lease of a hosted store's lock, renewed by `renewAsync`.
+    #[allow(clippy::too_many_arguments)] // the constructor's, with the hosted lock
+    pub fn hosted(
+        lock: &crate::hosted::AsyncStartLock,
+        key: &str,
+        token: f64,
+        requested_at_ms: f64,
+        ttl_ms: f64,
+        renew_every_ms: Option<f64>,
+        max_hold_ms: Option<f64>,
+    ) -> Result<LeaseKeeper, JsValue> {
+        let options = keeper_options(ttl_ms, renew_every_ms, max_hold_ms)?;
+        let token = convert::unsigned_number("token", token)?;
+        Ok(LeaseKeeper {
+            keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
+            lock: Renewer::Hosted(Arc::clone(lock.core())),
+            reply: Rc::default(),
+        })
+    }
+
+    /// Sends the renewal `poll` asked for on a hosted store; the promise resolves once its reply
+    /// is kept for `settle` (it never rejects: the reply may be an error).
+    #[wasm_bindgen(js_name = renewAsync)]
+    pub fn renew_async(&self) -> Result<js_sys::Promise, JsValue> {
+        let Renewer::Hosted(lock) = &self.lock else {
+            return Err(crate::convert::invalid("this keeper's lease is renewed by renew()".to_owned()));
+        };
+        let (lock, kept) = (Arc::clone(lock), Rc::clone(&self.reply));
+        let (key, token, ttl) = {
+            let keeper = self.keeper.borrow();
+            (keeper.key().to_owned(), keeper.token(), keeper.options().ttl())
+        };
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let reply = lock.renew_token(&key, token, ttl).await;
+            *kept.borrow_mut() = Some(reply);
+            Ok(JsValue::UNDEFINED)
+        }))
     }
 
     /// `undefined`: send a renewal now. A number: nothing to do until that instant. Throws
@@ -103,12 +150,16 @@ impl LeaseKeeper {
     }
 
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never throws).
-    pub fn renew(&self) {
+    pub fn renew(&self) -> Result<(), JsValue> {
+        let Renewer::Memory(lock) = &self.lock else {
+            return Err(crate::convert::invalid("this keeper's lease is renewed by renewAsync()".to_owned()));
+        };
         let reply = {
             let keeper = self.keeper.borrow();
-            self.lock.renew_token(keeper.key(), keeper.token(), keeper.options().ttl())
+            lock.renew_token(keeper.key(), keeper.token(), keeper.options().ttl())
         };
         *self.reply.borrow_mut() = Some(reply);
+        Ok(())
     }
 
     /// Hands the kept reply of `renew` to the keeper, as received at `nowMs`.

@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 
-import { aio, InvalidArgumentError, InvalidKeyError, NotOwnerError, ConflictError, OutOfOrderError } from "racefree";
+import { aio, InvalidArgumentError, InvalidKeyError, NotOwnerError, ConflictError, OutOfOrderError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
@@ -178,4 +178,100 @@ print(racefree.StartLock(store, "tasks").holder("report")[0])
   assert.equal(out[1], "True", "Python marked first");
   assert.equal(await new aio.EventGuard(store, "streams", ["started"]).mark("s", "started"), "duplicate");
   assert.equal(Number(out[2]), lease.token, "Python sees the lease Node holds, with its token");
+});
+
+test("acquire waits for a release, times out, and stops when its signal aborts", async () => {
+  const store = aio.openRedis(await ioredis(), { namespace: fresh() });
+  const lock = new aio.StartLock(store, "tasks");
+  const held = await lock.tryStart("k", { ttl: 30_000 });
+  setTimeout(() => held.release(), 100);
+  const started = performance.now();
+  const lease = await lock.acquire("k", { ttl: 30_000, timeout: 5_000 });
+  assert.ok(performance.now() - started >= 90 && lease.token > held.token);
+  await assert.rejects(lock.acquire("k", { ttl: 30_000, timeout: 100 }), TimeoutError);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error("shutting down")), 50);
+  await assert.rejects(lock.acquire("k", { ttl: 30_000, signal: controller.signal }), /shutting down/);
+  await assert.rejects(lock.acquire("k", { ttl: 0 }), InvalidArgumentError);
+  await lease.release();
+});
+
+test("runExclusive keeps the lease past its TTL while the work runs, then releases it", async () => {
+  const store = aio.openRedis(await ioredis(), { namespace: fresh() });
+  const lock = new aio.StartLock(store, "tasks");
+  const other = new aio.StartLock(aio.openRedis(await nodeRedis(), { namespace: store.namespace }), "tasks");
+  const result = await lock.runExclusive("k", { ttl: 300, renewEvery: 100 }, async ({ lease, signal }) => {
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await other.tryStart("k", { ttl: 300 }), null, "the key was free while the work ran");
+    }
+    assert.equal(signal.aborted, false);
+    return lease.token;
+  });
+  assert.ok(result >= 1);
+  assert.equal(await lock.isHeld("k"), false, "released when the work settled");
+});
+
+test("a frozen server: the work's signal aborts at the safe deadline, before anyone else can start the key", { timeout: 15_000 }, async () => {
+  const ownPort = await freePort();
+  const own = spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", mkdtempSync(join(tmpdir(), "racefree-frozen-"))], { stdio: "ignore" });
+  try {
+    const connect = async () => {
+      for (;;) {
+        // No command timeout (ioredis' default): a renewal to the frozen server never answers,
+        // and only the keeper's own deadline can stop the work in time.
+        const client = new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1 });
+        client.on("error", () => {});
+        try {
+          await client.ping();
+          opened.push(client);
+          return client;
+        } catch {
+          client.disconnect();
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
+    };
+    const namespace = fresh();
+    const lock = new aio.StartLock(aio.openRedis(await connect(), { namespace }), "tasks");
+    const ttl = 600;
+    let frozenAt = 0;
+    let abortedAt = 0;
+    const running = lock.runExclusive("k", { ttl, renewEvery: 150 }, async ({ signal }) => {
+      await new Promise((r) => setTimeout(r, 200));
+      process.kill(own.pid, "SIGSTOP");
+      frozenAt = Date.now();
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      abortedAt = Date.now();
+    });
+    await assert.rejects(running, LeaseLostError);
+    assert.ok(abortedAt - frozenAt < ttl, `aborted ${abortedAt - frozenAt} ms after the freeze, past the ${ttl} ms TTL`);
+    await new Promise((r) => setTimeout(r, ttl + 100 - (Date.now() - frozenAt)));
+    process.kill(own.pid, "SIGCONT");
+    const other = new aio.StartLock(aio.openRedis(await connect(), { namespace }), "tasks");
+    let lease = null;
+    while (lease === null) lease = await other.tryStart("k", { ttl: 30_000 }).catch(() => null);
+    assert.ok(Date.now() > abortedAt, "another holder started the key only after the work was told to stop");
+  } finally {
+    try { process.kill(own.pid, "SIGCONT"); } catch {}
+    process.kill(own.pid, "SIGTERM");
+  }
+});
+
+test("the task coordinator runs one task per key across stores and releases when it ends", async () => {
+  const namespace = fresh();
+  const one = new aio.TaskCoordinator(aio.openRedis(await ioredis(), { namespace }), { ttl: 30_000 });
+  const two = new aio.TaskCoordinator(aio.openRedis(await nodeRedis(), { namespace }), { ttl: 30_000 });
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const starts = await Promise.all([one, two, one, two].map((c) => c.start("job", () => gate)));
+  assert.equal(starts.filter(Boolean).length, 1, "one start across both coordinators");
+  assert.equal(await two.isRunning("job"), true);
+  release();
+  await Promise.all([one.wait("job"), two.wait("job")]);
+  assert.equal(await one.isRunning("job"), false);
+  assert.equal(await one.start("job", async ({ signal }) => new Promise((r) => signal.addEventListener("abort", r))), true);
+  assert.equal(await one.stop("job"), true);
+  assert.equal(await two.isRunning("job"), false, "stop waits for the release");
 });

@@ -95,10 +95,12 @@ async function onRedis(): Promise<number> {
   const mark: "first" | "duplicate" = await new aio.EventGuard(shared, "s", ["started"]).mark("x", "started");
   const lease: aio.Lease | null = await new aio.StartLock(shared, "tasks").tryStart("k", { ttl: 1000 });
   const record: Versioned | null = await new aio.Records(shared, "pods").get("p");
+  const token: number = await new aio.StartLock(shared, "tasks").runExclusive("k", { ttl: 1000 }, async ({ lease, signal }) => (signal.aborted ? 0 : lease.token));
+  const started: boolean = await new aio.TaskCoordinator(shared, { ttl: 1000 }).start("k", async () => {});
   // @ts-expect-error a memory store is not an aio store
   new aio.Counter(open(), "jobs");
   // @ts-expect-error an aio call is a Promise, not a number
   const wrong: number = new aio.Counter(shared, "jobs").next();
-  return index + (mark === "first" ? 1 : 0) + (lease?.token ?? 0) + (record?.version ?? 0) + wrong;
+  return index + (mark === "first" ? 1 : 0) + (lease?.token ?? 0) + (record?.version ?? 0) + wrong + token + Number(started);
 }
 void onRedis;
