@@ -275,3 +275,85 @@ test("the task coordinator runs one task per key across stores and releases when
   assert.equal(await one.stop("job"), true);
   assert.equal(await two.isRunning("job"), false, "stop waits for the release");
 });
+
+test("4 processes race one key; one is killed while it holds the lease; no two ever hold it at once", { timeout: 30_000 }, async () => {
+  const namespace = fresh();
+  const env = { ...process.env, RACEFREE_PORT: String(port), RACEFREE_NAMESPACE: namespace, RACEFREE_WORKER_MS: "2500" };
+  const worker = new URL("./aio_worker.mjs", import.meta.url).pathname;
+  const lines = [];
+  const children = Array.from({ length: 4 }, () => spawn(process.execPath, [worker], { env, stdio: ["ignore", "pipe", "inherit"] }));
+  let killed = null;
+  const exits = children.map((child) => new Promise((resolve) => child.on("exit", resolve)));
+  for (const child of children) {
+    let buffered = "";
+    child.stdout.on("data", (chunk) => {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        lines.push(line);
+        // Once every process has run at least once, kill the next one that starts a run.
+        if (killed === null && line.startsWith("start ") && new Set(lines.filter((l) => l.startsWith("start ")).map((l) => l.split(" ")[1])).size >= 2) {
+          killed = { pid: Number(line.split(" ")[1]), at: Date.now() };
+          process.kill(killed.pid, "SIGKILL");
+        }
+      }
+    });
+  }
+  await Promise.all(exits);
+  assert.ok(killed !== null, "no process was killed while it held the key");
+  const runs = new Map();
+  const intervals = [];
+  for (const line of lines) {
+    const [what, pid, at] = line.split(" ");
+    if (what === "start") runs.set(pid, Number(at));
+    if (what === "end") intervals.push([runs.get(pid), Number(at), pid]), runs.delete(pid);
+  }
+  intervals.push([runs.get(String(killed.pid)), killed.at, String(killed.pid)]); // its run ended with it
+  intervals.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < intervals.length; i++) {
+    assert.ok(intervals[i][0] >= intervals[i - 1][1], `runs overlap: ${JSON.stringify(intervals[i - 1])} and ${JSON.stringify(intervals[i])}`);
+  }
+  assert.ok(intervals.some(([start]) => start > killed.at), "nobody took the key after its holder was killed");
+  assert.ok(intervals.length >= 6, `only ${intervals.length} runs`);
+});
+
+test("the server goes away and comes back: calls fail typed meanwhile, then work (scripts loaded again)", { timeout: 30_000 }, async () => {
+  const ownPort = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "racefree-restart-"));
+  const start = () => spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+    "--appendfsync", "always", "--dir", dir], { stdio: "ignore" });
+  let own = start();
+  const client = new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+  client.on("error", () => {});
+  opened.push(client);
+  try {
+    while ((await client.ping().catch(() => null)) !== "PONG") await new Promise((r) => setTimeout(r, 20));
+    const store = aio.openRedis(client, { namespace: fresh() });
+    const counter = new aio.Counter(store, "c");
+    const guard = new aio.EventGuard(store, "g", ["started", "ended"]);
+    assert.equal(await counter.next(), 0);
+    assert.equal(await guard.mark("s", "started"), "first");
+    const gone = new Promise((resolve) => own.on("exit", resolve));
+    process.kill(own.pid, "SIGTERM");
+    await gone;
+    await assert.rejects(counter.next(), (error) => ["backend_unavailable", "timeout"].includes(error.code));
+    own = start();
+    let next;
+    for (;;) {
+      try {
+        next = await counter.next();
+        break;
+      } catch (error) {
+        assert.ok(["backend_unavailable", "timeout"].includes(error.code), `an untyped error: ${error}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    assert.ok(next >= 1, "the counter kept its value across the restart");
+    assert.equal(await guard.mark("s", "started"), "duplicate", "the mark survived the restart");
+    assert.equal(await guard.mark("s", "ended"), "first", "a script on the restarted server (NOSCRIPT, loaded again)");
+  } finally {
+    process.kill(own.pid, "SIGTERM");
+  }
+});
