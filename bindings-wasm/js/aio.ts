@@ -11,7 +11,7 @@
 
 import type * as Native from "../node/racefree_wasm.js";
 import { InvalidArgumentError } from "./errors.js";
-import { jsonText, ms, nativeModule, options, str } from "./api.js";
+import { ManualClock, jsonText, ms, nativeModule, options, str } from "./api.js";
 import type { AcquireOptions, Claim, Json, KeepOptions, Versioned } from "./api.js";
 import type { LeaseLostError } from "./errors.js";
 import { NotOwnerError } from "./errors.js";
@@ -106,20 +106,27 @@ export class RedisStore {
   sweep(): Promise<number> {
     return this.#native.sweep() as Promise<number>;
   }
+  /** What the namespace holds (`entries`) and what this handle has swept. */
+  async stats(): Promise<{ entries: number; expiredSwept: number }> {
+    const [entries, expiredSwept] = (await this.#native.stats()) as [number, number];
+    return { entries, expiredSwept };
+  }
 }
 
 /**
  * The store on the Redis server `client` (an ioredis or node-redis client, connected or
  * connecting) talks to, keys under `namespace`: the keys the Python and Rust stores of
- * `redis://…?namespace=<namespace>` use.
+ * `redis://…?namespace=<namespace>` use. Deadlines are judged by the server's clock; a
+ * `ManualClock` (tests) judges them instead, as a manual clock does on every store.
  *
  * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
  * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
  */
-export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string }): RedisStore {
-  const { namespace = "" } = options(opts, "openRedis options");
+export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
+  const { namespace = "", clock } = options(opts, "openRedis options");
+  if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
   const native = nativeModule();
-  return RedisStore.wrap(new native.HostedRedis(sender(client), str("namespace", namespace)));
+  return RedisStore.wrap(new native.HostedRedis(sender(client), str("namespace", namespace), ManualClock.native(clock)));
 }
 
 /** Runs `work` so that a bad argument rejects the returned promise instead of throwing. */

@@ -132,11 +132,18 @@ pub struct HostedRedis {
 #[wasm_bindgen]
 impl HostedRedis {
     /// The store in `namespace` over `send` (see `JsTransport`); deadlines on `Date.now()`, the
-    /// scripts judged by the server's clock.
+    /// scripts judged by the server's clock — or, given a `ManualClock` (tests), by that clock.
     #[wasm_bindgen(constructor)]
-    pub fn new(send: Function, namespace: &str) -> Result<HostedRedis, JsValue> {
+    pub fn new(
+        send: Function,
+        namespace: &str,
+        clock: Option<crate::store::ManualClock>,
+    ) -> Result<HostedRedis, JsValue> {
         let transport = JsTransport { send: OneThread(send) };
-        let clock: racefree::SharedClock = Arc::new(crate::store::DateClock);
+        let clock: racefree::SharedClock = match clock {
+            Some(manual) => manual.inner.clone(),
+            None => Arc::new(crate::store::DateClock),
+        };
         let store = HostedRedisStore::new(transport, namespace, clock).js()?;
         Ok(HostedRedis { inner: Arc::new(store) })
     }
@@ -145,6 +152,16 @@ impl HostedRedis {
     #[wasm_bindgen(getter)]
     pub fn namespace(&self) -> String {
         self.inner.namespace().to_owned()
+    }
+
+    /// `[entries, expiredSwept]`: what the namespace holds, and what this handle swept.
+    pub fn stats(&self) -> Promise {
+        let store = Arc::clone(&self.inner);
+        promise(async move {
+            let stats = store.stats().await.js()?;
+            Ok(Array::of2(&number("entries", stats.entries)?, &number("expired", stats.expired_swept)?)
+                .into())
+        })
     }
 
     /// Removes every expired lease and mark now; resolves to how many.

@@ -12,6 +12,9 @@ import { createRequire } from "node:module";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 
+import { readFileSync } from "node:fs";
+import * as racefree from "racefree";
+import { runScenarioOnRedis } from "./scenario_runner.mjs";
 import { aio, InvalidArgumentError, InvalidKeyError, NotOwnerError, ConflictError, OutOfOrderError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
@@ -357,3 +360,19 @@ test("the server goes away and comes back: calls fail typed meanwhile, then work
     process.kill(own.pid, "SIGTERM");
   }
 });
+
+// The shared scenarios (tests/vectors/) on the aio store, with each client; skipped steps are
+// counted by vectors.test.mjs, which runs the same files on the memory store.
+const vectors = process.env.RACEFREE_VECTORS;
+for (const [name, connect] of CLIENTS) {
+  test(`${name}: the shared scenarios on a Redis store`, async () => {
+    assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
+    const client = await connect();
+    const failures = [];
+    for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
+      const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
+      failures.push(...(await runScenarioOnRedis(racefree, scenario, client, fresh())));
+    }
+    assert.deepEqual(failures, []);
+  });
+}

@@ -78,35 +78,114 @@ export function runScenario(racefree, scenario) {
   };
   const failures = [];
   scenario.steps.forEach((raw, i) => {
-    if (raw.only && !raw.only.includes("js")) {
-      skipped.steps += 1;
-      return;
-    }
-    const step = decode(raw);
-    const where = `${scenario.name} step ${i} (${step.op})`;
-    const op = ops[step.op];
-    if (!op) return failures.push(`${where}: unknown op`);
-    let result;
+    const step = stepToRun(scenario, raw, i, ops, failures);
+    if (step === null) return;
     try {
-      result = op(step);
+      judge(step, { result: ops[step.op](step) }, failures);
     } catch (error) {
-      if (!("error" in step)) return failures.push(`${where}: unexpected ${error.name}: ${error.message}`);
-      if (!(error instanceof Error)) return failures.push(`${where}: threw a non-Error ${String(error)}`);
-      if (step.error === "type_error") {
-        if (!(error instanceof TypeError) || error.code !== undefined) {
-          failures.push(`${where}: expected a TypeError, got ${error.name} ${error.code}`);
-        }
-        return;
-      }
-      if (error.code !== step.error) failures.push(`${where}: expected ${step.error}, got ${error.code}`);
-      return;
-    }
-    if ("error" in step) return failures.push(`${where}: expected error ${step.error}, got ${JSON.stringify(result)}`);
-    if ("expect" in step && !sameJson(result, step.expect)) {
-      failures.push(`${where}: expected ${JSON.stringify(step.expect)}, got ${JSON.stringify(result)}`);
+      judge(step, { error }, failures);
     }
   });
   return failures;
+}
+
+/**
+ * `runScenario` on a shared store reached through an application's Redis client
+ * (`racefree.aio`): the same steps and expectations, each operation awaited. `client` is an
+ * ioredis or node-redis client; `namespace` must be fresh.
+ */
+export async function runScenarioOnRedis(racefree, scenario, client, namespace) {
+  const { aio } = racefree;
+  const clock = new racefree.ManualClock(1_000_000);
+  const store = aio.openRedis(client, { namespace, clock });
+  const leases = new Map();
+  const guard = (s) => new aio.EventGuard(store, s.guard, s.events, "retention_ms" in s ? { retention: s.retention_ms } : undefined);
+  const nullish = async (promise) => (await promise) ?? null;
+  const ops = {
+    "clock.advance": (s) => clock.advance(s.ms),
+    "store.sweep": () => store.sweep(),
+    "store.entries": async () => (await store.stats()).entries,
+    "counter.next": (s) => new aio.Counter(store, s.counter).next(),
+    "counter.peek": (s) => new aio.Counter(store, s.counter).peek(),
+    "counter.claim": async (s) => {
+      const { index, isNew } = await new aio.Counter(store, s.counter).claim(s.id);
+      return { index, is_new: isNew };
+    },
+    "counter.index_of": (s) => new aio.Counter(store, s.counter).indexOf(s.id),
+    "counter.set": (s) => nullish(new aio.Counter(store, s.counter).set(s.value)),
+    "counter.reset": (s) => nullish(new aio.Counter(store, s.counter).reset()),
+    "guard.mark": (s) => guard(s).mark(s.stream, s.event),
+    "guard.is_marked": (s) => guard(s).isMarked(s.stream, s.event),
+    "guard.forget": (s) => guard(s).forget(s.stream),
+    "lock.try_start": async (s) => {
+      const lease = await new aio.StartLock(store, s.lock).tryStart(s.key, { ttl: s.ttl_ms });
+      if (lease === null) return null;
+      if (s.save) leases.set(s.save, lease);
+      return { token: lease.token };
+    },
+    "lock.is_held": (s) => new aio.StartLock(store, s.lock).isHeld(s.key),
+    "lease.renew": (s) => nullish(leases.get(s.lease).renew({ ttl: s.ttl_ms })),
+    "lease.release": (s) => nullish(leases.get(s.lease).release()),
+    "keeper.options": (s) => {
+      new aio.TaskCoordinator(store, { name: s.lock, ttl: s.ttl_ms, renewEvery: s.renew_every_ms, maxHold: s.max_hold_ms });
+      return null;
+    },
+    "records.get": (s) => new aio.Records(store, s.space).get(s.key),
+    "records.put": (s) =>
+      new aio.Records(store, s.space).put(s.key, s.value, { expectedVersion: s.expected_version, fencingToken: s.fencing_token }),
+    "records.update": (s) =>
+      new aio.Records(store, s.space).update(s.key, (current) => ({ ...(current ?? {}), ...s.set }), { fencingToken: s.fencing_token }),
+    "records.delete": (s) => new aio.Records(store, s.space).delete(s.key, { expectedVersion: s.expected_version }),
+  };
+  const failures = [];
+  for (const [i, raw] of scenario.steps.entries()) {
+    const step = stepToRun(scenario, raw, i, ops, failures);
+    if (step === null) continue;
+    try {
+      judge(step, { result: await ops[step.op](step) }, failures);
+    } catch (error) {
+      judge(step, { error }, failures);
+    }
+  }
+  return failures;
+}
+
+/** The decoded step, with where it is for messages; `null` when it is skipped or unknown. */
+function stepToRun(scenario, raw, i, ops, failures) {
+  if (raw.only && !raw.only.includes("js")) {
+    skipped.steps += 1;
+    return null;
+  }
+  const step = decode(raw);
+  step.where = `${scenario.name} step ${i} (${step.op})`;
+  if (!ops[step.op]) {
+    failures.push(`${step.where}: unknown op`);
+    return null;
+  }
+  return step;
+}
+
+/** Compares a step's outcome (`{ result }` or `{ error }`) with what the scenario expects. */
+function judge(step, outcome, failures) {
+  const where = step.where;
+  if ("error" in outcome) {
+    const { error } = outcome;
+    if (!("error" in step)) return failures.push(`${where}: unexpected ${error.name}: ${error.message}`);
+    if (!(error instanceof Error)) return failures.push(`${where}: threw a non-Error ${String(error)}`);
+    if (step.error === "type_error") {
+      if (!(error instanceof TypeError) || error.code !== undefined) {
+        failures.push(`${where}: expected a TypeError, got ${error.name} ${error.code}`);
+      }
+      return;
+    }
+    if (error.code !== step.error) failures.push(`${where}: expected ${step.error}, got ${error.code}`);
+    return;
+  }
+  const { result } = outcome;
+  if ("error" in step) return failures.push(`${where}: expected error ${step.error}, got ${JSON.stringify(result)}`);
+  if ("expect" in step && !sameJson(result, step.expect)) {
+    failures.push(`${where}: expected ${JSON.stringify(step.expect)}, got ${JSON.stringify(result)}`);
+  }
 }
 
 function sameJson(a, b) {
