@@ -33,4 +33,4 @@ pub use blocking::{RedisOptions, RedisStore};
 pub use hosted::{HostedRedisStore, Transport};
 #[cfg(all(feature = "redis", feature = "tokio"))]
 #[doc(hidden)] // Documented as `racefree::aio::RedisStore`.
-pub use nonblocking::AsyncRedisStore;
+pub use nonblocking::{AsyncRedisStore, RedisRsConnection};
