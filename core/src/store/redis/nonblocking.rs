@@ -142,4 +142,3 @@ fn server_error(err: &RedisError) -> Option<Reply> {
     let code = err.code()?;
     Some(Reply::Error { code: code.to_owned(), message: err.detail().unwrap_or_default().to_owned() })
 }
-
