@@ -283,7 +283,7 @@ impl Error {
         Error::BackendUnavailable { reason: reason.into(), source: Some(Cause::new(error)) }
     }
 
-    #[cfg(any(feature = "sqlite", feature = "redis-protocol", feature = "postgres"))]
+    #[cfg(any(feature = "sqlite", feature = "redis-protocol", feature = "postgres-protocol"))]
     pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
         Error::CorruptData { reason: reason.into() }
     }

@@ -94,11 +94,11 @@ pub use open::{open, open_with_clock};
 pub use records::Records;
 pub use start_lock::{Lease, StartLock};
 
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[cfg(all(feature = "postgres", feature = "tokio"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "postgres", feature = "tokio"))))]
 pub use crate::store::postgres::AsyncPostgresStore as PostgresStore;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[cfg(all(feature = "redis", feature = "tokio"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "tokio"))))]
 pub use crate::store::redis::AsyncRedisStore as RedisStore;
 
 /// A boxed future, as every [`Store`] method returns (the trait is used as `dyn Store`).

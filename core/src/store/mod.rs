@@ -35,8 +35,8 @@ use crate::error::{Error, Result};
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 mod fork;
 pub mod memory;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[cfg(feature = "postgres-protocol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres-protocol")))]
 pub mod postgres;
 #[cfg(feature = "redis-protocol")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-protocol")))]
@@ -419,7 +419,7 @@ pub(crate) fn decide_record_delete(
 
 /// A value for `counter_set` on a backend whose integers are i64 (SQLite, Redis): larger ones
 /// are refused, never clamped.
-#[cfg(any(feature = "sqlite", feature = "redis-protocol", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "redis-protocol", feature = "postgres-protocol"))]
 pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
     i64::try_from(next).map_err(|_| {
         Error::invalid_argument(format!("a {backend} counter holds at most {}, got {next}", i64::MAX))
@@ -428,14 +428,14 @@ pub(crate) fn counter_value_i64(backend: &str, next: u64) -> Result<i64> {
 
 /// A stored or replied integer as the unsigned number it must be (an index, token, version,
 /// time, count); a negative or out-of-range one is `corrupt_data`, never clamped.
-#[cfg(any(feature = "redis-protocol", feature = "postgres"))]
+#[cfg(any(feature = "redis-protocol", feature = "postgres-protocol"))]
 pub(crate) fn decoded<T: TryFrom<i64>>(backend: &str, what: &str, value: i64) -> Result<T> {
     T::try_from(value).map_err(|_| Error::corrupt(format!("{backend}: {what} {value} is out of range")))
 }
 
 /// A conflict's current version as a script or server-side function answers it: -1 for no
 /// record, anything else range-checked.
-#[cfg(any(feature = "redis-protocol", feature = "postgres"))]
+#[cfg(any(feature = "redis-protocol", feature = "postgres-protocol"))]
 pub(crate) fn current_version(backend: &str, number: i64) -> Result<Option<u64>> {
     match number {
         -1 => Ok(None),
@@ -446,7 +446,11 @@ pub(crate) fn current_version(backend: &str, number: i64) -> Result<Option<u64>>
 /// A new request id for a replay-safe grant or mark (see the Redis protocol's "Replays"): 128
 /// bits from the operating system, so that no two processes send the same one — not even a
 /// parent and the children it forked, which would share a process-wide generator's state.
-#[cfg(any(feature = "redis", feature = "postgres", all(feature = "redis-protocol", feature = "aio")))]
+#[cfg(any(
+    feature = "redis",
+    feature = "postgres",
+    all(any(feature = "redis-protocol", feature = "postgres-protocol"), feature = "aio")
+))]
 pub(crate) fn request_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)

@@ -2,10 +2,7 @@
 //! parameters, and the decoding of its rows. No I/O: the blocking and the async engine carry
 //! the same calls.
 
-use serde_json::Value;
-use tokio_postgres::Row;
-
-use super::protocol::{bytes, int8, missing_row, opt_int8, text, unsigned, Isolation, Param, Statement};
+use super::protocol::{bytes, int8, missing_row, opt_int8, unsigned, Isolation, Param, Row, Statement};
 use super::schema;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -13,6 +10,22 @@ use crate::store::{
     counter_overflow, counter_value_i64, current_version, Claim, CounterEntry, Inventory, LeaseEntry,
     LeaseGrant, MarkOutcome, RecordEntry, StreamEntry, Versioned,
 };
+use serde_json::Value;
+
+/// How many times a transaction that PostgreSQL aborted for a serialization failure or a
+/// deadlock is tried again (both roll back everything, so a retry cannot apply twice).
+pub(super) const RETRIES: u32 = 5;
+
+/// Whether PostgreSQL rolled a transaction back for a reason a retry can overcome: a
+/// serialization failure or a deadlock (SQLSTATE 40001, 40P01).
+pub(super) fn retryable(sqlstate: &str) -> bool {
+    matches!(sqlstate, "40001" | "40P01")
+}
+
+/// Every this many writes of a store, up to this many expired leases and marks are removed
+/// after the write commits, so expiry costs are spread over calls.
+pub(super) const SWEEP_EVERY: u64 = 64;
+pub(super) const AMORTIZED_SWEEP: i64 = 64;
 
 /// Turns a call's rows (one list per statement) into its result.
 type Decode<T> = Box<dyn FnOnce(Vec<Vec<Row>>) -> Result<T> + Send>;
@@ -100,7 +113,7 @@ impl Planner {
     pub(super) fn counter_next(&self, counter: &str) -> Call<u64> {
         let name = counter.to_owned();
         write(schema::NEXT, vec![self.ns(), bytes(counter)], move |rows| match rows.first() {
-            Some(row) => unsigned("counter index", row.get(0)),
+            Some(row) => unsigned("counter index", row.int(0)?),
             None => Err(counter_overflow(&name)),
         })
     }
@@ -109,7 +122,7 @@ impl Planner {
         let name = counter.to_owned();
         write(schema::CLAIM, vec![self.ns(), bytes(counter), bytes(id)], move |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_claim"))?;
-            let (index, is_new): (i64, bool) = (row.get(0), row.get(1));
+            let (index, is_new) = (row.int(0)?, row.bool(1)?);
             if index == -1 {
                 return Err(counter_overflow(&name));
             }
@@ -119,13 +132,13 @@ impl Planner {
 
     pub(super) fn counter_index_of(&self, counter: &str, id: &str) -> Call<Option<u64>> {
         read(schema::INDEX_OF, vec![self.ns(), bytes(counter), bytes(id)], |rows| {
-            rows.first().map(|row| unsigned("claimed index", row.get(0))).transpose()
+            rows.first().map(|row| unsigned("claimed index", row.int(0)?)).transpose()
         })
     }
 
     pub(super) fn counter_peek(&self, counter: &str) -> Call<u64> {
         read(schema::PEEK, vec![self.ns(), bytes(counter)], |rows| {
-            rows.first().map_or(Ok(0), |row| unsigned("counter index", row.get(0)))
+            rows.first().map_or(Ok(0), |row| unsigned("counter index", row.int(0)?))
         })
     }
 
@@ -168,8 +181,8 @@ impl Planner {
         ];
         write(schema::MARK, params, |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_mark"))?;
-            let (outcome, marked): (i32, i32) = (row.get(0), row.get(1));
-            let marked = unsigned("marked count", marked.into())?;
+            let (outcome, marked) = (row.int(0)?, row.int(1)?);
+            let marked = unsigned("marked count", marked)?;
             Ok(match outcome {
                 0 => MarkOutcome::First,
                 1 => MarkOutcome::Duplicate,
@@ -180,13 +193,13 @@ impl Planner {
 
     pub(super) fn guard_marked(&self, guard: &str, stream: &str) -> Call<u32> {
         read(schema::MARKED, vec![self.ns(), bytes(guard), bytes(stream), self.now().0], |rows| {
-            rows.first().map_or(Ok(0), |row| unsigned("marked count", row.get::<_, i32>(0).into()))
+            rows.first().map_or(Ok(0), |row| unsigned("marked count", row.int(0)?))
         })
     }
 
     pub(super) fn guard_forget(&self, guard: &str, stream: &str) -> Call<bool> {
         write(schema::FORGET, vec![self.ns(), bytes(guard), bytes(stream), self.now().0], |rows| {
-            Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
+            Ok(rows.first().map(|row| row.bool(0)).transpose()?.unwrap_or(false))
         })
     }
 
@@ -204,7 +217,7 @@ impl Planner {
         let params = vec![self.ns(), bytes(lock), bytes(key), int8(ttl_ms), now, bytes(request)];
         write(schema::GRANT, params, move |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_grant"))?;
-            let (token, left): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+            let (token, left) = (row.opt_int(0)?, row.opt_int(1)?);
             match token {
                 None => Ok(None),
                 Some(token) if token < 0 => Err(Error::invalid_argument(format!(
@@ -247,8 +260,8 @@ impl Planner {
             rows.first()
                 .map(|row| {
                     Ok(LeaseGrant {
-                        token: unsigned("token", row.get(0))?,
-                        deadline_ms: local.saturating_add(unsigned("lease time left", row.get(1))?),
+                        token: unsigned("token", row.int(0)?)?,
+                        deadline_ms: local.saturating_add(unsigned("lease time left", row.int(1)?)?),
                     })
                 })
                 .transpose()
@@ -260,10 +273,10 @@ impl Planner {
         read(schema::GET, vec![self.ns(), bytes(space), bytes(key)], move |rows| {
             rows.first()
                 .map(|row| {
-                    let value = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| {
+                    let value = serde_json::from_str(&row.text(0)?).map_err(|e| {
                         Error::corrupt(format!("postgres: record {key_name:?} holds invalid JSON: {e}"))
                     })?;
-                    Ok(Versioned { value, version: unsigned("record version", row.get(1))? })
+                    Ok(Versioned { value, version: unsigned("record version", row.int(1)?)? })
                 })
                 .transpose()
         })
@@ -294,7 +307,7 @@ impl Planner {
         let key_name = key.to_owned();
         write(schema::PUT, params, move |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_put"))?;
-            let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
+            let (outcome, n) = (row.int(0)?, row.int(1)?);
             match outcome {
                 0 => unsigned("record version", n),
                 1 => Err(Error::Conflict { key: key_name, current_version: current_version("postgres", n)? }),
@@ -312,7 +325,7 @@ impl Planner {
         let params = vec![self.ns(), bytes(space), bytes(key), opt_int8(expected_version)];
         write(schema::DELETE, params, move |rows| {
             let row = rows.first().ok_or_else(|| missing_row("racefree_delete"))?;
-            let (outcome, n): (i32, i64) = (row.get(0), row.get(1));
+            let (outcome, n) = (row.int(0)?, row.int(1)?);
             match outcome {
                 0 => Ok(n == 1),
                 _ => Err(Error::Conflict { key: key_name, current_version: current_version("postgres", n)? }),
@@ -323,13 +336,13 @@ impl Planner {
     /// Removes up to `limit` expired leases and marks.
     pub(super) fn sweep_up_to(&self, limit: i64) -> Call<u64> {
         read(schema::SWEEP, vec![self.ns(), self.now().0, Param::Int8(Some(limit))], |rows| {
-            rows.first().map_or(Ok(0), |row| unsigned("swept count", row.get::<_, i64>(0)))
+            rows.first().map_or(Ok(0), |row| unsigned("swept count", row.int(0)?))
         })
     }
 
     pub(super) fn entries(&self) -> Call<u64> {
         read(schema::ENTRIES, vec![self.ns()], |rows| {
-            rows.first().map_or(Ok(0), |row| unsigned("entry count", row.get(0)))
+            rows.first().map_or(Ok(0), |row| unsigned("entry count", row.int(0)?))
         })
     }
 
@@ -355,7 +368,8 @@ impl Planner {
 fn inventory(results: Vec<Vec<Row>>, local_now: u64) -> Result<Inventory> {
     let [server_now, counters, leases, streams, records] =
         <[Vec<Row>; 5]>::try_from(results).map_err(|_| missing_row("inspect"))?;
-    let server_now: u64 = unsigned("time", server_now.first().ok_or_else(|| missing_row("inspect"))?.get(0))?;
+    let server_now: u64 =
+        unsigned("time", server_now.first().ok_or_else(|| missing_row("inspect"))?.int(0)?)?;
     // Deadlines on the store's clock, as `lease_holder` reports them: the time left by the
     // server's clock, from the injected clock's now.
     let local = |deadline: i64| -> Result<u64> {
@@ -366,9 +380,9 @@ fn inventory(results: Vec<Vec<Row>>, local_now: u64) -> Result<Inventory> {
             .iter()
             .map(|r| {
                 Ok(CounterEntry {
-                    counter: text(r, 0),
-                    next: unsigned("counter index", r.get(1))?,
-                    claims: unsigned("claim count", r.get(2))?,
+                    counter: r.text(0)?,
+                    next: unsigned("counter index", r.int(1)?)?,
+                    claims: unsigned("claim count", r.int(2)?)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -376,10 +390,10 @@ fn inventory(results: Vec<Vec<Row>>, local_now: u64) -> Result<Inventory> {
             .iter()
             .map(|r| {
                 Ok(LeaseEntry {
-                    lock: text(r, 0),
-                    key: text(r, 1),
-                    token: unsigned("token", r.get(2))?,
-                    deadline_ms: local(r.get(3))?,
+                    lock: r.text(0)?,
+                    key: r.text(1)?,
+                    token: unsigned("token", r.int(2)?)?,
+                    deadline_ms: local(r.int(3)?)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -387,10 +401,10 @@ fn inventory(results: Vec<Vec<Row>>, local_now: u64) -> Result<Inventory> {
             .iter()
             .map(|r| {
                 Ok(StreamEntry {
-                    guard: text(r, 0),
-                    stream: text(r, 1),
-                    marked: unsigned("marked count", r.get::<_, i32>(2).into())?,
-                    expires_at_ms: local(r.get(3))?,
+                    guard: r.text(0)?,
+                    stream: r.text(1)?,
+                    marked: unsigned("marked count", r.int(2)?)?,
+                    expires_at_ms: local(r.int(3)?)?,
                 })
             })
             .collect::<Result<_>>()?,
@@ -398,9 +412,9 @@ fn inventory(results: Vec<Vec<Row>>, local_now: u64) -> Result<Inventory> {
             .iter()
             .map(|r| {
                 Ok(RecordEntry {
-                    space: text(r, 0),
-                    key: text(r, 1),
-                    version: unsigned("record version", r.get(2))?,
+                    space: r.text(0)?,
+                    key: r.text(1)?,
+                    version: unsigned("record version", r.int(2)?)?,
                 })
             })
             .collect::<Result<_>>()?,

@@ -8,23 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row, Statement as Prepared};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row as ClientRow, Statement as Prepared};
 
-use super::calls::Call;
-use super::protocol::{Isolation, Param, Statement};
+use super::calls::{self, Call, AMORTIZED_SWEEP, RETRIES, SWEEP_EVERY};
+use super::protocol::{Cell, Isolation, Param, Row, Statement};
 use super::{schema, PostgresStore};
 use crate::error::{Error, Result};
-
-/// How many times a transaction that PostgreSQL aborted for a serialization failure or a
-/// deadlock is tried again (both roll back everything, so a retry cannot apply twice).
-const RETRIES: u32 = 5;
-
-/// Every this many writes of a store, up to this many expired leases and marks are removed
-/// after the write commits, so expiry costs are spread over calls.
-pub(super) const SWEEP_EVERY: u64 = 64;
-pub(super) const AMORTIZED_SWEEP: i64 = 64;
 
 /// How to reach the server: the client configuration and its TLS connector.
 #[derive(Clone)]
@@ -73,8 +63,8 @@ impl Pool {
         Self { idle: Mutex::new(Vec::new()), slots: Arc::new(tokio::sync::Semaphore::new(pool_size)) }
     }
 
-    /// Runs `statements` in one transaction on a pooled connection, within `timeout`, trying
-    /// again after a serialization failure or a deadlock. A connection that failed is dropped
+    /// Runs `statements` in one transaction on a pooled connection, within `timeout`, up to
+    /// `attempts` times after a serialization failure or a deadlock. A connection that failed is dropped
     /// with every idle one (after a server restart they are all dead); the next call connects
     /// afresh, so the store recovers without being reopened. Dropped before it ends (a timeout,
     /// a cancelled caller), the call drops its connection too, so no connection is given back
@@ -84,6 +74,7 @@ impl Pool {
         target: &Target,
         timeout: Duration,
         prepare: bool,
+        attempts: u32,
         isolation: Isolation,
         statements: &[Statement],
     ) -> std::result::Result<Vec<Vec<Row>>, Failure> {
@@ -108,7 +99,7 @@ impl Pool {
                         self.idle.lock().push(connection);
                         return Ok(rows);
                     }
-                    Err(err) if retryable(&err) && attempt < RETRIES => attempt += 1,
+                    Err(err) if retryable(&err) && attempt < attempts => attempt += 1,
                     Err(err) => {
                         if connection.client.is_closed() || err.as_db_error().is_none() {
                             self.idle.lock().clear();
@@ -166,7 +157,7 @@ pub(super) fn unavailable(err: tokio_postgres::Error) -> Error {
 
 /// Whether PostgreSQL rolled the transaction back for a reason a retry can overcome.
 pub(super) fn retryable(err: &tokio_postgres::Error) -> bool {
-    matches!(err.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+    err.code().is_some_and(|code| calls::retryable(code.code()))
 }
 
 /// A call's failure: the server's error, or a connection that could not be had.
@@ -201,10 +192,8 @@ impl Target {
         };
         // Read once per connection (a role or database may set its own default). Behind
         // PgBouncer every server connection of the pool is the same database and role.
-        let isolation = client
-            .query_typed_one("SELECT current_setting('default_transaction_isolation')", &[])
-            .await
-            .map_err(Failure::Postgres)?;
+        let isolation =
+            client.query_typed_one(schema::DEFAULT_ISOLATION, &[]).await.map_err(Failure::Postgres)?;
         let read_committed_by_default = isolation.get::<_, &str>(0) == "read committed";
         Ok(Connection { client, read_committed_by_default, prepared: prepare.then(HashMap::new) })
     }
@@ -263,7 +252,7 @@ pub(super) async fn prepare(
 ) -> std::result::Result<(), tokio_postgres::Error> {
     for statement in statements {
         if !prepared.contains_key(statement.sql) {
-            let types: Vec<Type> = statement.params.iter().map(|param| param.typed().1).collect();
+            let types: Vec<Type> = statement.params.iter().map(|param| typed(param).1).collect();
             prepared.insert(statement.sql, client.prepare_typed(statement.sql, &types).await?);
         }
     }
@@ -278,14 +267,48 @@ pub(super) async fn query(
     let client = &connection.client;
     match connection.prepared.as_ref().and_then(|prepared| prepared.get(statement.sql)) {
         Some(prepared) => {
-            let values: Vec<_> = statement.params.iter().map(|param| param.typed().0).collect();
-            client.query(prepared, &values).await
+            let values: Vec<_> = statement.params.iter().map(|param| typed(param).0).collect();
+            client.query(prepared, &values).await?.iter().map(cells).collect()
         }
         None => {
-            let params: Vec<_> = statement.params.iter().map(Param::typed).collect();
-            client.query_typed(statement.sql, &params).await
+            let params: Vec<_> = statement.params.iter().map(typed).collect();
+            client.query_typed(statement.sql, &params).await?.iter().map(cells).collect()
         }
     }
+}
+
+/// A parameter as the client sends it, with its type.
+fn typed(param: &Param) -> (&(dyn ToSql + Sync), Type) {
+    match param {
+        Param::Bytes(v) => (v, Type::BYTEA),
+        Param::Int8(v) => (v, Type::INT8),
+        Param::Int4(v) => (v, Type::INT4),
+        Param::Text(v) => (v, Type::TEXT),
+    }
+}
+
+/// A row of the client as the planned calls decode it: each column by its type.
+fn cells(row: &ClientRow) -> std::result::Result<Row, tokio_postgres::Error> {
+    let cell = |column: usize, ty: &Type| -> std::result::Result<Cell, tokio_postgres::Error> {
+        let cell = match *ty {
+            Type::BOOL => row.try_get::<_, Option<bool>>(column)?.map(Cell::Bool),
+            Type::INT2 => row.try_get::<_, Option<i16>>(column)?.map(|v| Cell::Int(v.into())),
+            Type::INT4 => row.try_get::<_, Option<i32>>(column)?.map(|v| Cell::Int(v.into())),
+            Type::INT8 => row.try_get::<_, Option<i64>>(column)?.map(Cell::Int),
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(column)?.map(Cell::Bytes),
+            // A function returning nothing (`racefree_reset`).
+            Type::VOID => None,
+            // The character types; any other fails here as the wrong type.
+            _ => row.try_get::<_, Option<String>>(column)?.map(Cell::Text),
+        };
+        Ok(cell.unwrap_or(Cell::Null))
+    };
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(column, info)| cell(column, info.type_()))
+        .collect::<std::result::Result<_, _>>()
+        .map(Row)
 }
 
 pub(super) async fn find_version(client: &Client) -> std::result::Result<Option<i64>, tokio_postgres::Error> {
@@ -349,7 +372,7 @@ impl PostgresStore {
         let prepare = self.options.prepare_statements;
         let pool = engine.clone();
         self.on_runtime(&engine, async move {
-            pool.pool.execute(&target, timeout, prepare, isolation, &statements).await
+            pool.pool.execute(&target, timeout, prepare, RETRIES, isolation, &statements).await
         })
     }
 }

@@ -22,6 +22,10 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// released at commit, so it is safe behind PgBouncer's transaction pooling).
 pub(super) const SCHEMA_LOCK: i64 = 0x7261_6365_6672_6565; // "racefree"
 
+/// The default isolation of the connection's transactions (a role or database may set its own).
+pub(super) const DEFAULT_ISOLATION: &str = "SELECT current_setting('default_transaction_isolation')";
+/// Takes [`SCHEMA_LOCK`] until the transaction ends.
+pub(super) const LOCK_SCHEMA: &str = "SELECT pg_advisory_xact_lock($1)";
 /// Whether racefree's tables exist (in the connection's search path).
 pub(super) const HAS_SCHEMA: &str = "SELECT to_regclass('racefree_meta') IS NOT NULL";
 /// The version of the tables, once [`HAS_SCHEMA`] says they exist.
