@@ -17,16 +17,17 @@ section "rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock), also with the Redis protocol (no client crate) and the async primitives over a host's client"
+section "rust: core builds for wasm32-unknown-unknown (no threads, no system clock), also with the Redis and PostgreSQL protocols (no client crate) and the async primitives over a host's client"
 cargo build --locked -p racefree --target wasm32-unknown-unknown
 cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features redis-protocol -- -D warnings
 cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features aio,redis-protocol -- -D warnings
+cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features postgres-protocol -- -D warnings
 
 section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo test --workspace --profile release-tests --locked --all-features
 
-section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres, aio, tokio), debug profile"
-for features in "" sqlite redis-protocol redis postgres aio tokio; do
+section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres-protocol, postgres, aio, tokio), debug profile"
+for features in "" sqlite redis-protocol redis postgres-protocol postgres aio tokio; do
     echo "-- features: ${features:-none}"
     cargo test --locked -p racefree ${features:+--features "$features"}
 done

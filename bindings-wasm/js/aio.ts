@@ -1,133 +1,29 @@
-// The primitives on a Redis server shared with other processes (Node, Python, Rust), reached with
-// the client the application already has (ioredis or node-redis): the same class names as the
-// in-memory API, each call a Promise. The host's client carries the bytes; the Rust core plans
-// every request and decodes every reply, so keys, scripts and tokens are the other languages'.
+// The primitives on a Redis or PostgreSQL server shared with other processes (Node, Python,
+// Rust), reached with the client the application already has (ioredis or node-redis; a pg Pool):
+// the same class names as the in-memory API, each call a Promise. The host's client carries the
+// bytes; the Rust core plans every request and decodes every reply, so keys, scripts, tables and
+// tokens are the other languages'.
 //
 //     import Redis from "ioredis";
 //     import { aio } from "racefree";
 //     const store = aio.openRedis(new Redis(), { namespace: "app" });
+//     // or: const store = await aio.openPostgres(new pg.Pool(), { namespace: "app" });
 //     const counter = new aio.Counter(store, "jobs");
 //     await counter.next();
 
 import type * as Native from "../node/racefree_wasm.js";
-import { InvalidArgumentError } from "./errors.js";
-import { ManualClock, jsonText, ms, nativeModule, options, str } from "./api.js";
+import { jsonText, ms, nativeModule, options, str } from "./api.js";
 import type { AcquireOptions, Claim, Json, KeepOptions, Versioned } from "./api.js";
 import type { LeaseLostError } from "./errors.js";
 import { NotOwnerError } from "./errors.js";
 
-/** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
-type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
-type Send = (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<Reply>;
+import { HostedStore } from "./stores.js";
+import type { SharedStore } from "./stores.js";
 
-/** An ioredis client (v5+): what this module uses of it. */
-export interface IoredisLike {
-  evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
-  call(command: string, ...args: string[]): Promise<unknown>;
-  options?: { keyPrefix?: string };
-}
-
-/** A node-redis client (v5+): what this module uses of it. */
-export interface NodeRedisLike {
-  sendCommand(args: string[]): Promise<unknown>;
-}
-
-const isIoredis = (client: unknown): client is IoredisLike =>
-  typeof (client as IoredisLike)?.evalsha === "function" && typeof (client as IoredisLike)?.call === "function";
-const isNodeRedis = (client: unknown): client is NodeRedisLike => typeof (client as NodeRedisLike)?.sendCommand === "function";
-
-/** The classes of a server's error reply (as opposed to a transport failure): ioredis' ReplyError,
- * node-redis' SimpleError and BlobError (RESP3) and ErrorReply (RESP2). */
-const SERVER_ERRORS = new Set(["ReplyError", "SimpleError", "BlobError", "ErrorReply"]);
-const isServerError = (error: unknown): error is Error =>
-  error instanceof Error && (SERVER_ERRORS.has(error.name) || SERVER_ERRORS.has(error.constructor?.name));
-
-/** A client's timeout (ioredis' commandTimeout, node-redis' socket timeout): the request may have run. */
-const isTimeout = (error: unknown): boolean =>
-  error instanceof Error && (/timed? ?out/i.test(error.message) || error.constructor?.name === "TimeoutError");
-
-/** The client's value as the core reads replies: strings, numbers, arrays, nil. */
-function normalized(value: unknown): Reply {
-  if (value === null || value === undefined) return null;
-  if (typeof value === "number" || typeof value === "bigint" || typeof value === "string") return value;
-  if (value instanceof Uint8Array) return value;
-  if (Array.isArray(value)) return value.map(normalized);
-  throw new TypeError(`racefree: the Redis client answered with an unexpected ${typeof value}`);
-}
-
-function sender(client: unknown): Send {
-  let request: (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>;
-  if (isIoredis(client)) {
-    if (client.options?.keyPrefix) {
-      // A prefix ioredis applies to declared keys only would not reach the keys scripts derive.
-      throw new InvalidArgumentError(
-        "invalid argument: the ioredis client has a keyPrefix; use openRedis(client, { namespace }) with a client without one",
-      );
-    }
-    request = (command, sha1, keys, args) =>
-      command === "EVALSHA" ? client.evalsha(sha1!, keys.length, ...keys, ...args) : client.call(command, ...keys, ...args);
-  } else if (isNodeRedis(client)) {
-    request = (command, sha1, keys, args) =>
-      client.sendCommand(
-        command === "EVALSHA" ? ["EVALSHA", sha1!, String(keys.length), ...keys, ...args] : [command, ...keys, ...args],
-      );
-  } else {
-    throw new TypeError("client must be an ioredis or node-redis client");
-  }
-  return async (command, sha1, keys, args) => {
-    try {
-      return normalized(await request(command, sha1, keys, args));
-    } catch (error) {
-      if (isServerError(error)) return { error: error.message };
-      throw { message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) };
-    }
-  };
-}
-
-/** A Redis store reached through the application's own client. */
-export class RedisStore {
-  #native: Native.HostedRedis;
-  private constructor(nativeStore: Native.HostedRedis) {
-    this.#native = nativeStore;
-  }
-  /** @internal made by `openRedis` */
-  static wrap(nativeStore: Native.HostedRedis): RedisStore {
-    return new RedisStore(nativeStore);
-  }
-  /** @internal the wasm store behind a RedisStore */
-  static native(store: unknown): Native.HostedRedis {
-    if (!(store instanceof RedisStore)) throw new TypeError("store must be a racefree aio store (from aio.openRedis())");
-    return store.#native;
-  }
-  get namespace(): string {
-    return this.#native.namespace;
-  }
-  /** Removes every expired lease and mark; resolves to how many. */
-  sweep(): Promise<number> {
-    return this.#native.sweep() as Promise<number>;
-  }
-  /** What the namespace holds (`entries`) and what this handle has swept. */
-  async stats(): Promise<{ entries: number; expiredSwept: number }> {
-    const [entries, expiredSwept] = (await this.#native.stats()) as [number, number];
-    return { entries, expiredSwept };
-  }
-}
-
-/**
- * The store on the Redis server `client` (an ioredis or node-redis client, connected or
- * connecting) talks to, keys under `namespace`: the keys the Python and Rust stores of
- * `redis://…?namespace=<namespace>` use. Deadlines are judged by the server's clock; a
- * `ManualClock` (tests) judges them instead, as a manual clock does on every store.
- *
- * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
- * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
- */
-export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
-  const { namespace = "", clock } = options(opts, "openRedis options");
-  if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
-  const native = nativeModule();
-  return RedisStore.wrap(new native.HostedRedis(sender(client), str("namespace", namespace), ManualClock.native(clock)));
-}
+export { PostgresStore, RedisStore, openPostgres, openRedis } from "./stores.js";
+export type { SharedStore } from "./stores.js";
+export type { IoredisLike, NodeRedisLike } from "./redis_client.js";
+export type { PgPoolLike } from "./postgres_client.js";
 
 /** Runs `work` so that a bad argument rejects the returned promise instead of throwing. */
 async function call<T>(work: () => Promise<T>): Promise<T> {
@@ -137,8 +33,8 @@ async function call<T>(work: () => Promise<T>): Promise<T> {
 /** A per-key sequential index counter on a shared store: 0, 1, 2, … unique and gap-free. */
 export class Counter {
   #native: Native.AsyncCounter;
-  constructor(store: RedisStore, key: string) {
-    this.#native = new (nativeModule().AsyncCounter)(RedisStore.native(store), str("counter key", key));
+  constructor(store: SharedStore, key: string) {
+    this.#native = new (nativeModule().AsyncCounter)(HostedStore.native(store), str("counter key", key));
   }
   /** The next index. @throws {BackendUnavailableError} @throws {TimeoutError} when the outcome is unknown */
   next(): Promise<number> {
@@ -172,12 +68,12 @@ export class Counter {
 /** Ordered lifecycle events, each delivered once per stream, on a shared store. */
 export class EventGuard {
   #native: Native.AsyncEventGuard;
-  constructor(store: RedisStore, name: string, events: readonly string[], opts?: { retention?: number }) {
+  constructor(store: SharedStore, name: string, events: readonly string[], opts?: { retention?: number }) {
     const { retention } = options(opts, "guard options");
     if (!Array.isArray(events)) throw new TypeError("events must be an array of event names");
     const names = events.map((event) => str("event name", event));
     const keep = retention === undefined ? undefined : ms("retention", retention);
-    this.#native = new (nativeModule().AsyncEventGuard)(RedisStore.native(store), str("guard name", name), names, keep);
+    this.#native = new (nativeModule().AsyncEventGuard)(HostedStore.native(store), str("guard name", name), names, keep);
   }
   /** `"first"`: deliver the event; `"duplicate"`: it was delivered. @throws {OutOfOrderError} */
   mark(stream: string, event: string): Promise<"first" | "duplicate"> {
@@ -233,8 +129,8 @@ export class Lease {
 /** One winner per key, with TTL leases and fencing tokens, on a shared store. */
 export class StartLock {
   #native: Native.AsyncStartLock;
-  constructor(store: RedisStore, name: string) {
-    this.#native = new (nativeModule().AsyncStartLock)(RedisStore.native(store), str("lock name", name));
+  constructor(store: SharedStore, name: string) {
+    this.#native = new (nativeModule().AsyncStartLock)(HostedStore.native(store), str("lock name", name));
   }
   /** A lease on `key` for `ttl` ms if nobody holds one, else `null`. */
   tryStart(key: string, opts: { ttl: number }): Promise<Lease | null> {
@@ -467,7 +363,7 @@ export class TaskCoordinator {
   #keeping: Keeping;
   #onError: (error: unknown, key: string) => void;
   #running = new Map<string, Running>();
-  constructor(store: RedisStore, opts?: CoordinatorOptions) {
+  constructor(store: SharedStore, opts?: CoordinatorOptions) {
     const { name = "tasks", ttl = 30_000, renewEvery, maxHold, onError } = options(opts, "coordinator options");
     if (onError !== undefined && typeof onError !== "function") throw new TypeError("onError must be a function");
     this.#keeping = keepOptions(ttl, renewEvery, maxHold);
@@ -526,8 +422,8 @@ export class TaskCoordinator {
 /** Versioned JSON records with compare-and-swap writes, on a shared store. */
 export class Records {
   #native: Native.AsyncRecords;
-  constructor(store: RedisStore, name: string) {
-    this.#native = new (nativeModule().AsyncRecords)(RedisStore.native(store), str("record space name", name));
+  constructor(store: SharedStore, name: string) {
+    this.#native = new (nativeModule().AsyncRecords)(HostedStore.native(store), str("record space name", name));
   }
   get(key: string): Promise<Versioned | null> {
     return call(async () => {

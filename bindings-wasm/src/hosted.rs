@@ -1,27 +1,25 @@
-//! The stores a JavaScript host reaches with its own client: `HostedRedis` carries the core's
-//! Redis protocol over a `send` function the JavaScript layer builds around an ioredis or
-//! node-redis client, and the async primitives (`AsyncCounter`, `AsyncEventGuard`,
-//! `AsyncStartLock` and `AsyncLease`, `AsyncRecords`) run the core's `racefree::aio` on it, each
-//! call a `Promise`.
+//! The stores a JavaScript host reaches with its own client (`HostedStore`: Redis through ioredis
+//! or node-redis, `hosted_redis`; PostgreSQL through a `pg` pool, `hosted_postgres`), and the
+//! async primitives (`AsyncCounter`, `AsyncEventGuard`, `AsyncStartLock` and `AsyncLease`,
+//! `AsyncRecords`) running the core's `racefree::aio` on them, each call a `Promise`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
-use racefree::aio::{self, BoxFuture, Spawner};
-use racefree::store::redis::protocol::{Command, Reply, Request};
-use racefree::store::redis::{HostedRedisStore, Transport};
-use racefree::{Error, Result};
+use js_sys::{Array, Function, Promise};
+use racefree::aio;
+use racefree::store::postgres::HostedPostgresStore;
+use racefree::store::redis::HostedRedisStore;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::future_to_promise;
 
 use crate::convert::{self, to_number};
 use crate::errors::IntoJs;
 
 /// A value that is only ever touched on the one thread wasm32-unknown-unknown has.
-struct OneThread<T>(T);
+pub(crate) struct OneThread<T>(pub(crate) T);
 
 // SAFETY: this crate is built for wasm32-unknown-unknown without the atomics feature, where there
 // is one thread: nothing can reach the value from another.
@@ -41,111 +39,46 @@ impl<F: Future> Future for OneThread<F> {
     }
 }
 
-/// The host's `send(command, sha1, keys, args)`: `command` is `"EVALSHA"` (with the script's
-/// SHA-1) or the plain command's name. It resolves to the reply (`null`, a number, a string, a
-/// `Uint8Array`, an array of replies, or `{ error: "CODE message" }` for the server's error
-/// reply) and rejects with `{ message, timedOut }` when the request could not be carried.
-struct JsTransport {
-    send: OneThread<Function>,
-}
-
-/// A reply from the host, as the protocol reads it. Integers past 2^53 − 1 cannot come as
-/// numbers exactly: they are refused, never rounded (the layer passes them as `bigint` or text).
-fn reply(value: &JsValue) -> Result<Reply> {
-    if value.is_null() || value.is_undefined() {
-        return Ok(Reply::Nil);
-    }
-    if let Some(n) = value.as_f64() {
-        if n.fract() != 0.0 || n.abs() > convert::MAX_SAFE_INTEGER as f64 {
-            return Err(Error::CorruptData {
-                reason: format!("redis: the client rounded an integer reply ({n})"),
-            });
-        }
-        return Ok(Reply::Int(n as i64));
-    }
-    if value.is_bigint() {
-        let text = js_sys::BigInt::from(value.clone()).to_string(10).map(String::from).unwrap_or_default();
-        return text.parse().map(Reply::Int).map_err(|_| Error::CorruptData {
-            reason: format!("redis: integer reply {text} is out of range"),
-        });
-    }
-    if let Some(text) = value.as_string() {
-        return Ok(Reply::Data(text.into_bytes()));
-    }
-    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-        return Ok(Reply::Data(bytes.to_vec()));
-    }
-    if let Some(items) = value.dyn_ref::<Array>() {
-        return items.iter().map(|item| reply(&item)).collect::<Result<_>>().map(Reply::Array);
-    }
-    let error = Reflect::get(value, &JsValue::from_str("error")).ok().and_then(|e| e.as_string());
-    match error {
-        Some(text) => {
-            let (code, message) = text.split_once(' ').unwrap_or((&text, ""));
-            Ok(Reply::Error { code: code.to_owned(), message: message.to_owned() })
-        }
-        None => {
-            Err(Error::CorruptData { reason: "redis: the client answered with an unknown value".to_owned() })
-        }
-    }
-}
-
-/// A rejection of the host's `send`: `{ message, timedOut }`. A timeout is `timeout` (the request
-/// may have run); any other failure `backend_unavailable`, with the client's message. Either way a
-/// grant or a mark is safe to send again: it carries its request id.
-fn failure(value: &JsValue) -> Error {
-    let field = |name: &str| Reflect::get(value, &JsValue::from_str(name)).ok();
-    if field("timedOut").is_some_and(|timed_out| timed_out.is_truthy()) {
-        return Error::Timeout { waited: std::time::Duration::ZERO };
-    }
-    let message = field("message").and_then(|m| m.as_string()).unwrap_or_else(|| format!("{value:?}"));
-    Error::BackendUnavailable { reason: format!("redis: {message}"), source: None }
-}
-
-impl Transport for JsTransport {
-    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
-        let (command, sha1) = match request.command {
-            Command::Script(script) => ("EVALSHA", JsValue::from_str(&script.sha1)),
-            Command::Plain(name) => (name, JsValue::NULL),
-        };
-        let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
-        let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
-        let call = self.send.0.call4(&JsValue::NULL, &JsValue::from_str(command), &sha1, &keys, &args);
-        Box::pin(OneThread(async move {
-            let promise = call.map_err(|err| failure(&err))?;
-            let answered = JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))?;
-            reply(&answered)
-        }))
-    }
-
-    fn spawner(&self) -> Spawner {
-        Arc::new(wasm_bindgen_futures::spawn_local)
-    }
-}
-
-/// A Redis store reached through the host's client (see the module's documentation).
+/// A store reached through the host's own client: Redis (`redis`) or PostgreSQL (`postgres`).
 #[wasm_bindgen]
-pub struct HostedRedis {
+pub struct HostedStore {
     inner: aio::SharedStore,
 }
 
+/// The clock of a hosted store: `Date.now()`, or a `ManualClock` (tests), which then judges
+/// deadlines instead of the server.
+fn clock(manual: Option<crate::store::ManualClock>) -> racefree::SharedClock {
+    match manual {
+        Some(manual) => manual.inner.clone(),
+        None => Arc::new(crate::store::DateClock),
+    }
+}
+
 #[wasm_bindgen]
-impl HostedRedis {
-    /// The store in `namespace` over `send` (see `JsTransport`); deadlines on `Date.now()`, the
-    /// scripts judged by the server's clock — or, given a `ManualClock` (tests), by that clock.
-    #[wasm_bindgen(constructor)]
-    pub fn new(
+impl HostedStore {
+    /// The Redis store in `namespace` over `send` (see `hosted_redis::JsTransport`).
+    pub fn redis(
         send: Function,
         namespace: &str,
-        clock: Option<crate::store::ManualClock>,
-    ) -> Result<HostedRedis, JsValue> {
-        let transport = JsTransport { send: OneThread(send) };
-        let clock: racefree::SharedClock = match clock {
-            Some(manual) => manual.inner.clone(),
-            None => Arc::new(crate::store::DateClock),
-        };
-        let store = HostedRedisStore::new(transport, namespace, clock).js()?;
-        Ok(HostedRedis { inner: Arc::new(store) })
+        clock_override: Option<crate::store::ManualClock>,
+    ) -> Result<HostedStore, JsValue> {
+        let transport = crate::hosted_redis::JsTransport { send: OneThread(send) };
+        let store = HostedRedisStore::new(transport, namespace, clock(clock_override)).js()?;
+        Ok(HostedStore { inner: Arc::new(store) })
+    }
+
+    /// The PostgreSQL store in `namespace` over `run` (see `hosted_postgres::JsTransport`),
+    /// once racefree's schema is checked (and created when missing, if `createSchema`).
+    pub async fn postgres(
+        run: Function,
+        namespace: String,
+        clock_override: Option<crate::store::ManualClock>,
+        create_schema: bool,
+    ) -> Result<HostedStore, JsValue> {
+        let transport = crate::hosted_postgres::JsTransport { run: OneThread(run) };
+        let opened = HostedPostgresStore::new(transport, &namespace, clock(clock_override), create_schema);
+        let store = OneThread(opened).await.js()?;
+        Ok(HostedStore { inner: Arc::new(store) })
     }
 
     /// The namespace that prefixes every key.
@@ -190,7 +123,7 @@ pub struct AsyncCounter {
 impl AsyncCounter {
     /// The counter named `key` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &HostedRedis, key: &str) -> Result<AsyncCounter, JsValue> {
+    pub fn new(store: &HostedStore, key: &str) -> Result<AsyncCounter, JsValue> {
         Ok(AsyncCounter { inner: Arc::new(aio::Counter::new(&store.inner, key).js()?) })
     }
 
@@ -257,7 +190,7 @@ impl AsyncEventGuard {
     /// The guard `name` of `events` (in order) in `store`, marks kept `retentionMs`.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        store: &HostedRedis,
+        store: &HostedStore,
         name: &str,
         events: Vec<String>,
         retention_ms: Option<f64>,
@@ -325,7 +258,7 @@ impl AsyncStartLock {
 impl AsyncStartLock {
     /// The lock `name` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &HostedRedis, name: &str) -> Result<AsyncStartLock, JsValue> {
+    pub fn new(store: &HostedStore, name: &str) -> Result<AsyncStartLock, JsValue> {
         Ok(AsyncStartLock { inner: Arc::new(aio::StartLock::new(&store.inner, name).js()?) })
     }
 
@@ -438,7 +371,7 @@ pub struct AsyncRecords {
 impl AsyncRecords {
     /// The record space `name` in `store`.
     #[wasm_bindgen(constructor)]
-    pub fn new(store: &HostedRedis, name: &str) -> Result<AsyncRecords, JsValue> {
+    pub fn new(store: &HostedStore, name: &str) -> Result<AsyncRecords, JsValue> {
         Ok(AsyncRecords { inner: Arc::new(aio::Records::new(&store.inner, name).js()?) })
     }
 

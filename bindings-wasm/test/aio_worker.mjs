@@ -1,14 +1,28 @@
-// One process of the racing test in redis.test.mjs: takes the key with runExclusive again and
-// again for RACEFREE_WORKER_MS, printing "start <pid> <ms>" and "end <pid> <ms>" around each run.
+// One process of the racing tests in redis.test.mjs and postgres.test.mjs: takes the key with
+// runExclusive again and again for RACEFREE_WORKER_MS, printing "start <pid> <ms>" and
+// "end <pid> <ms>" around each run. On Redis (RACEFREE_PORT) through ioredis, on PostgreSQL
+// (RACEFREE_POSTGRES_URL) through a pg Pool.
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { aio } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
-const Redis = clients("ioredis");
-const [port, namespace] = [Number(process.env.RACEFREE_PORT), process.env.RACEFREE_NAMESPACE];
-const client = new Redis({ port, host: "127.0.0.1" });
-const lock = new aio.StartLock(aio.openRedis(client, { namespace }), "tasks");
+const namespace = process.env.RACEFREE_NAMESPACE;
+let client;
+let store;
+let close;
+if (process.env.RACEFREE_POSTGRES_URL) {
+  const { Pool } = clients("pg");
+  client = new Pool({ connectionString: process.env.RACEFREE_POSTGRES_URL, max: 4 });
+  store = await aio.openPostgres(client, { namespace });
+  close = () => client.end();
+} else {
+  const Redis = clients("ioredis");
+  client = new Redis({ port: Number(process.env.RACEFREE_PORT), host: "127.0.0.1" });
+  store = aio.openRedis(client, { namespace });
+  close = () => client.disconnect();
+}
+const lock = new aio.StartLock(store, "tasks");
 const until = Date.now() + Number(process.env.RACEFREE_WORKER_MS);
 while (Date.now() < until) {
   try {
@@ -24,4 +38,4 @@ while (Date.now() < until) {
     console.log(`error ${process.pid} ${error.code ?? error.name}`);
   }
 }
-client.disconnect();
+await close();

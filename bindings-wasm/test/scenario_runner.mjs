@@ -95,9 +95,17 @@ export function runScenario(racefree, scenario) {
  * ioredis or node-redis client; `namespace` must be fresh.
  */
 export async function runScenarioOnRedis(racefree, scenario, client, namespace) {
+  return runScenarioOnShared(racefree, scenario, (clock) => racefree.aio.openRedis(client, { namespace, clock }));
+}
+
+/**
+ * One scenario on the shared store `open(clock)` makes (or resolves to) with the scenario's
+ * manual clock; resolves to the failures.
+ */
+export async function runScenarioOnShared(racefree, scenario, open) {
   const { aio } = racefree;
   const clock = new racefree.ManualClock(1_000_000);
-  const store = aio.openRedis(client, { namespace, clock });
+  const store = await open(clock);
   const leases = new Map();
   const guard = (s) => new aio.EventGuard(store, s.guard, s.events, "retention_ms" in s ? { retention: s.retention_ms } : undefined);
   const nullish = async (promise) => (await promise) ?? null;

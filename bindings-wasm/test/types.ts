@@ -104,3 +104,17 @@ async function onRedis(): Promise<number> {
   return index + (mark === "first" ? 1 : 0) + (lease?.token ?? 0) + (record?.version ?? 0) + wrong + token + Number(started);
 }
 void onRedis;
+
+// PostgreSQL through a pg Pool: openPostgres resolves to the store once the schema is checked.
+declare const pgPool: aio.PgPoolLike;
+async function onPostgres(): Promise<number> {
+  const shared: aio.PostgresStore = await aio.openPostgres(pgPool, { namespace: "app", createSchema: false });
+  const either: aio.SharedStore = Math.random() < 0.5 ? shared : aio.openRedis(ioredisClient);
+  const index: number = await new aio.Counter(either, "jobs").next();
+  // @ts-expect-error openPostgres is a Promise of the store, not the store
+  new aio.Counter(aio.openPostgres(pgPool), "jobs");
+  // @ts-expect-error createSchema is a boolean
+  await aio.openPostgres(pgPool, { createSchema: "no" });
+  return index;
+}
+void onPostgres;

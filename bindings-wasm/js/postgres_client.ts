@@ -1,0 +1,102 @@
+// How a PostgreSQL store reaches the server: the application's own `pg` Pool, wrapped in the one
+// `run` function the wasm core calls for every transaction it plans. Every value comes back as
+// PostgreSQL's text (no type parser of the application applies), so the core reads each exactly;
+// `bytea` parameters go as the Uint8Arrays the core made (pg sends them as binary).
+
+/** A `pg` (node-postgres, v8+) Pool: what this module uses of it. */
+export interface PgPoolLike {
+  connect(): Promise<PgClientLike>;
+}
+
+/** A client checked out of a `pg` Pool. */
+export interface PgClientLike {
+  query(config: { text: string; values?: unknown[]; rowMode: "array"; types: PgTypes }): Promise<unknown>;
+  release(destroy?: boolean | Error): void;
+}
+
+interface PgTypes {
+  getTypeParser(oid: number, format?: string): (text: string) => unknown;
+}
+
+/** One statement's answer, as the core reads it: the columns' type OIDs and each row's text. */
+type StatementRows = [number[], (string | null)[][]];
+type Run = (
+  begin: string | null,
+  statements: [string, unknown[]][],
+) => Promise<StatementRows[] | { sqlstate: string; message: string }>;
+
+/** Every column as its text: the core parses each by its type. */
+const RAW: PgTypes = { getTypeParser: () => (text: string) => text };
+
+interface ResultLike {
+  fields?: { dataTypeID: number }[];
+  rows?: (string | null)[][];
+}
+
+/** The server's refusal of a statement (node-postgres' DatabaseError): its SQLSTATE. */
+function serverError(error: unknown): { sqlstate: string; message: string } | null {
+  if (!(error instanceof Error)) return null;
+  const { code, severity } = error as Error & { code?: unknown; severity?: unknown };
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && typeof severity === "string") {
+    return { sqlstate: code, message: error.message };
+  }
+  return null;
+}
+
+function statementRows(result: unknown): StatementRows {
+  // A simple query of several commands (the schema's) answers one result per command.
+  const last = (Array.isArray(result) ? result[result.length - 1] : result) as ResultLike | undefined;
+  return [(last?.fields ?? []).map((field) => field.dataTypeID), last?.rows ?? []];
+}
+
+const isPool = (pool: unknown): pool is PgPoolLike => typeof (pool as PgPoolLike)?.connect === "function";
+
+export function postgresRunner(pool: unknown): Run {
+  if (!isPool(pool)) throw new TypeError("pool must be a pg Pool");
+  return async (begin, statements) => {
+    let client: PgClientLike;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw { message: error instanceof Error ? error.message : String(error), timedOut: false };
+    }
+    // Whether a failure of the connection leaves the outcome unknown: once a statement sent alone
+    // (its own transaction) or the COMMIT is in flight.
+    let mayHaveCommitted = false;
+    try {
+      if (begin !== null) await client.query({ text: begin, rowMode: "array", types: RAW });
+      const results: StatementRows[] = [];
+      for (const [text, values] of statements) {
+        mayHaveCommitted = begin === null;
+        const result = await client.query({ text, values, rowMode: "array", types: RAW });
+        results.push(statementRows(result));
+      }
+      if (begin !== null) {
+        mayHaveCommitted = true;
+        await client.query({ text: "COMMIT", rowMode: "array", types: RAW });
+      }
+      client.release();
+      return results;
+    } catch (error) {
+      const refused = serverError(error);
+      if (refused !== null) {
+        // The transaction is aborted (or, for a failed COMMIT, rolled back): end it before the
+        // connection goes back to the pool.
+        let ended = true;
+        if (begin !== null) {
+          try {
+            await client.query({ text: "ROLLBACK", rowMode: "array", types: RAW });
+          } catch {
+            ended = false;
+          }
+        }
+        client.release(!ended);
+        return refused;
+      }
+      // A connection that failed mid-transaction is not given back: closing it rolls back
+      // whatever had not committed.
+      client.release(true);
+      throw { message: error instanceof Error ? error.message : String(error), timedOut: mayHaveCommitted };
+    }
+  };
+}

@@ -1,0 +1,72 @@
+// How a Redis store reaches the server: the application's own ioredis or node-redis client,
+// wrapped in the one `send` function the wasm core calls for every request it plans.
+
+import { InvalidArgumentError } from "./errors.js";
+
+/** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
+type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
+export type Send = (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<Reply>;
+
+/** An ioredis client (v5+): what this module uses of it. */
+export interface IoredisLike {
+  evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  call(command: string, ...args: string[]): Promise<unknown>;
+  options?: { keyPrefix?: string };
+}
+
+/** A node-redis client (v5+): what this module uses of it. */
+export interface NodeRedisLike {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+const isIoredis = (client: unknown): client is IoredisLike =>
+  typeof (client as IoredisLike)?.evalsha === "function" && typeof (client as IoredisLike)?.call === "function";
+const isNodeRedis = (client: unknown): client is NodeRedisLike => typeof (client as NodeRedisLike)?.sendCommand === "function";
+
+/** The classes of a server's error reply (as opposed to a transport failure): ioredis' ReplyError,
+ * node-redis' SimpleError and BlobError (RESP3) and ErrorReply (RESP2). */
+const SERVER_ERRORS = new Set(["ReplyError", "SimpleError", "BlobError", "ErrorReply"]);
+const isServerError = (error: unknown): error is Error =>
+  error instanceof Error && (SERVER_ERRORS.has(error.name) || SERVER_ERRORS.has(error.constructor?.name));
+
+/** A client's timeout (ioredis' commandTimeout, node-redis' socket timeout): the request may have run. */
+const isTimeout = (error: unknown): boolean =>
+  error instanceof Error && (/timed? ?out/i.test(error.message) || error.constructor?.name === "TimeoutError");
+
+/** The client's value as the core reads replies: strings, numbers, arrays, nil. */
+function normalized(value: unknown): Reply {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "number" || typeof value === "bigint" || typeof value === "string") return value;
+  if (value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map(normalized);
+  throw new TypeError(`racefree: the Redis client answered with an unexpected ${typeof value}`);
+}
+
+export function redisSender(client: unknown): Send {
+  let request: (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>;
+  if (isIoredis(client)) {
+    if (client.options?.keyPrefix) {
+      // A prefix ioredis applies to declared keys only would not reach the keys scripts derive.
+      throw new InvalidArgumentError(
+        "invalid argument: the ioredis client has a keyPrefix; use openRedis(client, { namespace }) with a client without one",
+      );
+    }
+    request = (command, sha1, keys, args) =>
+      command === "EVALSHA" ? client.evalsha(sha1!, keys.length, ...keys, ...args) : client.call(command, ...keys, ...args);
+  } else if (isNodeRedis(client)) {
+    request = (command, sha1, keys, args) =>
+      client.sendCommand(
+        command === "EVALSHA" ? ["EVALSHA", sha1!, String(keys.length), ...keys, ...args] : [command, ...keys, ...args],
+      );
+  } else {
+    throw new TypeError("client must be an ioredis or node-redis client");
+  }
+  return async (command, sha1, keys, args) => {
+    try {
+      return normalized(await request(command, sha1, keys, args));
+    } catch (error) {
+      if (isServerError(error)) return { error: error.message };
+      throw { message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) };
+    }
+  };
+}

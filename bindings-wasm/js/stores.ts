@@ -1,0 +1,106 @@
+// The shared stores of the `aio` API: a Redis or PostgreSQL server reached with the
+// application's own client, each a wasm `HostedStore` the async primitives run on.
+
+import type * as Native from "../node/racefree_wasm.js";
+import { ManualClock, nativeModule, options, str } from "./api.js";
+import { postgresRunner } from "./postgres_client.js";
+import type { PgPoolLike } from "./postgres_client.js";
+import { redisSender } from "./redis_client.js";
+import type { IoredisLike, NodeRedisLike } from "./redis_client.js";
+
+/** What every shared store offers, whatever its server. */
+export abstract class HostedStore {
+  #native: Native.HostedStore;
+  protected constructor(nativeStore: Native.HostedStore) {
+    this.#native = nativeStore;
+  }
+  /** @internal the wasm store behind a shared store */
+  static native(store: unknown): Native.HostedStore {
+    if (!(store instanceof HostedStore)) {
+      throw new TypeError("store must be a racefree aio store (from aio.openRedis() or aio.openPostgres())");
+    }
+    return store.#native;
+  }
+  /** The namespace that prefixes every key. */
+  get namespace(): string {
+    return this.#native.namespace;
+  }
+  /** Removes every expired lease and mark; resolves to how many. */
+  sweep(): Promise<number> {
+    return this.#native.sweep() as Promise<number>;
+  }
+  /** What the namespace holds (`entries`) and what this handle has swept. */
+  async stats(): Promise<{ entries: number; expiredSwept: number }> {
+    const [entries, expiredSwept] = (await this.#native.stats()) as [number, number];
+    return { entries, expiredSwept };
+  }
+}
+
+/** A Redis store reached through the application's own client. */
+export class RedisStore extends HostedStore {
+  /** @internal made by `openRedis` */
+  static wrap(nativeStore: Native.HostedStore): RedisStore {
+    return new RedisStore(nativeStore);
+  }
+}
+
+/** A PostgreSQL store reached through the application's own `pg` Pool. */
+export class PostgresStore extends HostedStore {
+  /** @internal made by `openPostgres` */
+  static wrap(nativeStore: Native.HostedStore): PostgresStore {
+    return new PostgresStore(nativeStore);
+  }
+}
+
+/** Any shared store: what the `aio` primitives run on. */
+export type SharedStore = RedisStore | PostgresStore;
+
+function manualClock(clock: unknown): ManualClock | undefined {
+  if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
+  return clock;
+}
+
+/**
+ * The store on the Redis server `client` (an ioredis or node-redis client, connected or
+ * connecting) talks to, keys under `namespace`: the keys the Python and Rust stores of
+ * `redis://…?namespace=<namespace>` use. Deadlines are judged by the server's clock; a
+ * `ManualClock` (tests) judges them instead, as a manual clock does on every store.
+ *
+ * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
+ * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
+ */
+export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
+  const { namespace = "", clock } = options(opts, "openRedis options");
+  const send = redisSender(client);
+  const native = nativeModule().HostedStore.redis(send, str("namespace", namespace), ManualClock.native(manualClock(clock)));
+  return RedisStore.wrap(native);
+}
+
+/**
+ * The store in the PostgreSQL database `pool` (a `pg` Pool) connects to, rows under `namespace`:
+ * the tables and namespace the Python and Rust stores of `postgres://…?namespace=<namespace>`
+ * use. Resolves once racefree's schema is in place: created when missing unless `createSchema`
+ * is `false`. Deadlines are judged by the server's clock; a `ManualClock` (tests) judges them.
+ * Each call checks a client out of the pool for one transaction; the pool's own settings
+ * (`query_timeout`, `statement_timeout`, TLS) apply.
+ *
+ * @throws {TypeError} when `pool` is not a pg Pool.
+ * @throws {InvalidArgumentError} for a bad namespace.
+ * @throws {BackendUnavailableError} when the server cannot be reached, or the schema is missing
+ *   (and may not be created) or of another version.
+ */
+export async function openPostgres(
+  pool: PgPoolLike,
+  opts?: { namespace?: string; clock?: ManualClock; createSchema?: boolean },
+): Promise<PostgresStore> {
+  const { namespace = "", clock, createSchema = true } = options(opts, "openPostgres options");
+  if (typeof createSchema !== "boolean") throw new TypeError("createSchema must be a boolean");
+  const run = postgresRunner(pool);
+  const native = await nativeModule().HostedStore.postgres(
+    run,
+    str("namespace", namespace),
+    ManualClock.native(manualClock(clock)),
+    createSchema,
+  );
+  return PostgresStore.wrap(native);
+}

@@ -1,0 +1,342 @@
+// racefree.aio on a real PostgreSQL server (started here on a free 127.0.0.1 port, stopped by its
+// PID) through the `pg` Pool an application already has, loaded from RACEFREE_CLIENTS (the
+// package's devDependencies) as the application's would be.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFile, execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+import * as racefree from "racefree";
+import { aio, BackendUnavailableError, ConflictError, CorruptDataError, InvalidArgumentError, InvalidKeyError,
+  LeaseLostError, NotOwnerError, OutOfOrderError, TimeoutError } from "racefree";
+import { PostgresServer } from "./postgres_server.mjs";
+import { runScenarioOnShared } from "./scenario_runner.mjs";
+
+const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
+const { Pool } = clients("pg");
+
+let server;
+const pools = [];
+
+before(async () => {
+  server = await new PostgresServer().start();
+});
+
+after(async () => {
+  for (const pool of pools) await pool.end().catch(() => {});
+  await server.stop();
+});
+
+let namespaces = 0;
+const fresh = () => `node-${process.pid}-${namespaces++}`;
+
+function pool(options = {}) {
+  const made = new Pool({ connectionString: server.url(options.database), max: 8, ...options });
+  made.on("error", () => {}); // an idle client's connection lost (a server restart): the pool drops it
+  pools.push(made);
+  return made;
+}
+
+let databases = 0;
+/** A new, empty database (no racefree schema yet). */
+function database() {
+  const name = `fresh_${process.pid}_${databases++}`;
+  server.psql(`CREATE DATABASE ${name}`);
+  return name;
+}
+
+test("every primitive answers as on the other stores", async () => {
+  const store = await aio.openPostgres(pool(), { namespace: fresh() });
+  const counter = new aio.Counter(store, "jobs");
+  assert.deepEqual([await counter.next(), await counter.next()], [0, 1]);
+  assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: true });
+  assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: false });
+  assert.equal(await counter.indexOf("run-1"), 2);
+  assert.equal(await counter.indexOf("run-2"), null);
+  await counter.set(10);
+  assert.equal(await counter.peek(), 10);
+  await counter.reset();
+  assert.equal(await counter.peek(), 0);
+
+  const guard = new aio.EventGuard(store, "streams", ["started", "ended"]);
+  assert.equal(await guard.mark("s", "started"), "first");
+  assert.equal(await guard.mark("s", "started"), "duplicate");
+  await assert.rejects(guard.mark("t", "ended"), OutOfOrderError);
+  assert.equal(await guard.lastMarked("s"), "started");
+  assert.equal(await guard.forget("s"), true);
+
+  const lock = new aio.StartLock(store, "tasks");
+  const lease = await lock.tryStart("k", { ttl: 30_000 });
+  assert.ok(lease && lease.token >= 1);
+  assert.equal(await lock.tryStart("k", { ttl: 30_000 }), null);
+  assert.equal(await lock.isHeld("k"), true);
+  assert.equal((await lock.holder("k")).token, lease.token);
+  await lease.renew({ ttl: 60_000 });
+  assert.ok(lease.deadlineMs > Date.now() + 30_000);
+  await lease.release();
+  await assert.rejects(lease.release(), NotOwnerError);
+  const next = await lock.tryStart("k", { ttl: 30_000 });
+  assert.ok(next.token > lease.token, "fencing tokens grow");
+  await next.release();
+
+  const records = new aio.Records(store, "pods");
+  assert.equal(await records.put("web-1", { phase: "Pending", n: [1, 2.5, "é"] }), 1);
+  await assert.rejects(records.put("web-1", { phase: "Pending" }), ConflictError);
+  const updated = await records.update("web-1", async (current) => ({ ...current, phase: "Running" }));
+  assert.deepEqual(updated, { value: { phase: "Running", n: [1, 2.5, "é"] }, version: 2 });
+  assert.deepEqual(await records.get("web-1"), updated);
+  assert.equal(await records.delete("web-1", { expectedVersion: 2 }), true);
+
+  assert.deepEqual(await store.stats(), { entries: 0, expiredSwept: 0 });
+  await assert.rejects(counter.claim(""), InvalidKeyError);
+  await assert.rejects(lock.tryStart("k", { ttl: 0 }), InvalidArgumentError);
+});
+
+test("concurrent callers on separate pools share one counter and one winner", async () => {
+  const namespace = fresh();
+  const stores = await Promise.all([pool(), pool()].map((p) => aio.openPostgres(p, { namespace })));
+  const indexes = await Promise.all(Array.from({ length: 200 }, (_, i) => new aio.Counter(stores[i % 2], "c").next()));
+  assert.deepEqual(indexes.sort((a, b) => a - b), Array.from({ length: 200 }, (_, i) => i));
+  const leases = await Promise.all(Array.from({ length: 40 }, (_, i) => new aio.StartLock(stores[i % 2], "l").tryStart("k", { ttl: 30_000 })));
+  assert.equal(leases.filter((lease) => lease !== null).length, 1, "one winner");
+});
+
+test("a new database gets racefree's schema once, from 4 processes opening it at the same moment", { timeout: 30_000 }, async () => {
+  const name = database();
+  const program = `
+    import { createRequire } from "node:module";
+    import { join } from "node:path";
+    import { aio } from "racefree";
+    const { Pool } = createRequire(join(process.env.RACEFREE_CLIENTS, "package.json"))("pg");
+    const pool = new Pool({ connectionString: process.env.URL });
+    const store = await aio.openPostgres(pool, { namespace: "race" });
+    const counter = new aio.Counter(store, "c");
+    console.log(JSON.stringify(await Promise.all([counter.next(), counter.next(), counter.next()])));
+    await pool.end();`;
+  const env = { ...process.env, URL: server.url(name), RACEFREE_CLIENTS: process.env.RACEFREE_CLIENTS ?? process.cwd() };
+  const runs = await Promise.all(Array.from({ length: 4 }, () =>
+    promisify(execFile)(process.execPath, ["--input-type=module", "-e", program], { env, cwd: process.cwd(), encoding: "utf8" })));
+  const indexes = runs.flatMap(({ stdout }) => JSON.parse(stdout));
+  assert.deepEqual(indexes.sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i));
+  assert.equal(server.psql("SELECT value FROM racefree_meta WHERE name = 'schema_version'", name), "2");
+});
+
+test("createSchema: false refuses a database without the schema, and nothing is written", async () => {
+  const name = database();
+  await assert.rejects(aio.openPostgres(pool({ database: name }), { createSchema: false }), (error) =>
+    error instanceof BackendUnavailableError && /racefree migrate/.test(error.message));
+  assert.equal(server.psql("SELECT to_regclass('racefree_meta') IS NULL", name), "t");
+  await aio.openPostgres(pool({ database: name }));
+  server.psql("UPDATE racefree_meta SET value = 99 WHERE name = 'schema_version'", name);
+  await assert.rejects(aio.openPostgres(pool({ database: name })), (error) =>
+    error instanceof BackendUnavailableError && /version 99/.test(error.message));
+});
+
+test("bad arguments to openPostgres are typed errors", async () => {
+  await assert.rejects(aio.openPostgres({}), TypeError);
+  await assert.rejects(aio.openPostgres(pool(), { namespace: "n".repeat(racefree.MAX_KEY_BYTES + 1) }), InvalidArgumentError);
+  await assert.rejects(aio.openPostgres(pool(), { namespace: 5 }), TypeError);
+  await assert.rejects(aio.openPostgres(pool(), { createSchema: "yes" }), TypeError);
+  await assert.rejects(aio.openPostgres(pool(), { clock: Date }), TypeError);
+});
+
+test("integers are exact: one past 2^53 - 1 is refused, never rounded", async () => {
+  const namespace = fresh();
+  const store = await aio.openPostgres(pool(), { namespace });
+  const counter = new aio.Counter(store, "big");
+  await counter.set(Number.MAX_SAFE_INTEGER);
+  assert.equal(await counter.peek(), Number.MAX_SAFE_INTEGER);
+  assert.equal(await counter.next(), Number.MAX_SAFE_INTEGER);
+  assert.equal(server.psql(`SELECT next FROM racefree_counters WHERE ns = '${namespace}'::bytea`), "9007199254740992");
+  await assert.rejects(counter.peek(), (error) => error.code === "invalid_argument" || error.code === "corrupt_data");
+  server.psql(`UPDATE racefree_counters SET next = -5 WHERE ns = '${namespace}'::bytea`);
+  await assert.rejects(counter.peek(), CorruptDataError);
+});
+
+test("Node and Python processes on one schema share one counter, one set of marks and one lock", async () => {
+  const python = process.env.RACEFREE_PYTHON;
+  assert.ok(python, "RACEFREE_PYTHON names the Python with racefree installed (scripts/test.sh sets it)");
+  const namespace = fresh();
+  const store = await aio.openPostgres(pool(), { namespace });
+  const counter = new aio.Counter(store, "shared");
+  const lease = await new aio.StartLock(store, "tasks").tryStart("report", { ttl: 30_000 });
+  const program = `
+import racefree
+store = racefree.open("${server.url()}?namespace=${namespace}")
+counter = racefree.Counter(store, "shared")
+print([counter.next() for _ in range(50)])
+print(racefree.EventGuard(store, "streams", ["started"]).mark("s", "started") is racefree.Mark.FIRST)
+print(racefree.StartLock(store, "tasks").holder("report")[0])
+`;
+  const [ours, { stdout }] = await Promise.all([
+    Promise.all(Array.from({ length: 50 }, () => counter.next())),
+    promisify(execFile)(python, ["-c", program], { encoding: "utf8" }),
+  ]);
+  const out = stdout.trim().split("\n");
+  assert.deepEqual([...ours, ...JSON.parse(out[0])].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(out[1], "True", "Python marked first");
+  assert.equal(await new aio.EventGuard(store, "streams", ["started"]).mark("s", "started"), "duplicate");
+  assert.equal(Number(out[2]), lease.token, "Python sees the lease Node holds, with its token");
+});
+
+test("runExclusive and the task coordinator on PostgreSQL", async () => {
+  const namespace = fresh();
+  const store = await aio.openPostgres(pool(), { namespace });
+  const other = new aio.StartLock(await aio.openPostgres(pool(), { namespace }), "tasks");
+  const result = await new aio.StartLock(store, "tasks").runExclusive("k", { ttl: 300, renewEvery: 100 }, async ({ lease, signal }) => {
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await other.tryStart("k", { ttl: 300 }), null, "the key was free while the work ran");
+    }
+    assert.equal(signal.aborted, false);
+    return lease.token;
+  });
+  assert.ok(result >= 1);
+  assert.equal(await other.isHeld("k"), false, "released when the work settled");
+  const tasks = new aio.TaskCoordinator(store, { ttl: 30_000 });
+  let release;
+  const gate = new Promise((r) => (release = r));
+  const starts = await Promise.all([1, 2, 3].map(() => tasks.start("job", () => gate)));
+  assert.equal(starts.filter(Boolean).length, 1);
+  release();
+  await tasks.wait("job");
+  assert.equal(await tasks.isRunning("job"), false);
+});
+
+/** The PIDs of the server's processes: the postmaster and its children (each connection's backend). */
+function serverPids(own) {
+  const children = execFileSync("ps", ["-o", "pid=", "--ppid", String(own.process.pid)], { encoding: "utf8" });
+  return [own.process.pid, ...children.split("\n").map(Number).filter(Boolean)];
+}
+
+test("a frozen server: runExclusive's signal aborts before anyone else can start the key, and calls fail promptly and typed", { timeout: 30_000 }, async () => {
+  const own = await new PostgresServer().start();
+  const signalAll = (signal) => serverPids(own).forEach((pid) => { try { process.kill(pid, signal); } catch {} });
+  // The pool's own limits are what bound a call to a frozen server.
+  const frozen = new Pool({ connectionString: own.url(), max: 4, query_timeout: 300, connectionTimeoutMillis: 300 });
+  frozen.on("error", () => {});
+  try {
+    const store = await aio.openPostgres(frozen, { namespace: fresh() });
+    const lock = new aio.StartLock(store, "tasks");
+    const ttl = 900;
+    let frozenAt = 0;
+    let abortedAt = 0;
+    const running = lock.runExclusive("k", { ttl, renewEvery: 200 }, async ({ signal }) => {
+      await new Promise((r) => setTimeout(r, 250));
+      signalAll("SIGSTOP");
+      frozenAt = Date.now();
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      abortedAt = Date.now();
+    });
+    await assert.rejects(running, LeaseLostError);
+    assert.ok(abortedAt - frozenAt < ttl, `aborted ${abortedAt - frozenAt} ms after the freeze, past the ${ttl} ms TTL`);
+    const calledAt = Date.now();
+    await assert.rejects(new aio.Counter(store, "c").next(), (error) => error instanceof TimeoutError || error instanceof BackendUnavailableError);
+    assert.ok(Date.now() - calledAt < 2_000, `a call to the frozen server took ${Date.now() - calledAt} ms`);
+    await new Promise((r) => setTimeout(r, Math.max(0, ttl + 100 - (Date.now() - frozenAt))));
+    signalAll("SIGCONT");
+    let lease = null;
+    while (lease === null) lease = await lock.tryStart("k", { ttl: 30_000 }).catch(() => null);
+    assert.ok(Date.now() > abortedAt, "another holder started the key only after the work was told to stop");
+  } finally {
+    signalAll("SIGCONT");
+    await frozen.end().catch(() => {});
+    await own.stop();
+  }
+});
+
+test("a query timeout while the statement is in flight is an unknown outcome (timeout), not a failure", async () => {
+  const store = await aio.openPostgres(pool({ query_timeout: 200 }), { namespace: fresh() });
+  const lock = new aio.StartLock(store, "tasks");
+  const holder = pool();
+  // Another session holds the lease row locked, so the grant waits on it past the pool's timeout.
+  const blocker = await holder.connect();
+  await lock.tryStart("k", { ttl: 30_000 }).then((lease) => lease.release());
+  await blocker.query("BEGIN");
+  await blocker.query("SELECT * FROM racefree_leases FOR UPDATE");
+  await blocker.query("SELECT * FROM racefree_lock_tokens FOR UPDATE");
+  await assert.rejects(lock.tryStart("k", { ttl: 30_000 }), TimeoutError);
+  await blocker.query("ROLLBACK");
+  blocker.release();
+  const lease = await lock.tryStart("k", { ttl: 30_000 });
+  assert.ok(lease === null || lease.token >= 2, "the grant that may have run is never handed out twice");
+});
+
+test("4 processes race one key; one is killed while it holds the lease; no two ever hold it at once", { timeout: 30_000 }, async () => {
+  const env = { ...process.env, RACEFREE_POSTGRES_URL: server.url(), RACEFREE_NAMESPACE: fresh(), RACEFREE_WORKER_MS: "2500" };
+  const worker = new URL("./aio_worker.mjs", import.meta.url).pathname;
+  const lines = [];
+  const children = Array.from({ length: 4 }, () => spawn(process.execPath, [worker], { env, stdio: ["ignore", "pipe", "inherit"] }));
+  let killed = null;
+  const exits = children.map((child) => new Promise((resolve) => child.on("exit", resolve)));
+  for (const child of children) {
+    let buffered = "";
+    child.stdout.on("data", (chunk) => {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        lines.push(line);
+        if (killed === null && line.startsWith("start ") && new Set(lines.filter((l) => l.startsWith("start ")).map((l) => l.split(" ")[1])).size >= 2) {
+          killed = { pid: Number(line.split(" ")[1]), at: Date.now() };
+          process.kill(killed.pid, "SIGKILL");
+        }
+      }
+    });
+  }
+  await Promise.all(exits);
+  assert.ok(killed !== null, "no process was killed while it held the key");
+  const runs = new Map();
+  const intervals = [];
+  for (const line of lines) {
+    const [what, pid, at] = line.split(" ");
+    if (what === "start") runs.set(pid, Number(at));
+    if (what === "end") intervals.push([runs.get(pid), Number(at), pid]), runs.delete(pid);
+  }
+  intervals.push([runs.get(String(killed.pid)), killed.at, String(killed.pid)]);
+  intervals.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < intervals.length; i++) {
+    assert.ok(intervals[i][0] >= intervals[i - 1][1], `runs overlap: ${JSON.stringify(intervals[i - 1])} and ${JSON.stringify(intervals[i])}`);
+  }
+  assert.ok(intervals.some(([start]) => start > killed.at), "nobody took the key after its holder was killed");
+  assert.ok(intervals.length >= 6, `only ${intervals.length} runs`);
+});
+
+test("the server goes away and comes back: calls fail typed meanwhile, then work", { timeout: 60_000 }, async () => {
+  const own = await new PostgresServer().start();
+  const restarting = new Pool({ connectionString: own.url(), max: 4, connectionTimeoutMillis: 1_000 });
+  restarting.on("error", () => {});
+  try {
+    const store = await aio.openPostgres(restarting, { namespace: fresh() });
+    const counter = new aio.Counter(store, "c");
+    assert.deepEqual([await counter.next(), await counter.next()], [0, 1]);
+    await own.stop();
+    await assert.rejects(counter.next(), (error) => error instanceof BackendUnavailableError || error instanceof TimeoutError);
+    await own.start();
+    let index = null;
+    for (let i = 0; index === null && i < 50; i++) index = await counter.next().catch(() => null);
+    assert.equal(index, 2, "the counter survived the restart and no index was skipped or repeated");
+  } finally {
+    await restarting.end().catch(() => {});
+    await own.stop().catch(() => {});
+  }
+});
+
+// The shared scenarios (tests/vectors/) on a PostgreSQL store; skipped steps are counted by
+// vectors.test.mjs, which runs the same files on the memory store.
+test("the shared scenarios on a PostgreSQL store", async () => {
+  const vectors = process.env.RACEFREE_VECTORS;
+  assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
+  const shared = pool();
+  const failures = [];
+  for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
+    const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
+    const namespace = fresh();
+    failures.push(...(await runScenarioOnShared(racefree, scenario, (clock) => aio.openPostgres(shared, { namespace, clock }))));
+  }
+  assert.deepEqual(failures, []);
+});
