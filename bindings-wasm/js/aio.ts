@@ -17,7 +17,7 @@ import type { AcquireOptions, Claim, Json, KeepOptions, Versioned } from "./api.
 import type { LeaseLostError } from "./errors.js";
 import { NotOwnerError } from "./errors.js";
 
-import { HostedStore } from "./stores.js";
+import { HostedStore, hostedModule } from "./stores.js";
 import type { SharedStore } from "./stores.js";
 
 export { PostgresStore, RedisStore, openPostgres, openRedis } from "./stores.js";
@@ -34,7 +34,7 @@ async function call<T>(work: () => Promise<T>): Promise<T> {
 export class Counter {
   #native: Native.AsyncCounter;
   constructor(store: SharedStore, key: string) {
-    this.#native = new (nativeModule().AsyncCounter)(HostedStore.native(store), str("counter key", key));
+    this.#native = new (hostedModule().AsyncCounter)(HostedStore.native(store), str("counter key", key));
   }
   /** The next index. @throws {BackendUnavailableError} @throws {TimeoutError} when the outcome is unknown */
   next(): Promise<number> {
@@ -73,7 +73,7 @@ export class EventGuard {
     if (!Array.isArray(events)) throw new TypeError("events must be an array of event names");
     const names = events.map((event) => str("event name", event));
     const keep = retention === undefined ? undefined : ms("retention", retention);
-    this.#native = new (nativeModule().AsyncEventGuard)(HostedStore.native(store), str("guard name", name), names, keep);
+    this.#native = new (hostedModule().AsyncEventGuard)(HostedStore.native(store), str("guard name", name), names, keep);
   }
   /** `"first"`: deliver the event; `"duplicate"`: it was delivered. @throws {OutOfOrderError} */
   mark(stream: string, event: string): Promise<"first" | "duplicate"> {
@@ -130,7 +130,7 @@ export class Lease {
 export class StartLock {
   #native: Native.AsyncStartLock;
   constructor(store: SharedStore, name: string) {
-    this.#native = new (nativeModule().AsyncStartLock)(HostedStore.native(store), str("lock name", name));
+    this.#native = new (hostedModule().AsyncStartLock)(HostedStore.native(store), str("lock name", name));
   }
   /** A lease on `key` for `ttl` ms if nobody holds one, else `null`. */
   tryStart(key: string, opts: { ttl: number }): Promise<Lease | null> {
@@ -423,7 +423,7 @@ export class TaskCoordinator {
 export class Records {
   #native: Native.AsyncRecords;
   constructor(store: SharedStore, name: string) {
-    this.#native = new (nativeModule().AsyncRecords)(HostedStore.native(store), str("record space name", name));
+    this.#native = new (hostedModule().AsyncRecords)(HostedStore.native(store), str("record space name", name));
   }
   get(key: string): Promise<Versioned | null> {
     return call(async () => {
@@ -450,7 +450,7 @@ export class Records {
     return call(async () => {
       if (typeof change !== "function") throw new TypeError("change must be a function");
       const { fencingToken, maxAttempts = 5 } = options(opts, "update options");
-      const delays = nativeModule().AsyncRecords.retryDelays(maxAttempts);
+      const delays = hostedModule().AsyncRecords.retryDelays(maxAttempts);
       for (let attempt = 0; ; attempt++) {
         const current = await this.get(key);
         const value = await change(current === null ? null : current.value);

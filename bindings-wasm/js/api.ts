@@ -91,7 +91,11 @@ const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
   });
 
 /** The wasm module's exports, the same in its `nodejs` and `web` builds. */
-type NativeModule = Omit<typeof Native, "default">;
+/** The classes of the stores over a host's client: in the Node build only. */
+type HostedClasses = "HostedStore" | "AsyncCounter" | "AsyncEventGuard" | "AsyncLease" | "AsyncRecords" | "AsyncStartLock";
+type NativeModule = Omit<typeof Native, "default" | HostedClasses> & Partial<Pick<typeof Native, HostedClasses>>;
+/** @internal The Node build's module, with the hosted stores' classes. */
+export type HostedModule = Omit<typeof Native, "default">;
 
 /** Stands in for the wasm module until an entry point installs it: any use says what to do. */
 const notInstalled = new Proxy({} as NativeModule, {

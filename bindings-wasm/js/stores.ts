@@ -3,6 +3,7 @@
 
 import type * as Native from "../node/racefree_wasm.js";
 import { ManualClock, nativeModule, options, str } from "./api.js";
+import type { HostedModule } from "./api.js";
 import { postgresRunner } from "./postgres_client.js";
 import type { PgPoolLike } from "./postgres_client.js";
 import { redisSender } from "./redis_client.js";
@@ -11,8 +12,9 @@ import type { IoredisLike, NodeRedisLike } from "./redis_client.js";
 /** What every shared store offers, whatever its server. */
 export abstract class HostedStore {
   #native: Native.HostedStore;
-  protected constructor(nativeStore: Native.HostedStore) {
-    this.#native = nativeStore;
+  // `unknown`: the shipped declarations name none of the wasm module's types.
+  protected constructor(nativeStore: unknown) {
+    this.#native = nativeStore as Native.HostedStore;
   }
   /** @internal the wasm store behind a shared store */
   static native(store: unknown): Native.HostedStore {
@@ -55,6 +57,15 @@ export class PostgresStore extends HostedStore {
 /** Any shared store: what the `aio` primitives run on. */
 export type SharedStore = RedisStore | PostgresStore;
 
+/** @internal The wasm module with the hosted stores' classes: the Node build's. */
+export function hostedModule(): HostedModule {
+  const module = nativeModule();
+  if (module.HostedStore === undefined) {
+    throw new DOMException("racefree: aio stores run in Node (the browser build has no Redis or PostgreSQL client to carry them)", "NotSupportedError");
+  }
+  return module as HostedModule;
+}
+
 function manualClock(clock: unknown): ManualClock | undefined {
   if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
   return clock;
@@ -67,12 +78,13 @@ function manualClock(clock: unknown): ManualClock | undefined {
  * `ManualClock` (tests) judges them instead, as a manual clock does on every store.
  *
  * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
+ * @throws {DOMException} `NotSupportedError` in the browser build.
  * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
  */
 export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
   const { namespace = "", clock } = options(opts, "openRedis options");
   const send = redisSender(client);
-  const native = nativeModule().HostedStore.redis(send, str("namespace", namespace), ManualClock.native(manualClock(clock)));
+  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), ManualClock.native(manualClock(clock)));
   return RedisStore.wrap(native);
 }
 
@@ -85,6 +97,7 @@ export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespac
  * (`query_timeout`, `statement_timeout`, TLS) apply.
  *
  * @throws {TypeError} when `pool` is not a pg Pool.
+ * @throws {DOMException} `NotSupportedError` in the browser build.
  * @throws {InvalidArgumentError} for a bad namespace.
  * @throws {BackendUnavailableError} when the server cannot be reached, or the schema is missing
  *   (and may not be created) or of another version.
@@ -96,7 +109,7 @@ export async function openPostgres(
   const { namespace = "", clock, createSchema = true } = options(opts, "openPostgres options");
   if (typeof createSchema !== "boolean") throw new TypeError("createSchema must be a boolean");
   const run = postgresRunner(pool);
-  const native = await nativeModule().HostedStore.postgres(
+  const native = await hostedModule().HostedStore.postgres(
     run,
     str("namespace", namespace),
     ManualClock.native(manualClock(clock)),

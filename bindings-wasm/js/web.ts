@@ -7,6 +7,10 @@ import initWasm, { initSync as initWasmSync } from "../web/racefree_wasm.js";
 import * as native from "../web/racefree_wasm.js";
 import { install, isInstalled } from "./api.js";
 
+// The browser build is the Node build without the hosted stores (their classes, and the keeper
+// methods for their leases, which only those stores reach).
+const nativeWasm = native as unknown as Parameters<typeof install>[0];
+
 /** What `init` can load the module from: its URL, a fetch response, its bytes, or the compiled
  * module (wasm-bindgen's `InitInput`, spelt out so the package's declarations need nothing of
  * wasm-bindgen's, which require the `esnext.disposable` lib). */
@@ -16,14 +20,14 @@ export type WasmSource = RequestInfo | URL | Response | BufferSource | WebAssemb
 export async function init(source?: WasmSource | Promise<WasmSource>): Promise<void> {
   if (isInstalled()) return;
   await initWasm(source === undefined ? undefined : { module_or_path: source });
-  if (!isInstalled()) install(native);
+  if (!isInstalled()) install(nativeWasm);
 }
 
 /** Instantiates the wasm module from its bytes or compiled module, synchronously (browsers allow this off the main thread or for small modules). */
-export function initSync(module: BufferSource | WebAssembly.Module): void {
+export function initSync(source: BufferSource | WebAssembly.Module): void {
   if (isInstalled()) return;
-  initWasmSync({ module });
-  install(native);
+  initWasmSync({ module: source });
+  install(nativeWasm);
 }
 
 export * from "./api.js";

@@ -3,11 +3,14 @@
 # wasm-bindgen for Node (nodejs) and browsers (web), wasm-opt, then the TypeScript layer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked --profile wasm-release --target wasm32-unknown-unknown -p racefree-wasm
-wasm=../target/wasm32-unknown-unknown/wasm-release/racefree_wasm.wasm
+# Node's module has the stores over the host's own client (feature hosted); the browser's does
+# not (no Redis or PostgreSQL client there), and stays small. Separate target directories, so
+# that neither build undoes the other's.
+cargo build --locked --profile wasm-release --target wasm32-unknown-unknown -p racefree-wasm --features hosted
+CARGO_TARGET_DIR=../target/wasm-web cargo build --locked --profile wasm-release --target wasm32-unknown-unknown -p racefree-wasm
 rm -rf dist
-wasm-bindgen --target nodejs --out-dir dist/node "$wasm"
-wasm-bindgen --target web --out-dir dist/web "$wasm"
+wasm-bindgen --target nodejs --out-dir dist/node ../target/wasm32-unknown-unknown/wasm-release/racefree_wasm.wasm
+wasm-bindgen --target web --out-dir dist/web ../target/wasm-web/wasm32-unknown-unknown/wasm-release/racefree_wasm.wasm
 # The nodejs output is CommonJS inside an ESM package.
 echo '{ "type": "commonjs" }' > dist/node/package.json
 for out in dist/node/racefree_wasm_bg.wasm dist/web/racefree_wasm_bg.wasm; do
@@ -35,4 +38,4 @@ rm dist/node/*.d.ts dist/web/*.d.ts
 rm dist/esm/fast_call.d.ts dist/cjs/fast_call.d.ts
 # npm does not follow links: the package's license files are copies of the root's.
 cp ../LICENSE-MIT ../LICENSE-APACHE .
-echo "built dist/: $(gzip -9c dist/web/racefree_wasm_bg.wasm | wc -c) bytes of gzipped wasm"
+echo "built dist/: $(gzip -9c dist/web/racefree_wasm_bg.wasm | wc -c) bytes of gzipped wasm for browsers, $(gzip -9c dist/node/racefree_wasm_bg.wasm | wc -c) for Node"

@@ -104,9 +104,14 @@ impl HostedStore {
     }
 }
 
+/// What every async method of this module returns before it becomes a `Promise`.
+type Work = Pin<Box<dyn Future<Output = std::result::Result<JsValue, JsValue>>>>;
+
 /// A future of the core as a `Promise`: its value, or the core's error as racefree's error.
+/// Boxed, so that `future_to_promise` (and the executor code it inlines) is built once for every
+/// method instead of once per method (the Node `.wasm`: 216 to 212 KB gzipped).
 fn promise(work: impl Future<Output = std::result::Result<JsValue, JsValue>> + 'static) -> Promise {
-    future_to_promise(work)
+    future_to_promise::<Work>(Box::pin(work))
 }
 
 fn number(what: &str, value: u64) -> std::result::Result<JsValue, JsValue> {

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
@@ -74,7 +73,8 @@ pub struct LeaseKeeper {
 /// What sends a keeper's renewals: the memory store's lock, or a hosted store's.
 enum Renewer {
     Memory(racefree::StartLock),
-    Hosted(Arc<racefree::aio::StartLock>),
+    #[cfg(feature = "hosted")]
+    Hosted(std::sync::Arc<racefree::aio::StartLock>),
 }
 
 #[wasm_bindgen]
@@ -101,6 +101,7 @@ impl LeaseKeeper {
     }
 
     /// [`LeaseKeeper::new`] for a lease of a hosted store's lock, renewed by `renewAsync`.
+    #[cfg(feature = "hosted")]
     #[allow(clippy::too_many_arguments)] // the constructor's, with the hosted lock
     pub fn hosted(
         lock: &crate::hosted::AsyncStartLock,
@@ -115,19 +116,20 @@ impl LeaseKeeper {
         let token = convert::unsigned_number("token", token)?;
         Ok(LeaseKeeper {
             keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
-            lock: Renewer::Hosted(Arc::clone(lock.core())),
+            lock: Renewer::Hosted(std::sync::Arc::clone(lock.core())),
             reply: Rc::default(),
         })
     }
 
     /// Sends the renewal `poll` asked for on a hosted store; the promise resolves once its reply
     /// is kept for `settle` (it never rejects: the reply may be an error).
+    #[cfg(feature = "hosted")]
     #[wasm_bindgen(js_name = renewAsync)]
     pub fn renew_async(&self) -> Result<js_sys::Promise, JsValue> {
         let Renewer::Hosted(lock) = &self.lock else {
             return Err(crate::convert::invalid("this keeper's lease is renewed by renew()".to_owned()));
         };
-        let (lock, kept) = (Arc::clone(lock), Rc::clone(&self.reply));
+        let (lock, kept) = (std::sync::Arc::clone(lock), Rc::clone(&self.reply));
         let (key, token, ttl) = {
             let keeper = self.keeper.borrow();
             (keeper.key().to_owned(), keeper.token(), keeper.options().ttl())
@@ -151,8 +153,15 @@ impl LeaseKeeper {
 
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never throws).
     pub fn renew(&self) -> Result<(), JsValue> {
-        let Renewer::Memory(lock) = &self.lock else {
-            return Err(crate::convert::invalid("this keeper's lease is renewed by renewAsync()".to_owned()));
+        #[cfg_attr(not(feature = "hosted"), allow(clippy::infallible_destructuring_match))]
+        let lock = match &self.lock {
+            Renewer::Memory(lock) => lock,
+            #[cfg(feature = "hosted")]
+            Renewer::Hosted(_) => {
+                return Err(crate::convert::invalid(
+                    "this keeper's lease is renewed by renewAsync()".to_owned(),
+                ))
+            }
         };
         let reply = {
             let keeper = self.keeper.borrow();

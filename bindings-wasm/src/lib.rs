@@ -7,8 +7,11 @@ mod counter;
 mod errors;
 mod event_guard;
 mod fast_call;
+#[cfg(feature = "hosted")]
 mod hosted;
+#[cfg(feature = "hosted")]
 mod hosted_postgres;
+#[cfg(feature = "hosted")]
 mod hosted_redis;
 mod lease_keeper;
 mod records;
@@ -22,6 +25,7 @@ pub use counter::Counter;
 pub use errors::install_error_factory;
 pub use event_guard::EventGuard;
 pub use fast_call::take_error;
+#[cfg(feature = "hosted")]
 pub use hosted::{AsyncCounter, AsyncEventGuard, AsyncLease, AsyncRecords, AsyncStartLock, HostedStore};
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};
 pub use records::Records;
