@@ -24,6 +24,9 @@ export { PostgresStore, RedisStore, openPostgres, openRedis } from "./stores.js"
 export type { SharedStore } from "./stores.js";
 export type { IoredisLike, NodeRedisLike } from "./redis_client.js";
 export type { PgPoolLike } from "./postgres_client.js";
+/** The single-flight cache: one process's loads, whatever store the loaders use (the same class as
+ * the in-memory API's, every call already a Promise). */
+export { Cache } from "./api.js";
 
 /** Runs `work` so that a bad argument rejects the returned promise instead of throwing. */
 async function call<T>(work: () => Promise<T>): Promise<T> {

@@ -95,6 +95,15 @@ test("every primitive answers as on the other stores", async () => {
   await assert.rejects(lock.tryStart("k", { ttl: 0 }), InvalidArgumentError);
 });
 
+test("the cache: concurrent callers share one load that reads the store", async () => {
+  const counter = new aio.Counter(await aio.openPostgres(pool(), { namespace: fresh() }), "loads");
+  const cache = new aio.Cache();
+  const values = await Promise.all(Array.from({ length: 20 }, () => cache.getOrLoad("k", { ttl: 60_000 }, () => counter.next())));
+  assert.deepEqual(new Set(values), new Set([0]), "one load for twenty callers");
+  assert.equal(await counter.peek(), 1);
+  assert.equal(aio.Cache, racefree.Cache);
+});
+
 test("concurrent callers on separate pools share one counter and one winner", async () => {
   const namespace = fresh();
   const stores = await Promise.all([pool(), pool()].map((p) => aio.openPostgres(p, { namespace })));
