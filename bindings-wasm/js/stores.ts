@@ -2,8 +2,10 @@
 // application's own client, each a wasm `HostedStore` the async primitives run on.
 
 import type * as Native from "../node/racefree_wasm.js";
-import { ManualClock, nativeModule, options, str } from "./api.js";
-import type { HostedModule } from "./api.js";
+import { options, str } from "./checks.js";
+import { nativeModule } from "./native.js";
+import type { HostedModule } from "./native.js";
+import { ManualClock } from "./store.js";
 import { postgresRunner } from "./postgres_client.js";
 import type { PgPoolLike } from "./postgres_client.js";
 import { redisSender } from "./redis_client.js";

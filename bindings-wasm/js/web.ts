@@ -5,7 +5,7 @@
 // Every other export works once one of them has run; a second call does nothing.
 import initWasm, { initSync as initWasmSync } from "../web/racefree_wasm.js";
 import * as native from "../web/racefree_wasm.js";
-import { install, isInstalled } from "./api.js";
+import { install, isInstalled } from "./native.js";
 
 // The browser build is the Node build without the hosted stores (their classes, and the keeper
 // methods for their leases, which only those stores reach).

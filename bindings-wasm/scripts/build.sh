@@ -23,7 +23,7 @@ done
 # declarations to a require). The source files are copied in and removed again.
 mkdir -p dist/esm dist/cjs
 cp js/*.ts dist/esm/
-cp js/api.ts js/aio.ts js/stores.ts js/redis_client.ts js/postgres_client.ts js/errors.ts js/fast_call.ts js/node.ts dist/cjs/
+cp js/*.ts dist/cjs/ && rm dist/cjs/browser.ts dist/cjs/web.ts  # the browser entries are ES modules only
 echo '{ "type": "commonjs" }' > dist/cjs/package.json
 node_modules/.bin/tsc -p tsconfig.json
 find dist/esm dist/cjs -name '*.ts' ! -name '*.d.ts' -delete

@@ -1,0 +1,61 @@
+// Records on a shared store: each call a Promise; `update` takes a function or an async one.
+
+import type * as Native from "../node/racefree_wasm.js";
+import { jsonText, options, rejecting, str } from "./checks.js";
+import type { Json, Versioned } from "./records.js";
+import { HostedStore, hostedModule } from "./stores.js";
+import type { SharedStore } from "./stores.js";
+
+/** Versioned JSON records with compare-and-swap writes, on a shared store. */
+export class Records {
+  #native: Native.AsyncRecords;
+  constructor(store: SharedStore, name: string) {
+    this.#native = new (hostedModule().AsyncRecords)(HostedStore.native(store), str("record space name", name));
+  }
+  get(key: string): Promise<Versioned | null> {
+    return rejecting(async () => {
+      const found = (await this.#native.get(str("record key", key))) as [string, number] | null;
+      return found === null ? null : { value: JSON.parse(found[0]) as Json, version: found[1] };
+    });
+  }
+  /** Create-only without `expectedVersion`; resolves to the new version. @throws {ConflictError} @throws {StaleTokenError} */
+  put(key: string, value: Json, opts?: { expectedVersion?: number; fencingToken?: number }): Promise<number> {
+    return rejecting(() => {
+      const { expectedVersion, fencingToken } = options(opts, "put options");
+      return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken) as Promise<number>;
+    });
+  }
+  /**
+   * One compare-and-swap write of `change(current)` (a function or an async function), re-read
+   * and retried on conflict with the core's delays. @throws {ConflictError} after `maxAttempts`
+   */
+  update<T extends Json>(
+    key: string,
+    change: (current: Json | null) => T | Promise<T>,
+    opts?: { fencingToken?: number; maxAttempts?: number },
+  ): Promise<Versioned<T>> {
+    return rejecting(async () => {
+      if (typeof change !== "function") throw new TypeError("change must be a function");
+      const { fencingToken, maxAttempts = 5 } = options(opts, "update options");
+      const delays = hostedModule().AsyncRecords.retryDelays(maxAttempts);
+      for (let attempt = 0; ; attempt++) {
+        const current = await this.get(key);
+        const value = await change(current === null ? null : current.value);
+        try {
+          const version = await this.put(key, value, { expectedVersion: current?.version, fencingToken });
+          return { value, version };
+        } catch (error) {
+          if ((error as { code?: string }).code !== "conflict" || attempt >= delays.length) throw error;
+          await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+        }
+      }
+    });
+  }
+  delete(key: string, opts?: { expectedVersion?: number }): Promise<boolean> {
+    return rejecting(() => this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion) as Promise<boolean>);
+  }
+  stats(): { writes: number; conflicts: number; retries: number; staleTokens: number } {
+    const [writes, conflicts, retries, staleTokens] = Array.from(this.#native.stats());
+    return { writes, conflicts, retries, staleTokens };
+  }
+}

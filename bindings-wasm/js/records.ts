@@ -1,0 +1,51 @@
+// Records: versioned JSON records with compare-and-swap writes.
+
+import type * as Native from "../node/racefree_wasm.js";
+import { jsonText, options, str } from "./checks.js";
+import { native } from "./native.js";
+import { Store } from "./store.js";
+
+/** A JSON-compatible value: what a record holds. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface Versioned<T extends Json = Json> {
+  readonly value: T;
+  /** One more on every write, never repeated for a key: a new record starts above every version its space has deleted (1 in a space that deleted none). */
+  readonly version: number;
+}
+
+/** Versioned JSON records with compare-and-swap writes. */
+export class Records {
+  #native: Native.Records;
+  constructor(store: Store, name: string) {
+    this.#native = new native.Records(Store.native(store), str("record space name", name));
+  }
+  get(key: string): Versioned | null {
+    const found = this.#native.get(str("record key", key));
+    return found === undefined ? null : (JSON.parse(found) as Versioned);
+  }
+  /** Create-only without `expectedVersion`; returns the new version. */
+  put(key: string, value: Json, opts?: { expectedVersion?: number; fencingToken?: number }): number {
+    const { expectedVersion, fencingToken } = options(opts, "put options");
+    return this.#native.put(str("record key", key), jsonText(value), expectedVersion, fencingToken);
+  }
+  /** One compare-and-swap write of `change(current)`, retried on conflict. */
+  update<T extends Json>(
+    key: string,
+    change: (current: Json | null) => T,
+    opts?: { fencingToken?: number; maxAttempts?: number },
+  ): Versioned<T> {
+    if (typeof change !== "function") throw new TypeError("change must be a function");
+    const { fencingToken, maxAttempts } = options(opts, "update options");
+    // The core re-reads and retries; each attempt passes JSON text through `change`.
+    const adapter = (current: string | null) => jsonText(change(current === null ? null : (JSON.parse(current) as Json)));
+    return JSON.parse(this.#native.update(str("record key", key), adapter, fencingToken, maxAttempts)) as Versioned<T>;
+  }
+  delete(key: string, opts?: { expectedVersion?: number }): boolean {
+    return this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion);
+  }
+  stats(): { writes: number; conflicts: number; retries: number; staleTokens: number } {
+    const [writes, conflicts, retries, staleTokens] = this.#native.statsRaw() as unknown as number[];
+    return { writes, conflicts, retries, staleTokens };
+  }
+}
