@@ -23,18 +23,23 @@ export class Counter {
       return { index, isNew };
     });
   }
+  /** The index `executionId` claimed, or `null`. @throws {InvalidKeyError} @throws {BackendUnavailableError} @throws {TimeoutError} when the outcome is unknown */
   indexOf(executionId: string): Promise<number | null> {
     return rejecting(() => this.#native.indexOf(str("execution id", executionId)) as Promise<number | null>);
   }
+  /** The index `next` would return, without taking it. @throws {BackendUnavailableError} @throws {TimeoutError} */
   peek(): Promise<number> {
     return this.#native.peek() as Promise<number>;
   }
+  /** Makes `next` the next index (claims are kept). @throws {InvalidArgumentError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   set(next: number): Promise<void> {
     return rejecting(() => this.#native.set(next) as Promise<void>);
   }
+  /** Forgets the counter and its claims. @throws {BackendUnavailableError} @throws {TimeoutError} */
   reset(): Promise<void> {
     return this.#native.reset() as Promise<void>;
   }
+  /** This handle's claims so far: first claims, and repeated ones. */
   stats(): { newClaims: number; repeatedClaims: number } {
     const [newClaims, repeatedClaims] = Array.from(this.#native.stats());
     return { newClaims, repeatedClaims };

@@ -21,15 +21,18 @@ export class EventGuard {
       ((await this.#native.mark(str("stream id", stream), str("event name", event))) ? "first" : "duplicate"),
     );
   }
+  /** Whether `event` is marked on `stream`. @throws {InvalidKeyError} @throws {InvalidArgumentError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   isMarked(stream: string, event: string): Promise<boolean> {
     return rejecting(() => this.#native.isMarked(str("stream id", stream), str("event name", event)) as Promise<boolean>);
   }
+  /** The latest event marked on `stream`, or `null`. @throws {InvalidKeyError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   lastMarked(stream: string): Promise<string | null> {
     return rejecting(() => this.#native.lastMarked(str("stream id", stream)) as Promise<string | null>);
   }
   forget(stream: string): Promise<boolean> {
     return rejecting(() => this.#native.forget(str("stream id", stream)) as Promise<boolean>);
   }
+  /** This handle's marks so far, by outcome. */
   stats(): { delivered: number; duplicatesSuppressed: number; outOfOrder: number } {
     const [delivered, duplicatesSuppressed, outOfOrder] = Array.from(this.#native.stats());
     return { delivered, duplicatesSuppressed, outOfOrder };

@@ -39,9 +39,11 @@ export class KeptRun implements Holding {
     this.#schedule(requestedAt + keeping.firstWakeAfter);
     this.done = this.#run(fn);
   }
+  /** Aborts with a `LeaseLostError` when the lease is lost, or with the reason the run was stopped. */
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
+  /** Aborts the run's signal with `reason` (once). */
   abort(reason: unknown): void {
     if (!this.#controller.signal.aborted) this.#controller.abort(reason);
   }

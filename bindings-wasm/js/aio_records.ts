@@ -12,6 +12,7 @@ export class Records {
   constructor(store: SharedStore, name: string) {
     this.#native = new (hostedModule().AsyncRecords)(HostedStore.native(store), str("record space name", name));
   }
+  /** The record and its version, or `null`. @throws {InvalidKeyError} @throws {CorruptDataError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   get(key: string): Promise<Versioned | null> {
     return rejecting(async () => {
       const found = (await this.#native.get(str("record key", key))) as [string, number] | null;
@@ -51,9 +52,11 @@ export class Records {
       }
     });
   }
+  /** Deletes the record (only at `expectedVersion`, when given); whether there was one. @throws {ConflictError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   delete(key: string, opts?: { expectedVersion?: number }): Promise<boolean> {
     return rejecting(() => this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion) as Promise<boolean>);
   }
+  /** This handle's writes so far: written, conflicts, retries by `update`, stale fencing tokens. */
   stats(): { writes: number; conflicts: number; retries: number; staleTokens: number } {
     const [writes, conflicts, retries, staleTokens] = Array.from(this.#native.stats());
     return { writes, conflicts, retries, staleTokens };

@@ -22,6 +22,7 @@ export class Lease {
   static granted(nativeLease: Native.AsyncLease): Lease {
     return new Lease(nativeLease);
   }
+  /** The leased key. */
   get key(): string {
     return this.#native.key;
   }
@@ -29,6 +30,7 @@ export class Lease {
   get token(): number {
     return this.#native.token;
   }
+  /** When the lease expires, on the store's clock (milliseconds), as of its grant or last renewal. */
   get deadlineMs(): number {
     return this.#native.deadlineMs;
   }
@@ -57,9 +59,11 @@ export class StartLock {
       return granted === null ? null : Lease.granted(granted);
     });
   }
+  /** Whether anyone sharing the store holds an unexpired lease on `key`. @throws {InvalidKeyError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   isHeld(key: string): Promise<boolean> {
     return rejecting(() => this.#native.isHeld(str("lease key", key)) as Promise<boolean>);
   }
+  /** The token and deadline of the unexpired lease on `key`, or `null`. @throws {InvalidKeyError} @throws {BackendUnavailableError} @throws {TimeoutError} */
   holder(key: string): Promise<{ token: number; deadlineMs: number } | null> {
     return rejecting(async () => {
       const found = (await this.#native.holder(str("lease key", key))) as [number, number] | null;
@@ -127,6 +131,7 @@ export class StartLock {
   releaseToken(key: string, token: number): Promise<void> {
     return rejecting(() => this.#native.releaseToken(str("lease key", key), token) as Promise<void>);
   }
+  /** This handle's leases so far: granted, refused because held, renewed, released, and refused as not the owner's. */
   stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
     const [granted, contended, renewed, released, rejectedNotOwner] = Array.from(this.#native.stats());
     return { granted, contended, renewed, released, rejectedNotOwner };

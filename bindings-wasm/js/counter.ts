@@ -18,9 +18,11 @@ export class Counter {
   constructor(store: Store, key: string) {
     this.#native = new native.Counter(Store.native(store), str("counter key", key));
   }
+  /** The counter's key. */
   get key(): string {
     return this.#native.key;
   }
+  /** The next index: 0 first, then each one more, never repeated. @throws {InvalidArgumentError} once the counter is at its largest value. */
   next(): number {
     return valueOf(this.#native.next());
   }
@@ -28,18 +30,23 @@ export class Counter {
   claim(executionId: string): Claim {
     return claimOf(this.#native.claim(str("execution id", executionId)));
   }
+  /** The index `executionId` claimed, or `null` when it claimed none. @throws {InvalidKeyError} for a bad id. */
   indexOf(executionId: string): number | null {
     return this.#native.indexOf(str("execution id", executionId)) ?? null;
   }
+  /** The index `next` would return, without taking it. */
   peek(): number {
     return this.#native.peek();
   }
+  /** Makes `next` the next index (claims are kept). @throws {InvalidArgumentError} for a negative, fractional or too large number. */
   set(next: number): void {
     this.#native.set(next);
   }
+  /** Forgets the counter and its claims: the next index is 0 again. */
   reset(): void {
     this.#native.reset();
   }
+  /** This handle's claims so far: first claims, and repeated ones. */
   stats(): { newClaims: number; repeatedClaims: number } {
     const [newClaims, repeatedClaims] = this.#native.statsRaw() as unknown as [number, number];
     return { newClaims, repeatedClaims };

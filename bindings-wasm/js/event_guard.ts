@@ -19,6 +19,7 @@ export class EventGuard {
     const keep = retention === undefined ? undefined : ms("retention", retention);
     this.#native = new native.EventGuard(Store.native(store), str("guard name", name), names, keep);
   }
+  /** The events, in the order they must be marked. */
   get events(): string[] {
     return this.#native.events;
   }
@@ -26,15 +27,18 @@ export class EventGuard {
   mark(stream: string, event: string): Mark {
     return isFirstMark(this.#native.mark(str("stream id", stream), str("event name", event))) ? Mark.First : Mark.Duplicate;
   }
+  /** Whether `event` is marked on `stream`. @throws {InvalidKeyError} @throws {InvalidArgumentError} for an event the guard does not have. */
   isMarked(stream: string, event: string): boolean {
     return this.#native.isMarked(str("stream id", stream), str("event name", event));
   }
+  /** The latest event marked on `stream`, or `null`. @throws {InvalidKeyError} */
   lastMarked(stream: string): string | null {
     return this.#native.lastMarked(str("stream id", stream)) ?? null;
   }
   forget(stream: string): boolean {
     return this.#native.forget(str("stream id", stream));
   }
+  /** This handle's marks so far, by outcome. */
   stats(): { delivered: number; duplicatesSuppressed: number; outOfOrder: number } {
     const [delivered, duplicatesSuppressed, outOfOrder] = this.#native.statsRaw() as unknown as [number, number, number];
     return { delivered, duplicatesSuppressed, outOfOrder };

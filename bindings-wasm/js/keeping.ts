@@ -155,6 +155,7 @@ export class KeptRun implements Holding {
     this.#stop = keptLeases.keep(nativeLock, lease, requestedAt, options, this);
     this.done = this.#run(fn);
   }
+  /** Aborts with a `LeaseLostError` when the lease is lost, or with the reason the run was stopped. */
   get signal(): AbortSignal {
     if (this.#controller === null) {
       this.#controller = new AbortController();
@@ -162,6 +163,7 @@ export class KeptRun implements Holding {
     }
     return this.#controller.signal;
   }
+  /** Aborts the run's signal with `reason` (once). */
   abort(reason: unknown): void {
     if (this.#aborted !== null) return;
     this.#aborted = { reason };

@@ -5,16 +5,20 @@
 
 /** A `pg` (node-postgres, v8+) Pool: what this module uses of it. */
 export interface PgPoolLike {
+  /** Checks a client out of the pool. */
   connect(): Promise<PgClientLike>;
 }
 
 /** A client checked out of a `pg` Pool. */
 export interface PgClientLike {
+  /** Runs one query (a simple query when `values` is empty). */
   query(config: { text: string; values?: unknown[]; rowMode: "array"; types: PgTypes }): Promise<unknown>;
+  /** Gives the client back, or (with `true`) closes its connection. */
   release(destroy?: boolean | Error): void;
 }
 
 interface PgTypes {
+  /** The parser of a column type: here, every value stays text. */
   getTypeParser(oid: number, format?: string): (text: string) => unknown;
 }
 

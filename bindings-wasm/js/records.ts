@@ -20,6 +20,7 @@ export class Records {
   constructor(store: Store, name: string) {
     this.#native = new native.Records(Store.native(store), str("record space name", name));
   }
+  /** The record and its version, or `null`. @throws {InvalidKeyError} @throws {CorruptDataError} for a stored value that is not JSON */
   get(key: string): Versioned | null {
     const found = this.#native.get(str("record key", key));
     return found === undefined ? null : (JSON.parse(found) as Versioned);
@@ -41,9 +42,11 @@ export class Records {
     const adapter = (current: string | null) => jsonText(change(current === null ? null : (JSON.parse(current) as Json)));
     return JSON.parse(this.#native.update(str("record key", key), adapter, fencingToken, maxAttempts)) as Versioned<T>;
   }
+  /** Deletes the record (only at `expectedVersion`, when given); whether there was one. @throws {ConflictError} at another version */
   delete(key: string, opts?: { expectedVersion?: number }): boolean {
     return this.#native.delete(str("record key", key), options(opts, "delete options").expectedVersion);
   }
+  /** This handle's writes so far: written, refused as conflicts, retried by `update`, refused for a stale fencing token. */
   stats(): { writes: number; conflicts: number; retries: number; staleTokens: number } {
     const [writes, conflicts, retries, staleTokens] = this.#native.statsRaw() as unknown as number[];
     return { writes, conflicts, retries, staleTokens };

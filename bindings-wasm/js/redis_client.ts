@@ -9,13 +9,16 @@ export type Send = (command: string, sha1: string | null, keys: string[], args: 
 
 /** An ioredis client (v5+): what this module uses of it. */
 export interface IoredisLike {
+  /** Runs a loaded script by its SHA-1. */
   evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** Sends any command. */
   call(command: string, ...args: string[]): Promise<unknown>;
   options?: { keyPrefix?: string };
 }
 
 /** A node-redis client (v5+): what this module uses of it. */
 export interface NodeRedisLike {
+  /** Sends any command, its name first. */
   sendCommand(args: string[]): Promise<unknown>;
 }
 

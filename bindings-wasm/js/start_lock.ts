@@ -25,6 +25,7 @@ export class Lease {
   static granted(lock: Native.StartLock, key: string, token: number, deadlineMs: number): Lease {
     return new Lease(lock, key, token, deadlineMs);
   }
+  /** The leased key. */
   get key(): string {
     return this.#key;
   }
@@ -32,16 +33,20 @@ export class Lease {
   get token(): number {
     return this.#token;
   }
+  /** When the lease expires, on the store's clock (milliseconds), as of its grant or last renewal. */
   get deadlineMs(): number {
     return this.#deadlineMs;
   }
+  /** Milliseconds until `deadlineMs` on the store's clock (0 once past). */
   get timeLeftMs(): number {
     return this.#lock.timeLeftMs(this.#deadlineMs);
   }
+  /** Extends the lease to `ttl` ms from now. @throws {NotOwnerError} once it was released or has expired @throws {InvalidArgumentError} for a bad `ttl` */
   renew(opts: { ttl: number }): void {
     const ttl = ms("ttl", options(opts, "renew options").ttl);
     this.#deadlineMs = valueOf(this.#lock.renewToken(this.#key, this.#token, ttl));
   }
+  /** Frees the key at once. @throws {NotOwnerError} once it was released or has expired */
   release(): void {
     valueOf(this.#lock.releaseToken(this.#key, this.#token));
   }
@@ -78,6 +83,7 @@ export class StartLock {
   static native(lock: StartLock): Native.StartLock {
     return lock.#native;
   }
+  /** The lock's name. */
   get name(): string {
     return this.#native.name;
   }
@@ -140,13 +146,16 @@ export class StartLock {
       signal.removeEventListener("abort", forward);
     }
   }
+  /** Whether somebody holds an unexpired lease on `key`. @throws {InvalidKeyError} */
   isHeld(key: string): boolean {
     return this.#native.isHeld(str("lease key", key));
   }
+  /** The token and deadline of the unexpired lease on `key`, or `null`. @throws {InvalidKeyError} */
   holder(key: string): { token: number; deadlineMs: number } | null {
     const found = this.#native.holderRaw(str("lease key", key));
     return found === undefined ? null : { token: found[0]!, deadlineMs: found[1]! };
   }
+  /** This handle's leases so far: granted, refused because held, renewed, released, and renewals or releases refused as not the owner's. */
   stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
     const [granted, contended, renewed, released, rejectedNotOwner] = this.#native.statsRaw() as unknown as number[];
     return { granted, contended, renewed, released, rejectedNotOwner };

@@ -10,9 +10,11 @@ export class ManualClock {
   constructor(startMs = 0) {
     this.#native = new native.ManualClock(ms("startMs", startMs));
   }
+  /** Moves the clock forward `by` milliseconds. @throws {InvalidArgumentError} for a negative amount */
   advance(by: number): void {
     this.#native.advance(ms("ms", by));
   }
+  /** The clock's time, in milliseconds. */
   nowMs(): number {
     return this.#native.nowMs();
   }
@@ -36,6 +38,7 @@ export class Store {
     if (!(store instanceof Store)) throw new TypeError("store must be a racefree Store (from open())");
     return store.#native;
   }
+  /** The namespace that prefixes every key. */
   get namespace(): string {
     return this.#native.namespace;
   }
@@ -43,6 +46,7 @@ export class Store {
   sweep(): number {
     return this.#native.sweep();
   }
+  /** What the store holds (`entries`) and what this handle has swept. */
   stats(): { entries: number; expiredSwept: number } {
     return this.#native.stats() as { entries: number; expiredSwept: number };
   }
