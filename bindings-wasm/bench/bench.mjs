@@ -1,6 +1,11 @@
-// Each racefree operation against a pure-JS Map-based equivalent, measured in the same run.
-// Run after building: node bench/bench.mjs [n]   (prints ns/op and the ratio; target <= 2x)
+// Each racefree operation against a pure-JS Map-based equivalent, measured in the same run, and
+// each keyed one against its floor: a do-nothing wasm call taking the same arguments
+// (`BenchFloor`), with the wasm call itself (no JS layer) between them, so the table says where
+// the time goes: crossing into wasm (floor), the core and its glue (wasm call − floor), the JS
+// layer's checks and conversions (racefree − wasm call).
+// Run after building: node bench/bench.mjs [n]
 import { Counter, EventGuard, Records, StartLock, TaskCoordinator, open } from "../dist/esm/node.js";
+import native from "../dist/node/racefree_wasm.js";
 
 const n = Number(process.argv[2] ?? 200_000);
 const ids = Array.from({ length: 1000 }, (_, i) => `exec-${i}`);
@@ -100,12 +105,62 @@ function measure(make) {
   return best;
 }
 
-console.log(`node ${process.version}, n=${n}, best of 5, both in this process`);
-console.log(`${"operation".padEnd(18)} ${"Map baseline ns/op".padStart(19)} ${"racefree ns/op".padStart(15)} ${"ratio".padStart(7)}`);
+// The same calls on the wasm module directly, and the do-nothing calls of the same shapes.
+const reply = new Float64Array(1);
+const direct = {
+  counter_next() {
+    const c = new native.Counter(native.openStore("memory://"), "task:1");
+    return () => c.next();
+  },
+  counter_claim() {
+    const c = new native.Counter(native.openStore("memory://"), "task:1");
+    let i = 0;
+    return () => c.claim(ids[i++ % 1000]);
+  },
+  guard_mark() {
+    const g = new native.EventGuard(native.openStore("memory://"), "streams", ["ended"]);
+    let i = 0;
+    return () => g.mark(ids[i++ % 1000], "ended");
+  },
+  try_start_release() {
+    const lock = new native.StartLock(native.openStore("memory://"), "tasks");
+    return () => lock.releaseToken("task:1", lock.tryGrant("task:1", 30_000, reply));
+  },
+};
+const floors = {
+  counter_next() {
+    const f = new native.BenchFloor();
+    return () => f.none();
+  },
+  counter_claim() {
+    const f = new native.BenchFloor();
+    let i = 0;
+    return () => f.one(ids[i++ % 1000]);
+  },
+  guard_mark() {
+    const f = new native.BenchFloor();
+    let i = 0;
+    return () => f.two(ids[i++ % 1000], "ended");
+  },
+  try_start_release() {
+    const f = new native.BenchFloor();
+    return () => f.release("task:1", f.grant("task:1", 30_000, reply));
+  },
+};
+
+console.log(`node ${process.version}, n=${n}, best of 5, all in this process; ns/op`);
+console.log(
+  `${"operation".padEnd(18)} ${"Map".padStart(7)} ${"floor".padStart(7)} ${"wasm call".padStart(10)} ${"racefree".padStart(9)} ${"vs floor".padStart(9)} ${"vs Map".padStart(7)}`,
+);
 for (const name of Object.keys(baselines)) {
   const base = measure(baselines[name]);
+  const floor = floors[name] ? measure(floors[name]) : NaN;
+  const wasm = direct[name] ? measure(direct[name]) : NaN;
   const ours = measure(racefree[name]);
-  console.log(`${name.padEnd(18)} ${base.toFixed(1).padStart(19)} ${ours.toFixed(1).padStart(15)} ${(ours / base).toFixed(2).padStart(7)}`);
+  const cell = (value, width) => (Number.isNaN(value) ? "-" : value.toFixed(1)).padStart(width);
+  console.log(
+    `${name.padEnd(18)} ${cell(base, 7)} ${cell(floor, 7)} ${cell(wasm, 10)} ${cell(ours, 9)} ${(Number.isNaN(floor) ? "-" : `${(ours / floor).toFixed(2)}x`).padStart(9)} ${`${(ours / base).toFixed(1)}x`.padStart(7)}`,
+  );
 }
 
 // Kept leases: the coordinator's start and finish of an empty task, and runExclusive, against a

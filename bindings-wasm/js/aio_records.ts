@@ -38,6 +38,7 @@ export class Records {
     return rejecting(async () => {
       if (typeof change !== "function") throw new TypeError("change must be a function");
       const { fencingToken, maxAttempts = 5 } = options(opts, "update options");
+      if (typeof maxAttempts !== "number") throw new TypeError("maxAttempts must be a number");
       const delays = hostedModule().AsyncRecords.retryDelays(maxAttempts);
       for (let attempt = 0; ; attempt++) {
         const current = await this.get(key);

@@ -65,3 +65,10 @@ pub fn parse_json(text: &str) -> Result<Value, JsValue> {
 pub fn json_text(value: &Value) -> String {
     value.to_string()
 }
+
+/// An update's `maxAttempts`: a whole number that fits the core's `u32`, refused otherwise (never
+/// wrapped or clamped).
+pub fn attempts(value: u64) -> Result<u32, JsValue> {
+    u32::try_from(value)
+        .map_err(|_| invalid(format!("maxAttempts must be at most {}, got {value}", u32::MAX)))
+}

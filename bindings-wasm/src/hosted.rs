@@ -425,7 +425,8 @@ impl AsyncRecords {
 
     /// The milliseconds to sleep between an update's attempts: `maxAttempts - 1` of them.
     #[wasm_bindgen(js_name = retryDelays)]
-    pub fn retry_delays(max_attempts: u32) -> Result<Vec<f64>, JsValue> {
+    pub fn retry_delays(max_attempts: f64) -> Result<Vec<f64>, JsValue> {
+        let max_attempts = convert::attempts(convert::unsigned_number("maxAttempts", max_attempts)?)?;
         let options = racefree::UpdateOptions::default().with_max_attempts(max_attempts);
         Ok(options.retry_delays().js()?.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
     }

@@ -7,6 +7,7 @@ mod counter;
 mod errors;
 mod event_guard;
 mod fast_call;
+mod floor;
 #[cfg(feature = "hosted")]
 mod hosted;
 #[cfg(feature = "hosted")]
@@ -25,6 +26,7 @@ pub use counter::Counter;
 pub use errors::install_error_factory;
 pub use event_guard::EventGuard;
 pub use fast_call::take_error;
+pub use floor::BenchFloor;
 #[cfg(feature = "hosted")]
 pub use hosted::{AsyncCounter, AsyncEventGuard, AsyncLease, AsyncRecords, AsyncStartLock, HostedStore};
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};

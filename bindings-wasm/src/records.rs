@@ -76,7 +76,7 @@ impl Records {
             options = options.with_fencing_token(token);
         }
         if let Some(attempts) = convert::optional_unsigned("maxAttempts", &max_attempts)? {
-            options = options.with_max_attempts(u32::try_from(attempts).unwrap_or(u32::MAX));
+            options = options.with_max_attempts(convert::attempts(attempts)?);
         }
         let outcome = self.inner.try_update_with(key, &options, |current| {
             // `change` is the JS layer's adapter: JSON text (or null) in, JSON text out.

@@ -66,6 +66,10 @@ test("wrong types are TypeErrors; bad values are typed errors; nothing is record
     assert.throws(() => new Counter(store, key), racefree.InvalidKeyError);
   }
   assert.throws(() => new Counter(store, "é".repeat(racefree.MAX_KEY_BYTES / 2 + 1)), racefree.InvalidKeyError, "the bound is in UTF-8 bytes");
+  // maxAttempts past 32 bits is refused, never clamped (or wrapped).
+  const attempts = new Records(store, "attempts");
+  assert.throws(() => attempts.update("k", () => 1, { maxAttempts: 2 ** 32 }), racefree.InvalidArgumentError);
+  assert.equal(attempts.get("k"), null, "nothing was written");
   for (const ttl of [0, -1, NaN, Infinity, 1e20, 0.5]) {
     assert.throws(() => lock.tryStart("k", { ttl }), racefree.InvalidArgumentError, `ttl ${ttl}`);
   }

@@ -150,6 +150,12 @@ test("bad arguments to openPostgres are typed errors", async () => {
   await assert.rejects(aio.openPostgres(pool(), { namespace: 5 }), TypeError);
   await assert.rejects(aio.openPostgres(pool(), { createSchema: "yes" }), TypeError);
   await assert.rejects(aio.openPostgres(pool(), { clock: Date }), TypeError);
+  const records = new aio.Records(await aio.openPostgres(pool(), { namespace: fresh() }), "r");
+  // Refused, never wrapped to 32 bits (2^32 + 3 would have been 3 attempts) nor clamped.
+  await assert.rejects(records.update("k", () => 1, { maxAttempts: 2 ** 32 + 3 }), InvalidArgumentError);
+  await assert.rejects(records.update("k", () => 1, { maxAttempts: 0 }), InvalidArgumentError);
+  await assert.rejects(records.update("k", () => 1, { maxAttempts: "5" }), TypeError);
+  assert.equal(await records.get("k"), null, "nothing was written");
 });
 
 test("integers are exact: one past 2^53 - 1 is refused, never rounded", async () => {
