@@ -104,6 +104,11 @@ impl<T: Transport> HostedPostgresStore<T> {
     /// # Errors
     /// `invalid_argument` for a bad namespace; `backend_unavailable` for a missing schema that
     /// may not be created, another schema version, or a server that cannot be reached.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe with a transport that does not leave a dropped transaction open (the tokio
+    /// one drops its connection, and PostgreSQL rolls the transaction back): the schema is created
+    /// or upgraded in one transaction, whole or not at all; no store is returned.
     pub async fn new(transport: T, namespace: &str, clock: SharedClock, create_schema: bool) -> Result<Self> {
         crate::validate::namespace(namespace)?;
         let mut store = Self::prepared(transport, namespace, clock, false);
