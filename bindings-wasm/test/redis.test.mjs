@@ -215,23 +215,27 @@ test("runExclusive keeps the lease past its TTL while the work runs, then releas
   assert.equal(await lock.isHeld("k"), false, "released when the work settled");
 });
 
-test("a frozen server: the work's signal aborts at the safe deadline, before anyone else can start the key", { timeout: 15_000 }, async () => {
+for (const clientName of ["ioredis", "node-redis"]) test(`${clientName}, a frozen server: the work's signal aborts at the safe deadline, before anyone else can start the key`, { timeout: 15_000 }, async () => {
   const ownPort = await freePort();
   const own = spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
     "--dir", mkdtempSync(join(tmpdir(), "racefree-frozen-"))], { stdio: "ignore" });
+  const mine = [];
   try {
     const connect = async () => {
       for (;;) {
-        // No command timeout (ioredis' default): a renewal to the frozen server never answers,
-        // and only the keeper's own deadline can stop the work in time.
-        const client = new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1 });
+        // No command timeout (the default of both clients): a renewal to the frozen server never
+        // answers, and only the keeper's own deadline can stop the work in time.
+        const client = clientName === "ioredis"
+          ? new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1 })
+          : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: 25 } });
         client.on("error", () => {});
         try {
-          await client.ping();
-          opened.push(client);
+          if (clientName === "ioredis") await client.ping();
+          else await client.connect();
+          mine.push(client);
           return client;
         } catch {
-          client.disconnect();
+          clientName === "ioredis" ? client.disconnect() : await client.destroy?.();
           await new Promise((r) => setTimeout(r, 25));
         }
       }
@@ -259,6 +263,7 @@ test("a frozen server: the work's signal aborts at the safe deadline, before any
   } finally {
     try { process.kill(own.pid, "SIGCONT"); } catch {}
     process.kill(own.pid, "SIGTERM");
+    for (const client of mine) clientName === "ioredis" ? client.disconnect() : client.destroy();
   }
 });
 
