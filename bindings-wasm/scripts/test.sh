@@ -50,8 +50,11 @@ echo "-- node $(node --version): require() and import of the installed package, 
 node resolution/require.cjs
 node resolution/import.mjs
 
-echo "-- node --test against the installed package"
-RACEFREE_VECTORS="$root/tests/vectors" RACEFREE_CLIENTS="$here" RACEFREE_PYTHON="$root/.venv/bin/python" node --test test/*.test.mjs
+echo "-- node --test against the installed package (with Python and Rust processes in the cross-language races)"
+# The Rust process of those races (core/examples/interop.rs), in the profile the main suite built.
+(cd "$root" && cargo build --locked --profile release-tests -p racefree --all-features --example interop)
+RACEFREE_VECTORS="$root/tests/vectors" RACEFREE_CLIENTS="$here" RACEFREE_PYTHON="$root/.venv/bin/python" \
+    RACEFREE_RUST="$root/target/release-tests/examples/interop" node --test test/*.test.mjs
 
 echo "-- headless Chromium: the key scenarios with the web build"
 bash "$here/scripts/browser_test.sh" "$out/scratch/node_modules/racefree/dist" "$root/tests/vectors"

@@ -155,9 +155,11 @@ test("a server that is gone rejects with a typed error, never a guessed value", 
   await assert.rejects(new aio.Counter(store, "c").next(), (error) => error.code === "timeout" || error.code === "backend_unavailable");
 });
 
-test("Node and Python processes on one namespace share one counter, one set of marks and one lock", async () => {
+test("Node, Python and Rust processes on one namespace share one counter, one set of marks and one lock", async () => {
   const python = process.env.RACEFREE_PYTHON;
   assert.ok(python, "RACEFREE_PYTHON names the Python with racefree installed (scripts/test.sh sets it)");
+  const rust = process.env.RACEFREE_RUST;
+  assert.ok(rust, "RACEFREE_RUST names core/examples/interop.rs built (scripts/test.sh sets it)");
   const namespace = fresh();
   const store = aio.openRedis(await ioredis(), { namespace });
   const counter = new aio.Counter(store, "shared");
@@ -171,16 +173,19 @@ print([counter.next() for _ in range(50)])
 print(racefree.EventGuard(store, "streams", ["started"]).mark("s", "started") is racefree.Mark.FIRST)
 print(racefree.StartLock(store, "tasks").holder("report")[0])
 `;
-  const [ours, { stdout }] = await Promise.all([
+  const [ours, { stdout }, fromRust] = await Promise.all([
     Promise.all(Array.from({ length: 50 }, () => counter.next())),
     promisify(execFile)(python, ["-c", program], { encoding: "utf8" }),
+    promisify(execFile)(rust, [`redis://127.0.0.1:${port}/0?namespace=${namespace}`, "50"], { encoding: "utf8" }),
   ]);
+  const rustOut = fromRust.stdout.trim().split("\n");
   const out = stdout.trim().split("\n");
   const theirs = JSON.parse(out[0]);
-  assert.deepEqual([...ours, ...theirs].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
-  assert.equal(out[1], "True", "Python marked first");
+  assert.deepEqual([...ours, ...theirs, ...JSON.parse(rustOut[0])].sort((a, b) => a - b), Array.from({ length: 150 }, (_, i) => i));
+  assert.deepEqual([out[1], rustOut[1]].sort(), ["False", "True"], "one of Python and Rust marked first");
   assert.equal(await new aio.EventGuard(store, "streams", ["started"]).mark("s", "started"), "duplicate");
   assert.equal(Number(out[2]), lease.token, "Python sees the lease Node holds, with its token");
+  assert.equal(Number(rustOut[2]), lease.token, "Rust sees it too");
 });
 
 test("acquire waits for a release, times out, and stops when its signal aborts", async () => {
