@@ -15,6 +15,7 @@ try {
   const pool = new pg.Pool({ connectionString: server.url(), max: 8 });
   pool.on("error", () => {}); // idle connections closed by the server's shutdown at the end
   const store = await aio.openPostgres(pool, { namespace: "bench" });
+  const prepared = await aio.openPostgres(pool, { namespace: "bench", prepareStatements: true });
   await pool.query("CREATE TABLE IF NOT EXISTS bench_leases (k text PRIMARY KEY, token bigint NOT NULL)");
   const trivial = { name: "trivial", text: "SELECT $1::bigint", values: [1] };
   const NEXT = `INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
@@ -36,6 +37,7 @@ try {
   const rows = () => {
     const tag = round++;
     const counter = new aio.Counter(store, `c${tag}`);
+    const preparedCounter = new aio.Counter(prepared, `p${tag}`);
     const guard = new aio.EventGuard(store, `g${tag}`, ["ended"]);
     const lock = new aio.StartLock(store, `l${tag}`);
     // The statement `next` sends, sent raw by the pool: what is left is racefree's own cost.
@@ -43,6 +45,7 @@ try {
     return [
       ["next vs prepared SELECT", () => counter.next(), () => pool.query(trivial)],
       ["next vs its statement raw", () => counter.next(), () => pool.query(rawNext)],
+      ["next prepared vs raw", () => preparedCounter.next(), () => pool.query(rawNext)],
       ["mark vs prepared SELECT", (i) => guard.mark(`s${i}`, "ended"), () => pool.query(trivial)],
       ["lease vs INSERT+DELETE", async (i) => (await lock.tryStart(`k${i}`, { ttl: 30_000 })).release(),
         async (i) => {

@@ -12,7 +12,7 @@ export interface PgPoolLike {
 /** A client checked out of a `pg` Pool. */
 export interface PgClientLike {
   /** Runs one query (a simple query when `values` is empty). */
-  query(config: { text: string; values?: unknown[]; rowMode: "array"; types: PgTypes }): Promise<unknown>;
+  query(config: { text: string; name?: string; values?: unknown[]; rowMode: "array"; types: PgTypes }): Promise<unknown>;
   /** Gives the client back, or (with `true`) closes its connection. */
   release(destroy?: boolean | Error): void;
 }
@@ -55,7 +55,21 @@ function statementRows(result: unknown): StatementRows {
 
 const isPool = (pool: unknown): pool is PgPoolLike => typeof (pool as PgPoolLike)?.connect === "function";
 
-export function postgresRunner(pool: unknown): Run {
+/** A prepared statement's name for `sql`: its FNV-1a hash, the same in every process. */
+function statementName(sql: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < sql.length; i++) hash = Math.imul(hash ^ sql.charCodeAt(i), 0x01000193);
+  return `racefree_${(hash >>> 0).toString(16)}_${sql.length}`;
+}
+
+/**
+ * The `run` of the core's transactions over `pool`. With `prepare`, each statement with
+ * parameters is prepared once per connection (pg's named statements) instead of parsed on every
+ * call: for a direct connection, or a pooler that tracks prepared statements; behind a
+ * transaction pooler that does not, a name prepared on one server connection is missing on
+ * another.
+ */
+export function postgresRunner(pool: unknown, prepare = false): Run {
   if (!isPool(pool)) throw new TypeError("pool must be a pg Pool");
   return async (begin, statements) => {
     let client: PgClientLike;
@@ -72,7 +86,8 @@ export function postgresRunner(pool: unknown): Run {
       const results: StatementRows[] = [];
       for (const [text, values] of statements) {
         mayHaveCommitted = begin === null;
-        const result = await client.query({ text, values, rowMode: "array", types: RAW });
+        const name = prepare && values.length > 0 ? statementName(text) : undefined;
+        const result = await client.query({ text, name, values, rowMode: "array", types: RAW });
         results.push(statementRows(result));
       }
       if (begin !== null) {

@@ -96,7 +96,9 @@ export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespac
  * use. Resolves once racefree's schema is in place: created when missing unless `createSchema`
  * is `false`. Deadlines are judged by the server's clock; a `ManualClock` (tests) judges them.
  * Each call checks a client out of the pool for one transaction; the pool's own settings
- * (`query_timeout`, `statement_timeout`, TLS) apply.
+ * (`query_timeout`, `statement_timeout`, TLS) apply. `prepareStatements` prepares each statement
+ * once per connection (faster; only on a direct connection or a pooler that tracks prepared
+ * statements, as `prepare_statements` in Python and Rust).
  *
  * @throws {TypeError} when `pool` is not a pg Pool.
  * @throws {DOMException} `NotSupportedError` in the browser build.
@@ -106,11 +108,12 @@ export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespac
  */
 export async function openPostgres(
   pool: PgPoolLike,
-  opts?: { namespace?: string; clock?: ManualClock; createSchema?: boolean },
+  opts?: { namespace?: string; clock?: ManualClock; createSchema?: boolean; prepareStatements?: boolean },
 ): Promise<PostgresStore> {
-  const { namespace = "", clock, createSchema = true } = options(opts, "openPostgres options");
+  const { namespace = "", clock, createSchema = true, prepareStatements = false } = options(opts, "openPostgres options");
   if (typeof createSchema !== "boolean") throw new TypeError("createSchema must be a boolean");
-  const run = postgresRunner(pool);
+  if (typeof prepareStatements !== "boolean") throw new TypeError("prepareStatements must be a boolean");
+  const run = postgresRunner(pool, prepareStatements);
   const native = await hostedModule().HostedStore.postgres(
     run,
     str("namespace", namespace),

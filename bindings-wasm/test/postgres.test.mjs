@@ -149,6 +149,7 @@ test("bad arguments to openPostgres are typed errors", async () => {
   await assert.rejects(aio.openPostgres(pool(), { namespace: "n".repeat(racefree.MAX_KEY_BYTES + 1) }), InvalidArgumentError);
   await assert.rejects(aio.openPostgres(pool(), { namespace: 5 }), TypeError);
   await assert.rejects(aio.openPostgres(pool(), { createSchema: "yes" }), TypeError);
+  await assert.rejects(aio.openPostgres(pool(), { prepareStatements: 1 }), TypeError);
   await assert.rejects(aio.openPostgres(pool(), { clock: Date }), TypeError);
   const records = new aio.Records(await aio.openPostgres(pool(), { namespace: fresh() }), "r");
   // Refused, never wrapped to 32 bits (2^32 + 3 would have been 3 attempts) nor clamped.
@@ -348,7 +349,7 @@ test("the server goes away and comes back: calls fail typed meanwhile, then work
 
 // The shared scenarios (tests/vectors/) on a PostgreSQL store; skipped steps are counted by
 // vectors.test.mjs, which runs the same files on the memory store.
-test("the shared scenarios on a PostgreSQL store", async () => {
+for (const prepareStatements of [false, true]) test(`the shared scenarios on a PostgreSQL store${prepareStatements ? ", statements prepared" : ""}`, async () => {
   const vectors = process.env.RACEFREE_VECTORS;
   assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
   const shared = pool();
@@ -356,7 +357,7 @@ test("the shared scenarios on a PostgreSQL store", async () => {
   for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
     const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
     const namespace = fresh();
-    failures.push(...(await runScenarioOnShared(racefree, scenario, (clock) => aio.openPostgres(shared, { namespace, clock }))));
+    failures.push(...(await runScenarioOnShared(racefree, scenario, (clock) => aio.openPostgres(shared, { namespace, clock, prepareStatements }))));
   }
   assert.deepEqual(failures, []);
 });

@@ -77,11 +77,16 @@ impl PostgresServer {
             "--no-sync",
         ]))
         .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .expect("initdb");
-        assert!(status.success(), "initdb failed in {}", dir.display());
+        // Its words, for a failure that happens only on a loaded machine.
+        assert!(
+            status.status.success(),
+            "initdb failed in {}: {}{}",
+            dir.display(),
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         on_a_free_port(|port| {
             let mut server = Self { port, dir: dir.clone(), extra: extra.clone(), process: None };
