@@ -407,17 +407,35 @@ impl AsyncRecords {
         spawn(py, completions, async move { records.delete(&key, expected).await }, plain, abort())
     }
 
-    /// The seconds to sleep between `update`'s attempts on `key`: `max_attempts - 1` of them.
-    /// Checks `key` and `max_attempts` as the blocking `update` does.
+    /// The seconds to sleep between `update`'s attempts on `key` (`max_attempts - 1` of them),
+    /// drawn one at a time. Checks `key` and `max_attempts` as the blocking `update` does.
     #[staticmethod]
-    fn retry_delays(key: &Bound<'_, PyAny>, max_attempts: u32) -> PyResult<Vec<f64>> {
+    fn retry_delays(key: &Bound<'_, PyAny>, max_attempts: u32) -> PyResult<UpdateDelays> {
         convert::key("record key", key)?;
         let options = racefree::UpdateOptions::default().with_max_attempts(max_attempts);
-        Ok(options.retry_delays().py()?.iter().map(std::time::Duration::as_secs_f64).collect())
+        Ok(UpdateDelays { inner: options.retry_delays().py()? })
     }
 
     /// This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`.
     fn stats(&self) -> HashMap<&'static str, u64> {
         crate::records::record_stats(&self.inner.stats())
+    }
+}
+
+/// The sleeps between an update's attempts, in seconds, drawn one at a time (any `max_attempts`
+/// costs nothing up front); an iterator.
+#[pyclass(module = "racefree._native")]
+pub struct UpdateDelays {
+    inner: std::iter::Take<racefree::Backoff>,
+}
+
+#[pymethods]
+impl UpdateDelays {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> Option<f64> {
+        self.inner.next().map(|delay| delay.as_secs_f64())
     }
 }

@@ -55,6 +55,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio_primitives::AsyncStartLock>()?;
     m.add_class::<aio_primitives::AsyncLease>()?;
     m.add_class::<aio_primitives::AsyncRecords>()?;
+    m.add_class::<aio_primitives::UpdateDelays>()?;
     m.add_class::<lease_keeper::KeeperOptions>()?;
     m.add_class::<lease_keeper::LeaseKeeper>()?;
     m.add_class::<lease_keeper::Acquisition>()?;

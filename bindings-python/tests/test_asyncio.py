@@ -105,6 +105,19 @@ async def test_updates_from_many_coroutines_lose_nothing(url):
     assert records.stats()["retries"] > 0, "no conflict happened: the test proves nothing"
 
 
+async def test_an_update_may_allow_any_number_of_attempts(url):
+    """`max_attempts` up to 2^32 - 1 costs nothing up front: the delays are drawn one at a time
+    (they were a list of `max_attempts - 1` floats, 32 GB for the largest)."""
+    records = Records(racefree.open(url), "r")
+
+    async def one(current):
+        return 1
+
+    assert (await records.update("k", one, max_attempts=2**32 - 1)).value == 1
+    delays = racefree._native.AsyncRecords.retry_delays("k", 3)
+    assert len(list(delays)) == 2 and next(delays, None) is None
+
+
 async def _round_trip(call) -> float:
     """The mean time of ``await call(i)``: one round trip of the operation about to be cancelled."""
     started = time.perf_counter()

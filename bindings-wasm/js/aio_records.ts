@@ -39,17 +39,22 @@ export class Records {
       if (typeof change !== "function") throw new TypeError("change must be a function");
       const { fencingToken, maxAttempts = 5 } = options(opts, "update options");
       if (typeof maxAttempts !== "number") throw new TypeError("maxAttempts must be a number");
-      const delays = hostedModule().AsyncRecords.retryDelays(maxAttempts);
-      for (let attempt = 0; ; attempt++) {
-        const current = await this.get(key);
-        const value = await change(current === null ? null : current.value);
-        try {
-          const version = await this.put(key, value, { expectedVersion: current?.version, fencingToken });
-          return { value, version };
-        } catch (error) {
-          if ((error as { code?: string }).code !== "conflict" || attempt >= delays.length) throw error;
-          await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+      const delays = new (hostedModule().UpdateDelays)(maxAttempts); // refused before anything is read
+      try {
+        for (;;) {
+          const current = await this.get(key);
+          const value = await change(current === null ? null : current.value);
+          try {
+            const version = await this.put(key, value, { expectedVersion: current?.version, fencingToken });
+            return { value, version };
+          } catch (error) {
+            const delay = (error as { code?: string }).code === "conflict" ? delays.next() : -1;
+            if (delay < 0) throw error;
+            await new Promise((resolve) => setTimeout(resolve, delay));
+          }
         }
+      } finally {
+        delays.free();
       }
     });
   }

@@ -5,7 +5,7 @@ import { fromNative } from "./errors.js";
 import { bindFastCalls } from "./fast_call.js";
 
 /** The classes of the stores over a host's client: in the Node build only. */
-type HostedClasses = "HostedStore" | "AsyncCounter" | "AsyncEventGuard" | "AsyncLease" | "AsyncRecords" | "AsyncStartLock";
+type HostedClasses = "HostedStore" | "AsyncCounter" | "AsyncEventGuard" | "AsyncLease" | "AsyncRecords" | "AsyncStartLock" | "UpdateDelays";
 /** @internal The wasm module's exports, the same in its `nodejs` and `web` builds but for the hosted stores. */
 export type NativeModule = Omit<typeof Native, "default" | HostedClasses> & Partial<Pick<typeof Native, HostedClasses>>;
 /** @internal The Node build's module, with the hosted stores' classes. */

@@ -423,17 +423,34 @@ impl AsyncRecords {
         Ok(promise(async move { Ok(JsValue::from_bool(records.delete(&key, expected).await.js()?)) }))
     }
 
-    /// The milliseconds to sleep between an update's attempts: `maxAttempts - 1` of them.
-    #[wasm_bindgen(js_name = retryDelays)]
-    pub fn retry_delays(max_attempts: f64) -> Result<Vec<f64>, JsValue> {
-        let max_attempts = convert::attempts(convert::unsigned_number("maxAttempts", max_attempts)?)?;
-        let options = racefree::UpdateOptions::default().with_max_attempts(max_attempts);
-        Ok(options.retry_delays().js()?.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
-    }
-
     /// `[writes, conflicts, retries, staleTokens]`.
     pub fn stats(&self) -> Vec<f64> {
         let s = self.inner.stats();
         vec![s.writes as f64, s.conflicts as f64, s.retries as f64, s.stale_tokens as f64]
+    }
+}
+
+/// The sleeps between an update's attempts on a hosted store, drawn one at a time (any
+/// `maxAttempts` costs nothing up front): `next()` is the next one in milliseconds, or -1 when
+/// the attempts are used up.
+#[wasm_bindgen]
+pub struct UpdateDelays {
+    inner: std::iter::Take<racefree::Backoff>,
+}
+
+#[wasm_bindgen]
+impl UpdateDelays {
+    /// The delays of an update of at most `maxAttempts` attempts.
+    #[wasm_bindgen(constructor)]
+    pub fn new(max_attempts: f64) -> Result<UpdateDelays, JsValue> {
+        let max_attempts = convert::attempts(convert::unsigned_number("maxAttempts", max_attempts)?)?;
+        let options = racefree::UpdateOptions::default().with_max_attempts(max_attempts);
+        Ok(UpdateDelays { inner: options.retry_delays().js()? })
+    }
+
+    /// The next sleep in milliseconds, or -1 when no attempt is left.
+    #[allow(clippy::should_implement_trait)] // JavaScript's name for it; not a Rust iterator
+    pub fn next(&mut self) -> f64 {
+        self.inner.next().map_or(-1.0, |delay| delay.as_secs_f64() * 1000.0)
     }
 }

@@ -28,7 +28,9 @@ pub use event_guard::EventGuard;
 pub use fast_call::take_error;
 pub use floor::BenchFloor;
 #[cfg(feature = "hosted")]
-pub use hosted::{AsyncCounter, AsyncEventGuard, AsyncLease, AsyncRecords, AsyncStartLock, HostedStore};
+pub use hosted::{
+    AsyncCounter, AsyncEventGuard, AsyncLease, AsyncRecords, AsyncStartLock, HostedStore, UpdateDelays,
+};
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition, LeaseKeeper};
 pub use records::Records;
 pub use start_lock::StartLock;

@@ -59,14 +59,13 @@ impl UpdateOptions {
     }
     /// The sleeps between the attempts of an update with these options (`max_attempts - 1` of
     /// them, growing with jitter), for a host that runs the attempts itself (an update whose
-    /// change is a coroutine).
+    /// change is a coroutine). Drawn one at a time: any `max_attempts` costs nothing up front.
     ///
     /// # Errors
     /// `invalid_argument` when `max_attempts` is 0.
-    pub fn retry_delays(&self) -> Result<Vec<Duration>> {
+    pub fn retry_delays(&self) -> Result<std::iter::Take<crate::Backoff>> {
         check_attempts(self)?;
-        let mut delays = update_delays(self);
-        Ok((1..self.max_attempts).map(|_| delays.delay()).collect())
+        Ok(update_delays(self).take(usize::try_from(self.max_attempts - 1).unwrap_or(usize::MAX)))
     }
 }
 
@@ -315,5 +314,21 @@ impl Records {
     #[must_use]
     pub fn stats(&self) -> RecordStats {
         self.stats.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_are_drawn_one_at_a_time() {
+        let options = UpdateOptions::default().with_max_attempts(3);
+        assert_eq!(options.retry_delays().unwrap().count(), 2);
+        // Any bound costs nothing up front.
+        let mut many = UpdateOptions::default().with_max_attempts(u32::MAX).retry_delays().unwrap();
+        assert!(many.next().is_some());
+        assert_eq!(many.size_hint().1, Some(usize::try_from(u32::MAX - 2).unwrap()));
+        assert!(UpdateOptions::default().with_max_attempts(0).retry_delays().is_err());
     }
 }

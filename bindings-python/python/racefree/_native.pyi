@@ -39,6 +39,7 @@ __all__ = [
     "Records",
     "StartLock",
     "Store",
+    "UpdateDelays",
     "Versioned",
     "error_codes",
     "new_execution_id",
@@ -486,7 +487,7 @@ class AsyncRecords:
     ) -> Awaitable[int]:
         """A future of the new version of the record `value` was written to (as `Records.put`)."""
     @staticmethod
-    def retry_delays(key: str, max_attempts: int) -> List[float]:
+    def retry_delays(key: str, max_attempts: int) -> UpdateDelays:
         """staticmethod(function) -> method
 
         Convert a function to be a static method.
@@ -509,3 +510,11 @@ class AsyncRecords:
         """A future of whether the record was deleted (as `Records.delete`)."""
     def stats(self) -> RecordsStats:
         """This handle's counts: `writes`, `conflicts`, `retries`, `stale_tokens`."""
+
+@final
+class UpdateDelays:
+    """The sleeps between an update's attempts, in seconds, drawn one at a time (any `max_attempts`
+    costs nothing up front); an iterator."""
+
+    def __iter__(self) -> UpdateDelays: ...
+    def __next__(self) -> float: ...

@@ -331,7 +331,7 @@ class Records:
         if self._async is None and not inspect.iscoroutinefunction(change):
             return self._blocking.update(key, change, fencing_token=fencing_token, max_attempts=max_attempts)
         delays = _native.AsyncRecords.retry_delays(key, max_attempts)  # checks both first
-        for delay in [*delays, None]:
+        while True:
             current = await self.get(key)
             value = change(None if current is None else current.value)
             if inspect.isawaitable(value):
@@ -344,13 +344,13 @@ class Records:
                     fencing_token=fencing_token,
                 )
             except Conflict:
+                delay = next(delays, None)
                 if delay is None:
                     raise
                 self._retries += 1
                 await asyncio.sleep(delay)
                 continue
             return _native.Versioned(value, version)
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def delete(self, key: str, *, expected_version: Optional[int] = None) -> bool:
         """Deletes the record (only at ``expected_version``, when given); returns whether one was deleted."""
