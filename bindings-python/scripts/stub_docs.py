@@ -19,6 +19,8 @@ STUB = Path(__file__).resolve().parent.parent / "python" / "racefree" / "_native
 
 
 def _runtime_doc(obj: object) -> Optional[str]:
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__  # the function's own docstring, not the wrapper type's
     doc = getattr(obj, "__doc__", None)
     return inspect.cleandoc(doc) if doc else None
 

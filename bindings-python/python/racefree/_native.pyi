@@ -488,24 +488,8 @@ class AsyncRecords:
         """A future of the new version of the record `value` was written to (as `Records.put`)."""
     @staticmethod
     def retry_delays(key: str, max_attempts: int) -> UpdateDelays:
-        """staticmethod(function) -> method
-
-        Convert a function to be a static method.
-
-        A static method does not receive an implicit first argument.
-        To declare a static method, use this idiom:
-
-             class C:
-                 @staticmethod
-                 def f(arg1, arg2, argN):
-                     ...
-
-        It can be called either on the class (e.g. C.f()) or on an instance
-        (e.g. C().f()). Both the class and the instance are ignored, and
-        neither is passed implicitly as the first argument to the method.
-
-        Static methods in Python are similar to those found in Java or C++.
-        For a more advanced concept, see the classmethod builtin."""
+        """The seconds to sleep between `update`'s attempts on `key` (`max_attempts - 1` of them),
+        drawn one at a time. Checks `key` and `max_attempts` as the blocking `update` does."""
     def delete(self, completions: Completions, key: str, *, expected_version: Optional[int] = None) -> Awaitable[bool]:
         """A future of whether the record was deleted (as `Records.delete`)."""
     def stats(self) -> RecordsStats:

@@ -38,6 +38,9 @@ pub struct RedisRsConnection {
     connecting: tokio::sync::Mutex<()>,
     opened: AtomicU64,
     timeout: std::time::Duration,
+    /// The runtime the store was opened on, where its primitives start their tasks (so that a
+    /// call from outside any runtime does not panic looking for one).
+    runtime: tokio::runtime::Handle,
 }
 
 impl HostedRedisStore<RedisRsConnection> {
@@ -62,6 +65,7 @@ impl HostedRedisStore<RedisRsConnection> {
             connecting: tokio::sync::Mutex::new(()),
             opened: AtomicU64::new(0),
             timeout: options.timeout,
+            runtime: tokio::runtime::Handle::current(),
         };
         connection.query(&redis::cmd("PING")).await?;
         if options.require_fsync {
@@ -129,7 +133,7 @@ impl Transport for RedisRsConnection {
     }
 
     fn spawner(&self) -> Spawner {
-        let runtime = tokio::runtime::Handle::current();
+        let runtime = self.runtime.clone();
         Arc::new(move |task| drop(runtime.spawn(task)))
     }
 }
