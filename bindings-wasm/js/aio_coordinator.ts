@@ -1,19 +1,12 @@
 // TaskCoordinator on a shared store: at most one task per key across every process sharing it.
 
-import { options, str } from "./checks.js";
+import { str } from "./checks.js";
 import { KeptRun } from "./aio_keeping.js";
 import type { Holding } from "./aio_keeping.js";
 import { StartLock } from "./aio_start_lock.js";
+import { RunningTasks } from "./coordinator.js";
 import type { CoordinatorOptions } from "./coordinator.js";
-import { keeperOptions } from "./keeping.js";
-import type { Keeping } from "./keeping.js";
 import type { SharedStore } from "./stores.js";
-
-interface Running {
-  run: KeptRun;
-  stopped: DOMException | null;
-  done: Promise<void> | null;
-}
 
 /**
  * Runs at most one task per key across every process sharing the store: `await start(key, fn)`
@@ -22,61 +15,40 @@ interface Running {
  */
 export class TaskCoordinator {
   #lock: StartLock;
-  #keeping: Keeping;
-  #onError: (error: unknown, key: string) => void;
-  #running = new Map<string, Running>();
+  #tasks: RunningTasks<KeptRun>;
   constructor(store: SharedStore, opts?: CoordinatorOptions) {
-    const { name = "tasks", ttl = 30_000, renewEvery, maxHold, onError } = options(opts, "coordinator options");
-    if (onError !== undefined && typeof onError !== "function") throw new TypeError("onError must be a function");
-    this.#keeping = keeperOptions(ttl, renewEvery, maxHold);
-    this.#lock = new StartLock(store, name);
-    this.#onError = onError ?? ((error, key) => console.error(`racefree: task ${JSON.stringify(key)} failed:`, error));
+    this.#tasks = new RunningTasks(opts);
+    this.#lock = new StartLock(store, this.#tasks.name);
   }
   /** Runs `fn` unless `key` is held anywhere; resolves to whether it started. */
   async start(key: string, fn: (held: Holding) => unknown): Promise<boolean> {
     key = str("task key", key);
     if (typeof fn !== "function") throw new TypeError("fn must be a function");
     const requestedAt = performance.now();
-    const lease = await this.#lock.tryStart(key, { ttl: this.#keeping.ttl });
+    const keeping = this.#tasks.keeping;
+    const lease = await this.#lock.tryStart(key, { ttl: keeping.ttl });
     if (lease === null) return false;
-    const run = new KeptRun(StartLock.native(this.#lock), this.#keeping, lease, requestedAt, fn);
-    const entry: Running = { run, stopped: null, done: null };
-    entry.done = this.#settle(key, entry);
-    this.#running.set(key, entry);
+    this.#tasks.add(key, new KeptRun(StartLock.native(this.#lock), keeping, lease, requestedAt, fn));
     return true;
-  }
-  async #settle(key: string, entry: Running): Promise<void> {
-    try {
-      await entry.run.done;
-    } catch (error) {
-      if (entry.stopped === null || error !== entry.stopped) this.#onError(error, key);
-    } finally {
-      if (this.#running.get(key) === entry) this.#running.delete(key);
-    }
   }
   /** Aborts this coordinator's task for `key` and waits until it has settled and released; whether one ran. */
-  async stop(key: string): Promise<boolean> {
-    const entry = this.#running.get(str("task key", key));
-    if (entry === undefined) return false;
-    entry.stopped = new DOMException("the task was stopped", "AbortError");
-    entry.run.abort(entry.stopped);
-    await entry.done;
-    return true;
+  stop(key: string): Promise<boolean> {
+    return this.#tasks.stop(key);
   }
   /** Waits until this coordinator's task for `key` (if any) has settled and released its lease. */
-  async wait(key: string): Promise<void> {
-    await this.#running.get(str("task key", key))?.done;
+  wait(key: string): Promise<void> {
+    return this.#tasks.wait(key);
   }
   /** Keys whose tasks run here. */
   running(): string[] {
-    return [...this.#running.keys()].sort();
+    return this.#tasks.running();
   }
   /** Whether `key` is held by anyone sharing the store. */
   isRunning(key: string): Promise<boolean> {
     return this.#lock.isHeld(key);
   }
   /** Stops every task here and waits for their releases. */
-  async close(): Promise<void> {
-    await Promise.all(this.running().map((key) => this.stop(key)));
+  close(): Promise<void> {
+    return this.#tasks.close();
   }
 }
