@@ -9,13 +9,12 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 
 import { readFileSync } from "node:fs";
 import * as racefree from "racefree";
 import { runScenarioOnRedis } from "./scenario_runner.mjs";
-import { aio, InvalidArgumentError, InvalidKeyError, NotOwnerError, ConflictError, OutOfOrderError, LeaseLostError, TimeoutError } from "racefree";
+import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages } from "./shared_store_checks.mjs";
+import { aio, InvalidArgumentError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
@@ -75,50 +74,9 @@ const CLIENTS = [["ioredis", ioredis], ["node-redis", () => nodeRedis(2)], ["nod
 
 for (const [name, connect] of CLIENTS) {
   test(`${name}: every primitive answers as on the other stores`, async () => {
-    const store = aio.openRedis(await connect(), { namespace: fresh() });
-    const counter = new aio.Counter(store, "jobs");
-    assert.deepEqual([await counter.next(), await counter.next()], [0, 1]);
-    assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: true });
-    assert.deepEqual(await counter.claim("run-1"), { index: 2, isNew: false });
-    assert.equal(await counter.indexOf("run-1"), 2);
-    assert.equal(await counter.indexOf("run-2"), null);
-    await counter.set(10);
-    assert.equal(await counter.peek(), 10);
-    await counter.reset();
-    assert.equal(await counter.peek(), 0);
-
-    const guard = new aio.EventGuard(store, "streams", ["started", "ended"]);
-    assert.equal(await guard.mark("s", "started"), "first");
-    assert.equal(await guard.mark("s", "started"), "duplicate");
-    await assert.rejects(guard.mark("t", "ended"), OutOfOrderError);
-    assert.equal(await guard.lastMarked("s"), "started");
-    assert.equal(await guard.forget("s"), true);
-
-    const lock = new aio.StartLock(store, "tasks");
-    const lease = await lock.tryStart("k", { ttl: 30_000 });
-    assert.ok(lease && lease.token >= 1);
-    assert.equal(await lock.tryStart("k", { ttl: 30_000 }), null);
-    assert.equal(await lock.isHeld("k"), true);
-    assert.equal((await lock.holder("k")).token, lease.token);
-    await lease.renew({ ttl: 60_000 });
-    assert.ok(lease.deadlineMs > Date.now() + 30_000);
-    await lease.release();
-    await assert.rejects(lease.release(), NotOwnerError);
-    const next = await lock.tryStart("k", { ttl: 30_000 });
-    assert.ok(next.token > lease.token, "fencing tokens grow");
-    await next.release();
-
-    const records = new aio.Records(store, "pods");
-    assert.equal(await records.put("web-1", { phase: "Pending" }), 1);
-    await assert.rejects(records.put("web-1", { phase: "Pending" }), ConflictError);
-    const updated = await records.update("web-1", async (current) => ({ ...current, phase: "Running" }));
-    assert.deepEqual(updated, { value: { phase: "Running" }, version: 2 });
-    assert.deepEqual(await records.get("web-1"), updated);
-    assert.equal(await records.delete("web-1", { expectedVersion: 2 }), true);
-
-    await assert.rejects(counter.claim(""), InvalidKeyError);
-    await assert.rejects(lock.tryStart("k", { ttl: 0 }), InvalidArgumentError);
+    await checkEveryPrimitive(aio.openRedis(await connect(), { namespace: fresh() }));
   });
+
 
   test(`${name}: concurrent callers on separate connections share one counter and one winner`, async () => {
     const namespace = fresh();
@@ -156,36 +114,8 @@ test("a server that is gone rejects with a typed error, never a guessed value", 
 });
 
 test("Node, Python and Rust processes on one namespace share one counter, one set of marks and one lock", async () => {
-  const python = process.env.RACEFREE_PYTHON;
-  assert.ok(python, "RACEFREE_PYTHON names the Python with racefree installed (scripts/test.sh sets it)");
-  const rust = process.env.RACEFREE_RUST;
-  assert.ok(rust, "RACEFREE_RUST names core/examples/interop.rs built (scripts/test.sh sets it)");
   const namespace = fresh();
-  const store = aio.openRedis(await ioredis(), { namespace });
-  const counter = new aio.Counter(store, "shared");
-  const lock = new aio.StartLock(store, "tasks");
-  const lease = await lock.tryStart("report", { ttl: 30_000 });
-  const program = `
-import racefree
-store = racefree.open("redis://127.0.0.1:${port}/0?namespace=${namespace}")
-counter = racefree.Counter(store, "shared")
-print([counter.next() for _ in range(50)])
-print(racefree.EventGuard(store, "streams", ["started"]).mark("s", "started") is racefree.Mark.FIRST)
-print(racefree.StartLock(store, "tasks").holder("report")[0])
-`;
-  const [ours, { stdout }, fromRust] = await Promise.all([
-    Promise.all(Array.from({ length: 50 }, () => counter.next())),
-    promisify(execFile)(python, ["-c", program], { encoding: "utf8" }),
-    promisify(execFile)(rust, [`redis://127.0.0.1:${port}/0?namespace=${namespace}`, "50"], { encoding: "utf8" }),
-  ]);
-  const rustOut = fromRust.stdout.trim().split("\n");
-  const out = stdout.trim().split("\n");
-  const theirs = JSON.parse(out[0]);
-  assert.deepEqual([...ours, ...theirs, ...JSON.parse(rustOut[0])].sort((a, b) => a - b), Array.from({ length: 150 }, (_, i) => i));
-  assert.deepEqual([out[1], rustOut[1]].sort(), ["False", "True"], "one of Python and Rust marked first");
-  assert.equal(await new aio.EventGuard(store, "streams", ["started"]).mark("s", "started"), "duplicate");
-  assert.equal(Number(out[2]), lease.token, "Python sees the lease Node holds, with its token");
-  assert.equal(Number(rustOut[2]), lease.token, "Rust sees it too");
+  await raceThreeLanguages(aio.openRedis(await ioredis(), { namespace }), `redis://127.0.0.1:${port}/0?namespace=${namespace}`);
 });
 
 test("acquire waits for a release, times out, and stops when its signal aborts", async () => {
@@ -290,46 +220,7 @@ test("the task coordinator runs one task per key across stores and releases when
 });
 
 test("4 processes race one key; one is killed while it holds the lease; no two ever hold it at once", { timeout: 30_000 }, async () => {
-  const namespace = fresh();
-  const env = { ...process.env, RACEFREE_PORT: String(port), RACEFREE_NAMESPACE: namespace, RACEFREE_WORKER_MS: "2500" };
-  const worker = new URL("./aio_worker.mjs", import.meta.url).pathname;
-  const lines = [];
-  const children = Array.from({ length: 4 }, () => spawn(process.execPath, [worker], { env, stdio: ["ignore", "pipe", "inherit"] }));
-  let killed = null;
-  const exits = children.map((child) => new Promise((resolve) => child.on("exit", resolve)));
-  for (const child of children) {
-    let buffered = "";
-    child.stdout.on("data", (chunk) => {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        lines.push(line);
-        // Once every process has run at least once, kill the next one that starts a run.
-        if (killed === null && line.startsWith("start ") && new Set(lines.filter((l) => l.startsWith("start ")).map((l) => l.split(" ")[1])).size >= 2) {
-          killed = { pid: Number(line.split(" ")[1]), at: Date.now() };
-          process.kill(killed.pid, "SIGKILL");
-        }
-      }
-    });
-  }
-  await Promise.all(exits);
-  assert.ok(killed !== null, "no process was killed while it held the key");
-  const runs = new Map();
-  const intervals = [];
-  for (const line of lines) {
-    const [what, pid, at] = line.split(" ");
-    if (what === "start") runs.set(pid, Number(at));
-    if (what === "end") intervals.push([runs.get(pid), Number(at), pid]), runs.delete(pid);
-  }
-  intervals.push([runs.get(String(killed.pid)), killed.at, String(killed.pid)]); // its run ended with it
-  intervals.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < intervals.length; i++) {
-    assert.ok(intervals[i][0] >= intervals[i - 1][1], `runs overlap: ${JSON.stringify(intervals[i - 1])} and ${JSON.stringify(intervals[i])}`);
-  }
-  assert.ok(intervals.some(([start]) => start > killed.at), "nobody took the key after its holder was killed");
-  assert.ok(intervals.length >= 6, `only ${intervals.length} runs`);
+  await raceFourProcessesWithOneKilled({ RACEFREE_PORT: String(port), RACEFREE_NAMESPACE: fresh() });
 });
 
 test("the server goes away and comes back: calls fail typed meanwhile, then work (scripts loaded again)", { timeout: 30_000 }, async () => {
