@@ -14,6 +14,7 @@ import Redlock from "redlock";
 import { Mutex } from "redis-semaphore";
 
 import { aio } from "../dist/esm/node.js";
+import { rate } from "./rate.mjs";
 
 // 20,000: fewer leave the wasm and JS compilers warming up inside the first rows.
 const n = Number(process.argv[2] ?? 20_000);
@@ -35,17 +36,6 @@ try {
   const store = aio.openRedis(client, { namespace: "bench" });
   const trivial = await client.script("LOAD", "return 1");
   const redlock = new Redlock([client], { retryCount: 0 });
-
-  /** op/s of `op(i)` run n times by `concurrency` concurrent callers. */
-  async function rate(concurrency, op) {
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < n; i = next++) await op(i);
-    };
-    const started = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, worker));
-    return n / ((performance.now() - started) / 1000);
-  }
 
   let round = 0;
   const rows = () => {
@@ -72,8 +62,8 @@ try {
   console.log(`${"operation".padEnd(28)} ${"callers".padStart(7)} ${"racefree op/s".padStart(14)} ${"baseline op/s".padStart(14)} ${"time ratio".padStart(10)}`);
   for (const concurrency of CONCURRENCY) {
     for (const [name, ours, theirs] of rows()) {
-      const oursRate = await rate(concurrency, ours);
-      const theirsRate = await rate(concurrency, theirs);
+      const oursRate = await rate(n, concurrency, ours);
+      const theirsRate = await rate(n, concurrency, theirs);
       console.log(`${name.padEnd(28)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x`);
     }
   }

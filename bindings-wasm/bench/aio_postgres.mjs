@@ -5,6 +5,7 @@
 import pg from "pg";
 
 import { aio } from "../dist/esm/node.js";
+import { rate } from "./rate.mjs";
 import { PostgresServer } from "../test/postgres_server.mjs";
 
 const n = Number(process.argv[2] ?? 5_000);
@@ -21,17 +22,6 @@ try {
   const NEXT = `INSERT INTO racefree_counters AS c VALUES ($1, $2, 1)
     ON CONFLICT (ns, counter) DO UPDATE SET next = c.next + 1 WHERE c.next < 9223372036854775807
     RETURNING c.next - 1`;
-
-  /** op/s of `op(i)` run n times by `concurrency` concurrent callers. */
-  async function rate(concurrency, op) {
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < n; i = next++) await op(i);
-    };
-    const started = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, worker));
-    return n / ((performance.now() - started) / 1000);
-  }
 
   let round = 0;
   const rows = () => {
@@ -57,15 +47,15 @@ try {
 
   // Warm both paths (connections, statement caches, the JIT) before measuring.
   for (const [, ours, theirs] of rows()) {
-    await rate(8, ours);
-    await rate(8, theirs);
+    await rate(n, 8, ours);
+    await rate(n, 8, theirs);
   }
   console.log(`racefree aio (pg ${(await import("pg/package.json", { with: { type: "json" } })).default.version}) vs the pool's raw queries, ${n} ops per cell, one server`);
   console.log(`${"operation".padEnd(26)} ${"callers".padStart(7)} ${"racefree op/s".padStart(14)} ${"baseline op/s".padStart(14)} ${"time ratio".padStart(10)}`);
   for (const concurrency of CONCURRENCY) {
     for (const [name, ours, theirs] of rows()) {
-      const theirsRate = await rate(concurrency, theirs);
-      const oursRate = await rate(concurrency, ours);
+      const theirsRate = await rate(n, concurrency, theirs);
+      const oursRate = await rate(n, concurrency, ours);
       console.log(`${name.padEnd(26)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x`);
     }
   }
