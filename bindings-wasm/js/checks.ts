@@ -41,7 +41,14 @@ export function jsonText(value: unknown): string {
       if (!Number.isFinite(v)) throw new InvalidArgumentError(`invalid argument: ${v} is not a JSON number`);
       return;
     }
-    if (Array.isArray(v)) return v.forEach((item) => check(item, depth + 1));
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        // JSON.stringify writes a hole as null: the record would not hold what was written.
+        if (!(i in v)) throw new InvalidArgumentError(`invalid argument: a record value's array has a hole at index ${i}`);
+        check(v[i], depth + 1);
+      }
+      return;
+    }
     const proto = typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
     if (proto === Object.prototype || proto === null) {
       const object = v as Record<string, unknown>;

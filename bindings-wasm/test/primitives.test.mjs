@@ -191,6 +191,43 @@ test("records: compare-and-swap, update, fencing, JSON only", () => {
   assert.equal(r.delete("p", { expectedVersion: 3 }), true);
 });
 
+test("records: handles of one space see each other's writes; every read is a fresh value", () => {
+  const { store } = fresh();
+  const [a, b] = [new Records(store, "jobs"), new Records(store, "jobs")];
+  a.put("j", { n: 1 });
+  assert.deepEqual(a.get("j"), { value: { n: 1 }, version: 1 });
+  b.update("j", (v) => ({ n: v.n + 1 }));
+  assert.deepEqual(a.get("j"), { value: { n: 2 }, version: 2 });
+  assert.deepEqual(a.update("j", (v) => ({ n: v.n * 10 })), { value: { n: 20 }, version: 3 });
+  assert.deepEqual(b.get("j").value, { n: 20 });
+  // Deleted and made again by the other handle: a new version, a new value.
+  assert.equal(b.delete("j"), true);
+  assert.equal(a.get("j"), null);
+  assert.equal(b.put("j", { n: 5 }), 4);
+  assert.deepEqual(a.get("j"), { value: { n: 5 }, version: 4 });
+  // A read is the caller's to change: the next one is unaffected.
+  a.get("j").value.n = 99;
+  a.update("j", (v) => { v.extra = true; return v; }).value.n = 98;
+  assert.deepEqual(a.get("j").value, { n: 5, extra: true });
+  // A write inside `change` to the same record is a conflict the update retries on a re-read.
+  let calls = 0;
+  const updated = a.update("j", (v) => {
+    if (calls++ === 0) b.put("j", { n: 7 }, { expectedVersion: 5 });
+    return { n: v.n + 1 };
+  });
+  assert.deepEqual(updated, { value: { n: 8 }, version: 7 });
+  assert.equal(a.stats().retries, 1);
+  // The result is what the store holds, for values too large to keep beside it as well.
+  const big = { text: "x".repeat(100_000), list: [1.5, -2, "é", null, [true]] };
+  const written = a.update("big", () => big);
+  assert.ok(written.value === big && written.version === 4, "above every version the space deleted");
+  assert.deepEqual(b.get("big"), written);
+  // Keys come back sorted, as every language and backend reads them, whoever wrote or read first.
+  assert.deepEqual([a, b, a].map((r) => Object.keys(r.get("big").value)), [["list", "text"], ["list", "text"], ["list", "text"]]);
+  assert.throws(() => a.update("j", () => [1, , 3]), { code: "invalid_argument" }); // eslint-disable-line no-sparse-arrays
+  assert.equal(b.get("j").version, 7);
+});
+
 test("cache: concurrent callers load once; errors reach waiters and are not cached", async () => {
   const cache = new racefree.Cache({ maxEntries: 10 });
   let loads = 0;

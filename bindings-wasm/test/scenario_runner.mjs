@@ -16,6 +16,7 @@ const SPECIAL = {
   string: () => "5",
   lone_surrogate: () => "\uDCFF",
   NaN: () => NaN,
+  sparse_array: () => [1, , 3], // eslint-disable-line no-sparse-arrays
   Infinity: () => Infinity,
 };
 

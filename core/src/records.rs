@@ -278,12 +278,34 @@ impl Records {
         F: FnMut(Option<&Value>) -> Result<Value, E>,
         E: From<Error>,
     {
+        self.try_update_record_with(key, options, |current| change(current.map(|c| &c.value)))
+    }
+
+    /// [`try_update_with`](Records::try_update_with) handing `change` the current record with
+    /// its version (a binding caches what it made of each version: a version is never repeated
+    /// for a key).
+    ///
+    /// # Errors
+    /// As [`try_update_with`](Records::try_update_with).
+    ///
+    /// # Atomicity
+    /// As [`update`](Records::update).
+    pub fn try_update_record_with<F, E>(
+        &self,
+        key: &str,
+        options: &UpdateOptions,
+        mut change: F,
+    ) -> Result<Versioned, E>
+    where
+        F: FnMut(Option<&Versioned>) -> Result<Value, E>,
+        E: From<Error>,
+    {
         check_update(key, options)?;
         let mut delays = update_delays(options);
         let mut attempt = 1;
         loop {
             let current = self.store.record_get(&self.name, key)?;
-            let value = change(current.as_ref().map(|c| &c.value))?;
+            let value = change(current.as_ref())?;
             let expected = current.as_ref().map(|c| c.version);
             match self.write(key, &value, expected, options.fencing_token) {
                 Ok(version) => return Ok(Versioned { value, version }),
