@@ -61,11 +61,12 @@ packages = {
     "npm": (
         ["package.json", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "dist/esm/*.js", "dist/esm/*.d.ts",
          "dist/cjs/*.js", "dist/cjs/*.d.ts", "dist/cjs/package.json", "dist/node/package.json",
-         "dist/node/racefree_wasm.js", "dist/node/racefree_wasm_bg.wasm", "dist/web/racefree_wasm.js",
+         "dist/node/racefree_wasm.js", "dist/node/racefree_wasm_bg.wasm", "dist/node-hosted/package.json", "dist/node-hosted/load.js",
+         "dist/node-hosted/racefree_wasm.js", "dist/node-hosted/racefree_wasm_bg.wasm", "dist/web/racefree_wasm.js",
          "dist/web/racefree_wasm_bg.wasm"],
         ["package.json", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "dist/esm/node.js", "dist/esm/node.d.ts",
          "dist/esm/browser.js", "dist/esm/web.js", "dist/cjs/node.js", "dist/cjs/node.d.ts",
-         "dist/web/racefree_wasm_bg.wasm", "dist/node/racefree_wasm_bg.wasm"],
+         "dist/web/racefree_wasm_bg.wasm", "dist/node/racefree_wasm_bg.wasm", "dist/node-hosted/racefree_wasm_bg.wasm"],
     ),
 }
 problems = []

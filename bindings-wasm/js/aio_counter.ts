@@ -1,9 +1,10 @@
 // Counter on a shared store: each call a Promise.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import { rejecting, str } from "./checks.js";
 import type { Claim } from "./counter.js";
-import { HostedStore, hostedModule } from "./stores.js";
+import { hostedModule } from "./native.js";
+import { HostedStore } from "./stores.js";
 import type { SharedStore } from "./stores.js";
 
 /** A per-key sequential index counter on a shared store: 0, 1, 2, … unique and gap-free. */

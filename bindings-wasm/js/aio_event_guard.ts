@@ -1,8 +1,9 @@
 // EventGuard on a shared store: each call a Promise.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import { ms, options, rejecting, str } from "./checks.js";
-import { HostedStore, hostedModule } from "./stores.js";
+import { hostedModule } from "./native.js";
+import { HostedStore } from "./stores.js";
 import type { SharedStore } from "./stores.js";
 
 /** Ordered lifecycle events, each delivered once per stream, on a shared store. */

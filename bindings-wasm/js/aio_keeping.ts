@@ -1,10 +1,10 @@
 // Lease keeping on a shared store: a run under a lease whose renewals are async calls.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import type { LeaseLostError } from "./errors.js";
 import { NotOwnerError } from "./errors.js";
 import type { Keeping } from "./keeping.js";
-import { nativeModule } from "./native.js";
+import { hostedModule } from "./native.js";
 import type { Lease } from "./aio_start_lock.js";
 
 /** What a kept task receives: its lease (for its fencing token) and a signal that aborts with a `LeaseLostError` when the lease is lost. */
@@ -56,7 +56,7 @@ export class KeptRun implements Holding {
     const now = performance.now();
     try {
       const { ttl, renewEvery, maxHold } = this.#keeping;
-      this.#keeper ??= nativeModule().LeaseKeeper.hosted(this.#lock, this.lease.key, this.lease.token, this.#requestedAt, ttl, renewEvery, maxHold);
+      this.#keeper ??= hostedModule().LeaseKeeper.hosted(this.#lock, this.lease.key, this.lease.token, this.#requestedAt, ttl, renewEvery, maxHold);
       this.#keeper.settle(now); // the reply of a renewal that has answered, if any
       let wake = this.#keeper.poll(now);
       if (wake === undefined) {

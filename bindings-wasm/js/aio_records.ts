@@ -1,9 +1,10 @@
 // Records on a shared store: each call a Promise; `update` takes a function or an async one.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import { jsonText, options, rejecting, str } from "./checks.js";
 import type { Json, Versioned } from "./records.js";
-import { HostedStore, hostedModule } from "./stores.js";
+import { hostedModule } from "./native.js";
+import { HostedStore } from "./stores.js";
 import type { SharedStore } from "./stores.js";
 
 /** Versioned JSON records with compare-and-swap writes, on a shared store. */

@@ -1,15 +1,15 @@
 // StartLock and its Lease on a shared store: each call a Promise; waiting for a lease, and
 // running a task under a kept one.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import { ms, options, rejecting, str } from "./checks.js";
 import { KeptRun } from "./aio_keeping.js";
 import type { Holding } from "./aio_keeping.js";
 import { keeperOptions, sleep } from "./keeping.js";
 import type { KeepOptions } from "./keeping.js";
-import { nativeModule } from "./native.js";
 import type { AcquireOptions } from "./start_lock.js";
-import { HostedStore, hostedModule } from "./stores.js";
+import { hostedModule, nativeModule } from "./native.js";
+import { HostedStore } from "./stores.js";
 import type { SharedStore } from "./stores.js";
 
 /** A granted lease of a shared store's `StartLock`. */

@@ -1,15 +1,15 @@
-// The wasm module every class calls into, installed once by the entry point (node.js, web.js).
+// The wasm modules every class calls into: the memory store's, installed once by the entry point
+// (node.js, web.js), and in Node the hosted stores', loaded on first use.
 
+import type * as HostedNative from "../node-hosted/racefree_wasm.js";
 import type * as Native from "../node/racefree_wasm.js";
 import { fromNative } from "./errors.js";
 import { bindFastCalls } from "./fast_call.js";
 
-/** The classes of the stores over a host's client: in the Node build only. */
-type HostedClasses = "HostedStore" | "AsyncCounter" | "AsyncEventGuard" | "AsyncLease" | "AsyncRecords" | "AsyncStartLock" | "UpdateDelays";
-/** @internal The wasm module's exports, the same in its `nodejs` and `web` builds but for the hosted stores. */
-export type NativeModule = Omit<typeof Native, "default" | HostedClasses> & Partial<Pick<typeof Native, HostedClasses>>;
-/** @internal The Node build's module, with the hosted stores' classes. */
-export type HostedModule = Omit<typeof Native, "default">;
+/** @internal The memory store's wasm module: the same exports in its `nodejs` and `web` builds. */
+export type NativeModule = Omit<typeof Native, "default">;
+/** @internal The hosted stores' wasm module (Node only): a second instance, built for size. */
+export type HostedModule = Omit<typeof HostedNative, "default">;
 
 /** Stands in for the wasm module until an entry point installs it: any use says what to do. */
 const notInstalled = new Proxy({} as NativeModule, {
@@ -37,6 +37,27 @@ export function install(module: NativeModule): void {
 
 /** @internal The installed wasm module (for the `aio` classes). */
 export const nativeModule = (): NativeModule => native;
+
+let loadHosted: (() => HostedModule) | undefined;
+let hosted: HostedModule | undefined;
+
+/** @internal How the Node entry loads the hosted stores' module; the browser entry sets none. */
+export function installHostedLoader(loader: () => HostedModule): void {
+  loadHosted = loader;
+}
+
+/** @internal The hosted stores' wasm module, loaded (and given the error classes) on first use. */
+export function hostedModule(): HostedModule {
+  if (hosted === undefined) {
+    if (loadHosted === undefined) {
+      throw new DOMException("racefree: aio stores run in Node (the browser build has no Redis or PostgreSQL client to carry them)", "NotSupportedError");
+    }
+    const module = loadHosted();
+    module.installErrorFactory(fromNative);
+    hosted = module;
+  }
+  return hosted;
+}
 
 /** A new execution id: a ULID, monotonic within this instance. */
 export const newExecutionId = (): string => native.newExecutionId();

@@ -1,10 +1,9 @@
 // The shared stores of the `aio` API: a Redis or PostgreSQL server reached with the
 // application's own client, each a wasm `HostedStore` the async primitives run on.
 
-import type * as Native from "../node/racefree_wasm.js";
+import type * as Native from "../node-hosted/racefree_wasm.js";
 import { options, str } from "./checks.js";
-import { nativeModule } from "./native.js";
-import type { HostedModule } from "./native.js";
+import { hostedModule } from "./native.js";
 import { ManualClock } from "./store.js";
 import { postgresRunner } from "./postgres_client.js";
 import type { PgPoolLike } from "./postgres_client.js";
@@ -59,18 +58,11 @@ export class PostgresStore extends HostedStore {
 /** Any shared store: what the `aio` primitives run on. */
 export type SharedStore = RedisStore | PostgresStore;
 
-/** @internal The wasm module with the hosted stores' classes: the Node build's. */
-export function hostedModule(): HostedModule {
-  const module = nativeModule();
-  if (module.HostedStore === undefined) {
-    throw new DOMException("racefree: aio stores run in Node (the browser build has no Redis or PostgreSQL client to carry them)", "NotSupportedError");
-  }
-  return module as HostedModule;
-}
-
-function manualClock(clock: unknown): ManualClock | undefined {
-  if (clock !== undefined && !(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
-  return clock;
+/** What reads a `ManualClock` from the hosted stores' module (a wasm instance of its own). */
+function manualNowMs(clock: unknown): (() => number) | undefined {
+  if (clock === undefined) return undefined;
+  if (!(clock instanceof ManualClock)) throw new TypeError("clock must be a racefree ManualClock");
+  return () => clock.nowMs();
 }
 
 /**
@@ -86,7 +78,7 @@ function manualClock(clock: unknown): ManualClock | undefined {
 export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
   const { namespace = "", clock } = options(opts, "openRedis options");
   const send = redisSender(client);
-  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), ManualClock.native(manualClock(clock)));
+  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock));
   return RedisStore.wrap(native);
 }
 
@@ -117,7 +109,7 @@ export async function openPostgres(
   const native = await hostedModule().HostedStore.postgres(
     run,
     str("namespace", namespace),
-    ManualClock.native(manualClock(clock)),
+    manualNowMs(clock),
     createSchema,
   );
   return PostgresStore.wrap(native);

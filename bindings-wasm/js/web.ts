@@ -7,8 +7,7 @@ import initWasm, { initSync as initWasmSync } from "../web/racefree_wasm.js";
 import * as native from "../web/racefree_wasm.js";
 import { install, isInstalled } from "./native.js";
 
-// The browser build is the Node build without the hosted stores (their classes, and the keeper
-// methods for their leases, which only those stores reach).
+// The browser build is the same module as Node's first (the memory store), for the web target.
 const nativeWasm = native as unknown as Parameters<typeof install>[0];
 
 /** What `init` can load the module from: its URL, a fetch response, its bytes, or the compiled

@@ -7,9 +7,10 @@ use racefree::{LoadError, SharedClock};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+use crate::clock::DateClock;
 use crate::convert;
 use crate::errors::to_js;
-use crate::store::{DateClock, ManualClock};
+use crate::store::ManualClock;
 
 /// A single-flight TTL cache of JavaScript values.
 #[wasm_bindgen]

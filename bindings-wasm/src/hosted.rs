@@ -45,12 +45,12 @@ pub struct HostedStore {
     inner: aio::SharedStore,
 }
 
-/// The clock of a hosted store: `Date.now()`, or a `ManualClock` (tests), which then judges
-/// deadlines instead of the server.
-fn clock(manual: Option<crate::store::ManualClock>) -> racefree::SharedClock {
-    match manual {
-        Some(manual) => manual.inner.clone(),
-        None => Arc::new(crate::store::DateClock),
+/// The clock of a hosted store: `Date.now()`, or a function reading a `ManualClock` (tests),
+/// which then judges deadlines instead of the server.
+fn clock(manual_now_ms: Option<Function>) -> racefree::SharedClock {
+    match manual_now_ms {
+        Some(now_ms) => Arc::new(crate::clock::FunctionClock(OneThread(now_ms))),
+        None => Arc::new(crate::clock::DateClock),
     }
 }
 
@@ -60,10 +60,10 @@ impl HostedStore {
     pub fn redis(
         send: Function,
         namespace: &str,
-        clock_override: Option<crate::store::ManualClock>,
+        manual_now_ms: Option<Function>,
     ) -> Result<HostedStore, JsValue> {
         let transport = crate::hosted_redis::JsTransport { send: OneThread(send) };
-        let store = HostedRedisStore::new(transport, namespace, clock(clock_override)).js()?;
+        let store = HostedRedisStore::new(transport, namespace, clock(manual_now_ms)).js()?;
         Ok(HostedStore { inner: Arc::new(store) })
     }
 
@@ -72,11 +72,11 @@ impl HostedStore {
     pub async fn postgres(
         run: Function,
         namespace: String,
-        clock_override: Option<crate::store::ManualClock>,
+        manual_now_ms: Option<Function>,
         create_schema: bool,
     ) -> Result<HostedStore, JsValue> {
         let transport = crate::hosted_postgres::JsTransport { run: OneThread(run) };
-        let opened = HostedPostgresStore::new(transport, &namespace, clock(clock_override), create_schema);
+        let opened = HostedPostgresStore::new(transport, &namespace, clock(manual_now_ms), create_schema);
         let store = OneThread(opened).await.js()?;
         Ok(HostedStore { inner: Arc::new(store) })
     }

@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::convert;
 use crate::errors::IntoJs;
+#[cfg(feature = "memory")]
 use crate::start_lock::StartLock;
 
 /// An instant of the driver's monotonic clock, in milliseconds.
@@ -40,6 +41,7 @@ fn keeper_options(
 
 /// How long after its grant was requested a lease first needs its keeper (its first renewal, or
 /// its loss if that comes first), in milliseconds: a run that ends sooner never makes one.
+#[cfg(feature = "memory")]
 #[wasm_bindgen(js_name = firstWakeAfterMs)]
 pub fn first_wake_after_ms(
     ttl_ms: f64,
@@ -56,6 +58,7 @@ pub fn first_wake_after_ms(
 }
 
 /// Throws `InvalidArgumentError` for a wait the core refuses: a bad `ttlMs` or `timeoutMs`.
+#[cfg(feature = "memory")]
 #[wasm_bindgen(js_name = checkWait)]
 pub fn check_wait(ttl_ms: f64, timeout_ms: Option<f64>) -> Result<(), JsValue> {
     Acquisition::new(ttl_ms, timeout_ms, 0.0).map(drop)
@@ -72,6 +75,7 @@ pub struct LeaseKeeper {
 
 /// What sends a keeper's renewals: the memory store's lock, or a hosted store's.
 enum Renewer {
+    #[cfg(feature = "memory")]
     Memory(racefree::StartLock),
     #[cfg(feature = "hosted")]
     Hosted(std::sync::Arc<racefree::aio::StartLock>),
@@ -81,6 +85,7 @@ enum Renewer {
 impl LeaseKeeper {
     /// A keeper for the lease `token` of `lock` on `key`, requested at `requestedAtMs`, kept by
     /// the options of [`checkKeeperOptions`].
+    #[cfg(feature = "memory")]
     #[wasm_bindgen(constructor)]
     pub fn new(
         lock: &StartLock,
@@ -126,8 +131,13 @@ impl LeaseKeeper {
     #[cfg(feature = "hosted")]
     #[wasm_bindgen(js_name = renewAsync)]
     pub fn renew_async(&self) -> Result<js_sys::Promise, JsValue> {
-        let Renewer::Hosted(lock) = &self.lock else {
-            return Err(crate::convert::invalid("this keeper's lease is renewed by renew()".to_owned()));
+        #[cfg_attr(not(feature = "memory"), allow(clippy::infallible_destructuring_match))]
+        let lock = match &self.lock {
+            Renewer::Hosted(lock) => lock,
+            #[cfg(feature = "memory")]
+            Renewer::Memory(_) => {
+                return Err(crate::convert::invalid("this keeper's lease is renewed by renew()".to_owned()))
+            }
         };
         let (lock, kept) = (std::sync::Arc::clone(lock), Rc::clone(&self.reply));
         let (key, token, ttl) = {
@@ -152,6 +162,7 @@ impl LeaseKeeper {
     }
 
     /// Sends the renewal `poll` asked for and keeps its reply for `settle` (never throws).
+    #[cfg(feature = "memory")]
     pub fn renew(&self) -> Result<(), JsValue> {
         #[cfg_attr(not(feature = "hosted"), allow(clippy::infallible_destructuring_match))]
         let lock = match &self.lock {
@@ -182,11 +193,13 @@ impl LeaseKeeper {
 }
 
 /// One wait for a lease: `retryAfterMs(nowMs)` says how long to sleep, or throws `TimeoutError`.
+#[cfg(feature = "memory")]
 #[wasm_bindgen]
 pub struct Acquisition {
     inner: racefree::Acquisition,
 }
 
+#[cfg(feature = "memory")]
 #[wasm_bindgen]
 impl Acquisition {
     /// Validates `ttlMs` and `timeoutMs` (`undefined` waits forever) before anything is tried.

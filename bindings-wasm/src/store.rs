@@ -1,27 +1,13 @@
-//! `open`, `Store`, `ManualClock`, and the clock that reads `Date.now()`.
+//! `open`, `Store` and `ManualClock`.
 
 use std::sync::Arc;
 
 use racefree::{Clock, SharedClock, SharedStore};
 use wasm_bindgen::prelude::*;
 
+use crate::clock::DateClock;
 use crate::convert;
 use crate::errors::IntoJs;
-
-/// The wall clock of the host: `Date.now()`, in milliseconds.
-#[derive(Debug)]
-pub struct DateClock;
-
-impl Clock for DateClock {
-    fn now_ms(&self) -> u64 {
-        js_sys::Date::now().max(0.0) as u64
-    }
-
-    /// The host's wall clock: a hosted server store judges deadlines by the server's own.
-    fn is_wall_clock(&self) -> bool {
-        true
-    }
-}
 
 /// A clock that moves only when told to (tests, deterministic scenarios).
 #[wasm_bindgen]

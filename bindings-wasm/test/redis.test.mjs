@@ -99,6 +99,30 @@ for (const [name, connect] of CLIENTS) {
   });
 }
 
+test("the hosted stores' module is loaded by the first shared store, not by the memory store", async () => {
+  // A process of its own: this one has loaded it already.
+  const script = `
+    import { createRequire } from "node:module";
+    import { aio, Counter, open } from "racefree";
+    const Redis = createRequire(process.env.RACEFREE_CLIENTS + "/package.json")("ioredis");
+    const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((path) => /node-hosted.racefree_wasm\\.js$/.test(path));
+    new Counter(open(), "k").next();
+    const before = loaded();
+    const client = new Redis({ port: ${port}, host: "127.0.0.1" });
+    const index = await new aio.Counter(aio.openRedis(client, { namespace: "loading-${process.pid}" }), "k").next();
+    client.disconnect();
+    console.log(JSON.stringify([before, loaded(), index]));`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    env: { ...process.env, RACEFREE_CLIENTS: process.env.RACEFREE_CLIENTS ?? process.cwd() },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (chunk) => (out += chunk));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0);
+  assert.deepEqual(JSON.parse(out), [false, true, 0]);
+});
+
 test("an ioredis client with a keyPrefix is refused, and so is anything that is not a client", async () => {
   const prefixed = new Redis({ port, keyPrefix: "app:", lazyConnect: true });
   assert.throws(() => aio.openRedis(prefixed), InvalidArgumentError);
