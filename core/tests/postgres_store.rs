@@ -175,6 +175,7 @@ fn bad_urls_are_invalid_arguments_before_any_connection() {
         ("postgres://h/db?create_schema=maybe", "create_schema"),
         ("postgres://h/db?prepare_statements=yes", "prepare_statements"),
         ("postgres://h/db?statement_timeout=1", "unknown postgres:// option"),
+        ("postgres://h1,h2/db?target_session_attrs=read-only", "target_session_attrs"),
         ("postgres://h:port/db", "bad postgres URL"),
         ("postgres://h/db#frag", "fragment"),
     ] {

@@ -142,7 +142,11 @@ impl StoreUrl {
 ///   tracks prepared statements, never PgBouncer's transaction pooling before 1.21), `sslmode=disable|verify-full` (default
 ///   `disable`; `verify-full` verifies the certificate and host name by rustls against the
 ///   system's trust store or `sslrootcert=…`, a PEM file); the client's own `host`, `port`,
-///   `user`, `password`, `dbname`, `application_name`.
+///   `user`, `password`, `dbname`, `application_name`. Several hosts
+///   (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) are tried in order for a
+///   server that takes writes, on every new connection: after a failover, the first call that
+///   meets the old primary (gone, or read-only) fails with a typed error and empties the pool,
+///   and the next connects to the new one.
 ///
 /// A backend missing from the build answers [`Error::BackendUnavailable`] rather than silently
 /// falling back to memory. [`StoreUrl::parse`] checks a URL without opening it.
@@ -311,6 +315,14 @@ fn parse_postgres(url: &str) -> Result<StoreUrl> {
             "host" | "port" | "user" | "password" | "dbname" | "application_name" => {
                 passed.push(format!("{name}={value}"));
             }
+            "target_session_attrs" => match value {
+                "read-write" | "any" => passed.push(format!("{name}={value}")),
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "target_session_attrs must be read-write or any (the store writes), got {other:?}"
+                    )))
+                }
+            },
             other => return Err(Error::invalid_argument(format!("unknown postgres:// option {other:?}"))),
         }
     }

@@ -95,6 +95,62 @@ impl PostgresServer {
         .unwrap_or_else(|| panic!("postgres did not start; see {}", dir.join("log").display()))
     }
 
+    /// A streaming-replication standby of `primary` (a base backup of it, following its WAL),
+    /// started on a free port: read-only until [`promote`](Self::promote)d.
+    pub fn standby_of(primary: &PostgresServer) -> Self {
+        let dir = super::scratch_path("postgres-standby");
+        std::fs::create_dir_all(&dir).expect("standby dir");
+        give_to_server_user(&dir);
+        let backup =
+            as_server_user(Command::new(bin("pg_basebackup")).arg("-D").arg(dir.join("data")).arg("-h"))
+                .arg(&primary.dir)
+                .args([
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "racefree",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ])
+                .output()
+                .expect("pg_basebackup");
+        assert!(backup.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&backup.stderr));
+        on_a_free_port(|port| {
+            let mut server = Self { port, dir: dir.clone(), extra: Vec::new(), process: None };
+            server.spawn().then_some(server)
+        })
+        .unwrap_or_else(|| panic!("the standby did not start; see {}", dir.join("log").display()))
+    }
+
+    /// Waits until this standby has replayed everything `primary` has written so far.
+    pub fn catch_up_with(&self, primary: &PostgresServer) {
+        let written = primary.psql("postgres", "SELECT pg_current_wal_lsn()");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let caught_up = format!("SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn");
+        while self.psql("postgres", &caught_up) != "t" {
+            assert!(std::time::Instant::now() < deadline, "the standby did not replay up to {written}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Promotes this standby to a primary and waits until it takes writes.
+    pub fn promote(&self) {
+        assert_eq!(self.psql("postgres", "SELECT pg_promote(true, 30)"), "t", "the standby was not promoted");
+    }
+
+    /// Sends `signal` (`-STOP`, `-KILL`) to the server's backends, found by their parent's PID
+    /// (the postmaster's), then to the postmaster: a whole server frozen, or crashed.
+    pub fn signal_all(&self, signal: &str) {
+        let pid = self.pid().expect("running").to_string();
+        // pkill's status is 1 when there is no child: nothing to signal.
+        Command::new("pkill").args([signal, "-P", &pid]).status().expect("pkill");
+        assert!(Command::new("kill").args([signal, &pid]).status().expect("kill").success());
+    }
+
     /// A server shared by every test of this binary (stopped by its watchdog).
     pub fn shared() -> &'static PostgresServer {
         static SHARED: OnceLock<PostgresServer> = OnceLock::new();

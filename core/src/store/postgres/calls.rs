@@ -22,6 +22,15 @@ pub(super) fn retryable(sqlstate: &str) -> bool {
     matches!(sqlstate, "40001" | "40P01")
 }
 
+/// Whether an error says the connection's server cannot take this store's writes any more: a
+/// connection failure (class 08), a server shut down or starting (57P01, 57P02, 57P03), or a
+/// read-only transaction (25006: a standby, or a demoted primary). Nothing was written; every
+/// pooled connection is dropped, so the next call connects afresh and, with several hosts and
+/// `target_session_attrs=read-write`, finds the primary.
+pub(super) fn server_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "25006")
+}
+
 /// Every this many writes of a store, up to this many expired leases and marks are removed
 /// after the write commits, so expiry costs are spread over calls.
 pub(super) const SWEEP_EVERY: u64 = 64;

@@ -81,6 +81,7 @@ impl Pool {
         if statements.is_empty() {
             return Ok(Vec::new());
         }
+        let started = Instant::now();
         let call = async {
             let _slot = self.slots.acquire().await.expect("never closed");
             let reused = {
@@ -99,19 +100,25 @@ impl Pool {
                         self.idle.lock().push(connection);
                         return Ok(rows);
                     }
-                    Err(err) if retryable(&err) && attempt < attempts => attempt += 1,
-                    Err(err) => {
-                        if connection.client.is_closed() || err.as_db_error().is_none() {
+                    Err(failed) if retryable(&failed.err) && attempt < attempts => attempt += 1,
+                    Err(TransactionFailure { err, may_have_committed }) => {
+                        let lost = err.code().is_some_and(|code| calls::server_lost(code.code()));
+                        if connection.client.is_closed() || err.as_db_error().is_none() || lost {
+                            // After a restart or a failover every pooled connection is dead or
+                            // on a server that no longer takes writes.
                             self.idle.lock().clear();
                         } else {
                             self.idle.lock().push(connection);
                         }
-                        return Err(Failure::Postgres(err));
+                        return Err(if may_have_committed {
+                            Failure::Unknown { waited: started.elapsed() }
+                        } else {
+                            Failure::Postgres(err)
+                        });
                     }
                 }
             }
         };
-        let started = Instant::now();
         match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Refused(Error::Timeout { waited: started.elapsed() })),
@@ -124,6 +131,7 @@ pub(super) fn settled<T>(result: std::result::Result<T, Failure>) -> Result<T> {
     match result {
         Ok(value) => Ok(value),
         Err(Failure::Postgres(err)) => Err(unavailable(err)),
+        Err(Failure::Unknown { waited }) => Err(Error::Timeout { waited }),
         Err(Failure::Refused(err)) => Err(err),
     }
 }
@@ -156,14 +164,40 @@ pub(super) fn unavailable(err: tokio_postgres::Error) -> Error {
 }
 
 /// Whether PostgreSQL rolled the transaction back for a reason a retry can overcome.
-pub(super) fn retryable(err: &tokio_postgres::Error) -> bool {
+fn retryable(err: &tokio_postgres::Error) -> bool {
     err.code().is_some_and(|code| calls::retryable(code.code()))
 }
 
-/// A call's failure: the server's error, or a connection that could not be had.
+/// A call's failure.
 pub(super) enum Failure {
+    /// Nothing committed: the server refused a statement, or the connection failed before the
+    /// commit was sent.
     Postgres(tokio_postgres::Error),
+    /// The connection failed while the commit (or a statement sent alone, which is its own
+    /// transaction) was in flight: it may have committed. Reported as `timeout`, the outcome
+    /// unknown, as a hosted store's host reports it.
+    Unknown { waited: Duration },
+    /// No connection could be had in time, or the call ran out of time.
     Refused(Error),
+}
+
+/// A transaction that did not commit, or may have.
+pub(super) struct TransactionFailure {
+    pub(super) err: tokio_postgres::Error,
+    pub(super) may_have_committed: bool,
+}
+
+impl TransactionFailure {
+    /// Failed before the commit was sent: nothing committed.
+    fn before_commit(err: tokio_postgres::Error) -> Self {
+        Self { err, may_have_committed: false }
+    }
+
+    /// Failed with the commit sent: committed unless the server said it refused.
+    fn in_flight(err: tokio_postgres::Error) -> Self {
+        let may_have_committed = err.as_db_error().is_none();
+        Self { err, may_have_committed }
+    }
 }
 
 impl Target {
@@ -203,20 +237,23 @@ impl Target {
 /// are sent together (one round trip for one statement); on an error the server answers the
 /// `COMMIT` with a rollback. One statement at READ COMMITTED on a connection that defaults to it
 /// is sent alone: it is its own transaction.
+///
+/// A connection lost once the commit may have been sent (with a statement sent alone, or the
+/// pipelined `BEGIN`, statement and `COMMIT`) leaves the outcome unknown.
 pub(super) async fn transaction(
     connection: &mut Connection,
     isolation: Isolation,
     statements: &[Statement],
-) -> std::result::Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+) -> std::result::Result<Vec<Vec<Row>>, TransactionFailure> {
     if let Some(prepared) = &mut connection.prepared {
-        prepare(&connection.client, prepared, statements).await?;
+        prepare(&connection.client, prepared, statements).await.map_err(TransactionFailure::before_commit)?;
     }
     let connection = &*connection;
     let client = &connection.client;
     if let ([only], Isolation::ReadCommitted, true) =
         (statements, isolation, connection.read_committed_by_default)
     {
-        return Ok(vec![query(connection, only).await?]);
+        return Ok(vec![query(connection, only).await.map_err(TransactionFailure::in_flight)?]);
     }
     if let [only] = statements {
         let (begun, rows, committed) = tokio::join!(
@@ -224,23 +261,23 @@ pub(super) async fn transaction(
             query(connection, only),
             client.batch_execute("COMMIT"),
         );
-        begun?;
-        let rows = rows?;
-        committed?;
+        begun.map_err(TransactionFailure::in_flight)?;
+        let rows = rows.map_err(TransactionFailure::in_flight)?;
+        committed.map_err(TransactionFailure::in_flight)?;
         return Ok(vec![rows]);
     }
-    client.batch_execute(isolation.begin()).await?;
+    client.batch_execute(isolation.begin()).await.map_err(TransactionFailure::before_commit)?;
     let mut results = Vec::with_capacity(statements.len());
     for statement in statements {
         match query(connection, statement).await {
             Ok(rows) => results.push(rows),
             Err(err) => {
                 let _ = client.batch_execute("ROLLBACK").await;
-                return Err(err);
+                return Err(TransactionFailure::before_commit(err));
             }
         }
     }
-    client.batch_execute("COMMIT").await?;
+    client.batch_execute("COMMIT").await.map_err(TransactionFailure::in_flight)?;
     Ok(results)
 }
 
