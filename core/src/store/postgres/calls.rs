@@ -27,6 +27,7 @@ pub(super) fn retryable(sqlstate: &str) -> bool {
 /// read-only transaction (25006: a standby, or a demoted primary). Nothing was written; every
 /// pooled connection is dropped, so the next call connects afresh and, with several hosts and
 /// `target_session_attrs=read-write`, finds the primary.
+#[cfg(feature = "postgres")]
 pub(super) fn server_lost(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "25006")
 }
