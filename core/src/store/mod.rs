@@ -18,7 +18,7 @@
 //! |---|---|---|---|---|---|
 //! | memory | always | `memory://` | one critical section of one shard (a record create or delete also takes its space's floor, inside it) | the store's clock | one snapshot: every shard locked at once |
 //! | SQLite | `sqlite` | `sqlite:///path` | one `BEGIN IMMEDIATE` transaction | the store's clock | one read transaction |
-//! | Redis | `redis` | `redis://`, `rediss://` | one command or one Lua script, on keys of one hash tag | the server's `TIME` (the store's clock if it is not the wall clock) | **not** one snapshot: `SCAN`, then one read per key |
+//! | Redis | `redis` | `redis://`, `rediss://`, `redis+sentinel://`, `rediss+sentinel://` | one command or one Lua script, on keys of one hash tag | the server's `TIME` (the store's clock if it is not the wall clock) | **not** one snapshot: `SCAN`, then one read per key |
 //! | PostgreSQL | `postgres` | `postgres://`, `postgresql://` | one statement, or one server-side function, in one READ COMMITTED transaction | the server's `clock_timestamp()` (the store's clock if it is not the wall clock) | one `REPEATABLE READ` snapshot |
 //!
 //! Deadlines are always *reported* on the store's clock ([`Store::clock`]): a store judged by its

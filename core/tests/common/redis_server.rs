@@ -80,6 +80,12 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("{parts:?} on 127.0.0.1:{}: {e}", self.port))
     }
 
+    /// [`command`](Self::command) on the server at 127.0.0.1:`port` (a sentinel).
+    pub fn command_on(port: u16, parts: &[&str]) -> String {
+        let probe = RedisServer { port, dir: PathBuf::new(), extra: Vec::new(), process: None };
+        probe.command(parts)
+    }
+
     fn try_command(&self, parts: &[&str], timeout: Duration) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(timeout))?;
@@ -131,4 +137,43 @@ pub fn calls(commandstats: &str, command: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .map_or(0, |rest| rest.split(',').next().unwrap_or("0").parse().unwrap_or(0))
+}
+
+/// A Redis Sentinel (`redis-server <config> --sentinel`) watching the primary `master` at
+/// 127.0.0.1:`primary_port`, quick to fail over (down after 300 ms), stopped by its PID.
+pub struct RedisSentinel {
+    pub port: u16,
+    _process: ServerProcess,
+}
+
+impl RedisSentinel {
+    pub fn start(master: &str, primary_port: u16, quorum: u32) -> Self {
+        let dir = super::scratch_path("redis-sentinel");
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        on_a_free_port(|port| {
+            // A sentinel rewrites its configuration file: one of its own.
+            let config = dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n\
+                     sentinel down-after-milliseconds {master} 300\n\
+                     sentinel failover-timeout {master} 3000\n\
+                     sentinel parallel-syncs {master} 1\n",
+                    dir = dir.display()
+                ),
+            )
+            .expect("sentinel config");
+            let mut command = Command::new("redis-server");
+            command.arg(&config).arg("--sentinel").stdout(Stdio::null()).stderr(Stdio::null());
+            let ping = || {
+                let probe = RedisServer { port, dir: dir.clone(), extra: Vec::new(), process: None };
+                probe.ping()
+            };
+            let process = ServerProcess::spawn(&mut command, "TERM", Duration::from_secs(10), ping)?;
+            Some(Self { port, _process: process })
+        })
+        .expect("redis-server --sentinel did not start")
+    }
 }

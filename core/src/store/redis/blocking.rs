@@ -9,6 +9,7 @@ use redis::{Client, Connection, ConnectionLike, RedisError};
 use serde_json::Value;
 
 use super::protocol::{Command, Layout, Now, Reply, Request, Script, Step};
+use super::sentinel::{self, SentinelUrl};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::store::fork::OpenedIn;
@@ -76,7 +77,7 @@ impl Default for RedisOptions {
 /// The Redis store. Cheap to share between threads: each call borrows one pooled connection
 /// (opening one when none is idle), so N threads make N concurrent requests.
 pub struct RedisStore {
-    client: Client,
+    target: Target,
     idle: Mutex<Vec<Connection>>,
     /// A child after `fork()` drops the inherited connections and opens its own (see [`OpenedIn`]).
     opened_in: OpenedIn,
@@ -92,7 +93,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.client.get_connection_info().addr().to_string())
+            .field("server", &self.target)
             .field("namespace", &self.options.namespace)
             .field("judge_by_clock", &self.judge_by_clock)
             .finish_non_exhaustive()
@@ -105,11 +106,47 @@ pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
     use redis::IntoConnectionInfo as _;
 
     crate::validate::server_options("redis", &options.namespace, options.timeout)?;
-    if !url.starts_with("rediss://") && (options.tls_ca.is_some() || options.tls_client.is_some()) {
-        return Err(Error::invalid_argument("TLS options need a rediss:// URL"));
+    let tls = url.starts_with("rediss://") || url.starts_with("rediss+sentinel://");
+    if !tls && (options.tls_ca.is_some() || options.tls_client.is_some()) {
+        return Err(Error::invalid_argument("TLS options need a rediss:// or rediss+sentinel:// URL"));
+    }
+    if SentinelUrl::parse(url)?.is_some() {
+        return Ok(());
     }
     url.into_connection_info().map_err(|e| Error::invalid_argument(format!("bad redis URL {url:?}: {e}")))?;
     Ok(())
+}
+
+/// Where a Redis store's connections go: one server, or the primary its sentinels name, asked
+/// anew for every new connection (see [`super::sentinel`]).
+pub(super) enum Target {
+    Server(Client),
+    Sentinel(SentinelUrl),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Server(client) => write!(f, "{}", client.get_connection_info().addr()),
+            Target::Sentinel(url) => write!(f, "{:?} through sentinels {:?}", url.master, url.sentinels),
+        }
+    }
+}
+
+/// The target of `url`: a server, or a Sentinel group.
+pub(super) fn target(url: &str, options: &RedisOptions) -> Result<Target> {
+    check_options(url, options)?;
+    Ok(match SentinelUrl::parse(url)? {
+        Some(sentinels) => Target::Sentinel(sentinels),
+        None => Target::Server(client(url, options)?),
+    })
+}
+
+/// Whether a reply says the server stopped being the primary (`READONLY`: demoted to a replica
+/// by a failover; `MASTERDOWN`: a replica cut off from its primary). The request did not run;
+/// the store drops its connections so that the next one finds the primary.
+pub(super) fn no_longer_primary(reply: &Reply) -> bool {
+    matches!(reply, Reply::Error { code, .. } if code == "READONLY" || code == "MASTERDOWN")
 }
 
 /// A request that failed in transport as a racefree error: `timeout` when the server did not
@@ -152,9 +189,8 @@ impl RedisStore {
     /// [`Error::BackendUnavailable`] when the server cannot be reached or its certificate is not
     /// trusted; [`Error::Timeout`] when it does not answer within the timeout.
     pub fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
-        let client = client(url, &options)?;
         let store = Self {
-            client,
+            target: target(url, &options)?,
             idle: Mutex::new(Vec::new()),
             opened_in: OpenedIn::this_process(),
             judge_by_clock: !clock.is_wall_clock(),
@@ -218,10 +254,48 @@ impl RedisStore {
     }
 
     fn connect(&self) -> Result<Connection> {
+        match &self.target {
+            Target::Server(client) => self.connect_to(client),
+            Target::Sentinel(url) => {
+                let mut last = None;
+                for sentinel in &url.sentinels {
+                    match self.primary_through(url, sentinel) {
+                        Ok(conn) => return Ok(conn),
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(sentinel::no_primary(url, last))
+            }
+        }
+    }
+
+    fn connect_to(&self, client: &Client) -> Result<Connection> {
         let timeout = self.options.timeout;
-        let conn = self.client.get_connection_with_timeout(timeout).map_err(|e| classify(&e, timeout))?;
+        let conn = client.get_connection_with_timeout(timeout).map_err(|e| classify(&e, timeout))?;
         conn.set_read_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
         conn.set_write_timeout(Some(timeout)).map_err(|e| classify(&e, timeout))?;
+        Ok(conn)
+    }
+
+    /// A connection to the primary `sentinel` names, once it says itself that it is one.
+    fn primary_through(&self, url: &SentinelUrl, sentinel: &str) -> Result<Connection> {
+        let timeout = self.options.timeout;
+        let mut asked = self.connect_to(&client(sentinel, &self.options)?)?;
+        let reply = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&url.master)
+            .query::<redis::Value>(&mut asked)
+            .map_err(|e| classify(&e, timeout))?;
+        let Some((host, port)) = sentinel::primary_address(&reply)? else {
+            return Err(Error::unavailable(format!("{sentinel} monitors no master named {:?}", url.master)));
+        };
+        let mut conn = self.connect_to(&client(&url.primary_url(&host, port), &self.options)?)?;
+        let role = redis::cmd("ROLE").query::<redis::Value>(&mut conn).map_err(|e| classify(&e, timeout))?;
+        if !sentinel::is_primary(&role) {
+            return Err(Error::unavailable(format!(
+                "{sentinel} names {host}:{port}, which is not a primary"
+            )));
+        }
         Ok(conn)
     }
 
@@ -231,7 +305,13 @@ impl RedisStore {
         loop {
             match step {
                 Step::Done(result) => return result,
-                Step::Send(request, then) => step = then(self.call(|conn| send(conn, &request))?),
+                Step::Send(request, then) => {
+                    let reply = self.call(|conn| send(conn, &request))?;
+                    if no_longer_primary(&reply) {
+                        self.idle.lock().clear();
+                    }
+                    step = then(reply);
+                }
             }
         }
     }
@@ -301,7 +381,7 @@ pub(super) fn fsync_verdict(appendonly: &str, appendfsync: &str) -> Result<()> {
     )))
 }
 
-/// The redis-rs client of `url`, with TLS for `rediss://`.
+/// The redis-rs client of `url` (one server), with TLS for `rediss://`.
 pub(super) fn client(url: &str, options: &RedisOptions) -> Result<Client> {
     check_options(url, options)?;
     let bad_url = |e: RedisError| Error::invalid_argument(format!("bad redis URL {url:?}: {e}"));

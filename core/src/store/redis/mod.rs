@@ -22,6 +22,8 @@ mod hosted;
 #[cfg(all(feature = "redis", feature = "tokio"))]
 mod nonblocking;
 pub mod protocol;
+#[cfg(feature = "redis")]
+mod sentinel;
 
 #[cfg(feature = "redis")]
 pub(crate) use blocking::check_options;

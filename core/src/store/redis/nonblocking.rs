@@ -10,13 +10,16 @@ use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
-use super::blocking::{classify, client, command, config_get, fsync_verdict, reply};
+use super::blocking::{
+    classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, target, Target,
+};
 use super::hosted::{HostedRedisStore, Transport};
 use super::protocol::{Reply, Request};
+use super::sentinel::{self, SentinelUrl};
 use super::RedisOptions;
 use crate::aio::{BoxFuture, Spawner};
 use crate::clock::SharedClock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The Redis store for tokio hosts ([`racefree::aio::RedisStore`](crate::aio::RedisStore)):
 /// the same keys, scripts and answers as [`RedisStore`](super::RedisStore), on one multiplexed
@@ -31,7 +34,9 @@ pub type AsyncRedisStore = HostedRedisStore<RedisRsConnection>;
 /// The transport of [`AsyncRedisStore`]: one multiplexed redis-rs connection, opened on first
 /// use and again after a transport failure.
 pub struct RedisRsConnection {
-    client: Client,
+    target: Target,
+    /// The options the sentinels' and the primary's clients are made with.
+    options: RedisOptions,
     config: AsyncConnectionConfig,
     /// The shared connection, and how many have been opened (to drop only the one that failed).
     connection: Mutex<Option<(u64, MultiplexedConnection)>>,
@@ -54,12 +59,13 @@ impl HostedRedisStore<RedisRsConnection> {
     /// # Cancel safety
     /// Cancel-safe: dropped, no store is returned and its connection is closed; nothing was written.
     pub async fn open(url: &str, clock: SharedClock, options: RedisOptions) -> Result<Self> {
-        let client = client(url, &options)?;
+        let target = target(url, &options)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.timeout))
             .set_response_timeout(Some(options.timeout));
         let connection = RedisRsConnection {
-            client,
+            target,
+            options: options.clone(),
             config,
             connection: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -95,35 +101,86 @@ impl RedisRsConnection {
         if let Some(open) = self.connection.lock().clone() {
             return Ok(open);
         }
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-            .map_err(|err| classify(&err, self.timeout))?;
+        let connection = match &self.target {
+            Target::Server(client) => self.connect_to(client).await?,
+            Target::Sentinel(url) => {
+                let mut last = None;
+                let mut found = None;
+                for sentinel in &url.sentinels {
+                    match self.primary_through(url, sentinel).await {
+                        Ok(connection) => {
+                            found = Some(connection);
+                            break;
+                        }
+                        Err(err) => last = Some(err),
+                    }
+                }
+                found.ok_or_else(|| sentinel::no_primary(url, last))?
+            }
+        };
         let open = (self.opened.fetch_add(1, Ordering::Relaxed), connection);
         *self.connection.lock() = Some(open.clone());
         Ok(open)
     }
 
-    /// Sends one command and reads its reply; a transport failure drops the connection it
-    /// happened on, so the next call connects afresh.
+    async fn connect_to(&self, client: &Client) -> Result<MultiplexedConnection> {
+        client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|err| classify(&err, self.timeout))
+    }
+
+    /// A connection to the primary `sentinel` names, once it says itself that it is one.
+    async fn primary_through(&self, url: &SentinelUrl, sentinel: &str) -> Result<MultiplexedConnection> {
+        let mut asked = self.connect_to(&client(sentinel, &self.options)?).await?;
+        let lookup = redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(&url.master).clone();
+        let reply = asked.send_packed_command(&lookup).await.map_err(|e| classify(&e, self.timeout))?;
+        let Some((host, port)) = sentinel::primary_address(&reply)? else {
+            return Err(Error::unavailable(format!("{sentinel} monitors no master named {:?}", url.master)));
+        };
+        let mut connection = self.connect_to(&client(&url.primary_url(&host, port), &self.options)?).await?;
+        let role = connection
+            .send_packed_command(&redis::cmd("ROLE"))
+            .await
+            .map_err(|e| classify(&e, self.timeout))?;
+        if !sentinel::is_primary(&role) {
+            return Err(Error::unavailable(format!(
+                "{sentinel} names {host}:{port}, which is not a primary"
+            )));
+        }
+        Ok(connection)
+    }
+
+    /// Drops the shared connection `id`, if it is still the shared one: the next call connects
+    /// afresh.
+    fn drop_connection(&self, id: u64) {
+        let mut shared = self.connection.lock();
+        if shared.as_ref().is_some_and(|(open, _)| *open == id) {
+            *shared = None;
+        }
+    }
+
+    /// Sends one command and reads its reply; a transport failure, or a server that is no
+    /// longer the primary, drops the connection it happened on, so the next call connects
+    /// afresh.
     async fn query(&self, cmd: &redis::Cmd) -> Result<Reply> {
         let (id, mut connection) = self.connection().await?;
-        match connection.send_packed_command(cmd).await {
-            Ok(value) => Ok(reply(value)),
+        let reply = match connection.send_packed_command(cmd).await {
+            Ok(value) => reply(value),
             Err(err) => match server_error(&err) {
-                Some(reply) => Ok(reply),
+                Some(reply) => reply,
                 None => {
                     if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
-                        let mut shared = self.connection.lock();
-                        if shared.as_ref().is_some_and(|(open, _)| *open == id) {
-                            *shared = None;
-                        }
+                        self.drop_connection(id);
                     }
-                    Err(classify(&err, self.timeout))
+                    return Err(classify(&err, self.timeout));
                 }
             },
+        };
+        if no_longer_primary(&reply) {
+            self.drop_connection(id);
         }
+        Ok(reply)
     }
 }
 
