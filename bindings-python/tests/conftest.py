@@ -124,6 +124,17 @@ def start_redis(port: int, directory: str, *config: str) -> "subprocess.Popen[by
     return server
 
 
+def start_redis_sentinel(port: int, config: str) -> "subprocess.Popen[bytes]":
+    """Starts a Redis Sentinel (``redis-server <config> --sentinel``) on 127.0.0.1:``port`` and
+    returns once it answers PING; stop it by its PID."""
+    args = ["redis-server", config, "--sentinel"]
+    sentinel = spawn_server(args, "TERM", lambda: _answers_ping(port), 10, "redis-server (Debian's redis-server)",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if sentinel is None:
+        pytest.fail(f"redis-server --sentinel did not start on port {port}")
+    return sentinel
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server (Debian's package) on a free 127.0.0.1 port, stopped by its PID."""

@@ -12,7 +12,8 @@ import time
 import pytest
 
 import racefree
-from conftest import _free_port, on_threads, start_redis
+import racefree.asyncio
+from conftest import _free_port, on_threads, start_redis, start_redis_sentinel
 from racefree.asyncio import StartLock, TaskCoordinator
 
 
@@ -178,3 +179,32 @@ def test_waiting_on_redis_releases_the_gil(redis_url, redis_server, name):
     # No second tick at all: the ticker was starved for the whole wait.
     gap = max((b - a for a, b in zip(ticks, ticks[1:])), default=waited)
     assert gap < GAP_BOUND, f"{name} held the GIL for {gap * 1000:.0f} ms while waiting on Redis"
+
+
+def test_a_sentinel_url_reaches_the_primary_it_names(redis_server, tmp_path):
+    """``redis+sentinel://`` from Python, sync and asyncio: the store finds the session's server
+    through a real sentinel and shares its keys with a store opened on the server directly. (The
+    failover itself is tested in the core, core/tests/redis_sentinel.rs.)"""
+    primary_port = int(redis_server.rsplit(":", 1)[1].split("/", 1)[0])
+    port = _free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor orders 127.0.0.1 {primary_port} 1\n")
+    sentinel = start_redis_sentinel(port, str(config))
+    try:
+        namespace = f"sentinel{os.getpid()}"
+        through_sentinel = racefree.open(f"redis+sentinel://127.0.0.1:{port}/orders/0?namespace={namespace}")
+        direct = racefree.open(f"{redis_server}?namespace={namespace}")
+        assert racefree.Counter(through_sentinel, "c").next() == 0
+        assert racefree.Counter(direct, "c").next() == 1
+
+        async def next_async():
+            return await racefree.asyncio.Counter(through_sentinel, "c").next()
+
+        assert asyncio.run(next_async()) == 2
+        with pytest.raises(racefree.InvalidArgument):
+            racefree.open(f"redis+sentinel://127.0.0.1:{port}")  # no master named
+        with pytest.raises(racefree.BackendUnavailable, match="sentinel"):
+            racefree.open(f"redis+sentinel://127.0.0.1:{port}/no-such-master?timeout_ms=500")
+    finally:
+        os.kill(sentinel.pid, signal.SIGTERM)
+        sentinel.wait(timeout=10)
