@@ -65,6 +65,25 @@ impl Group {
     }
 }
 
+/// Calls `next` until it answers: while the sentinels have no primary to name, every call must
+/// fail at once (within 5 s) with a typed error. Returns the index and how many calls failed.
+fn first_answer(mut next: impl FnMut() -> racefree::Result<u64>) -> (u64, usize) {
+    let mut failed = 0;
+    loop {
+        let started = Instant::now();
+        match next() {
+            Ok(index) => return (index, failed),
+            Err(err) => {
+                assert!(matches!(err.code(), "backend_unavailable" | "timeout"), "{err:?}");
+                assert!(started.elapsed() < Duration::from_secs(5), "a call took {:?}", started.elapsed());
+                failed += 1;
+                assert!(failed < 300, "no new primary after {failed} calls: {err}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 fn open(url: &str) -> SharedStore {
     racefree::open(url).expect("open through the sentinels")
 }
@@ -86,20 +105,7 @@ fn the_store_follows_a_failover_after_the_primary_is_killed() {
 
     group.primary.kill();
     // Until the sentinels agree on a new primary every call fails, each at once and typed.
-    let mut failed = 0;
-    let next = loop {
-        let started = Instant::now();
-        match counter.next() {
-            Ok(index) => break index,
-            Err(err) => {
-                assert!(matches!(err.code(), "backend_unavailable" | "timeout"), "{err:?}");
-                assert!(started.elapsed() < Duration::from_secs(5), "a call took {:?}", started.elapsed());
-                failed += 1;
-                assert!(failed < 300, "no new primary after {failed} calls: {err}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (next, failed) = first_answer(|| counter.next());
     assert_eq!(next, 5, "the same store, on the promoted replica, after {failed} failed calls");
     assert!(group.replica.command(&["INFO", "replication"]).contains("role:master"));
     let after = lock.try_start("k", Duration::from_secs(60)).expect("grant").expect("free");
@@ -125,18 +131,7 @@ fn a_primary_demoted_under_a_pooled_connection_is_left_for_the_new_one() {
         group.primary.command(&["INFO", "replication"]).contains("role:slave")
             && group.replica.command(&["INFO", "replication"]).contains("role:master")
     });
-    let mut refused = 0;
-    let next = loop {
-        match counter.next() {
-            Ok(index) => break index,
-            Err(err) => {
-                assert!(matches!(err.code(), "backend_unavailable" | "timeout"), "{err:?}");
-                refused += 1;
-                assert!(refused < 100, "never reached the new primary: {err}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (next, refused) = first_answer(|| counter.next());
     assert_eq!(next, 1);
     assert!(refused <= 1, "one call may meet READONLY; then the pool is empty ({refused} refused)");
     // Nothing reached the old primary after it was demoted, and both now agree.
@@ -210,19 +205,6 @@ fn the_tokio_store_follows_a_failover_too() {
     }
     group.replicated();
     group.primary.kill();
-    let mut failed = 0;
-    let next = loop {
-        let started = Instant::now();
-        match runtime.block_on(counter.next()) {
-            Ok(index) => break index,
-            Err(err) => {
-                assert!(matches!(err.code(), "backend_unavailable" | "timeout"), "{err:?}");
-                assert!(started.elapsed() < Duration::from_secs(5), "a call took {:?}", started.elapsed());
-                failed += 1;
-                assert!(failed < 300, "no new primary after {failed} calls: {err}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (next, failed) = first_answer(|| runtime.block_on(counter.next()));
     assert_eq!(next, 3, "after {failed} failed calls");
 }
