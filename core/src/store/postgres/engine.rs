@@ -110,8 +110,9 @@ impl Pool {
                         } else {
                             self.idle.lock().push(connection);
                         }
+                        // Sent, then lost: the outcome is unknown, as any timeout's.
                         return Err(if may_have_committed {
-                            Failure::Unknown { waited: started.elapsed() }
+                            Failure::Refused(Error::Timeout { waited: started.elapsed() })
                         } else {
                             Failure::Postgres(err)
                         });
@@ -131,7 +132,6 @@ pub(super) fn settled<T>(result: std::result::Result<T, Failure>) -> Result<T> {
     match result {
         Ok(value) => Ok(value),
         Err(Failure::Postgres(err)) => Err(unavailable(err)),
-        Err(Failure::Unknown { waited }) => Err(Error::Timeout { waited }),
         Err(Failure::Refused(err)) => Err(err),
     }
 }
@@ -173,11 +173,10 @@ pub(super) enum Failure {
     /// Nothing committed: the server refused a statement, or the connection failed before the
     /// commit was sent.
     Postgres(tokio_postgres::Error),
-    /// The connection failed while the commit (or a statement sent alone, which is its own
-    /// transaction) was in flight: it may have committed. Reported as `timeout`, the outcome
-    /// unknown, as a hosted store's host reports it.
-    Unknown { waited: Duration },
-    /// No connection could be had in time, or the call ran out of time.
+    /// The racefree error itself: no connection could be had in time, the call ran out of
+    /// time, or the connection failed while the commit (or a statement sent alone, its own
+    /// transaction) was in flight — `timeout` too, the outcome unknown, as a hosted store's host
+    /// reports it.
     Refused(Error),
 }
 

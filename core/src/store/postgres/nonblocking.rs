@@ -9,7 +9,7 @@ use super::protocol::Row;
 use super::{schema_verdict, PostgresOptions};
 use crate::aio::{BoxFuture, Spawner};
 use crate::clock::SharedClock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The PostgreSQL store for tokio hosts ([`racefree::aio::PostgresStore`](crate::aio::PostgresStore)):
 /// the same schema, statements and answers as [`PostgresStore`](super::PostgresStore), its
@@ -80,7 +80,6 @@ impl Transport for ClientPool {
                     }),
                     None => Err(TransactionError::Failed(unavailable(err))),
                 },
-                Err(Failure::Unknown { waited }) => Err(TransactionError::Failed(Error::Timeout { waited })),
                 Err(Failure::Refused(err)) => Err(TransactionError::Failed(err)),
             }
         })
