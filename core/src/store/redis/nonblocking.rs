@@ -101,26 +101,27 @@ impl RedisRsConnection {
         if let Some(open) = self.connection.lock().clone() {
             return Ok(open);
         }
-        let connection = match &self.target {
-            Target::Server(client) => self.connect_to(client).await?,
-            Target::Sentinel(url) => {
-                let mut last = None;
-                let mut found = None;
-                for sentinel in &url.sentinels {
-                    match self.primary_through(url, sentinel).await {
-                        Ok(connection) => {
-                            found = Some(connection);
-                            break;
-                        }
-                        Err(err) => last = Some(err),
-                    }
-                }
-                found.ok_or_else(|| sentinel::no_primary(url, last))?
-            }
-        };
+        let connection = self.connect().await?;
         let open = (self.opened.fetch_add(1, Ordering::Relaxed), connection);
         *self.connection.lock() = Some(open.clone());
         Ok(open)
+    }
+
+    /// A new connection to the server, or to the primary the sentinels name.
+    async fn connect(&self) -> Result<MultiplexedConnection> {
+        match &self.target {
+            Target::Server(client) => self.connect_to(client).await,
+            Target::Sentinel(url) => {
+                let mut last = None;
+                for sentinel in &url.sentinels {
+                    match self.primary_through(url, sentinel).await {
+                        Ok(connection) => return Ok(connection),
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(sentinel::no_primary(url, last))
+            }
+        }
     }
 
     async fn connect_to(&self, client: &Client) -> Result<MultiplexedConnection> {
