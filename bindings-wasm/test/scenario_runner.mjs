@@ -108,6 +108,7 @@ export async function runScenarioOnShared(racefree, scenario, open) {
   const clock = new racefree.ManualClock(1_000_000);
   const store = await open(clock);
   const leases = new Map();
+  const tokens = [];
   const guard = (s) => new aio.EventGuard(store, s.guard, s.events, "retention_ms" in s ? { retention: s.retention_ms } : undefined);
   const nullish = async (promise) => (await promise) ?? null;
   const ops = {
@@ -130,7 +131,7 @@ export async function runScenarioOnShared(racefree, scenario, open) {
       const lease = await new aio.StartLock(store, s.lock).tryStart(s.key, { ttl: s.ttl_ms });
       if (lease === null) return null;
       if (s.save) leases.set(s.save, lease);
-      return { token: lease.token };
+      return { token: tokenRank(tokens, lease.token) };
     },
     "lock.is_held": (s) => new aio.StartLock(store, s.lock).isHeld(s.key),
     "lease.renew": (s) => nullish(leases.get(s.lease).renew({ ttl: s.ttl_ms })),
@@ -157,6 +158,17 @@ export async function runScenarioOnShared(racefree, scenario, open) {
     }
   }
   return failures;
+}
+
+/**
+ * A token as the scenarios number them: its rank among the tokens granted so far (a shared store
+ * issues strictly increasing tokens that follow the server's clock, not 1, 2, 3). A token not
+ * above every earlier one is returned as itself, which no rank equals.
+ */
+function tokenRank(tokens, token) {
+  if (tokens.length > 0 && token <= tokens[tokens.length - 1]) return `${token}, not above ${tokens.join(", ")}`;
+  tokens.push(token);
+  return tokens.length;
 }
 
 /** The decoded step, with where it is for messages; `null` when it is skipped or unknown. */

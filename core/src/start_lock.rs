@@ -20,7 +20,9 @@ use crate::validate;
 /// and the next starter wins once the TTL has passed.
 ///
 /// Every lease carries a **fencing token** from one counter per lock (not per key): strictly
-/// larger than every token the lock granted before, for any key, across expiry and release.
+/// larger than every token the lock granted before, for any key, across expiry and release (on
+/// Redis and PostgreSQL also across a failover that lost the last grants: a token there is never
+/// below the server's clock in microseconds; see the README's "Fencing tokens across a failover").
 /// Pass it to [`Records::put_fenced`](crate::Records::put_fenced) so a holder that was paused
 /// past its TTL cannot overwrite the work of the next one.
 ///
@@ -104,8 +106,8 @@ impl StartLock {
     ///
     /// # Atomicity
     /// The "is it free?" check, the token increment and the grant are one step: memory, one
-    /// critical section; SQLite, one transaction; Redis, one Lua script (`INCR` of the lock's
-    /// token, `HSET` and `PEXPIRE` of the lease); PostgreSQL, one server-side function.
+    /// critical section; SQLite, one transaction; Redis, one Lua script (the lock's next token,
+    /// `HSET` and `PEXPIRE` of the lease); PostgreSQL, one server-side function.
     pub fn try_start(&self, key: &str, ttl: Duration) -> Result<Option<Lease>> {
         Ok(self.try_grant(key, ttl)?.map(|grant| self.lease(key, grant)))
     }

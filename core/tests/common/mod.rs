@@ -648,7 +648,7 @@ pub fn inventory_lists_live_entries(factory: &Factory) -> Outcome {
 
 /// The first grants of fresh locks race: for each of 40 new locks, 8 threads released by one
 /// barrier each take a different key at the same instant, so every grant finds the lock without
-/// its token counter and some create it together. Every grant must succeed, with the tokens 1 to 8.
+/// its token counter and some create it together. Every grant must succeed, with 8 different tokens.
 /// (A first grant once took the token row another had just created for an exhausted lock.)
 pub fn first_grants_of_fresh_locks_race(factory: &Factory) -> Outcome {
     let store = factory(manual().1);
@@ -673,9 +673,8 @@ pub fn first_grants_of_fresh_locks_race(factory: &Factory) -> Outcome {
             }
         }
         granted.sort_unstable();
-        check(granted == (1..=threads as u64).collect::<Vec<_>>(), || {
-            format!("lock fresh-{l}: tokens {granted:?}, not 1 to {threads}")
-        })?;
+        granted.dedup();
+        check(granted.len() == threads, || format!("lock fresh-{l}: {threads} grants, tokens {granted:?}"))?;
     }
     Ok(())
 }

@@ -189,8 +189,9 @@ INSERT INTO racefree_meta VALUES ('schema_version', 1);
 /// until its key is written again. The tombstone is the record's own row, so the row lock orders
 /// every operation on the key; in a table of its own, a delete could commit one between a put's
 /// read of it and its check for the record. And grants and marks are replay-safe: a lease keeps
-/// the request that was granted it, a stream the request of its last mark. Run after
-/// [`CREATE`], and by [`MIGRATE_FROM_1`].
+/// the request that was granted it, a stream the request of its last mark. A fencing token is
+/// never below the server's clock in microseconds, so tokens grow across a failover that lost
+/// the last grants. Run after [`CREATE`], and by [`MIGRATE_FROM_1`].
 pub(super) const VERSION_2: &str = r#"
 ALTER TABLE racefree_records ALTER COLUMN value DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS racefree_record_floors (ns bytea NOT NULL, space bytea NOT NULL,
@@ -297,7 +298,15 @@ BEGIN
   END LOOP;
 END $$;
 
+-- A fencing token is never below the server's clock in microseconds (whatever clock judges
+-- leases): a standby promoted after losing the last grants' commits has a smaller last token,
+-- but a later clock, so it still issues larger tokens than the old primary did.
+CREATE OR REPLACE FUNCTION racefree_token_floor() RETURNS bigint LANGUAGE sql VOLATILE AS $$
+  SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+$$;
+
 -- -> (token, ms left); token NULL when the key is held, -1 when the lock has issued its largest.
+-- A token is one above the lock's last, and at least `racefree_token_floor()`.
 -- The request that was granted the lease, sent again while it lasts, gets that lease again.
 --
 -- The lease row is locked first, so the grants (and renewals) of one key are ordered by it; a
@@ -347,7 +356,7 @@ BEGIN
     -- statement began: look again.
   END LOOP;
   LOOP
-    UPDATE racefree_lock_tokens SET last = last + 1
+    UPDATE racefree_lock_tokens SET last = greatest(last + 1, racefree_token_floor())
       WHERE ns = p_ns AND lock = p_lock AND last < 9223372036854775807 RETURNING last INTO token;
     EXIT WHEN FOUND;
     -- No row in the UPDATE's snapshot, or the lock's last token issued. (A row another first

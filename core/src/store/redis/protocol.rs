@@ -34,8 +34,9 @@
 //! ```
 //!
 //! The lengths make the layout unambiguous whatever characters names hold. Kinds: `c` counter
-//! (the next index, an integer), `i` its claims (hash id → index), `t` a lock's token counter
-//! (never deleted, so tokens grow across keys, expiry and restarts), `l:<key>` a lease (hash
+//! (the next index, an integer), `i` its claims (hash id → index), `t` a lock's last token
+//! (never deleted, so tokens grow across keys, expiry and restarts; a new one is also never below
+//! the server's clock in microseconds, so they grow across a failover too), `l:<key>` a lease (hash
 //! `t` token, `d` deadline, `r` the request granted it; `PX` set to the TTL), `m:<stream>` a
 //! stream's marks (hash `n` marked, `e` expiry, `r` the request of the last mark; `PX` set to the
 //! retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence;
@@ -294,10 +295,18 @@ impl Now {
 
 /// The time source of every timed script: the injected clock's reading, or the server's `TIME`.
 const NOW: &str = "
+local clock_us
+-- The server's clock in microseconds, read once per script.
+local function server_us()
+  if not clock_us then
+    local t = redis.call('TIME')
+    clock_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return clock_us
+end
 local function now_ms()
   if ARGV[1] ~= '' then return tonumber(ARGV[1]) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return math.floor(server_us() / 1000)
 end
 local function int(n) return string.format('%d', n) end
 -- Redis removes the key by itself when it judges time; under an injected clock, sweep does.
@@ -350,9 +359,15 @@ if expires and tonumber(expires) > now then return 1 end
 return 0
 ";
 
-// KEYS[1] lease, KEYS[2] token counter; ARGV[1] now, ARGV[2] ttl, ARGV[3] request id or ''.
-// -> {granted, token, ms left}. The lease keeps the request that was granted it: sent again
-// while the lease lasts, that request is answered with the same lease (a replay, not a rival).
+// KEYS[1] lease, KEYS[2] the lock's last token; ARGV[1] now, ARGV[2] ttl, ARGV[3] request id or ''.
+// -> {1 granted, token, ms left} | {0 held} | {2 the lock has issued its largest token}. The
+// lease keeps the request that was granted it: sent again while the lease lasts, that request is
+// answered with the same lease (a replay, not a rival).
+//
+// A token is one above the lock's last and never below the server's clock in microseconds
+// (`TIME`, whatever clock judges the lease): a replica promoted after losing the last grants has
+// a smaller last token, but a later clock, so it still issues larger ones. (Lua numbers are
+// doubles: the script refuses to pass 2^53 - 1 rather than round; the clock reaches it in 2255.)
 const GRANT: &str = "
 local now = now_ms()
 local v = redis.call('HMGET', KEYS[1], 'd', 't', 'r')
@@ -360,7 +375,9 @@ if v[1] and tonumber(v[1]) > now then
   if ARGV[3] ~= '' and v[3] == ARGV[3] then return {1, tonumber(v[2]), tonumber(v[1]) - now} end
   return {0, 0, 0}
 end
-local token = redis.call('INCR', KEYS[2])
+local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1, server_us())
+if token > 9007199254740991 then return {2, 0, 0} end
+redis.call('SET', KEYS[2], int(token))
 redis.call('HSET', KEYS[1], 't', int(token), 'd', int(now + tonumber(ARGV[2])), 'r', ARGV[3])
 expire(KEYS[1], ARGV[2])
 return {1, token, tonumber(ARGV[2])}
@@ -495,13 +512,20 @@ fn opt_arg(value: Option<u64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// A grant's or holder's `{1, token, ms left}` (or `{0, …}` for none), as a lease whose deadline
+/// A grant's or holder's `{1, token, ms left}` (or `{0, …}` for none; a grant's `{2, …}` when
+/// the lock has no token left to issue), as a lease whose deadline
 /// is on the local clock: the reading taken before the request plus the time left, so never
 /// later than the server's.
-fn lease(reply: Reply, what: &str, now: Now) -> Result<Option<LeaseGrant>> {
+fn lease(reply: Reply, what: &str, lock: &str, now: Now) -> Result<Option<LeaseGrant>> {
     let [found, token, left] = reply.array(what)?;
-    if found.int(what)? != 1 {
-        return Ok(None);
+    match found.int(what)? {
+        1 => {}
+        2 => {
+            return Err(Error::invalid_argument(format!(
+                "lock {lock:?} has issued its largest fencing token"
+            )))
+        }
+        _ => return Ok(None),
     }
     let left: u64 = left.unsigned("lease time left")?;
     Ok(Some(LeaseGrant { token: token.unsigned("token")?, deadline_ms: now.local_ms.saturating_add(left) }))
@@ -701,7 +725,8 @@ impl Layout {
     ) -> Step<Option<LeaseGrant>> {
         let keys = vec![self.key(lock, 'l', Some(key)), self.key(lock, 't', None)];
         let args = vec![now.arg(), ttl_ms.to_string(), request.to_owned()];
-        one(Request::script(&scripts().grant, keys, args), move |reply| lease(reply, "grant", now))
+        let lock = lock.to_owned();
+        one(Request::script(&scripts().grant, keys, args), move |reply| lease(reply, "grant", &lock, now))
     }
 
     /// `Store::lease_renew`: one script.
@@ -741,7 +766,8 @@ impl Layout {
     pub fn lease_holder(&self, lock: &str, key: &str, now: Now) -> Step<Option<LeaseGrant>> {
         let request =
             Request::script(&scripts().holder, vec![self.key(lock, 'l', Some(key))], vec![now.arg()]);
-        one(request, move |reply| lease(reply, "holder", now))
+        let lock = lock.to_owned();
+        one(request, move |reply| lease(reply, "holder", &lock, now))
     }
 
     /// `Store::record_get`: one `HMGET` (a tombstone has no value: no record).
@@ -1216,6 +1242,10 @@ mod tests {
             code(one_reply(layout.lease_try_grant("l", "k", 500, SERVER, "req"), ints(&[1, -9, 500]))),
             "corrupt_data"
         );
+        let exhausted = one_reply(layout.lease_try_grant("l", "k", 500, SERVER, "req"), ints(&[2, 0, 0]))
+            .expect_err("no token left");
+        assert_eq!(exhausted.code(), "invalid_argument");
+        assert!(exhausted.to_string().contains("lock \"l\" has issued its largest"), "{exhausted}");
         assert_eq!(one_reply(layout.lease_renew("l", "k", 9, 300, SERVER), Reply::Int(1)), Ok(1_300));
         assert_eq!(code(one_reply(layout.lease_renew("l", "k", 9, 300, SERVER), Reply::Int(0))), "not_owner");
         assert_eq!(code(one_reply(layout.lease_release("l", "k", 9, SERVER), Reply::Int(0))), "not_owner");
