@@ -208,3 +208,58 @@ def test_a_sentinel_url_reaches_the_primary_it_names(redis_server, tmp_path):
     finally:
         os.kill(sentinel.pid, signal.SIGTERM)
         sentinel.wait(timeout=10)
+
+
+def test_replicas_makes_each_write_wait_for_a_replica(tmp_path):
+    """``replicas=1`` from Python, sync and asyncio, on a primary and a replica started here: the
+    writes go through while the replica acknowledges them; with the replica frozen (SIGSTOP) a
+    write fails with ``Timeout`` and a start with ``BackendUnavailable``, its grant released.
+    (Every write and the tokio store's own connections are tested in the core,
+    core/tests/redis_replicas.rs.)"""
+    primary_port, replica_port = _free_port(), _free_port()
+    (tmp_path / "p").mkdir()
+    (tmp_path / "r").mkdir()
+    primary = start_redis(primary_port, str(tmp_path / "p"))
+    replica = start_redis(replica_port, str(tmp_path / "r"), "--replicaof", "127.0.0.1", str(primary_port))
+    try:
+        deadline = time.monotonic() + 30
+        with socket.create_connection(("127.0.0.1", replica_port)) as probe:
+            while b"master_link_status:up" not in _info_replication(probe):
+                assert time.monotonic() < deadline, "the replica did not connect"
+                time.sleep(0.02)
+        url = f"redis://127.0.0.1:{primary_port}/0?replicas=1&replicas_timeout_ms=400&timeout_ms=3000"
+        store = racefree.open(url)
+        counter, lock = racefree.Counter(store, "jobs"), racefree.StartLock(store, "tasks")
+        assert counter.next() == 0
+
+        async def next_async():
+            return await racefree.asyncio.Counter(store, "jobs").next()
+
+        assert asyncio.run(next_async()) == 1
+
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(racefree.Timeout):
+                counter.next()
+            assert 0.4 <= time.monotonic() - started < 2.5
+            with pytest.raises(racefree.Timeout):
+                asyncio.run(next_async())
+            with pytest.raises(racefree.BackendUnavailable, match="0 of 1 replicas"):
+                lock.try_start("k", ttl=30)
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert racefree.StartLock(racefree.open(f"redis://127.0.0.1:{primary_port}/0"), "tasks").holder("k") is None
+        assert lock.try_start("k", ttl=30) is not None
+
+        with pytest.raises(racefree.InvalidArgument, match="below timeout_ms"):
+            racefree.open(f"redis://127.0.0.1:{primary_port}/0?replicas=1&replicas_timeout_ms=5000")
+    finally:
+        for server in (replica, primary):
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)
+
+
+def _info_replication(connection: socket.socket) -> bytes:
+    connection.sendall(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+    return connection.recv(65536)

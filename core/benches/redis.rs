@@ -2,8 +2,10 @@
 //! (127.0.0.1, free port, persistence off) and stops by its PID.
 //!
 //! `cargo bench -p racefree --features redis --bench redis [-- CLIENTS...]` prints, per client
-//! count, `next` ops/s against `redis-benchmark -t incr` with as many clients, and the round trips
-//! of `try_start` and `release` counted by the server (`INFO commandstats`).
+//! count, `next` ops/s against `redis-benchmark -t incr` with as many clients, the round trips
+//! of `try_start` and `release` counted by the server (`INFO commandstats`), and, with a replica
+//! attached, what `replicas=1` costs per operation (each write waiting for the replica's `WAIT`)
+//! against the same store without it, same run.
 
 // The tests' server helper: the same start on a free port, and the same stop by PID.
 #[path = "../tests/common/mod.rs"]
@@ -98,4 +100,44 @@ fn main() {
         after.1 - before.1,
         (after.0 - before.0 + after.1 - before.1) as f64 / (2 * done) as f64
     );
+
+    replicas_cost(&server, &clients);
+}
+
+/// `next` and a lease cycle with `replicas=1` against the same operations without it, on the
+/// benchmark's server with one replica attached (so both pay for replication on the primary).
+fn replicas_cost(server: &RedisServer, clients: &[usize]) {
+    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &server.port.to_string()]);
+    while !replica.command(&["INFO", "replication"]).contains("master_link_status:up") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let open = |options: &str| {
+        racefree::open(&format!("redis://127.0.0.1:{}/0?namespace=replicas&{options}", server.port))
+            .expect("open")
+    };
+    let (plain, waiting) = (open(""), open("replicas=1&replicas_timeout_ms=1000"));
+    println!();
+    println!("with one replica attached, {OPS} operations per row:");
+    println!("| clients | operation | replicas=0 ops/s | replicas=1 ops/s | time per op, ratio |");
+    println!("|---:|---|---:|---:|---:|");
+    let next = |store: &SharedStore, _: usize| {
+        Counter::new(store, "replicated").expect("counter").next().expect("next");
+    };
+    let lease_cycle = |store: &SharedStore, i: usize| {
+        let lock = StartLock::new(store, "replicated").expect("lock");
+        lock.try_start(&format!("k{i}"), Duration::from_secs(30))
+            .expect("start")
+            .expect("free")
+            .release()
+            .expect("release");
+    };
+    for &n in clients {
+        for (name, work) in
+            [("next", &next as &(dyn Fn(&SharedStore, usize) + Sync)), ("lease cycle", &lease_cycle)]
+        {
+            let without = threads(n, &plain, work);
+            let with = threads(n, &waiting, work);
+            println!("| {n} | {name} | {without:.0} | {with:.0} | {:.2} |", without / with);
+        }
+    }
 }

@@ -129,7 +129,9 @@ impl StoreUrl {
 ///   `namespace=…`, `busy_timeout_ms=…` (default 5000), `synchronous=normal|full`.
 /// - `redis://[user:password@]host[:port][/db]` — the Redis backend (feature `redis`). Query
 ///   options: `namespace=…`, `timeout_ms=…` (connect and request timeout, default 5000),
-///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`).
+///   `require_fsync=true` (refuse a server without `appendonly yes` + `appendfsync always`),
+///   `replicas=N` with `replicas_timeout_ms=…` (default 1000, below `timeout_ms`): each write
+///   waits (`WAIT`) until N replicas acknowledged it, and fails when fewer did.
 ///   `rediss://` is TLS (rustls), verified against the system's trust store or `tls_ca=…`
 ///   (a PEM file); `tls_cert=…&tls_key=…` present a client certificate.
 ///   `redis+sentinel://[user:password@]host1[:port],host2[:port]/<master-name>[/db]` (sentinels'
@@ -268,6 +270,14 @@ fn parse_redis(url: &str) -> Result<StoreUrl> {
                     }
                 }
             }
+            "replicas" => {
+                options.replicas = value.parse().map_err(|_| {
+                    Error::invalid_argument(format!(
+                        "replicas must be a whole number of replicas, got {value:?}"
+                    ))
+                })?;
+            }
+            "replicas_timeout_ms" => options.replicas_timeout = millis_option(name, value)?,
             "tls_ca" => options.tls_ca = Some(value.into()),
             "tls_cert" => tls_cert = Some(std::path::PathBuf::from(value)),
             "tls_key" => tls_key = Some(std::path::PathBuf::from(value)),

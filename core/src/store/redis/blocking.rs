@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError};
 use serde_json::Value;
 
-use super::protocol::{Command, Layout, Now, Reply, Request, Script, Step};
+use super::protocol::{Command, Layout, Now, Replication, Reply, Request, Script, Step};
 use super::sentinel::{self, SentinelUrl};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -37,6 +37,11 @@ pub struct RedisOptions {
     /// `rediss://` only: a client certificate and its key (PEM files), for servers that
     /// authenticate clients (`tls-auth-clients yes`, Redis' default).
     pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Replicas that must acknowledge each write (`WAIT`) before it counts; 0 (the default)
+    /// waits for none. See [`Replication`] for what a write fewer acknowledged returns.
+    pub replicas: u32,
+    /// How long a write waits for its replicas (default 1 s; below `timeout`).
+    pub replicas_timeout: Duration,
 }
 
 impl RedisOptions {
@@ -60,7 +65,27 @@ impl RedisOptions {
         self.require_fsync = require;
         self
     }
+
+    /// These options with each write waiting until `replicas` replicas acknowledged it, for up
+    /// to `timeout` (checked when the store opens: at least 1 ms, below the request timeout).
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = replicas;
+        self.replicas_timeout = timeout;
+        self
+    }
+
+    /// What each write waits for, if anything.
+    pub(super) fn replication(&self) -> Option<Replication> {
+        (self.replicas > 0).then(|| Replication {
+            replicas: self.replicas,
+            timeout_ms: u64::try_from(self.replicas_timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
 }
+
+/// `WAIT`'s default time for the replicas to acknowledge a write.
+const DEFAULT_REPLICAS_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for RedisOptions {
     fn default() -> Self {
@@ -70,6 +95,8 @@ impl Default for RedisOptions {
             require_fsync: false,
             tls_ca: None,
             tls_client: None,
+            replicas: 0,
+            replicas_timeout: DEFAULT_REPLICAS_TIMEOUT,
         }
     }
 }
@@ -106,6 +133,17 @@ pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
     use redis::IntoConnectionInfo as _;
 
     crate::validate::server_options("redis", &options.namespace, options.timeout)?;
+    if options.replicas > 0
+        && (options.replicas_timeout < Duration::from_millis(1)
+            || options.replicas_timeout >= options.timeout)
+    {
+        return Err(Error::invalid_argument(format!(
+            "redis: replicas_timeout_ms must be at least 1 and below timeout_ms ({} ms), got {} ms \
+             (a write waits that long for its replicas, within one request)",
+            options.timeout.as_millis(),
+            options.replicas_timeout.as_millis()
+        )));
+    }
     let tls = url.starts_with("rediss://") || url.starts_with("rediss+sentinel://");
     if !tls && (options.tls_ca.is_some() || options.tls_client.is_some()) {
         return Err(Error::invalid_argument("TLS options need a rediss:// or rediss+sentinel:// URL"));
@@ -195,7 +233,7 @@ impl RedisStore {
             opened_in: OpenedIn::this_process(),
             judge_by_clock: !clock.is_wall_clock(),
             clock,
-            layout: Layout::new(&options.namespace),
+            layout: Layout::new(&options.namespace).with_replication(options.replication()),
             options,
             expired_swept: AtomicU64::new(0),
         };
@@ -307,7 +345,11 @@ impl RedisStore {
                 Step::Done(result) => return result,
                 Step::Send(request, then) => {
                     let reply = self.call(|conn| send(conn, &request))?;
-                    if no_longer_primary(&reply) {
+                    let answered = match (&reply, request.wait) {
+                        (Reply::Array(pair), Some(_)) => pair.first(),
+                        _ => Some(&reply),
+                    };
+                    if answered.is_some_and(no_longer_primary) {
                         self.idle.lock().clear();
                     }
                     step = then(reply);
@@ -325,16 +367,35 @@ impl RedisStore {
 /// Sends one request and reads its reply. A script goes by `EVALSHA`; when the server lacks it
 /// (`NOSCRIPT`: a restarted or failed-over server starts with an empty script cache) it is
 /// loaded and sent again. A transport failure is the `Err`; a server's error reply is a reply.
+///
+/// A request with a [`wait`](Request::wait) goes with its `WAIT` as one pipeline on this
+/// connection, which no other caller uses meanwhile; the reply is the pair's.
 fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
     let command = command(request);
-    match conn.req_command(&command).map(reply)? {
-        Reply::Error { code, .. } if code == "NOSCRIPT" => {
-            let Command::Script(script) = request.command else { unreachable!("only scripts are loaded") };
-            conn.req_command(&script_load(script))?;
-            conn.req_command(&command).map(reply)
+    let carry = |conn: &mut Connection| match request.wait {
+        None => conn.req_command(&command).map(reply),
+        Some(wait) => {
+            // Sent raw, not by `Pipeline::query`: an error reply stays the pair's first item.
+            let packed = with_wait(&command, wait).get_packed_pipeline();
+            conn.req_packed_commands(&packed, 0, 2)
+                .map(|pair| Reply::Array(pair.into_iter().map(reply).collect()))
         }
-        other => Ok(other),
+    };
+    let first = carry(conn)?;
+    match request.missing_script(&first) {
+        Some(script) => {
+            conn.req_command(&script_load(script))?;
+            carry(conn)
+        }
+        None => Ok(first),
     }
+}
+
+/// `command`, then `WAIT <replicas> <timeout_ms>`, as one pipeline.
+pub(super) fn with_wait(command: &redis::Cmd, wait: Replication) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.add_command(command.clone()).cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms);
+    pipe
 }
 
 /// The command that carries `request`: `EVALSHA` for a script, the command itself otherwise.

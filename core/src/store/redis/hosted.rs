@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use super::protocol::{Command, Layout, Now, Reply, Request, Step};
+use super::protocol::{Layout, Now, Replication, Reply, Request, Step};
 use crate::aio::{BoxFuture, Spawner};
 use crate::clock::SharedClock;
 use crate::error::Result;
@@ -64,24 +64,26 @@ impl<T: Transport> HostedRedisStore<T> {
     /// Sends one request; a script the server does not have (`NOSCRIPT`: after a restart or a
     /// failover its cache is empty) is loaded and the request sent again.
     async fn send(&self, request: &Request) -> Result<Reply> {
-        match self.transport.send(request).await? {
-            Reply::Error { code, .. } if code == "NOSCRIPT" => {
-                if let Command::Script(script) = request.command {
-                    let load = Request {
-                        command: Command::Plain("SCRIPT"),
-                        keys: Vec::new(),
-                        args: vec!["LOAD".to_owned(), script.text.clone()],
-                    };
-                    self.transport.send(&load).await?.into_result()?;
-                }
+        let reply = self.transport.send(request).await?;
+        match request.missing_script(&reply) {
+            Some(script) => {
+                self.transport.send(&Request::script_load(script)).await?.into_result()?;
                 self.transport.send(request).await
             }
-            other => Ok(other),
+            None => Ok(reply),
         }
     }
 
     /// Runs an operation to its end: each request the protocol plans is sent, and its reply
     /// handed back to it.
+    /// This store with every write waiting for `replication` ([`Layout::with_replication`]); the
+    /// transport must then carry each request's `WAIT` as [`Request::wait`] says.
+    #[must_use]
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.layout = self.layout.with_replication(replication);
+        self
+    }
+
     fn run<R: Send + 'static>(&self, mut step: Step<R>) -> BoxFuture<'_, Result<R>> {
         Box::pin(async move {
             loop {

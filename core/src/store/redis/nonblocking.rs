@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::blocking::{
-    classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, target, Target,
+    classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, target, with_wait, Target,
 };
 use super::hosted::{HostedRedisStore, Transport};
 use super::protocol::{Reply, Request};
@@ -42,6 +42,10 @@ pub struct RedisRsConnection {
     connection: Mutex<Option<(u64, MultiplexedConnection)>>,
     connecting: tokio::sync::Mutex<()>,
     opened: AtomicU64,
+    /// Idle connections for writes that wait for replicas: `WAIT` blocks the connection it is
+    /// sent on, so each such write has one to itself (taken from here, or opened) and never
+    /// holds up the shared one.
+    alone: Mutex<Vec<MultiplexedConnection>>,
     timeout: std::time::Duration,
     /// The runtime the store was opened on, where its primitives start their tasks (so that a
     /// call from outside any runtime does not panic looking for one).
@@ -70,6 +74,7 @@ impl HostedRedisStore<RedisRsConnection> {
             connection: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             opened: AtomicU64::new(0),
+            alone: Mutex::new(Vec::new()),
             timeout: options.timeout,
             runtime: tokio::runtime::Handle::current(),
         };
@@ -86,7 +91,8 @@ impl HostedRedisStore<RedisRsConnection> {
             let appendfsync = setting(connection.query(&config_get("appendfsync")).await?);
             fsync_verdict(&appendonly, &appendfsync)?;
         }
-        HostedRedisStore::new(connection, &options.namespace, clock)
+        Ok(HostedRedisStore::new(connection, &options.namespace, clock)?
+            .with_replication(options.replication()))
     }
 }
 
@@ -185,9 +191,61 @@ impl RedisRsConnection {
     }
 }
 
+impl RedisRsConnection {
+    /// Sends a request and its `WAIT` on a connection no other call uses meanwhile, and reads
+    /// the pair's replies. Dropped before the replies (the call cancelled), the connection is
+    /// closed with it, never given back with replies still due.
+    async fn query_alone(&self, pipe: &redis::Pipeline) -> Result<Reply> {
+        let idle = self.alone.lock().pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect().await?,
+        };
+        match connection.send_packed_commands(pipe, 0, 2).await {
+            Ok(pair) => {
+                let pair: Vec<Reply> = pair.into_iter().map(reply).collect();
+                if pair.first().is_some_and(no_longer_primary) {
+                    self.drop_every_connection();
+                } else {
+                    let mut idle = self.alone.lock();
+                    if idle.len() < MAX_IDLE_ALONE {
+                        idle.push(connection);
+                    }
+                }
+                Ok(Reply::Array(pair))
+            }
+            Err(err) => {
+                // The server went away or failed over: the idle ones are no better.
+                if err.is_io_error()
+                    || err.is_connection_dropped()
+                    || err.is_unrecoverable_error()
+                    || err.is_timeout()
+                {
+                    self.drop_every_connection();
+                }
+                Err(classify(&err, self.timeout))
+            }
+        }
+    }
+
+    /// Drops the shared connection and the idle ones: the next call connects afresh.
+    fn drop_every_connection(&self) {
+        *self.connection.lock() = None;
+        self.alone.lock().clear();
+    }
+}
+
+/// Idle connections kept for writes that wait for replicas (one per such write in flight).
+const MAX_IDLE_ALONE: usize = 64;
+
 impl Transport for RedisRsConnection {
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
-        Box::pin(async move { self.query(&command(request)).await })
+        Box::pin(async move {
+            match request.wait {
+                None => self.query(&command(request)).await,
+                Some(wait) => self.query_alone(&with_wait(&command(request), wait)).await,
+            }
+        })
     }
 
     fn spawner(&self) -> Spawner {

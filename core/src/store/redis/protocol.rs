@@ -231,16 +231,56 @@ pub struct Request {
     pub keys: Vec<String>,
     /// The arguments after the keys.
     pub args: Vec<String>,
+    /// A write of a layout [with replication](Layout::with_replication): the host sends
+    /// `WAIT <replicas> <timeout_ms>` right after it, **on the same connection** (a pipeline of
+    /// the two), and hands back the array of both replies. `WAIT` blocks the connection it is
+    /// sent on until it answers: a host carries these on a connection no other caller shares
+    /// meanwhile, never on a multiplexed one. After a `NOSCRIPT` in the first reply, the host
+    /// loads the script and sends the pair again.
+    pub wait: Option<Replication>,
 }
 
 impl Request {
     fn script(script: &'static Script, keys: Vec<String>, args: Vec<String>) -> Self {
-        Self { command: Command::Script(script), keys, args }
+        Self { command: Command::Script(script), keys, args, wait: None }
     }
 
     fn plain(name: &'static str, keys: Vec<String>, args: Vec<String>) -> Self {
-        Self { command: Command::Plain(name), keys, args }
+        Self { command: Command::Plain(name), keys, args, wait: None }
     }
+
+    /// `SCRIPT LOAD` of the script a `NOSCRIPT` reply said the server lacks.
+    #[must_use]
+    pub fn script_load(script: &Script) -> Self {
+        Self::plain("SCRIPT", Vec::new(), vec!["LOAD".to_owned(), script.text.clone()])
+    }
+
+    /// The script to load and send this request again with, when `reply` (to this request, or
+    /// to this request's pair with its `WAIT`) says the server lacks it (`NOSCRIPT`).
+    #[must_use]
+    pub fn missing_script(&self, reply: &Reply) -> Option<&'static Script> {
+        let Command::Script(script) = self.command else { return None };
+        let reply = match (self.wait, reply) {
+            (Some(_), Reply::Array(pair)) => pair.first()?,
+            (Some(_), _) => return None,
+            (None, reply) => reply,
+        };
+        matches!(reply, Reply::Error { code, .. } if code == "NOSCRIPT").then_some(script)
+    }
+}
+
+/// How many replicas must acknowledge each write before it counts (`WAIT`), and how long to wait
+/// for them. A write fewer replicas acknowledged is applied on the primary but would be lost
+/// with it in a failover: the operation fails with [`Error::Timeout`] (its outcome is as unknown
+/// as after any timeout), except a grant, which is released first and fails with
+/// [`Error::BackendUnavailable`] (nothing is held), and a grant that found the key held
+/// (nothing was written: that answer stands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Replicas that must acknowledge (at least 1).
+    pub replicas: u32,
+    /// How long `WAIT` waits for them (at least 1 ms: `WAIT`'s 0 would wait forever).
+    pub timeout_ms: u64,
 }
 
 /// What to do with a reply: the next step.
@@ -536,18 +576,101 @@ fn version_or_none(reply: Reply) -> Result<Option<u64>> {
     current_version("redis", reply.int("record version")?)
 }
 
+/// What becomes of a write's result that fewer replicas acknowledged than asked for.
+enum Unreplicated {
+    /// Nothing was written: the result is the answer.
+    Stands,
+    /// Applied on the primary, maybe lost in a failover: [`Error::Timeout`].
+    Fails,
+    /// Undone on the primary by this request first: [`Error::BackendUnavailable`].
+    UndoneBy(Request),
+}
+
 /// The keys of one namespace, and every operation planned on them.
 #[derive(Debug, Clone)]
 pub struct Layout {
     /// `rf:{<len ns>:<ns>`: the start of every key of this namespace.
     prefix: String,
+    /// What every write waits for, if anything.
+    replication: Option<Replication>,
 }
 
 impl Layout {
     /// The layout of `namespace` ("" for none).
     #[must_use]
     pub fn new(namespace: &str) -> Self {
-        Self { prefix: format!("rf:{{{}:{namespace}", namespace.len()) }
+        Self { prefix: format!("rf:{{{}:{namespace}", namespace.len()), replication: None }
+    }
+
+    /// This layout with every write waiting for `replication` (see [`Request::wait`]): counter
+    /// `next`, `claim`, `set` and `reset`, marks and `forget`, grants, renewals and releases,
+    /// record writes and deletes. (Reads wait for nothing; `sweep` removes only what expired.)
+    #[must_use]
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// A write: `request`, then `then` with its reply; with replication, sent with its `WAIT`,
+    /// and a result the replicas did not acknowledge turned into an error.
+    fn write<T: Send + 'static>(
+        &self,
+        request: Request,
+        then: impl FnOnce(Reply) -> Step<T> + Send + 'static,
+    ) -> Step<T> {
+        self.write_undoing(request, then, |_| Unreplicated::Fails)
+    }
+
+    /// A write whose reply decodes straight to the result.
+    fn write_one<T: Send + 'static>(
+        &self,
+        request: Request,
+        decode: impl FnOnce(Reply) -> Result<T> + Send + 'static,
+    ) -> Step<T> {
+        self.write(request, move |reply| Step::Done(decode(reply)))
+    }
+
+    /// [`write`](Self::write), where `unreplicated` says what becomes of a result the replicas
+    /// did not acknowledge.
+    fn write_undoing<T: Send + 'static>(
+        &self,
+        mut request: Request,
+        then: impl FnOnce(Reply) -> Step<T> + Send + 'static,
+        unreplicated: impl FnOnce(&T) -> Unreplicated + Send + 'static,
+    ) -> Step<T> {
+        let Some(replication) = self.replication else {
+            return send(request, then);
+        };
+        request.wait = Some(replication);
+        let what = request.command.name();
+        send(request, move |pair| {
+            let (reply, acked) = match pair.array("write and WAIT").and_then(|[reply, acked]| {
+                let acked: u64 = acked.unsigned("WAIT")?;
+                Ok((reply, acked))
+            }) {
+                Ok(pair) => pair,
+                Err(err) => return Step::Done(Err(err)),
+            };
+            match then(reply) {
+                Step::Done(Ok(value)) if acked < u64::from(replication.replicas) => {
+                    let applied =
+                        Error::Timeout { waited: std::time::Duration::from_millis(replication.timeout_ms) };
+                    match unreplicated(&value) {
+                        Unreplicated::Stands => Step::Done(Ok(value)),
+                        Unreplicated::Fails => Step::Done(Err(applied)),
+                        Unreplicated::UndoneBy(undo) => one(undo, move |reply| {
+                            reply.into_result()?;
+                            Err(Error::unavailable(format!(
+                                "redis: {what}: {acked} of {} replicas acknowledged it within {} ms; \
+                                 undone on the primary",
+                                replication.replicas, replication.timeout_ms
+                            )))
+                        }),
+                    }
+                }
+                other => other,
+            }
+        })
     }
 
     /// The key of primitive instance `name`, of `kind`, for `item`.
@@ -593,7 +716,7 @@ impl Layout {
     pub fn counter_next(&self, counter: &str) -> Step<u64> {
         let key = self.key(counter, 'c', None);
         let (counter, again) = (counter.to_owned(), key.clone());
-        send(Request::plain("INCR", vec![key], vec![]), move |reply| match reply {
+        self.write(Request::plain("INCR", vec![key], vec![]), move |reply| match reply {
             Reply::Error { code, message } if code == "ERR" => {
                 let refusal = format!("{code} {message}");
                 one(Request::plain("GET", vec![again], vec![]), move |held| {
@@ -616,7 +739,7 @@ impl Layout {
     pub fn counter_claim(&self, counter: &str, id: &str) -> Step<Claim> {
         let keys = vec![self.key(counter, 'i', None), self.key(counter, 'c', None)];
         let counter = counter.to_owned();
-        one(
+        self.write_one(
             Request::script(&scripts().claim, keys, vec![id.to_owned(), LUA_MAX_EXACT.to_string()]),
             move |reply| {
                 let [index, is_new] = reply.array("claim")?;
@@ -654,7 +777,7 @@ impl Layout {
             Ok(next) => {
                 let request =
                     Request::plain("SET", vec![self.key(counter, 'c', None)], vec![next.to_string()]);
-                one(request, |reply| reply.into_result().map(drop))
+                self.write_one(request, |reply| reply.into_result().map(drop))
             }
             Err(refused) => Step::Done(Err(refused)),
         }
@@ -664,7 +787,7 @@ impl Layout {
     #[must_use]
     pub fn counter_reset(&self, counter: &str) -> Step<()> {
         let keys = vec![self.key(counter, 'c', None), self.key(counter, 'i', None)];
-        one(Request::plain("DEL", keys, vec![]), |reply| reply.int("deleted count").map(drop))
+        self.write_one(Request::plain("DEL", keys, vec![]), |reply| reply.int("deleted count").map(drop))
     }
 
     /// `Store::guard_mark`: one script. **Replay-safe**: `request` (an id no other request shares:
@@ -682,15 +805,18 @@ impl Layout {
         request: &str,
     ) -> Step<MarkOutcome> {
         let args = vec![now.arg(), position.to_string(), retention_ms.to_string(), request.to_owned()];
-        one(Request::script(&scripts().mark, vec![self.key(guard, 'm', Some(stream))], args), |reply| {
-            let [outcome, marked] = reply.array("mark")?;
-            Ok(match outcome.int("mark outcome")? {
-                0 => MarkOutcome::First,
-                1 => MarkOutcome::Duplicate,
-                2 => MarkOutcome::OutOfOrder { marked: marked.unsigned("marked count")? },
-                other => return Err(Error::corrupt(format!("redis: mark outcome {other}"))),
-            })
-        })
+        self.write_one(
+            Request::script(&scripts().mark, vec![self.key(guard, 'm', Some(stream))], args),
+            |reply| {
+                let [outcome, marked] = reply.array("mark")?;
+                Ok(match outcome.int("mark outcome")? {
+                    0 => MarkOutcome::First,
+                    1 => MarkOutcome::Duplicate,
+                    2 => MarkOutcome::OutOfOrder { marked: marked.unsigned("marked count")? },
+                    other => return Err(Error::corrupt(format!("redis: mark outcome {other}"))),
+                })
+            },
+        )
     }
 
     /// `Store::guard_marked`: one script.
@@ -706,7 +832,7 @@ impl Layout {
     pub fn guard_forget(&self, guard: &str, stream: &str, now: Now) -> Step<bool> {
         let request =
             Request::script(&scripts().forget, vec![self.key(guard, 'm', Some(stream))], vec![now.arg()]);
-        one(request, |reply| Ok(reply.int("forget")? == 1))
+        self.write_one(request, |reply| Ok(reply.int("forget")? == 1))
     }
 
     /// `Store::lease_try_grant`: one script. The deadline reported is `now.local_ms` (read before
@@ -725,8 +851,23 @@ impl Layout {
     ) -> Step<Option<LeaseGrant>> {
         let keys = vec![self.key(lock, 'l', Some(key)), self.key(lock, 't', None)];
         let args = vec![now.arg(), ttl_ms.to_string(), request.to_owned()];
-        let lock = lock.to_owned();
-        one(Request::script(&scripts().grant, keys, args), move |reply| lease(reply, "grant", &lock, now))
+        let (lease_key, lock) = (keys[0].clone(), lock.to_owned());
+        // A grant the replicas did not acknowledge is released before the error: a failover
+        // would lose it, and another starter would be granted the key while this one runs.
+        // (A key found held was not written: that answer stands.)
+        let release = move |granted: &Option<LeaseGrant>| match granted {
+            Some(grant) => Unreplicated::UndoneBy(Request::script(
+                &scripts().release,
+                vec![lease_key],
+                vec![now.arg(), grant.token.to_string()],
+            )),
+            None => Unreplicated::Stands,
+        };
+        self.write_undoing(
+            Request::script(&scripts().grant, keys, args),
+            move |reply| Step::Done(lease(reply, "grant", &lock, now)),
+            release,
+        )
     }
 
     /// `Store::lease_renew`: one script.
@@ -734,13 +875,16 @@ impl Layout {
     pub fn lease_renew(&self, lock: &str, key: &str, token: u64, ttl_ms: u64, now: Now) -> Step<u64> {
         let args = vec![now.arg(), token.to_string(), ttl_ms.to_string()];
         let key_name = key.to_owned();
-        one(Request::script(&scripts().renew, vec![self.key(lock, 'l', Some(key))], args), move |reply| {
-            if reply.int("renew")? == 1 {
-                Ok(now.local_ms.saturating_add(ttl_ms))
-            } else {
-                Err(Error::NotOwner { key: key_name, token })
-            }
-        })
+        self.write_one(
+            Request::script(&scripts().renew, vec![self.key(lock, 'l', Some(key))], args),
+            move |reply| {
+                if reply.int("renew")? == 1 {
+                    Ok(now.local_ms.saturating_add(ttl_ms))
+                } else {
+                    Err(Error::NotOwner { key: key_name, token })
+                }
+            },
+        )
     }
 
     /// `Store::lease_release`: one script.
@@ -752,7 +896,7 @@ impl Layout {
             vec![self.key(lock, 'l', Some(key))],
             vec![now.arg(), token.to_string()],
         );
-        one(request, move |reply| {
+        self.write_one(request, move |reply| {
             if reply.int("release")? == 1 {
                 Ok(())
             } else {
@@ -802,7 +946,7 @@ impl Layout {
         let keys = vec![self.key(space, 'r', Some(key)), self.key(space, 'f', None)];
         let args = vec![value.to_string(), opt_arg(expected_version), opt_arg(fencing_token)];
         let key = key.to_owned();
-        one(Request::script(&scripts().put, keys, args), move |reply| {
+        self.write_one(Request::script(&scripts().put, keys, args), move |reply| {
             let [outcome, number] = reply.array("put")?;
             match outcome.int("put outcome")? {
                 0 => number.unsigned("record version"),
@@ -822,14 +966,17 @@ impl Layout {
     pub fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Step<bool> {
         let keys = vec![self.key(space, 'r', Some(key)), self.key(space, 'f', None)];
         let key = key.to_owned();
-        one(Request::script(&scripts().delete, keys, vec![opt_arg(expected_version)]), move |reply| {
-            let [outcome, number] = reply.array("delete")?;
-            match outcome.int("delete outcome")? {
-                0 => Ok(number.int("deleted")? == 1),
-                1 => Err(Error::Conflict { key, current_version: version_or_none(number)? }),
-                other => Err(Error::corrupt(format!("redis: delete outcome {other}"))),
-            }
-        })
+        self.write_one(
+            Request::script(&scripts().delete, keys, vec![opt_arg(expected_version)]),
+            move |reply| {
+                let [outcome, number] = reply.array("delete")?;
+                match outcome.int("delete outcome")? {
+                    0 => Ok(number.int("deleted")? == 1),
+                    1 => Err(Error::Conflict { key, current_version: version_or_none(number)? }),
+                    other => Err(Error::corrupt(format!("redis: delete outcome {other}"))),
+                }
+            },
+        )
     }
 
     /// Every key of the namespace, by `SCAN` (not a point-in-time snapshot), then `then(keys)`.
@@ -1130,6 +1277,58 @@ mod tests {
     }
 
     const SERVER: Now = Now { local_ms: 1_000, judge_by_local: false };
+
+    #[test]
+    fn writes_with_replication_carry_their_wait_and_judge_its_count() {
+        let wait = Replication { replicas: 2, timeout_ms: 300 };
+        let layout = Layout::new("").with_replication(Some(wait));
+        let pair = |reply: Reply, acked: i64| Reply::Array(vec![reply, Reply::Int(acked)]);
+
+        let (next, sent) = drive(layout.counter_next("c"), |_| pair(Reply::Int(5), 2));
+        assert_eq!((next, sent[0].wait), (Ok(4), Some(wait)));
+        let (next, _) = drive(layout.counter_next("c"), |_| pair(Reply::Int(5), 1));
+        assert_eq!(
+            next,
+            Err(Error::Timeout { waited: std::time::Duration::from_millis(300) }),
+            "applied, not replicated"
+        );
+        let (put, _) = drive(layout.record_put("s", "k", &serde_json::json!(1), Some(3), None), |_| {
+            pair(ints(&[1, 4]), 0)
+        });
+        assert_eq!(code(put), "conflict", "nothing written: the write's own answer");
+        assert_eq!(code(drive(layout.counter_next("c"), |_| Reply::Int(5)).0), "corrupt_data");
+        assert_eq!(
+            drive(layout.counter_peek("c"), |_| Reply::Int(5)).1[0].wait,
+            None,
+            "reads wait for nothing"
+        );
+
+        // A grant fewer replicas acknowledged is released (its token, no wait), then refused.
+        let (grant, sent) = drive(layout.lease_try_grant("l", "k", 500, SERVER, "req"), |request| {
+            match request.command.name() {
+                "grant" => pair(ints(&[1, 9, 500]), 1),
+                _ => Reply::Int(1),
+            }
+        });
+        assert_eq!(code(grant.clone()), "backend_unavailable", "{grant:?}");
+        assert!(format!("{grant:?}").contains("1 of 2 replicas"), "{grant:?}");
+        assert_eq!(
+            (sent[1].command.name(), &sent[1].args[1], sent[1].wait),
+            ("release", &"9".to_owned(), None)
+        );
+        let (held, sent) =
+            drive(layout.lease_try_grant("l", "k", 500, SERVER, "req"), |_| pair(ints(&[0, 0, 0]), 0));
+        assert_eq!((held, sent.len()), (Ok(None), 1), "nothing granted, nothing to release");
+        let (granted, _) =
+            drive(layout.lease_try_grant("l", "k", 500, SERVER, "req"), |_| pair(ints(&[1, 9, 500]), 3));
+        assert_eq!(granted, Ok(Some(LeaseGrant { token: 9, deadline_ms: 1_500 })));
+
+        // A NOSCRIPT in the pair's first reply names the script to load.
+        let request = Request { wait: Some(wait), ..Request::script(&scripts().grant, vec![], vec![]) };
+        let noscript = pair(error("NOSCRIPT", "No matching script"), 0);
+        assert_eq!(request.missing_script(&noscript).map(|s| s.name), Some("grant"));
+        assert_eq!(request.missing_script(&pair(Reply::Int(1), 0)).map(|s| s.name), None);
+    }
 
     #[test]
     fn keys_are_length_prefixed_and_parse_back() {
