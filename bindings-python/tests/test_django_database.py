@@ -28,6 +28,11 @@ def test_store_urls_come_from_databases(settings):
         "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "app db", "USER": "app", "PASSWORD": "p@ss:w/rd",
                "HOST": "db.internal", "PORT": "6432", "OPTIONS": {"sslmode": "verify-full"}},
         "socket": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "USER": "app", "HOST": "/var/run/postgresql"},
+        "standbys": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db1,db2", "PORT": "5432,5433",
+                     "OPTIONS": {"target_session_attrs": "read-write"}},
+        "one_port": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db1, db2", "PORT": "6432"},
+        "ports_mismatch": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db1,db2", "PORT": "1,2,3"},
+        "empty_host": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db1,", "PORT": ""},
         "oracle": {"ENGINE": "django.db.backends.oracle", "NAME": "x"},
         "relative": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"},
     }
@@ -41,6 +46,14 @@ def test_store_urls_come_from_databases(settings):
 
     assert store_url("django://pg") == "postgres://app:p%40ss%3Aw%2Frd@db.internal:6432/app%20db?sslmode=verify-full"
     assert store_url("django://socket") == "postgres://app@localhost/app?host=/var/run/postgresql"
+    # A primary and its standbys, as libpq reads HOST and PORT: lists, one port or one per host.
+    assert store_url("django://standbys") == "postgres://db1:5432,db2:5433/app?target_session_attrs=read-write"
+    assert store_url("django://one_port") == "postgres://db1:6432,db2:6432/app"
+    racefree.check_url(store_url("django://standbys"))
+    with pytest.raises(ImproperlyConfigured, match="2 hosts in HOST but 3 ports"):
+        store_url("django://ports_mismatch")
+    with pytest.raises(ImproperlyConfigured, match="no empty item"):
+        store_url("django://empty_host")
     racefree.check_url(store_url("django://pg"))
     racefree.check_url(store_url("django://socket"))
     with pytest.raises(ImproperlyConfigured, match="shares PostgreSQL"):

@@ -1,12 +1,14 @@
 """The PostgreSQL store from Python, on a real server started by the tests."""
 
 import asyncio
+import os
 import threading
 import time
 
 import pytest
 
 import racefree
+import racefree.asyncio
 from conftest import on_threads
 
 
@@ -87,3 +89,25 @@ def test_migrate_creates_the_schema_a_strict_open_requires(postgres_server):
         racefree.open(strict)
     assert racefree.migrate(postgres_server.url("py_migrate")) == 2
     assert racefree.Counter(racefree.open(strict), "c").next() == 0
+
+
+def test_a_multi_host_url_takes_the_host_that_takes_writes(postgres_server):
+    """Several hosts, a primary's standbys among them (``target_session_attrs=read-write``),
+    from Python: a first host where no server listens is skipped on every new connection. (A
+    standby promoted under a running store is tested in the core, core/tests/postgres_failover.rs.)"""
+    from conftest import _free_port
+
+    nobody = _free_port()
+    url = (f"postgres://racefree@127.0.0.1:{nobody},127.0.0.1:{postgres_server.port}/postgres"
+           f"?target_session_attrs=read-write&timeout_ms=3000&namespace=multihost{os.getpid()}")
+    store = racefree.open(url)
+    counter = racefree.Counter(store, "jobs")
+    assert [counter.next() for _ in range(3)] == [0, 1, 2]
+
+    async def next_async():
+        return await racefree.asyncio.Counter(store, "jobs").next()
+
+    assert asyncio.run(next_async()) == 3
+    with pytest.raises(racefree.InvalidArgument, match="target_session_attrs"):
+        racefree.open(f"postgres://racefree@127.0.0.1:{postgres_server.port}/postgres?target_session_attrs=standby")
+

@@ -8,62 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisSentinel, RedisServer};
+use common::redis_server::{RedisServer, SentinelGroup, ONE_GROUP_AT_A_TIME};
 use racefree::{Counter, Records, SharedStore, StartLock};
 use serde_json::json;
 
-const MASTER: &str = "orders";
-
-/// One group at a time: a killed server's port is free again, and a server another test starts
-/// there meanwhile would be taken for the old primary (a fresh, empty one, answering as a primary).
-static ONE_GROUP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Group {
-    _turn: std::sync::MutexGuard<'static, ()>,
-    primary: RedisServer,
-    replica: RedisServer,
-    sentinels: Vec<RedisSentinel>,
-}
-
-impl Group {
-    fn start() -> Self {
-        let turn = ONE_GROUP_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let primary = RedisServer::start(&[]);
-        let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
-        let sentinels = (0..3).map(|_| RedisSentinel::start(MASTER, primary.port, 2)).collect();
-        let group = Self { _turn: turn, primary, replica, sentinels };
-        group
-            .wait_until(|| group.replica.command(&["INFO", "replication"]).contains("master_link_status:up"));
-        group
-    }
-
-    fn url(&self, options: &str) -> String {
-        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
-        format!("redis+sentinel://{}/{MASTER}/0?timeout_ms=1000&{options}", hosts.join(","))
-    }
-
-    fn wait_until(&self, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(Instant::now() < deadline, "the Sentinel group did not get there in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until the replica has every write the primary acknowledged so far (`WAIT` would
-    /// wait only for the writes of its own connection).
-    fn replicated(&self) {
-        let offset = |server: &RedisServer| -> u64 {
-            let info = server.command(&["INFO", "replication"]);
-            info.lines()
-                .find_map(|line| line.strip_prefix("master_repl_offset:"))
-                .and_then(|n| n.trim().parse().ok())
-                .expect("master_repl_offset")
-        };
-        let written = offset(&self.primary);
-        self.wait_until(|| offset(&self.replica) >= written);
-    }
-}
+const MASTER: &str = SentinelGroup::MASTER;
 
 /// Calls `next` until it answers: while the sentinels have no primary to name, every call must
 /// fail at once (within 5 s) with a typed error. Returns the index and how many calls failed.
@@ -90,7 +39,7 @@ fn open(url: &str) -> SharedStore {
 
 #[test]
 fn the_store_follows_a_failover_after_the_primary_is_killed() {
-    let mut group = Group::start();
+    let mut group = SentinelGroup::start(&[]);
     let store = open(&group.url("namespace=killed"));
     let counter = Counter::new(&store, "jobs").expect("counter");
     for index in 0..5 {
@@ -118,7 +67,7 @@ fn the_store_follows_a_failover_after_the_primary_is_killed() {
 
 #[test]
 fn a_primary_demoted_under_a_pooled_connection_is_left_for_the_new_one() {
-    let group = Group::start();
+    let group = SentinelGroup::start(&[]);
     let store = open(&group.url("namespace=demoted"));
     let counter = Counter::new(&store, "jobs").expect("counter");
     assert_eq!(counter.next(), Ok(0));
@@ -195,7 +144,7 @@ fn a_readonly_reply_drops_the_pooled_connections() {
 #[cfg(feature = "tokio")]
 #[test]
 fn the_tokio_store_follows_a_failover_too() {
-    let mut group = Group::start();
+    let mut group = SentinelGroup::start(&[]);
     let url = group.url("namespace=tokio");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let store = runtime.block_on(racefree::aio::open(&url)).expect("open through the sentinels");

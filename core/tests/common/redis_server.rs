@@ -86,15 +86,45 @@ impl RedisServer {
         probe.command(parts)
     }
 
-    fn try_command(&self, parts: &[&str], timeout: Duration) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+    /// [`command_on`](Self::command_on) for a reply that is an array of bulk strings (a nil
+    /// array or element is empty).
+    pub fn array_on(port: u16, parts: &[&str]) -> Vec<String> {
+        let read = || -> std::io::Result<Vec<String>> {
+            let mut reader = BufReader::new(Self::send_on(port, parts, Duration::from_secs(5))?);
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let count: usize = line.strip_prefix('*').and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                line.clear();
+                reader.read_line(&mut line)?;
+                let Some(length) = line.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) else {
+                    items.push(String::new());
+                    continue;
+                };
+                let mut body = vec![0; length + 2];
+                reader.read_exact(&mut body)?;
+                body.truncate(length);
+                items.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            Ok(items)
+        };
+        read().unwrap_or_else(|e| panic!("{parts:?} on 127.0.0.1:{port}: {e}"))
+    }
+
+    fn send_on(port: u16, parts: &[&str], timeout: Duration) -> std::io::Result<TcpStream> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(timeout))?;
         let mut request = format!("*{}\r\n", parts.len());
         for part in parts {
             request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
         }
         stream.write_all(request.as_bytes())?;
-        let mut reader = BufReader::new(stream);
+        Ok(stream)
+    }
+
+    fn try_command(&self, parts: &[&str], timeout: Duration) -> std::io::Result<String> {
+        let mut reader = BufReader::new(Self::send_on(self.port, parts, timeout)?);
         let mut line = String::new();
         reader.read_line(&mut line)?;
         let Some(length) = line.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) else {
@@ -175,5 +205,82 @@ impl RedisSentinel {
             Some(Self { port, _process: process })
         })
         .expect("redis-server --sentinel did not start")
+    }
+}
+
+/// One Sentinel group at a time in a test binary: a killed server's port is free again, and a
+/// server another test starts there meanwhile would be taken for the old primary (a fresh, empty
+/// one, answering as a primary).
+pub static ONE_GROUP_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A Sentinel group: a primary, a replica (or more) and three sentinels (quorum 2) watching it
+/// as [`SentinelGroup::MASTER`].
+pub struct SentinelGroup {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    /// Replicas past the first ([`SentinelGroup::with_replicas`]).
+    pub more_replicas: Vec<RedisServer>,
+    pub sentinels: Vec<RedisSentinel>,
+}
+
+impl SentinelGroup {
+    pub const MASTER: &'static str = "orders";
+
+    /// Starts the group, both servers with `config` (`redis-server` arguments), and waits until
+    /// the replica is in sync.
+    pub fn start(config: &[&str]) -> Self {
+        Self::with_replicas(config, 1)
+    }
+
+    /// [`start`](Self::start) with `replicas` replicas (at least 1).
+    pub fn with_replicas(config: &[&str], replicas: usize) -> Self {
+        let turn = ONE_GROUP_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let primary = RedisServer::start(config);
+        let primary_port = primary.port.to_string();
+        let replica_config: Vec<&str> =
+            config.iter().copied().chain(["--replicaof", "127.0.0.1", &primary_port]).collect();
+        let mut all: Vec<RedisServer> =
+            (0..replicas.max(1)).map(|_| RedisServer::start(&replica_config)).collect();
+        let replica = all.remove(0);
+        let sentinels = (0..3).map(|_| RedisSentinel::start(Self::MASTER, primary.port, 2)).collect();
+        let group = Self { _turn: turn, primary, replica, more_replicas: all, sentinels };
+        group.wait_until(|| {
+            group.replicas().all(|r| r.command(&["INFO", "replication"]).contains("master_link_status:up"))
+        });
+        group
+    }
+
+    /// Every replica.
+    pub fn replicas(&self) -> impl Iterator<Item = &RedisServer> {
+        std::iter::once(&self.replica).chain(&self.more_replicas)
+    }
+
+    /// A `redis+sentinel://` URL of the group with `options`.
+    pub fn url(&self, options: &str) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!("redis+sentinel://{}/{}/0?timeout_ms=1000&{options}", hosts.join(","), Self::MASTER)
+    }
+
+    pub fn wait_until(&self, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "the Sentinel group did not get there in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the replica has every write the primary acknowledged so far (`WAIT` would
+    /// wait only for the writes of its own connection).
+    pub fn replicated(&self) {
+        let offset = |server: &RedisServer| -> u64 {
+            let info = server.command(&["INFO", "replication"]);
+            info.lines()
+                .find_map(|line| line.strip_prefix("master_repl_offset:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("master_repl_offset")
+        };
+        let written = offset(&self.primary);
+        self.wait_until(|| offset(&self.replica) >= written);
     }
 }

@@ -145,14 +145,36 @@ def store_url(url: Optional[str] = None, databases: Optional[Dict[str, Any]] = N
     if host.startswith("/"):
         options.append(f"host={quote(host, safe='/')}")
         host = "localhost"
-    netloc = (credentials + "@" if credentials else "") + (host or "localhost") + (f":{port}" if port else "")
-    for name in ("sslmode", "sslrootcert"):
+    netloc = (credentials + "@" if credentials else "") + _hosts(alias, host or "localhost", port)
+    for name in ("sslmode", "sslrootcert", "target_session_attrs"):
         value = (database.get("OPTIONS") or {}).get(name)
         if value is not None:
             options.append(f"{name}={value}")
     return f"postgres://{netloc}/{quote(str(database.get('NAME') or ''), safe='')}" + (
         f"?{'&'.join(options)}" if options else ""
     )
+
+
+def _hosts(alias: str, host: str, port: str) -> str:
+    """``HOST`` and ``PORT`` as a URL's hosts, as libpq reads them: comma-separated lists (a
+    primary and its standbys, tried in order), one port for every host or one port each."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    hosts = [h.strip() for h in host.split(",")]
+    ports = [p.strip() for p in port.split(",")] if port else []
+    if "" in hosts or "" in ports or (len(hosts) > 1 and any(h.startswith("/") for h in hosts)):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]: HOST {host!r} and PORT {port!r} must be host names (no empty item, no "
+            "socket directory among several hosts)"
+        )
+    if len(ports) > 1 and len(ports) != len(hosts):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]: {len(hosts)} hosts in HOST but {len(ports)} ports in PORT (give one port, "
+            "or one per host)"
+        )
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    return ",".join(h + (f":{p}" if p else "") for h, p in zip(hosts, ports or [""] * len(hosts)))
 
 
 def store() -> _native.Store:
