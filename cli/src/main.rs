@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! racefree inspect <url>   counters, leases (holder token, time left), guards and records
+//! racefree inspect --json <url>   the same as one JSON object, for scripts
 //! racefree sweep <url>     remove expired leases and marks now
 //! racefree migrate <url>   create racefree's tables and functions in a PostgreSQL database
 //! ```
@@ -11,7 +12,8 @@ use std::process::ExitCode;
 
 use racefree::{Clock, CounterEntry, Error, LeaseEntry, RecordEntry, StreamEntry, SystemClock};
 
-const USAGE: &str = "usage: racefree inspect <url> | racefree sweep <url> | racefree migrate <postgres-url>
+const USAGE: &str =
+    "usage: racefree inspect [--json] <url> | racefree sweep <url> | racefree migrate <postgres-url>
   <url>: sqlite:///abs/path.db[?namespace=...], redis://host:port/db[?namespace=...],
          postgres://user@host:port/db[?namespace=...], memory://";
 
@@ -20,6 +22,9 @@ fn main() -> ExitCode {
     let (command, url) = match args.as_slice() {
         [command, url] if ["inspect", "sweep", "migrate"].contains(&command.as_str()) => {
             (command.as_str(), url.as_str())
+        }
+        [inspect, flag, url] | [inspect, url, flag] if inspect == "inspect" && flag == "--json" => {
+            ("inspect --json", url.as_str())
         }
         [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
     match run(command, url) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            let command = command.split(' ').next().unwrap_or(command);
             eprintln!("racefree {command}: {err} [{}]", err.code());
             ExitCode::from(if matches!(err, Error::InvalidArgument { .. } | Error::InvalidKey { .. }) {
                 2
@@ -54,6 +60,10 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
     }
     let inventory = store.inspect()?;
     let now = SystemClock.now_ms();
+    if command == "inspect --json" {
+        println!("{}", inventory_json(store.namespace(), &inventory, now));
+        return Ok(());
+    }
     let namespace = if store.namespace().is_empty() { "(none)" } else { store.namespace() };
     println!("namespace: {namespace}");
     println!("\ncounters ({})", inventory.counters.len());
@@ -75,6 +85,37 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
         println!("  {space:<20} {key:<30} version={version}");
     }
     Ok(())
+}
+
+/// The inventory as one JSON object: the namespace, the time it was read (`now_ms`, this
+/// machine's wall clock), how many of each kind, and every entry with the time it has left.
+fn inventory_json(namespace: &str, inventory: &racefree::Inventory, now: u64) -> serde_json::Value {
+    use serde_json::json;
+    let left = |until: u64| until.saturating_sub(now);
+    json!({
+        "namespace": namespace,
+        "now_ms": now,
+        "counts": {
+            "counters": inventory.counters.len(),
+            "claims": inventory.counters.iter().map(|c| c.claims).sum::<u64>(),
+            "leases": inventory.leases.len(),
+            "streams": inventory.streams.len(),
+            "records": inventory.records.len(),
+        },
+        "counters": inventory.counters.iter().map(|CounterEntry { counter, next, claims }| {
+            json!({ "counter": counter, "next": next, "claims": claims })
+        }).collect::<Vec<_>>(),
+        "leases": inventory.leases.iter().map(|LeaseEntry { lock, key, token, deadline_ms }| {
+            json!({ "lock": lock, "key": key, "token": token, "deadline_ms": deadline_ms, "left_ms": left(*deadline_ms) })
+        }).collect::<Vec<_>>(),
+        "streams": inventory.streams.iter().map(|StreamEntry { guard, stream, marked, expires_at_ms }| {
+            json!({ "guard": guard, "stream": stream, "marked": marked, "expires_at_ms": expires_at_ms,
+                    "left_ms": left(*expires_at_ms) })
+        }).collect::<Vec<_>>(),
+        "records": inventory.records.iter().map(|RecordEntry { space, key, version }| {
+            json!({ "space": space, "key": key, "version": version })
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// Creates (or checks) racefree's schema in the PostgreSQL database at `url`, as a role that may

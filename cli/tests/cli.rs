@@ -101,6 +101,33 @@ fn inspect_shows_a_stuck_lease_and_sweep_clears_expired_ones(url: &str, expired:
         "{out}"
     );
 
+    // The same for scripts: one JSON object, with the counts.
+    let (code, out, err) = racefree(&["inspect", "--json", url]);
+    assert_eq!(code, 0, "{err}");
+    let inventory: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let counts = &inventory["counts"];
+    assert_eq!(
+        (&counts["counters"], &counts["claims"], &counts["leases"], &counts["streams"], &counts["records"]),
+        (&json!(1), &json!(1), &json!(1), &json!(1), &json!(1)),
+        "{out}"
+    );
+    let lease = &inventory["leases"][0];
+    assert_eq!(
+        (&lease["lock"], &lease["key"], &lease["token"]),
+        (&json!("tasks"), &json!("report:7"), &json!(stuck.token()))
+    );
+    let left = lease["left_ms"].as_u64().expect("left_ms");
+    assert!(left > 590_000 && left <= 600_000, "{lease}");
+    assert_eq!(inventory["counters"][0], json!({ "counter": "task:42", "next": 1, "claims": 1 }));
+    assert_eq!(inventory["records"][0], json!({ "space": "pods", "key": "web-1", "version": 1 }));
+    assert_eq!(
+        (&inventory["streams"][0]["stream"], &inventory["streams"][0]["marked"]),
+        (&json!("s1"), &json!(1))
+    );
+    let (code, flag_last, _) = racefree(&["inspect", url, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&flag_last).expect("JSON")["counts"], *counts);
+
     let (code, out, _) = racefree(&["sweep", url]);
     assert_eq!((code, out.trim()), (0, format!("removed {expired} expired entries").as_str()));
     let (code, out, _) = racefree(&["inspect", url]);
@@ -123,6 +150,12 @@ fn bad_commands_and_urls_are_explained() {
     let (code, _, err) = racefree(&["inspect", "sqlite:///no/such/dir/x.db"]);
     assert_eq!(code, 1);
     assert!(err.contains("backend_unavailable"), "{err}");
+    let (code, _, err) = racefree(&["inspect", "--yaml", "memory://"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("usage"), "{err}");
+    let (code, _, err) = racefree(&["inspect", "--json", "sqlite://relative.db"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("racefree inspect: ") && err.contains("invalid_argument"), "{err}");
     let (code, _, err) = racefree(&["sweep", "redis://127.0.0.1:1/0"]);
     assert_eq!(code, 1);
     assert!(err.contains("backend_unavailable"), "{err}");
