@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
+use crate::metrics::{names, Labels, Tally};
 use crate::validate;
 
 /// The default bound on cached keys.
@@ -57,13 +57,27 @@ struct CacheInner<V, E> {
     stats: CacheStatsInner,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct CacheStatsInner {
-    hits: AtomicU64,
-    loads: AtomicU64,
-    coalesced: AtomicU64,
-    load_errors: AtomicU64,
-    expired: AtomicU64,
+    hits: Tally,
+    loads: Tally,
+    coalesced: Tally,
+    load_errors: Tally,
+    expired: Tally,
+}
+
+impl CacheStatsInner {
+    /// A cache's counts (labelled `primitive="cache"`, backend `local`: it lives in this process).
+    fn new() -> Self {
+        let labels = Labels::new("cache", None, "local");
+        Self {
+            hits: Tally::new(&labels, names::CACHE_LOOKUPS, Some("hit")),
+            loads: Tally::new(&labels, names::CACHE_LOOKUPS, Some("miss")),
+            coalesced: Tally::new(&labels, names::CACHE_LOOKUPS, Some("coalesced")),
+            load_errors: Tally::new(&labels, names::CACHE_LOAD_ERRORS, None),
+            expired: Tally::new(&labels, names::CACHE_EXPIRED, None),
+        }
+    }
 }
 
 /// What a [`Cache`] has done.
@@ -164,7 +178,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
                 clock,
                 max_entries: max_entries.max(1),
                 slots: Mutex::new(HashMap::new()),
-                stats: CacheStatsInner::default(),
+                stats: CacheStatsInner::new(),
             }),
         }
     }
@@ -189,20 +203,20 @@ impl<V: Clone, E: Clone> Cache<V, E> {
         let mut slots = inner.slots.lock();
         match slots.get(key) {
             Some(Slot::Ready { value, expires_at }) if *expires_at > now => {
-                inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                inner.stats.hits.add(1);
                 return Ok(Lookup::Hit(value.clone()));
             }
             Some(Slot::Loading(flight)) => {
-                inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                inner.stats.coalesced.add(1);
                 return Ok(Lookup::Wait(Waiter { flight: Arc::clone(flight) }));
             }
             Some(Slot::Ready { .. }) => {
-                inner.stats.expired.fetch_add(1, Ordering::Relaxed);
+                inner.stats.expired.add(1);
             }
             None => {
                 if slots.len() >= inner.max_entries {
                     let removed = remove_expired(&mut slots, now);
-                    inner.stats.expired.fetch_add(removed, Ordering::Relaxed);
+                    inner.stats.expired.add(removed);
                     if slots.len() >= inner.max_entries {
                         return Err(Error::CapacityExceeded { max_keys: inner.max_entries });
                     }
@@ -214,7 +228,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
             finished: Condvar::new(),
         });
         slots.insert(key.to_owned(), Slot::Loading(Arc::clone(&flight)));
-        inner.stats.loads.fetch_add(1, Ordering::Relaxed);
+        inner.stats.loads.add(1);
         Ok(Lookup::Load(Loader {
             cache: Arc::clone(inner),
             key: key.to_owned(),
@@ -307,7 +321,7 @@ impl<V: Clone, E: Clone> Cache<V, E> {
     pub fn sweep(&self) -> u64 {
         let now = self.inner.clock.now_ms();
         let removed = remove_expired(&mut self.inner.slots.lock(), now);
-        self.inner.stats.expired.fetch_add(removed, Ordering::Relaxed);
+        self.inner.stats.expired.add(removed);
         removed
     }
 
@@ -328,11 +342,11 @@ impl<V: Clone, E: Clone> Cache<V, E> {
     pub fn stats(&self) -> CacheStats {
         let s = &self.inner.stats;
         CacheStats {
-            hits: s.hits.load(Ordering::Relaxed),
-            loads: s.loads.load(Ordering::Relaxed),
-            coalesced: s.coalesced.load(Ordering::Relaxed),
-            load_errors: s.load_errors.load(Ordering::Relaxed),
-            expired: s.expired.load(Ordering::Relaxed),
+            hits: s.hits.get(),
+            loads: s.loads.get(),
+            coalesced: s.coalesced.get(),
+            load_errors: s.load_errors.get(),
+            expired: s.expired.get(),
         }
     }
 }
@@ -365,7 +379,7 @@ impl<V: Clone, E: Clone> Loader<V, E> {
             }
         }
         if result.is_err() {
-            self.cache.stats.load_errors.fetch_add(1, Ordering::Relaxed);
+            self.cache.stats.load_errors.add(1);
         }
         self.flight.finish(FlightResult::Done(result.clone()));
         result

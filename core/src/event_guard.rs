@@ -1,11 +1,11 @@
 //! Idempotent, ordered lifecycle events: each event once per stream, never before its predecessor.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::metrics::{names, Labels, Tally};
 use crate::short_key::same;
 use crate::store::{MarkOutcome, SharedStore};
 use crate::validate;
@@ -89,11 +89,24 @@ pub(crate) struct Declared {
     stats: Arc<GuardStatsInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GuardStatsInner {
-    delivered: AtomicU64,
-    duplicates_suppressed: AtomicU64,
-    out_of_order: AtomicU64,
+    labels: Labels,
+    delivered: Tally,
+    duplicates_suppressed: Tally,
+    out_of_order: Tally,
+}
+
+impl GuardStatsInner {
+    fn new(name: &str, backend: &'static str) -> Self {
+        let labels = Labels::new("event_guard", Some(name), backend);
+        Self {
+            delivered: Tally::new(&labels, names::MARKS, Some("first")),
+            duplicates_suppressed: Tally::new(&labels, names::MARKS, Some("duplicate")),
+            out_of_order: Tally::new(&labels, names::MARKS, Some("out_of_order")),
+            labels,
+        }
+    }
 }
 
 /// What an [`EventGuard`] handle has seen.
@@ -137,7 +150,10 @@ impl EventGuard {
         events: &[S],
         options: GuardOptions,
     ) -> Result<Self> {
-        Ok(Self { store: Arc::clone(store), declared: Declared::new(name, events, options)? })
+        Ok(Self {
+            store: Arc::clone(store),
+            declared: Declared::new(name, events, options, store.backend())?,
+        })
     }
 
     /// The declared events, in order.
@@ -161,8 +177,8 @@ impl EventGuard {
         validate::key("stream id", stream)?;
         let position = self.declared.position(event)?;
         let outcome =
-            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms)?;
-        self.declared.settle(stream, event, outcome)
+            self.store.guard_mark(&self.declared.name, stream, position, self.declared.retention_ms);
+        self.declared.settle(stream, event, self.declared.errors(outcome)?)
     }
 
     /// Whether `event` of `stream` is marked (and not yet forgotten).
@@ -210,7 +226,12 @@ impl EventGuard {
 }
 
 impl Declared {
-    pub(crate) fn new<S: AsRef<str>>(name: &str, events: &[S], options: GuardOptions) -> Result<Self> {
+    pub(crate) fn new<S: AsRef<str>>(
+        name: &str,
+        events: &[S],
+        options: GuardOptions,
+        backend: &'static str,
+    ) -> Result<Self> {
         validate::key("guard name", name)?;
         let retention_ms = validate::ttl_ms("retention", options.retention)?;
         if events.is_empty() || events.len() > MAX_EVENTS {
@@ -227,7 +248,8 @@ impl Declared {
             }
             declared.push(event.to_owned());
         }
-        Ok(Self { name: name.to_owned(), events: declared, retention_ms, stats: Arc::default() })
+        let stats = Arc::new(GuardStatsInner::new(name, backend));
+        Ok(Self { name: name.to_owned(), events: declared, retention_ms, stats })
     }
 
     /// Inlined, with the error out of line: a `Result` (the size of `Error`) returned from a
@@ -246,19 +268,24 @@ impl Declared {
         Error::invalid_argument(format!("event {event:?} is not one of {:?}", self.events))
     }
 
+    /// Counts `result`'s error (the store's), if it is one.
+    pub(crate) fn errors<T>(&self, result: Result<T>) -> Result<T> {
+        self.stats.labels.errors(result)
+    }
+
     /// The store's outcome of marking `event` as the caller sees it, counted.
     pub(crate) fn settle(&self, stream: &str, event: &str, outcome: MarkOutcome) -> Result<Mark> {
         match outcome {
             MarkOutcome::First => {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.stats.delivered.add(1);
                 Ok(Mark::First)
             }
             MarkOutcome::Duplicate => {
-                self.stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
+                self.stats.duplicates_suppressed.add(1);
                 Ok(Mark::Duplicate)
             }
             MarkOutcome::OutOfOrder { marked } => {
-                self.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+                self.stats.out_of_order.add(1);
                 Err(Error::OutOfOrder {
                     stream: stream.to_owned(),
                     event: event.to_owned(),
@@ -275,9 +302,9 @@ impl Declared {
 
     pub(crate) fn stats(&self) -> GuardStats {
         GuardStats {
-            delivered: self.stats.delivered.load(Ordering::Relaxed),
-            duplicates_suppressed: self.stats.duplicates_suppressed.load(Ordering::Relaxed),
-            out_of_order: self.stats.out_of_order.load(Ordering::Relaxed),
+            delivered: self.stats.delivered.get(),
+            duplicates_suppressed: self.stats.duplicates_suppressed.get(),
+            out_of_order: self.stats.out_of_order.get(),
         }
     }
 }

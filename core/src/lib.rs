@@ -49,6 +49,7 @@ mod counter;
 mod error;
 mod event_guard;
 mod lease_keeper;
+pub mod metrics;
 mod records;
 mod short_key;
 mod start_lock;

@@ -1,13 +1,13 @@
 //! Versioned JSON records: compare-and-swap, batched update with retry, fenced writes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::metrics::{names, Labels, Tally};
 use crate::store::{SharedStore, Versioned};
 use crate::validate;
 
@@ -98,37 +98,49 @@ pub struct Records {
     stats: Arc<RecordStatsInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecordStatsInner {
-    writes: AtomicU64,
-    conflicts: AtomicU64,
-    retries: AtomicU64,
-    stale_tokens: AtomicU64,
+    labels: Labels,
+    writes: Tally,
+    conflicts: Tally,
+    retries: Tally,
+    stale_tokens: Tally,
 }
 
 impl RecordStatsInner {
-    /// Counts a write: a success, a conflict, a stale token, or none (a backend failure).
+    /// The counts of record space `name` on `backend`.
+    pub(crate) fn new(name: &str, backend: &'static str) -> Self {
+        let labels = Labels::new("records", Some(name), backend);
+        Self {
+            writes: Tally::new(&labels, names::RECORD_WRITES, Some("written")),
+            conflicts: Tally::new(&labels, names::RECORD_WRITES, Some("conflict")),
+            stale_tokens: Tally::new(&labels, names::RECORD_WRITES, Some("stale_token")),
+            retries: Tally::new(&labels, names::RECORD_RETRIES, None),
+            labels,
+        }
+    }
+
+    /// Counts a write: a success, a conflict, a stale token, or another error.
     pub(crate) fn count_write(&self, outcome: Result<u64>) -> Result<u64> {
-        let counter = match &outcome {
-            Ok(_) => &self.writes,
-            Err(Error::Conflict { .. }) => &self.conflicts,
-            Err(Error::StaleToken { .. }) => &self.stale_tokens,
-            Err(_) => return outcome,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        match &outcome {
+            Ok(_) => self.writes.add(1),
+            Err(Error::Conflict { .. }) => self.conflicts.add(1),
+            Err(Error::StaleToken { .. }) => self.stale_tokens.add(1),
+            Err(err) => self.labels.error(err),
+        }
         outcome
     }
 
     pub(crate) fn count_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.retries.add(1);
     }
 
     pub(crate) fn snapshot(&self) -> RecordStats {
         RecordStats {
-            writes: self.writes.load(Ordering::Relaxed),
-            conflicts: self.conflicts.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            stale_tokens: self.stale_tokens.load(Ordering::Relaxed),
+            writes: self.writes.get(),
+            conflicts: self.conflicts.get(),
+            retries: self.retries.get(),
+            stale_tokens: self.stale_tokens.get(),
         }
     }
 }
@@ -178,7 +190,8 @@ impl Records {
     /// [`Error::InvalidKey`] for an empty or oversized name.
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("record space name", name)?;
-        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats: Arc::default() })
+        let stats = Arc::new(RecordStatsInner::new(name, store.backend()));
+        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats })
     }
 
     /// The record and its version, if it exists.

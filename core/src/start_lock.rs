@@ -8,6 +8,7 @@ use std::time::Duration;
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use crate::acquisition::Acquisition;
 use crate::error::{Error, Result};
+use crate::metrics::{names, Labels, Tally};
 use crate::store::{LeaseGrant, SharedStore};
 use crate::validate;
 
@@ -50,13 +51,15 @@ pub struct StartLock {
     stats: Arc<LockStatsInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LockStatsInner {
-    granted: AtomicU64,
-    contended: AtomicU64,
-    renewed: AtomicU64,
-    released: AtomicU64,
-    rejected_not_owner: AtomicU64,
+    labels: Labels,
+    granted: Tally,
+    contended: Tally,
+    renewed: Tally,
+    released: Tally,
+    renewals_not_owner: Tally,
+    releases_not_owner: Tally,
 }
 
 /// What a [`StartLock`] handle and its leases have done.
@@ -89,7 +92,8 @@ impl StartLock {
     /// [`Error::InvalidKey`] for an empty or oversized name.
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("lock name", name)?;
-        Ok(Self { store: Arc::clone(store), name: name.into(), stats: Arc::default() })
+        let stats = Arc::new(LockStatsInner::new(name, store.backend()));
+        Ok(Self { store: Arc::clone(store), name: name.into(), stats })
     }
 
     /// The lock's name.
@@ -125,7 +129,7 @@ impl StartLock {
     pub fn try_grant(&self, key: &str, ttl: Duration) -> Result<Option<LeaseGrant>> {
         validate::key("lease key", key)?;
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        Ok(self.stats.count_grant(self.store.lease_try_grant(&self.name, key, ttl_ms)?))
+        self.stats.count_grant(self.store.lease_try_grant(&self.name, key, ttl_ms))
     }
 
     /// [`Lease::renew`] by key and token: extends the lease to `ttl` from now if `token` still
@@ -319,38 +323,54 @@ fn release(store: &SharedStore, lock: &str, key: &str, token: u64, stats: &LockS
 }
 
 impl LockStatsInner {
-    pub(crate) fn count_grant(&self, grant: Option<LeaseGrant>) -> Option<LeaseGrant> {
-        let stat = if grant.is_some() { &self.granted } else { &self.contended };
-        stat.fetch_add(1, Ordering::Relaxed);
+    /// The counts of lock `name` on `backend`.
+    pub(crate) fn new(name: &str, backend: &'static str) -> Self {
+        let labels = Labels::new("start_lock", Some(name), backend);
+        Self {
+            granted: Tally::new(&labels, names::STARTS, Some("granted")),
+            contended: Tally::new(&labels, names::STARTS, Some("refused")),
+            renewed: Tally::new(&labels, names::RENEWALS, Some("renewed")),
+            renewals_not_owner: Tally::new(&labels, names::RENEWALS, Some("not_owner")),
+            released: Tally::new(&labels, names::RELEASES, Some("released")),
+            releases_not_owner: Tally::new(&labels, names::RELEASES, Some("not_owner")),
+            labels,
+        }
+    }
+
+    pub(crate) fn count_grant(&self, grant: Result<Option<LeaseGrant>>) -> Result<Option<LeaseGrant>> {
+        match &grant {
+            Ok(Some(_)) => self.granted.add(1),
+            Ok(None) => self.contended.add(1),
+            Err(err) => self.labels.error(err),
+        }
         grant
     }
 
     pub(crate) fn count_renewal(&self, outcome: Result<u64>) -> Result<u64> {
-        self.count(outcome, &self.renewed)
+        Self::count(&self.labels, outcome, &self.renewed, &self.renewals_not_owner)
     }
 
     pub(crate) fn count_release(&self, outcome: Result<()>) -> Result<()> {
-        self.count(outcome, &self.released)
+        Self::count(&self.labels, outcome, &self.released, &self.releases_not_owner)
     }
 
-    /// Counts a renewal or release: a success, a `not_owner` refusal, or neither (a backend failure).
-    fn count<T>(&self, outcome: Result<T>, success: &AtomicU64) -> Result<T> {
-        let counter = match &outcome {
-            Ok(_) => success,
-            Err(Error::NotOwner { .. }) => &self.rejected_not_owner,
-            Err(_) => return outcome,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts a renewal or release: a success, a `not_owner` refusal, or another error.
+    fn count<T>(labels: &Labels, outcome: Result<T>, success: &Tally, not_owner: &Tally) -> Result<T> {
+        match &outcome {
+            Ok(_) => success.add(1),
+            Err(Error::NotOwner { .. }) => not_owner.add(1),
+            Err(err) => labels.error(err),
+        }
         outcome
     }
 
     pub(crate) fn snapshot(&self) -> LockStats {
         LockStats {
-            granted: self.granted.load(Ordering::Relaxed),
-            contended: self.contended.load(Ordering::Relaxed),
-            renewed: self.renewed.load(Ordering::Relaxed),
-            released: self.released.load(Ordering::Relaxed),
-            rejected_not_owner: self.rejected_not_owner.load(Ordering::Relaxed),
+            granted: self.granted.get(),
+            contended: self.contended.get(),
+            renewed: self.renewed.get(),
+            released: self.released.get(),
+            rejected_not_owner: self.renewals_not_owner.get() + self.releases_not_owner.get(),
         }
     }
 }

@@ -44,7 +44,8 @@ impl Counter {
     /// [`Error::InvalidKey`](crate::Error::InvalidKey) for an empty or oversized key.
     pub fn new(store: &SharedStore, key: &str) -> Result<Self> {
         validate::key("counter key", key)?;
-        Ok(Self { store: Arc::clone(store), key: key.to_owned(), stats: Arc::default() })
+        let stats = Arc::new(CounterStatsInner::new(store.backend()));
+        Ok(Self { store: Arc::clone(store), key: key.to_owned(), stats })
     }
 
     /// The counter's key.
@@ -62,7 +63,10 @@ impl Counter {
     /// Not cancel-safe: dropped after its request was sent, it may have taken an index nobody
     /// sees. Use [`claim`](Counter::claim) where no index may be lost.
     pub async fn next(&self) -> Result<u64> {
-        self.store.counter_next(&self.key).await
+        let next = self.store.counter_next(&self.key).await;
+        #[cfg(feature = "metrics")]
+        self.stats.count_next(&next);
+        next
     }
 
     /// As [`crate::Counter::claim`].
@@ -74,7 +78,7 @@ impl Counter {
     /// Cancel-safe: a claim dropped after it applied is read back by claiming the same id again.
     pub async fn claim(&self, execution_id: &str) -> Result<Claim> {
         validate::key("execution id", execution_id)?;
-        Ok(self.stats.count(self.store.counter_claim(&self.key, execution_id).await?))
+        self.stats.count(self.store.counter_claim(&self.key, execution_id).await)
     }
 
     /// As [`crate::Counter::index_of`].

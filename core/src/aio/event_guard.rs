@@ -76,7 +76,7 @@ impl EventGuard {
     ) -> Result<Self> {
         Ok(Self {
             store: Arc::clone(store),
-            declared: Declared::new(name, events, options)?,
+            declared: Declared::new(name, events, options, store.backend())?,
             marks: Arc::default(),
         })
     }
@@ -122,20 +122,22 @@ impl EventGuard {
             let outcome = if self.marks.lock().undelivered.remove(&event) {
                 MarkOutcome::First
             } else {
-                self.store
+                let marked = self
+                    .store
                     .guard_mark(&self.declared.name, stream, position, self.declared.retention_ms)
-                    .await?
+                    .await;
+                self.declared.errors(marked)?
             };
             let done = Arc::new(Notify::new()); // not in `sending`: nobody waits on a local mark
             Sent { marks: Arc::clone(&self.marks), event, done, outcome: Some(Ok(outcome)) }
         } else {
-            self.mark_in_own_task(stream, position).await?
+            self.declared.errors(self.mark_in_own_task(stream, position).await)?
         };
         // Taken while it is settled: an error or an out-of-order mark leaves nothing to keep.
         let outcome = match sent.outcome.take() {
             Some(Ok(outcome)) => outcome,
-            Some(Err(err)) => return Err(err),
-            None => return Err(Error::unavailable("the mark was not sent")),
+            Some(Err(err)) => return self.declared.errors(Err(err)),
+            None => return self.declared.errors(Err(Error::unavailable("the mark was not sent"))),
         };
         let mark = self.declared.settle(stream, event, outcome)?;
         sent.outcome = Some(Ok(outcome));

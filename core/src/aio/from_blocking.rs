@@ -81,6 +81,10 @@ impl Store for FromBlocking {
         self.store.namespace()
     }
 
+    fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     fn is_local(&self) -> bool {
         self.inline
     }

@@ -124,6 +124,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The namespace that prefixes every key of this store ("" for none).
     fn namespace(&self) -> &str;
 
+    /// The backend's name (see [`crate::Store::backend`]).
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+
     /// Whether every call completes when first polled, without I/O (see
     /// [`crate::Store::is_local`]): such a future cannot be dropped half-way.
     fn is_local(&self) -> bool {

@@ -59,7 +59,8 @@ impl Records {
     /// As [`crate::Records::new`].
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("record space name", name)?;
-        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats: Arc::default() })
+        let stats = Arc::new(RecordStatsInner::new(name, store.backend()));
+        Ok(Self { store: Arc::clone(store), name: name.to_owned(), stats })
     }
 
     /// As [`crate::Records::get`].

@@ -53,7 +53,8 @@ impl StartLock {
     /// As [`crate::StartLock::new`].
     pub fn new(store: &SharedStore, name: &str) -> Result<Self> {
         validate::key("lock name", name)?;
-        Ok(Self { store: Arc::clone(store), name: name.into(), stats: Arc::default() })
+        let stats = Arc::new(LockStatsInner::new(name, store.backend()));
+        Ok(Self { store: Arc::clone(store), name: name.into(), stats })
     }
 
     /// The lock's name.
@@ -88,11 +89,11 @@ impl StartLock {
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
         let grant = if self.store.is_local() {
             // Ready when first polled: nothing to drop half-way.
-            self.store.lease_try_grant(&self.name, key, ttl_ms).await?
+            self.store.lease_try_grant(&self.name, key, ttl_ms).await
         } else {
-            self.grant_in_own_task(key, ttl_ms).await?
+            self.grant_in_own_task(key, ttl_ms).await
         };
-        Ok(self.stats.count_grant(grant))
+        self.stats.count_grant(grant)
     }
 
     async fn grant_in_own_task(&self, key: &str, ttl_ms: u64) -> Result<Option<LeaseGrant>> {

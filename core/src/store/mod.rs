@@ -202,6 +202,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The namespace that prefixes every key of this store ("" for none).
     fn namespace(&self) -> &str;
 
+    /// The backend's name, for the metrics' `backend` label: `memory`, `sqlite`, `redis`,
+    /// `postgres`; `custom` unless a store says.
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+
     /// Whether every operation completes in this process, in bounded time, without I/O and
     /// without waiting for another process: a call never blocks its caller for longer than a
     /// short critical section. A host whose callers must not block (an event loop, a thread

@@ -376,6 +376,10 @@ impl Store for SqliteStore {
         self.ns()
     }
 
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     fn counter_next(&self, counter: &str) -> Result<u64> {
         self.write(|tx, _| next_index(tx, self.ns(), counter))
     }

@@ -389,6 +389,10 @@ impl Store for MemoryStore {
         &self.namespace
     }
 
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
     fn is_local(&self) -> bool {
         true
     }

@@ -163,6 +163,10 @@ impl Store for PostgresStore {
         &self.options.namespace
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     fn counter_next(&self, counter: &str) -> Result<u64> {
         self.execute(self.planner.counter_next(counter))
     }

@@ -250,6 +250,10 @@ impl<T: Transport> crate::aio::Store for HostedPostgresStore<T> {
         &self.namespace
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     fn spawner(&self) -> Spawner {
         self.transport.spawner()
     }

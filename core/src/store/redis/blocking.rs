@@ -477,6 +477,10 @@ impl Store for RedisStore {
         &self.options.namespace
     }
 
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     fn counter_next(&self, counter: &str) -> Result<u64> {
         self.run(self.layout.counter_next(counter))
     }

@@ -109,6 +109,10 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
         &self.namespace
     }
 
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     fn spawner(&self) -> Spawner {
         self.transport.spawner()
     }
