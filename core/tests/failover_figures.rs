@@ -1,9 +1,10 @@
 //! What a Redis failover costs, counted from the clients' own records, on a real Sentinel group
 //! (a primary, two replicas, three sentinels) started by the test: 8 threads run `next` and hold
-//! leases while the replicas fall behind (frozen by SIGSTOP; the primary drops a replica's link
-//! once its output buffer for it passes 256 KB, so what follows never reaches it), then the
-//! primary is killed and the sentinels promote the replica with the most data. Once without knobs, once with `replicas=1`, once
-//! with `appendfsync always` on both servers. Prints a table (the README's) and asserts what each
+//! leases while the replicas are cut off (frozen by SIGSTOP, so that they cannot reconnect, and
+//! their links closed by the primary, `CLIENT KILL TYPE replica`: what the primary acknowledges
+//! from then on reaches no replica, as in a partition), then the primary is killed, the replicas
+//! thawed, and the sentinels promote the one with the most data. Once without knobs, once with
+//! `replicas=1`, once with `appendfsync always` on both servers. Prints a table (the README's) and asserts what each
 //! promises: tokens never repeat; with `replicas=1`, no index is issued twice and no two holders
 //! overlap; without knobs the run does lose acknowledged writes (so the scenario can fail).
 //!
@@ -63,10 +64,7 @@ fn run(config: &[&str], options: &str) -> Figures {
     let phase = Duration::from_secs(
         std::env::var("RACEFREE_FAILOVER_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1),
     );
-    // Past 256 KB owed to the replica (for 1 s), the primary drops it: what follows is lost.
-    let mut config: Vec<&str> = config.to_vec();
-    config.extend(["--client-output-buffer-limit", "replica 256kb 128kb 1"]);
-    let mut group = SentinelGroup::with_replicas(&config, 2);
+    let mut group = SentinelGroup::with_replicas(config, 2);
     let store: SharedStore =
         racefree::open(&group.url(&format!("namespace=figures&{options}"))).expect("open");
     let records = Mutex::new(Records::default());
@@ -119,11 +117,13 @@ fn run(config: &[&str], options: &str) -> Figures {
             });
         }
         std::thread::sleep(phase);
-        eprintln!("{options:?}: {} indexes; freezing the replica", records.lock().unwrap().indexes.len());
+        eprintln!("{options:?}: {} indexes; cutting the replicas off", records.lock().unwrap().indexes.len());
         let replica_pids: Vec<u32> = group.replicas().map(|r| r.pid().expect("replica running")).collect();
         for &pid in &replica_pids {
             signal(pid, "-STOP");
         }
+        let cut = group.primary.command(&["CLIENT", "KILL", "TYPE", "replica"]);
+        assert_eq!(cut.trim(), ":2", "both replicas' links closed");
         std::thread::sleep(phase.max(Duration::from_millis(1_500)));
         let killed = Instant::now();
         group.primary.kill();
