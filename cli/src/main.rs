@@ -19,12 +19,13 @@ const USAGE: &str =
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, url) = match args.as_slice() {
+    // `json`: `inspect --json` (the flag before or after the URL).
+    let (command, url, json) = match args.as_slice() {
         [command, url] if ["inspect", "sweep", "migrate"].contains(&command.as_str()) => {
-            (command.as_str(), url.as_str())
+            (command.as_str(), url.as_str(), false)
         }
         [inspect, flag, url] | [inspect, url, flag] if inspect == "inspect" && flag == "--json" => {
-            ("inspect --json", url.as_str())
+            ("inspect", url.as_str(), true)
         }
         [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
@@ -35,10 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(command, url) {
+    match run(command, url, json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let command = command.split(' ').next().unwrap_or(command);
             eprintln!("racefree {command}: {err} [{}]", err.code());
             ExitCode::from(if matches!(err, Error::InvalidArgument { .. } | Error::InvalidKey { .. }) {
                 2
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: &str, url: &str) -> Result<(), Error> {
+fn run(command: &str, url: &str, json: bool) -> Result<(), Error> {
     if command == "migrate" {
         return migrate(url);
     }
@@ -60,7 +60,7 @@ fn run(command: &str, url: &str) -> Result<(), Error> {
     }
     let inventory = store.inspect()?;
     let now = SystemClock.now_ms();
-    if command == "inspect --json" {
+    if json {
         println!("{}", inventory_json(store.namespace(), &inventory, now));
         return Ok(());
     }

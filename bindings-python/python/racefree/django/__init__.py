@@ -172,9 +172,9 @@ def _hosts(alias: str, host: str, port: str) -> str:
             f"DATABASES[{alias!r}]: {len(hosts)} hosts in HOST but {len(ports)} ports in PORT (give one port, "
             "or one per host)"
         )
-    if len(ports) == 1:
-        ports = ports * len(hosts)
-    return ",".join(h + (f":{p}" if p else "") for h, p in zip(hosts, ports or [""] * len(hosts)))
+    if len(ports) <= 1:
+        ports = (ports or [""]) * len(hosts)
+    return ",".join(h + (f":{p}" if p else "") for h, p in zip(hosts, ports))
 
 
 def store() -> _native.Store:

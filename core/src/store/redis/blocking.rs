@@ -345,11 +345,7 @@ impl RedisStore {
                 Step::Done(result) => return result,
                 Step::Send(request, then) => {
                     let reply = self.call(|conn| send(conn, &request))?;
-                    let answered = match (&reply, request.wait) {
-                        (Reply::Array(pair), Some(_)) => pair.first(),
-                        _ => Some(&reply),
-                    };
-                    if answered.is_some_and(no_longer_primary) {
+                    if request.own_reply(&reply).is_some_and(no_longer_primary) {
                         self.idle.lock().clear();
                     }
                     step = then(reply);

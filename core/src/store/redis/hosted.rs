@@ -74,8 +74,6 @@ impl<T: Transport> HostedRedisStore<T> {
         }
     }
 
-    /// Runs an operation to its end: each request the protocol plans is sent, and its reply
-    /// handed back to it.
     /// This store with every write waiting for `replication` ([`Layout::with_replication`]); the
     /// transport must then carry each request's `WAIT` as [`Request::wait`] says.
     #[must_use]
@@ -84,6 +82,8 @@ impl<T: Transport> HostedRedisStore<T> {
         self
     }
 
+    /// Runs an operation to its end: each request the protocol plans is sent, and its reply
+    /// handed back to it.
     fn run<R: Send + 'static>(&self, mut step: Step<R>) -> BoxFuture<'_, Result<R>> {
         Box::pin(async move {
             loop {

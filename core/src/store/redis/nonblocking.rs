@@ -167,31 +167,6 @@ impl RedisRsConnection {
         }
     }
 
-    /// Sends one command and reads its reply; a transport failure, or a server that is no
-    /// longer the primary, drops the connection it happened on, so the next call connects
-    /// afresh.
-    async fn query(&self, cmd: &redis::Cmd) -> Result<Reply> {
-        let (id, mut connection) = self.connection().await?;
-        let reply = match connection.send_packed_command(cmd).await {
-            Ok(value) => reply(value),
-            Err(err) => match server_error(&err) {
-                Some(reply) => reply,
-                None => {
-                    if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
-                        self.drop_connection(id);
-                    }
-                    return Err(classify(&err, self.timeout));
-                }
-            },
-        };
-        if no_longer_primary(&reply) {
-            self.drop_connection(id);
-        }
-        Ok(reply)
-    }
-}
-
-impl RedisRsConnection {
     /// Sends a request and its `WAIT` on a connection no other call uses meanwhile, and reads
     /// the pair's replies. Dropped before the replies (the call cancelled), the connection is
     /// closed with it, never given back with replies still due.
@@ -232,6 +207,29 @@ impl RedisRsConnection {
     fn drop_every_connection(&self) {
         *self.connection.lock() = None;
         self.alone.lock().clear();
+    }
+
+    /// Sends one command and reads its reply; a transport failure, or a server that is no
+    /// longer the primary, drops the connection it happened on, so the next call connects
+    /// afresh.
+    async fn query(&self, cmd: &redis::Cmd) -> Result<Reply> {
+        let (id, mut connection) = self.connection().await?;
+        let reply = match connection.send_packed_command(cmd).await {
+            Ok(value) => reply(value),
+            Err(err) => match server_error(&err) {
+                Some(reply) => reply,
+                None => {
+                    if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
+                        self.drop_connection(id);
+                    }
+                    return Err(classify(&err, self.timeout));
+                }
+            },
+        };
+        if no_longer_primary(&reply) {
+            self.drop_connection(id);
+        }
+        Ok(reply)
     }
 }
 

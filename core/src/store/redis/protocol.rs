@@ -255,17 +255,23 @@ impl Request {
         Self::plain("SCRIPT", Vec::new(), vec!["LOAD".to_owned(), script.text.clone()])
     }
 
+    /// The request's own reply within `reply`: the first of the pair a request with a
+    /// [`wait`](Request::wait) is answered with, the reply itself otherwise.
+    #[must_use]
+    pub fn own_reply<'r>(&self, reply: &'r Reply) -> Option<&'r Reply> {
+        match (self.wait, reply) {
+            (Some(_), Reply::Array(pair)) => pair.first(),
+            _ => Some(reply),
+        }
+    }
+
     /// The script to load and send this request again with, when `reply` (to this request, or
     /// to this request's pair with its `WAIT`) says the server lacks it (`NOSCRIPT`).
     #[must_use]
     pub fn missing_script(&self, reply: &Reply) -> Option<&'static Script> {
         let Command::Script(script) = self.command else { return None };
-        let reply = match (self.wait, reply) {
-            (Some(_), Reply::Array(pair)) => pair.first()?,
-            (Some(_), _) => return None,
-            (None, reply) => reply,
-        };
-        matches!(reply, Reply::Error { code, .. } if code == "NOSCRIPT").then_some(script)
+        let own = self.own_reply(reply)?;
+        matches!(own, Reply::Error { code, .. } if code == "NOSCRIPT").then_some(script)
     }
 }
 
@@ -553,14 +559,14 @@ fn opt_arg(value: Option<u64>) -> String {
 }
 
 /// A grant's or holder's `{1, token, ms left}` (or `{0, …}` for none; a grant's `{2, …}` when
-/// the lock has no token left to issue), as a lease whose deadline
+/// `granting`, the lock, has no token left to issue), as a lease whose deadline
 /// is on the local clock: the reading taken before the request plus the time left, so never
 /// later than the server's.
-fn lease(reply: Reply, what: &str, lock: &str, now: Now) -> Result<Option<LeaseGrant>> {
+fn lease(reply: Reply, what: &str, granting: Option<&str>, now: Now) -> Result<Option<LeaseGrant>> {
     let [found, token, left] = reply.array(what)?;
-    match found.int(what)? {
-        1 => {}
-        2 => {
+    match (found.int(what)?, granting) {
+        (1, _) => {}
+        (2, Some(lock)) => {
             return Err(Error::invalid_argument(format!(
                 "lock {lock:?} has issued its largest fencing token"
             )))
@@ -865,7 +871,7 @@ impl Layout {
         };
         self.write_undoing(
             Request::script(&scripts().grant, keys, args),
-            move |reply| Step::Done(lease(reply, "grant", &lock, now)),
+            move |reply| Step::Done(lease(reply, "grant", Some(&lock), now)),
             release,
         )
     }
@@ -910,8 +916,7 @@ impl Layout {
     pub fn lease_holder(&self, lock: &str, key: &str, now: Now) -> Step<Option<LeaseGrant>> {
         let request =
             Request::script(&scripts().holder, vec![self.key(lock, 'l', Some(key))], vec![now.arg()]);
-        let lock = lock.to_owned();
-        one(request, move |reply| lease(reply, "holder", &lock, now))
+        one(request, move |reply| lease(reply, "holder", None, now))
     }
 
     /// `Store::record_get`: one `HMGET` (a tombstone has no value: no record).
