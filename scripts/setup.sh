@@ -51,9 +51,13 @@ need_node() {
     fi
 }
 
-# Debian's Chromium for the browser tests.
+# Debian's Chromium for the browser tests, and its ChromeDriver for the Django admin's test
+# (driven by Selenium from Python).
 need_chromium() {
-    command -v chromium >/dev/null || apt_install chromium
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        echo "setup: installing chromium and chromium-driver from Debian's packages"
+        apt_install chromium chromium-driver
+    fi
 }
 
 # Debian's redis-server (and redis-benchmark): the Redis backend's tests start their own servers

@@ -203,6 +203,7 @@ pub fn async_store(
     match StoreUrl::parse(url) {
         Ok(StoreUrl::Redis { .. } | StoreUrl::Postgres { .. }) => Arc::new(OpenedPerProcess {
             url: url.to_owned(),
+            backend: blocking.backend(),
             clock: clock.unwrap_or_else(|| blocking.clock().clone()),
             namespace: blocking.namespace().to_owned(),
             opened: Mutex::new(None),
@@ -215,6 +216,8 @@ pub fn async_store(
 /// its own connections: one socket read by two processes would cross their replies).
 struct OpenedPerProcess {
     url: String,
+    /// The blocking store's, which the opened one is of (the metrics' `backend` label).
+    backend: &'static str,
     clock: SharedClock,
     namespace: String,
     opened: Mutex<Option<(u32, Arc<tokio::sync::OnceCell<aio::SharedStore>>)>>,
@@ -264,6 +267,10 @@ impl aio::Store for OpenedPerProcess {
 
     fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    fn backend(&self) -> &'static str {
+        self.backend
     }
 
     forward! {

@@ -70,8 +70,8 @@ impl KeeperOptions {
 
     /// A keeper for `lease` of `lock`, whose grant was requested at `requested_at`.
     fn keep(&self, lock: &StartLock, lease: &Lease, requested_at: f64) -> PyResult<LeaseKeeper> {
-        let keeper =
-            self.inner.keep(lease.inner.key(), lease.inner.token(), instant("requested_at", requested_at)?);
+        let requested_at = instant("requested_at", requested_at)?;
+        let keeper = lock.inner.keeper(&self.inner, lease.inner.key(), lease.inner.token(), requested_at);
         Ok(LeaseKeeper {
             keeper: Mutex::new(keeper),
             lock: Renewer::Blocking { lock: lock.inner.clone(), local: lock.local },
@@ -86,8 +86,8 @@ impl KeeperOptions {
         lease: &AsyncLease,
         requested_at: f64,
     ) -> PyResult<LeaseKeeper> {
-        let keeper =
-            self.inner.keep(lease.inner.key(), lease.inner.token(), instant("requested_at", requested_at)?);
+        let requested_at = instant("requested_at", requested_at)?;
+        let keeper = lock.inner.keeper(&self.inner, lease.inner.key(), lease.inner.token(), requested_at);
         Ok(LeaseKeeper {
             keeper: Mutex::new(keeper),
             lock: Renewer::Async(lock.inner.clone()),
@@ -195,13 +195,41 @@ pub struct Acquisition {
 #[pymethods]
 impl Acquisition {
     /// Validates `ttl` and `timeout` (seconds; `None` waits forever) before anything is tried.
+    /// With `lock` (a `StartLock` or an `AsyncStartLock`), the lock's metrics time the wait.
     #[new]
-    #[pyo3(signature = (*, ttl, timeout, now))]
-    fn new(ttl: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>, now: f64) -> PyResult<Self> {
+    #[pyo3(signature = (*, ttl, timeout, now, lock = None))]
+    fn new(
+        ttl: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        now: f64,
+        lock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let ttl = convert::duration("ttl", ttl)?;
         let timeout = timeout.map(|t| convert::duration("timeout", t)).transpose()?;
-        let inner = racefree::Acquisition::new(ttl, timeout, instant("now", now)?).py()?;
+        let now = instant("now", now)?;
+        let inner = match lock {
+            None => racefree::Acquisition::new(ttl, timeout, now),
+            Some(lock) => {
+                if let Ok(lock) = lock.cast::<StartLock>() {
+                    lock.get().inner.acquisition(ttl, timeout, now)
+                } else if let Ok(lock) = lock.cast::<AsyncStartLock>() {
+                    lock.get().inner.acquisition(ttl, timeout, now)
+                } else {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "lock must be a StartLock or an AsyncStartLock, got {}",
+                        lock.get_type().name()?
+                    )));
+                }
+            }
+        }
+        .py()?;
         Ok(Self { inner: Mutex::new(inner) })
+    }
+
+    /// The attempt made at `now` was granted: the wait is over (its time is recorded).
+    fn granted(&self, now: f64) -> PyResult<()> {
+        self.inner.lock().granted(instant("now", now)?);
+        Ok(())
     }
 
     /// Seconds to sleep before the next attempt; raises `Timeout` once the wait is over.

@@ -11,6 +11,7 @@ mod counter;
 mod errors;
 mod event_guard;
 mod lease_keeper;
+mod metrics;
 mod records;
 mod start_lock;
 mod store;
@@ -34,6 +35,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(store::migrate, m)?)?;
     m.add_function(wrap_pyfunction!(store::new_execution_id, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    metrics::install();
+    m.add_function(wrap_pyfunction!(metrics::metrics_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics::metric_catalogue, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<store::Store>()?;
     m.add_class::<store::ManualClock>()?;

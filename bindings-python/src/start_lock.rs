@@ -119,6 +119,9 @@ pub(crate) fn lock_stats(s: &racefree::LockStats) -> HashMap<&'static str, u64> 
         ("renewed", s.renewed),
         ("released", s.released),
         ("rejected_not_owner", s.rejected_not_owner),
+        ("lost_not_owner", s.lost_not_owner),
+        ("lost_renewals_failed", s.lost_renewals_failed),
+        ("lost_max_hold", s.lost_max_hold),
     ])
 }
 

@@ -40,6 +40,22 @@ def test_checks_report_unknown_keys_bad_urls_bad_leases_and_memory_in_production
     assert check_ids() == []
 
 
+def test_the_prometheus_setting_registers_the_collector_once(settings):
+    from django.apps import apps
+    from prometheus_client import REGISTRY, generate_latest
+
+    settings.DEBUG = True
+    assert check_ids(PROMETHEUS="yes") == ["racefree.E004"]
+    assert check_ids(PROMETHEUS=True) == []
+    config = apps.get_app_config("racefree")
+    config.ready()
+    config.ready()  # a second ready() (tests, reloads) registers nothing more
+    racefree.StartLock(racefree.open("memory://"), "django-prometheus").try_start("k", ttl=30)
+    text = generate_latest(REGISTRY).decode()
+    assert text.count("# TYPE racefree_starts_total counter") == 1
+    assert 'name="django-prometheus"' in text
+
+
 def test_manage_py_check_fails_on_an_error(settings):
     settings.RACEFREE = {"STORE": "memory://", "TTL": 2}
     with pytest.raises(Exception, match="racefree.E001"):

@@ -7,7 +7,8 @@ import { KeptRun } from "./aio_keeping.js";
 import type { Holding } from "./aio_keeping.js";
 import { keeperOptions, sleep } from "./keeping.js";
 import type { KeepOptions } from "./keeping.js";
-import type { AcquireOptions } from "./start_lock.js";
+import { lockStats } from "./start_lock.js";
+import type { AcquireOptions, LockStats } from "./start_lock.js";
 import { hostedModule, nativeModule } from "./native.js";
 import { HostedStore } from "./stores.js";
 import type { SharedStore } from "./stores.js";
@@ -132,8 +133,7 @@ export class StartLock {
     return rejecting(() => this.#native.releaseToken(str("lease key", key), token) as Promise<void>);
   }
   /** This handle's leases so far: granted, refused because held, renewed, released, and refused as not the owner's. */
-  stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
-    const [granted, contended, renewed, released, rejectedNotOwner] = Array.from(this.#native.stats());
-    return { granted, contended, renewed, released, rejectedNotOwner };
+  stats(): LockStats {
+    return lockStats(this.#native.stats());
   }
 }

@@ -17,7 +17,7 @@ export type { Claim } from "./counter.js";
 export { EventGuard, Mark } from "./event_guard.js";
 export type { Holding, KeepOptions } from "./keeping.js";
 export { Lease, StartLock } from "./start_lock.js";
-export type { AcquireOptions, RunExclusiveOptions } from "./start_lock.js";
+export type { AcquireOptions, LockStats, RunExclusiveOptions } from "./start_lock.js";
 export { TaskCoordinator } from "./coordinator.js";
 export type { CoordinatorOptions } from "./coordinator.js";
 export { Records } from "./records.js";

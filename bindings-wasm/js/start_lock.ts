@@ -52,6 +52,32 @@ export class Lease {
   }
 }
 
+/** What a `StartLock` handle and its leases have done (`stats()`), as in Rust and Python. */
+export interface LockStats {
+  /** Leases granted. */
+  granted: number;
+  /** Starts refused because the key was held. */
+  contended: number;
+  /** Successful renewals. */
+  renewed: number;
+  /** Successful releases. */
+  released: number;
+  /** Renewals and releases refused with `not_owner`. */
+  rejectedNotOwner: number;
+  /** Kept leases (`runExclusive`, the coordinator) lost because a renewal was refused with `not_owner`. */
+  lostNotOwner: number;
+  /** Kept leases lost because no renewal was confirmed before the safe deadline. */
+  lostRenewalsFailed: number;
+  /** Kept leases lost because they were held for their `maxHold`. */
+  lostMaxHold: number;
+}
+
+/** The `LockStats` of the numbers the native lock gives, in their order. */
+export function lockStats(raw: ArrayLike<number>): LockStats {
+  const [granted, contended, renewed, released, rejectedNotOwner, lostNotOwner, lostRenewalsFailed, lostMaxHold] = Array.from(raw);
+  return { granted, contended, renewed, released, rejectedNotOwner, lostNotOwner, lostRenewalsFailed, lostMaxHold };
+}
+
 export interface AcquireOptions {
   /** The lease's time to live, in milliseconds. */
   ttl: number;
@@ -156,8 +182,7 @@ export class StartLock {
     return found === undefined ? null : { token: found[0]!, deadlineMs: found[1]! };
   }
   /** This handle's leases so far: granted, refused because held, renewed, released, and renewals or releases refused as not the owner's. */
-  stats(): { granted: number; contended: number; renewed: number; released: number; rejectedNotOwner: number } {
-    const [granted, contended, renewed, released, rejectedNotOwner] = this.#native.statsRaw() as unknown as number[];
-    return { granted, contended, renewed, released, rejectedNotOwner };
+  stats(): LockStats {
+    return lockStats(this.#native.statsRaw());
   }
 }

@@ -72,3 +72,21 @@ pub fn attempts(value: u64) -> Result<u32, JsValue> {
     u32::try_from(value)
         .map_err(|_| invalid(format!("maxAttempts must be at most {}, got {value}", u32::MAX)))
 }
+
+/// `[granted, contended, renewed, released, rejectedNotOwner, lostNotOwner, lostRenewalsFailed,
+/// lostMaxHold]`: a lock's stats on every store.
+pub(crate) fn lock_stats(s: &racefree::LockStats) -> Vec<f64> {
+    [
+        s.granted,
+        s.contended,
+        s.renewed,
+        s.released,
+        s.rejected_not_owner,
+        s.lost_not_owner,
+        s.lost_renewals_failed,
+        s.lost_max_hold,
+    ]
+    .iter()
+    .map(|&n| n as f64)
+    .collect()
+}

@@ -314,16 +314,9 @@ impl AsyncStartLock {
         })
     }
 
-    /// `[granted, contended, renewed, released, rejectedNotOwner]`.
+    /// As the memory store's `statsRaw`.
     pub fn stats(&self) -> Vec<f64> {
-        let s = self.inner.stats();
-        vec![
-            s.granted as f64,
-            s.contended as f64,
-            s.renewed as f64,
-            s.released as f64,
-            s.rejected_not_owner as f64,
-        ]
+        crate::convert::lock_stats(&self.inner.stats())
     }
 }
 

@@ -99,7 +99,7 @@ impl LeaseKeeper {
         let options = keeper_options(ttl_ms, renew_every_ms, max_hold_ms)?;
         let token = convert::unsigned_number("token", token)?;
         Ok(LeaseKeeper {
-            keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
+            keeper: RefCell::new(lock.core().keeper(&options, key, token, instant(requested_at_ms)?)),
             lock: Renewer::Memory(lock.core().clone()),
             reply: Rc::default(),
         })
@@ -120,7 +120,7 @@ impl LeaseKeeper {
         let options = keeper_options(ttl_ms, renew_every_ms, max_hold_ms)?;
         let token = convert::unsigned_number("token", token)?;
         Ok(LeaseKeeper {
-            keeper: RefCell::new(options.keep(key, token, instant(requested_at_ms)?)),
+            keeper: RefCell::new(lock.core().keeper(&options, key, token, instant(requested_at_ms)?)),
             lock: Renewer::Hosted(std::sync::Arc::clone(lock.core())),
             reply: Rc::default(),
         })

@@ -93,10 +93,6 @@ impl StartLock {
     /// `[granted, contended, renewed, released, rejectedNotOwner]`.
     #[wasm_bindgen(js_name = statsRaw)]
     pub fn stats_raw(&self) -> Vec<f64> {
-        let s = self.inner.stats();
-        [s.granted, s.contended, s.renewed, s.released, s.rejected_not_owner]
-            .iter()
-            .map(|&n| n as f64)
-            .collect()
+        crate::convert::lock_stats(&self.inner.stats())
     }
 }

@@ -119,7 +119,7 @@ test("lock: a lease keeps its deadline; bad renewals and second releases change 
   lease.release();
   assert.throws(() => lease.release(), { code: "not_owner" });
   assert.equal(lock.tryStart("k", { ttl: 1_000 }).token, lease.token + 1);
-  assert.deepEqual(lock.stats(), { granted: 2, contended: 0, renewed: 1, released: 1, rejectedNotOwner: 1 });
+  assert.deepEqual(lock.stats(), { granted: 2, contended: 0, renewed: 1, released: 1, rejectedNotOwner: 1, lostNotOwner: 0, lostRenewalsFailed: 0, lostMaxHold: 0 });
 });
 
 test("lock: each grant keeps its own deadline, whatever was granted after it", () => {

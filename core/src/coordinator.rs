@@ -139,7 +139,7 @@ impl Coordinator {
             key: key.to_owned(),
             token: grant.token,
             origin: self.keeper.origin,
-            keeper: Mutex::new(self.options.keep(key, grant.token, requested_at)),
+            keeper: Mutex::new(self.lock.keeper(&self.options, key, grant.token, requested_at)),
             changed: Condvar::new(),
         });
         if let Err(error) = self.keep(&held) {

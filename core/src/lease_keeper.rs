@@ -7,10 +7,12 @@
 //! the renewal it asks for, and hands the reply back with [`LeaseKeeper::on_reply`]. Every instant
 //! is the driver's own **monotonic** time, as a [`Duration`] since any fixed origin.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::error::{Error, LossReason, Result};
+use crate::start_lock::LockStatsInner;
 use crate::validate;
 
 /// How much earlier than "request sent + TTL" a lease is treated as lost: 1% of the TTL for
@@ -99,7 +101,9 @@ impl KeeperOptions {
     }
 
     /// A keeper for the lease on `key` with `token`, whose grant request was sent at
-    /// `requested_at` (driver's monotonic time, taken *before* the request).
+    /// `requested_at` (driver's monotonic time, taken *before* the request). It counts nothing:
+    /// [`StartLock::keeper`](crate::StartLock::keeper) makes one whose losses and renewal times
+    /// the lock's `stats()` and metrics count.
     #[must_use]
     pub fn keep(&self, key: &str, token: u64, requested_at: Duration) -> LeaseKeeper {
         LeaseKeeper {
@@ -113,6 +117,7 @@ impl KeeperOptions {
             retries: None,
             last_error: None,
             lost: None,
+            counts: None,
         }
     }
 }
@@ -172,9 +177,24 @@ pub struct LeaseKeeper {
     retries: Option<Backoff>,
     last_error: Option<Error>,
     lost: Option<LossReason>,
+    /// The lock whose stats count this lease's loss and renewal times.
+    counts: Option<Arc<LockStatsInner>>,
 }
 
 impl LeaseKeeper {
+    /// This keeper, counted by the lock's `stats`.
+    pub(crate) fn counted_by(self, counts: Arc<LockStatsInner>) -> Self {
+        Self { counts: Some(counts), ..self }
+    }
+
+    /// Marks the lease lost (once) and counts it.
+    fn lose(&mut self, reason: LossReason) {
+        if let Some(counts) = &self.counts {
+            counts.count_loss(&reason);
+        }
+        self.lost = Some(reason);
+    }
+
     /// The leased key.
     #[must_use]
     pub fn key(&self) -> &str {
@@ -226,10 +246,10 @@ impl LeaseKeeper {
     pub fn check(&mut self, now: Duration) -> Option<Error> {
         if self.lost.is_none() {
             if self.max_hold_at().is_some_and(|at| now >= at) {
-                self.lost = Some(LossReason::MaxHoldReached);
+                self.lose(LossReason::MaxHoldReached);
             } else if now >= self.safe_deadline() {
-                self.lost =
-                    Some(LossReason::RenewalsFailed { last_error: self.last_error.take().map(Box::new) });
+                let last_error = self.last_error.take().map(Box::new);
+                self.lose(LossReason::RenewalsFailed { last_error });
             }
         }
         self.lost.as_ref().map(|reason| self.error(reason.clone()))
@@ -258,6 +278,9 @@ impl LeaseKeeper {
         if self.check(now).is_some() {
             return; // a reply after the safe deadline: the work was already told to stop
         }
+        if let Some(counts) = &self.counts {
+            counts.time_renewal(now.saturating_sub(sent_at));
+        }
         match reply {
             Ok(_store_deadline) => {
                 self.confirmed_at = sent_at;
@@ -265,7 +288,7 @@ impl LeaseKeeper {
                 self.retries = None;
                 self.last_error = None;
             }
-            Err(Error::NotOwner { .. }) => self.lost = Some(LossReason::NotOwner),
+            Err(Error::NotOwner { .. }) => self.lose(LossReason::NotOwner),
             Err(error) if error.is_retryable() => {
                 let every = self.options.renew_every;
                 let retries = self
@@ -274,7 +297,7 @@ impl LeaseKeeper {
                 self.next_renewal_at = now + retries.delay();
                 self.last_error = Some(error);
             }
-            Err(error) => self.lost = Some(LossReason::RenewalsFailed { last_error: Some(Box::new(error)) }),
+            Err(error) => self.lose(LossReason::RenewalsFailed { last_error: Some(Box::new(error)) }),
         }
     }
 

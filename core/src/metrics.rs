@@ -9,6 +9,12 @@
 //! recorder; without one installed when the handle was made, the counter does nothing. Install the
 //! recorder before making primitives.
 
+#[cfg(feature = "metrics")]
+mod recorder;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use recorder::{Recorder, Sample, Value};
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,15 +76,24 @@ pub(crate) struct Tally {
 
 impl Tally {
     /// A count of `metric` with `outcome` (if any) for the handle labelled `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn new(labels: &Labels, metric: &'static str, outcome: Option<&'static str>) -> Self {
+        Self::labelled(labels, metric, outcome.map(|outcome| ("outcome", outcome)))
+    }
+
+    /// A count of `metric` with one more label `(name, value)` (if any).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn labelled(
+        labels: &Labels,
+        metric: &'static str,
+        label: Option<(&'static str, &'static str)>,
+    ) -> Self {
         Self {
             count: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
             counter: {
                 let mut labels = labels.labels.clone();
-                if let Some(outcome) = outcome {
-                    labels.push(metrics::Label::from_static_parts("outcome", outcome));
+                if let Some((name, value)) = label {
+                    labels.push(metrics::Label::from_static_parts(name, value));
                 }
                 metrics::counter!(metric, labels)
             },
@@ -101,6 +116,38 @@ impl Tally {
 impl fmt::Debug for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.get())
+    }
+}
+
+/// Durations of one kind for one handle: a histogram of seconds through the facade (no `stats()`
+/// count of their own: the count beside them is).
+#[derive(Debug)]
+pub(crate) struct Timing {
+    #[cfg(feature = "metrics")]
+    histogram: metrics::Histogram,
+}
+
+impl Timing {
+    /// The durations of `metric` with `outcome` (if any) for the handle labelled `labels`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(labels: &Labels, metric: &'static str, outcome: Option<&'static str>) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            histogram: {
+                let mut labels = labels.labels.clone();
+                if let Some(outcome) = outcome {
+                    labels.push(metrics::Label::from_static_parts("outcome", outcome));
+                }
+                metrics::histogram!(metric, labels)
+            },
+        }
+    }
+
+    /// Records one duration.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn record(&self, took: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        self.histogram.record(took.as_secs_f64());
     }
 }
 
@@ -147,5 +194,69 @@ pub mod names {
     pub const CACHE_LOAD_ERRORS: &str = "racefree_cache_load_errors_total";
     /// A cache's entries dropped because they expired.
     pub const CACHE_EXPIRED: &str = "racefree_cache_expired_total";
+    /// A lock's kept leases lost: `reason` `not_owner`, `renewals_failed`, `max_hold_reached`
+    /// (counted by the keeper of a lease made with the lock's `keeper`).
+    pub const LEASES_LOST: &str = "racefree_leases_lost_total";
+    /// A lock's keeper renewals, from sending to the reply (histogram, seconds).
+    pub const RENEWAL_SECONDS: &str = "racefree_renewal_seconds";
+    /// A lock's `acquire` waits, from the first attempt to the grant or the timeout: `outcome`
+    /// `granted`, `timed_out` (histogram, seconds).
+    pub const ACQUIRE_WAIT_SECONDS: &str = "racefree_acquire_wait_seconds";
+    /// The upper bounds of the histograms' buckets, in seconds, as racefree's own exporters (Python,
+    /// [`Recorder`](super::Recorder)) use them: give the same to your exporter (for
+    /// metrics-exporter-prometheus, `set_buckets`).
+    pub const SECONDS_BUCKETS: &[f64] =
+        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
     pub use super::ERRORS;
+
+    /// What a metric is: a counter, or a histogram of seconds.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// A count that only grows (`…_total`).
+        Counter,
+        /// Durations in seconds, in [`SECONDS_BUCKETS`].
+        Histogram,
+    }
+
+    /// Every metric: its name, kind and one line of help (what an exporter's `HELP` says).
+    pub const ALL: &[(&str, Kind, &str)] = &[
+        (
+            INDEXES,
+            Kind::Counter,
+            "Indexes a counter handed out, by outcome (next, new_claim, repeated_claim).",
+        ),
+        (
+            STARTS,
+            Kind::Counter,
+            "Lease grants asked of a start lock, by outcome (granted, refused: the key was held).",
+        ),
+        (RENEWALS, Kind::Counter, "Lease renewals, by outcome (renewed, not_owner)."),
+        (RELEASES, Kind::Counter, "Lease releases, by outcome (released, not_owner)."),
+        (
+            LEASES_LOST,
+            Kind::Counter,
+            "Kept leases lost, by reason (not_owner, renewals_failed, max_hold_reached).",
+        ),
+        (MARKS, Kind::Counter, "Events marked by a guard, by outcome (first, duplicate, out_of_order)."),
+        (RECORD_WRITES, Kind::Counter, "Record writes, by outcome (written, conflict, stale_token)."),
+        (RECORD_RETRIES, Kind::Counter, "Record updates that read again after a conflict."),
+        (
+            CACHE_LOOKUPS,
+            Kind::Counter,
+            "Cache lookups, by outcome (hit, miss: the loader ran, coalesced: waited for a load).",
+        ),
+        (CACHE_LOAD_ERRORS, Kind::Counter, "Cache loads that failed."),
+        (CACHE_EXPIRED, Kind::Counter, "Cache entries dropped because they expired."),
+        (
+            ERRORS,
+            Kind::Counter,
+            "Operations that returned an error, by code (timeout: the outcome is unknown).",
+        ),
+        (RENEWAL_SECONDS, Kind::Histogram, "Seconds from sending a kept lease's renewal to its reply."),
+        (
+            ACQUIRE_WAIT_SECONDS,
+            Kind::Histogram,
+            "Seconds an acquire waited, by outcome (granted, timed_out).",
+        ),
+    ];
 }

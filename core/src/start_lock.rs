@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use crate::acquisition::Acquisition;
 use crate::error::{Error, Result};
-use crate::metrics::{names, Labels, Tally};
+use crate::metrics::{names, Labels, Tally, Timing};
 use crate::store::{LeaseGrant, SharedStore};
 use crate::validate;
 
@@ -60,6 +59,12 @@ pub(crate) struct LockStatsInner {
     released: Tally,
     renewals_not_owner: Tally,
     releases_not_owner: Tally,
+    lost_not_owner: Tally,
+    lost_renewals_failed: Tally,
+    lost_max_hold: Tally,
+    renewal_latency: Timing,
+    acquire_granted: Timing,
+    acquire_timed_out: Timing,
 }
 
 /// What a [`StartLock`] handle and its leases have done.
@@ -76,6 +81,13 @@ pub struct LockStats {
     pub released: u64,
     /// Renewals and releases refused with `not_owner`.
     pub rejected_not_owner: u64,
+    /// Kept leases lost because a renewal was refused with `not_owner` (counted by keepers made
+    /// with [`StartLock::keeper`], as every coordinator's are).
+    pub lost_not_owner: u64,
+    /// Kept leases lost because no renewal was confirmed before the safe deadline.
+    pub lost_renewals_failed: u64,
+    /// Kept leases lost because they were held for their `max_hold`.
+    pub lost_max_hold: u64,
 }
 
 impl fmt::Debug for StartLock {
@@ -181,13 +193,42 @@ impl StartLock {
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn acquire(&self, key: &str, ttl: Duration, timeout: Duration) -> Result<Lease> {
         let origin = std::time::Instant::now();
-        let mut wait = Acquisition::new(ttl, Some(timeout), Duration::ZERO)?;
+        let mut wait = self.acquisition(ttl, Some(timeout), Duration::ZERO)?;
         loop {
             if let Some(lease) = self.try_start(key, ttl)? {
+                wait.granted(origin.elapsed());
                 return Ok(lease);
             }
             std::thread::sleep(wait.retry_after(origin.elapsed())?);
         }
+    }
+
+    /// An [`Acquisition`] (a wait for a lease of this lock) whose time this lock's metrics record
+    /// (`racefree_acquire_wait_seconds`): what a driver of its own (an event loop) waits by.
+    ///
+    /// # Errors
+    /// As [`Acquisition::new`].
+    pub fn acquisition(
+        &self,
+        ttl: Duration,
+        timeout: Option<Duration>,
+        now: Duration,
+    ) -> Result<Acquisition> {
+        Ok(Acquisition::new(ttl, timeout, now)?.counted_by(Arc::clone(&self.stats)))
+    }
+
+    /// A [`LeaseKeeper`](crate::LeaseKeeper) for this lock's lease on `key` with `token`, whose
+    /// losses (by reason) this lock's [`stats`](StartLock::stats) and metrics count, and whose
+    /// renewal times they record: what a driver of its own keeps a lease by.
+    #[must_use]
+    pub fn keeper(
+        &self,
+        options: &crate::KeeperOptions,
+        key: &str,
+        token: u64,
+        requested_at: Duration,
+    ) -> crate::LeaseKeeper {
+        options.keep(key, token, requested_at).counted_by(Arc::clone(&self.stats))
     }
 
     /// Whether somebody holds an unexpired lease on `key`.
@@ -333,6 +374,16 @@ impl LockStatsInner {
             renewals_not_owner: Tally::new(&labels, names::RENEWALS, Some("not_owner")),
             released: Tally::new(&labels, names::RELEASES, Some("released")),
             releases_not_owner: Tally::new(&labels, names::RELEASES, Some("not_owner")),
+            lost_not_owner: Tally::labelled(&labels, names::LEASES_LOST, Some(("reason", "not_owner"))),
+            lost_renewals_failed: Tally::labelled(
+                &labels,
+                names::LEASES_LOST,
+                Some(("reason", "renewals_failed")),
+            ),
+            lost_max_hold: Tally::labelled(&labels, names::LEASES_LOST, Some(("reason", "max_hold_reached"))),
+            renewal_latency: Timing::new(&labels, names::RENEWAL_SECONDS, None),
+            acquire_granted: Timing::new(&labels, names::ACQUIRE_WAIT_SECONDS, Some("granted")),
+            acquire_timed_out: Timing::new(&labels, names::ACQUIRE_WAIT_SECONDS, Some("timed_out")),
             labels,
         }
     }
@@ -371,6 +422,28 @@ impl LockStatsInner {
             renewed: self.renewed.get(),
             released: self.released.get(),
             rejected_not_owner: self.renewals_not_owner.get() + self.releases_not_owner.get(),
+            lost_not_owner: self.lost_not_owner.get(),
+            lost_renewals_failed: self.lost_renewals_failed.get(),
+            lost_max_hold: self.lost_max_hold.get(),
         }
+    }
+
+    /// Counts a kept lease lost for `reason`.
+    pub(crate) fn count_loss(&self, reason: &crate::LossReason) {
+        match reason {
+            crate::LossReason::NotOwner => self.lost_not_owner.add(1),
+            crate::LossReason::RenewalsFailed { .. } => self.lost_renewals_failed.add(1),
+            crate::LossReason::MaxHoldReached => self.lost_max_hold.add(1),
+        }
+    }
+
+    /// Records how long a keeper's renewal took to be answered.
+    pub(crate) fn time_renewal(&self, took: Duration) {
+        self.renewal_latency.record(took);
+    }
+
+    /// Records how long an `acquire` waited, and whether it ended with a grant.
+    pub(crate) fn time_acquire(&self, waited: Duration, granted: bool) {
+        if granted { &self.acquire_granted } else { &self.acquire_timed_out }.record(waited);
     }
 }

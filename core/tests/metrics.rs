@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use common::faulty::FaultyStore;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use racefree::metrics::{Recorder, Sample, Value};
 use racefree::{
-    Cache, Counter, Error, EventGuard, Lookup, ManualClock, MemoryStore, Records, SharedClock, SharedStore,
-    StartLock,
+    Cache, Coordinator, Counter, Error, EventGuard, KeeperOptions, KeeperStep, Lookup, ManualClock,
+    MemoryStore, Records, SharedClock, SharedStore, StartLock,
 };
 use serde_json::json;
 
@@ -103,6 +104,9 @@ fn each_count_reaches_the_recorder_with_its_labels() {
         ("racefree_record_writes_total", format!("{records_labels},outcome=conflict"), 1),
         ("racefree_record_writes_total", format!("{records_labels},outcome=stale_token"), 1),
         ("racefree_record_retries_total", records_labels.to_owned(), 0),
+        ("racefree_leases_lost_total", format!("{lock_labels},reason=not_owner"), 0),
+        ("racefree_leases_lost_total", format!("{lock_labels},reason=renewals_failed"), 0),
+        ("racefree_leases_lost_total", format!("{lock_labels},reason=max_hold_reached"), 0),
     ]
     .into_iter()
     .map(|(name, labels, value)| ((name.to_owned(), sorted(&labels)), value))
@@ -179,4 +183,128 @@ fn a_handle_made_before_any_recorder_counts_only_its_own_stats() {
     });
     assert!(counters(&snapshotter).is_empty(), "{:?}", counters(&snapshotter));
     assert_eq!(lock.stats().granted, 1);
+}
+
+/// The sample of `name` whose labels include every one of `labels` (`k=v,…`).
+fn sample<'a>(samples: &'a [Sample], name: &str, labels: &str) -> &'a Value {
+    let wanted: Vec<(String, String)> = labels
+        .split(',')
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).expect("k=v"))
+        .collect();
+    &samples
+        .iter()
+        .find(|s| s.name == name && wanted.iter().all(|w| s.labels.contains(w)))
+        .unwrap_or_else(|| panic!("no {name} with {labels} in {samples:?}"))
+        .value
+}
+
+/// A histogram's count and sum.
+fn histogram(value: &Value) -> (u64, f64) {
+    match value {
+        Value::Histogram { count, sum, .. } => (*count, *sum),
+        other => panic!("not a histogram: {other:?}"),
+    }
+}
+
+#[test]
+fn keepers_count_each_loss_by_reason_and_time_each_renewal() {
+    let recorder = Recorder::new();
+    let store = memory();
+    let lock = metrics::with_local_recorder(&recorder, || StartLock::new(&store, "tasks").expect("lock"));
+    let ms = Duration::from_millis;
+    let options = KeeperOptions::new(ms(900)).expect("options");
+
+    // Renewed once (answered 20 ms after it was sent), then refused: not_owner.
+    let mut refused = lock.keeper(&options, "a", 1, ms(0));
+    assert_eq!(refused.poll(ms(300)), KeeperStep::Renew);
+    refused.on_reply(Ok(0), ms(320));
+    assert_eq!(refused.poll(ms(600)), KeeperStep::Renew);
+    refused.on_reply(Err(Error::NotOwner { key: "a".into(), token: 1 }), ms(605));
+    for _ in 0..3 {
+        assert!(matches!(refused.poll(ms(700)), KeeperStep::Lost(_)), "lost once, counted once");
+    }
+    // Renewals that fail until the safe deadline: renewals_failed.
+    let mut failing = lock.keeper(&options, "b", 2, ms(0));
+    assert_eq!(failing.poll(ms(300)), KeeperStep::Renew);
+    failing.on_reply(Err(Error::Timeout { waited: ms(50) }), ms(350));
+    assert!(failing.check(ms(2_000)).is_some());
+    assert!(failing.check(ms(3_000)).is_some());
+    // Held for its max_hold: max_hold_reached.
+    let bounded = options.with_max_hold(ms(1_000)).expect("max hold");
+    let mut held = lock.keeper(&bounded, "c", 3, ms(0));
+    assert!(matches!(held.poll(ms(1_000)), KeeperStep::Lost(_)));
+    // A keeper made by the options alone counts nothing.
+    let mut uncounted = options.keep("d", 4, ms(0));
+    assert!(uncounted.check(ms(5_000)).is_some());
+
+    let stats = lock.stats();
+    assert_eq!((stats.lost_not_owner, stats.lost_renewals_failed, stats.lost_max_hold), (1, 1, 1));
+    let samples = recorder.snapshot();
+    for reason in ["not_owner", "renewals_failed", "max_hold_reached"] {
+        let labels = format!("name=tasks,reason={reason}");
+        assert_eq!(sample(&samples, "racefree_leases_lost_total", &labels), &Value::Counter(1), "{reason}");
+    }
+    // Three replies came back in time: 20 ms, 5 ms and 50 ms after they were sent.
+    let (count, sum) =
+        histogram(sample(&samples, "racefree_renewal_seconds", "name=tasks,primitive=start_lock"));
+    assert_eq!(count, 3);
+    assert!((sum - 0.075).abs() < 1e-9, "{sum}");
+}
+
+#[test]
+fn a_keeper_whose_renewals_hang_past_the_ttl_counts_one_renewals_failed() {
+    let recorder = Recorder::new();
+    let faulty = Arc::new(FaultyStore::new(memory()));
+    let store: SharedStore = faulty.clone();
+    let options = KeeperOptions::new(Duration::from_millis(300)).expect("options");
+    let tasks = metrics::with_local_recorder(&recorder, || {
+        Coordinator::new(&store, "jobs", options).expect("coordinator")
+    });
+    // The store answers no renewal in time: a frozen server, as the keeper sees it.
+    faulty.slow_renewals(Duration::from_secs(2));
+    let running =
+        tasks.start("k", |holding| holding.wait_lost(Duration::from_secs(10))).expect("start").expect("free");
+    let finished = running.join();
+    assert!(finished.value, "the work was told the lease was lost");
+    assert_eq!(finished.lost.as_ref().map(Error::code), Some("lease_lost"));
+    let stats = tasks.lock().stats();
+    assert_eq!((stats.lost_not_owner, stats.lost_renewals_failed, stats.lost_max_hold), (0, 1, 0));
+    let samples = recorder.snapshot();
+    assert_eq!(
+        sample(&samples, "racefree_leases_lost_total", "name=jobs,reason=renewals_failed"),
+        &Value::Counter(1)
+    );
+    assert_eq!(
+        sample(&samples, "racefree_leases_lost_total", "name=jobs,reason=not_owner"),
+        &Value::Counter(0)
+    );
+}
+
+#[test]
+fn acquire_waits_are_timed_by_outcome() {
+    let recorder = Recorder::new();
+    let store = memory();
+    let lock = metrics::with_local_recorder(&recorder, || StartLock::new(&store, "jobs").expect("lock"));
+    let ms = Duration::from_millis;
+    let lease = lock.try_start("k", Duration::from_secs(30)).expect("start").expect("free");
+    assert_eq!(
+        lock.acquire("k", Duration::from_secs(30), ms(30)).map(|_| ()).map_err(|e| e.code()),
+        Err("timeout")
+    );
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(ms(40));
+        lease.release().expect("release");
+    });
+    lock.acquire("k", Duration::from_secs(30), Duration::from_secs(10)).expect("granted once released");
+    releaser.join().expect("releaser");
+    lock.acquire("free", Duration::from_secs(30), ms(0)).expect("a free key at once");
+
+    let samples = recorder.snapshot();
+    let (timed_out, waited) =
+        histogram(sample(&samples, "racefree_acquire_wait_seconds", "outcome=timed_out"));
+    assert_eq!(timed_out, 1);
+    assert!(waited >= 0.030, "the timed-out wait lasted its timeout: {waited}");
+    let (granted, waited) = histogram(sample(&samples, "racefree_acquire_wait_seconds", "outcome=granted"));
+    assert_eq!(granted, 2);
+    assert!(waited >= 0.040, "one wait lasted until the release: {waited}");
 }

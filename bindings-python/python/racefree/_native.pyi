@@ -1,7 +1,7 @@
 """Type stubs of the native module ``racefree._native`` (checked against it by mypy's stubtest)."""
 
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, List, Optional, Sequence, Tuple, Union, final
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union, final
 
 from racefree.types import (
     CacheStats,
@@ -46,6 +46,8 @@ __all__ = [
     "open",
     "check_url",
     "migrate",
+    "metric_catalogue",
+    "metrics_snapshot",
     "_panic_for_tests",
 ]
 
@@ -65,6 +67,12 @@ def migrate(url: str) -> int:
 def error_codes() -> List[str]:
     """Every error code the core can raise, for tests that check each maps to a class."""
 def _panic_for_tests() -> None: ...
+def metrics_snapshot() -> List[Tuple[str, Dict[str, str], Union[int, Tuple[List[Tuple[float, int]], int, float]]]]:
+    """Every series so far: `(name, labels, value)`, where `value` is a counter's `int` or a
+    histogram's `(buckets, count, sum)` with cumulative `(upper_bound, count)` buckets."""
+def metric_catalogue() -> Tuple[List[Tuple[str, str, str]], List[float]]:
+    """Every metric racefree emits: `(name, "counter" | "histogram", help)`; and the histograms'
+    bucket bounds, in seconds."""
 @final
 class ManualClock:
     """A clock that moves only when told to (tests, deterministic scenarios)."""
@@ -368,9 +376,18 @@ class LeaseKeeper:
 class Acquisition:
     """One wait for a lease: `retry_after(now)` says how long to sleep, or raises `Timeout`."""
 
-    def __new__(cls, *, ttl: _Seconds, timeout: Optional[_Seconds], now: float) -> Acquisition: ...
+    def __new__(
+        cls,
+        *,
+        ttl: _Seconds,
+        timeout: Optional[_Seconds],
+        now: float,
+        lock: Optional[Union[StartLock, AsyncStartLock]] = None,
+    ) -> Acquisition: ...
     def retry_after(self, now: float) -> float:
         """Seconds to sleep before the next attempt; raises `Timeout` once the wait is over."""
+    def granted(self, now: float) -> None:
+        """The attempt made at `now` was granted: the wait is over (its time is recorded)."""
 
 @final
 class Completions:

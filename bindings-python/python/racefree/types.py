@@ -53,6 +53,9 @@ class LockStats(TypedDict):
     renewed: int
     released: int
     rejected_not_owner: int
+    lost_not_owner: int
+    lost_renewals_failed: int
+    lost_max_hold: int
 
 
 class RecordsStats(TypedDict):

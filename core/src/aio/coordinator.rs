@@ -97,7 +97,7 @@ impl Coordinator {
             key: key.to_owned(),
             token: grant.token,
             origin: requested_at,
-            keeper: Mutex::new(self.options.keep(key, grant.token, Duration::ZERO)),
+            keeper: Mutex::new(self.lock.keeper(&self.options, key, grant.token, Duration::ZERO)),
             told,
         });
         let holding = Holding { held: Arc::clone(&held) };

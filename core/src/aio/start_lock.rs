@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SharedStore;
-#[cfg(feature = "tokio")]
 use crate::acquisition::Acquisition;
 use crate::error::{Error, Result};
 use crate::start_lock::LockStatsInner;
@@ -61,6 +60,31 @@ impl StartLock {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// As [`crate::StartLock::acquisition`].
+    ///
+    /// # Errors
+    /// As [`Acquisition::new`].
+    pub fn acquisition(
+        &self,
+        ttl: Duration,
+        timeout: Option<Duration>,
+        now: Duration,
+    ) -> Result<Acquisition> {
+        Ok(Acquisition::new(ttl, timeout, now)?.counted_by(Arc::clone(&self.stats)))
+    }
+
+    /// As [`crate::StartLock::keeper`].
+    #[must_use]
+    pub fn keeper(
+        &self,
+        options: &crate::KeeperOptions,
+        key: &str,
+        token: u64,
+        requested_at: Duration,
+    ) -> crate::LeaseKeeper {
+        options.keep(key, token, requested_at).counted_by(Arc::clone(&self.stats))
     }
 
     /// As [`crate::StartLock::try_start`].
@@ -155,9 +179,10 @@ impl StartLock {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn acquire(&self, key: &str, ttl: Duration, timeout: Duration) -> Result<Lease> {
         let origin = tokio::time::Instant::now();
-        let mut wait = Acquisition::new(ttl, Some(timeout), Duration::ZERO)?;
+        let mut wait = self.acquisition(ttl, Some(timeout), Duration::ZERO)?;
         loop {
             if let Some(lease) = self.try_start(key, ttl).await? {
+                wait.granted(origin.elapsed());
                 return Ok(lease);
             }
             tokio::time::sleep(wait.retry_after(origin.elapsed())?).await;

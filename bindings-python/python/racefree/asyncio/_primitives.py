@@ -251,10 +251,12 @@ class StartLock:
         released at once.
         """
         loop = asyncio.get_running_loop()
-        wait = _native.Acquisition(ttl=ttl, timeout=timeout, now=loop.time())  # validates first
+        native_lock = self._blocking if self._async is None else self._async
+        wait = _native.Acquisition(ttl=ttl, timeout=timeout, now=loop.time(), lock=native_lock)  # validates first
         while True:
             lease = await self.try_start(key, ttl=ttl)
             if lease is not None:
+                wait.granted(loop.time())
                 return lease
             await asyncio.sleep(wait.retry_after(loop.time()))
 

@@ -23,7 +23,9 @@ migrate`` creates racefree's tables there.
 
 Settings (``RACEFREE``, every key optional): ``STORE`` (default ``memory://``), ``TASK_LOCK``
 (``"tasks"``), ``TASK_TTL`` (seconds, 30), ``TASK_RENEW_EVERY`` (seconds, ``TASK_TTL / 3``),
-``TASK_MAX_HOLD`` (seconds, unbounded). ``manage.py check`` reports unknown keys and bad values.
+``TASK_MAX_HOLD`` (seconds, unbounded), ``PROMETHEUS`` (``True`` registers
+:class:`racefree.metrics.PrometheusCollector` with ``prometheus_client``'s default registry when
+the app is ready; ``False``). ``manage.py check`` reports unknown keys and bad values.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ SETTINGS: Dict[str, Any] = {
     "TASK_TTL": 30.0,
     "TASK_RENEW_EVERY": None,
     "TASK_MAX_HOLD": None,
+    "PROMETHEUS": False,
 }
 
 # A failed open is remembered and raised again until the back-off has passed, so an unreachable

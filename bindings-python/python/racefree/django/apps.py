@@ -23,3 +23,24 @@ class RacefreeConfig(AppConfig):  # type: ignore[misc]
         from racefree.django import checks  # noqa: F401  (registers the checks)
 
         setting_changed.connect(_forget_on_change, dispatch_uid="racefree-settings")
+        from racefree.django import settings
+
+        if settings()["PROMETHEUS"] is True:
+            register_prometheus()
+
+
+_registered = False
+
+
+def register_prometheus() -> None:
+    """Registers racefree's collector with ``prometheus_client``'s default registry, once per
+    process (a second ``ready()``, as in tests, does not register it twice)."""
+    global _registered
+    if _registered:
+        return
+    from prometheus_client import REGISTRY
+
+    from racefree.metrics import PrometheusCollector
+
+    REGISTRY.register(PrometheusCollector())
+    _registered = True

@@ -35,6 +35,19 @@ def check_settings(app_configs: Any = None, **_: Any) -> List[Any]:
         _native.KeeperOptions(ttl=config["TASK_TTL"], renew_every=config["TASK_RENEW_EVERY"], max_hold=config["TASK_MAX_HOLD"])
     except (RacefreeError, TypeError) as error:
         found.append(checks.Error(f"RACEFREE task lease settings: {error}", id="racefree.E003"))
+    if not isinstance(config["PROMETHEUS"], bool):
+        found.append(checks.Error(f"RACEFREE['PROMETHEUS'] must be True or False, got {config['PROMETHEUS']!r}", id="racefree.E004"))
+    elif config["PROMETHEUS"]:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            found.append(
+                checks.Error(
+                    "RACEFREE['PROMETHEUS'] is True but prometheus_client is not installed",
+                    hint="pip install racefree[prometheus]",
+                    id="racefree.E004",
+                )
+            )
     store = config["STORE"]
     if isinstance(store, str) and store.startswith("memory:") and not django_settings.DEBUG:
         found.append(
