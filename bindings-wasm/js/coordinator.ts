@@ -96,6 +96,10 @@ export class TaskCoordinator {
     this.#tasks = new RunningTasks(opts);
     this.#lock = new StartLock(store, this.#tasks.name);
   }
+  /** The lock of its tasks' leases: its `stats()` count their grants, renewals and losses. */
+  get lock(): StartLock {
+    return this.#lock;
+  }
   /** Runs `fn` unless `key` is held anywhere; whether it started. */
   async start(key: string, fn: (held: Holding) => unknown): Promise<boolean> {
     key = str("task key", key);

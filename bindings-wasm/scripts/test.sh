@@ -50,7 +50,8 @@ echo "-- node $(node --version): require() and import of the installed package, 
 node resolution/require.cjs
 node resolution/import.mjs
 
-echo "-- node --test against the installed package (with Python and Rust processes in the cross-language races)"
+echo "-- node --test against the installed package (with Python and Rust processes in the cross-language races;"
+echo "   the clients, and examples/prometheus.mjs with prom-client, from this folder, as an application's)"
 # The Rust process of those races (core/examples/interop.rs), in the profile the main suite built.
 (cd "$root" && cargo build --locked --profile release-tests -p racefree --all-features --example interop)
 RACEFREE_VECTORS="$root/tests/vectors" RACEFREE_CLIENTS="$here" RACEFREE_PYTHON="$root/.venv/bin/python" \

@@ -15,6 +15,7 @@ import {
   newExecutionId,
   type Json,
   type Lease,
+  type LockStats,
   type Store,
   type Versioned,
 } from "racefree";
@@ -33,6 +34,8 @@ const first: boolean = mark === Mark.First;
 const lock = new StartLock(store, "tasks");
 const lease: Lease | null = lock.tryStart("k", { ttl: 30_000 });
 const token: number | undefined = lease?.token;
+const lockStats: LockStats = lock.stats();
+const lostByMaxHold: number = new TaskCoordinator(store).lock.stats().lostMaxHold + lockStats.lostRenewalsFailed;
 
 async function waiting(signal: AbortSignal): Promise<string> {
   const held: Lease = await lock.acquire("k", { ttl: 30_000, timeout: 1_000, signal });
