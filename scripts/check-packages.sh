@@ -26,7 +26,7 @@ listing = Path(sys.argv[1])
 packages = {
     "racefree.crate": (
         ["Cargo.toml", "Cargo.toml.orig", "Cargo.lock", ".cargo_vcs_info.json", "README.md", "LICENSE-MIT",
-         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "src/store/postgres/*.rs", "src/store/redis/*.rs", "src/aio/*.rs", "tests/*.rs",
+         "LICENSE-APACHE", "src/*.rs", "src/store/*.rs", "src/store/memory/*.rs", "src/store/postgres/*.rs", "src/store/redis/*.rs", "src/aio/*.rs", "src/metrics/*.rs", "tests/*.rs",
          "tests/common/*.rs", "tests/*.proptest-regressions", "tests/vectors/*.json", "tests/vectors/README.md",
          "benches/*.rs", "examples/*.rs"],
         ["README.md", "LICENSE-MIT", "LICENSE-APACHE", "src/lib.rs", "tests/vectors/task_engine_indexes.json"],
@@ -38,23 +38,25 @@ packages = {
     ),
     "wheel": (
         ["racefree/*.py", "racefree/asyncio/*.py", "racefree/django/*.py", "racefree/django/management/*.py",
-         "racefree/django/management/commands/*.py", "racefree/django/migrations/*.py", "racefree/_native.abi3.so", "racefree/_native.pyi",
+         "racefree/django/management/commands/*.py", "racefree/django/migrations/*.py",
+         "racefree/django/templates/racefree/admin/*.html", "racefree/_native.abi3.so", "racefree/_native.pyi",
          "racefree/py.typed", "racefree-*.dist-info/METADATA", "racefree-*.dist-info/WHEEL",
          "racefree-*.dist-info/RECORD", "racefree-*.dist-info/licenses/LICENSE-MIT",
          "racefree-*.dist-info/licenses/LICENSE-APACHE", "racefree-*.dist-info/sboms/*.cyclonedx.json"],
         ["racefree/_native.abi3.so", "racefree/_native.pyi", "racefree/py.typed", "racefree/types.py",
-         "racefree/asyncio/__init__.py",
+         "racefree/asyncio/__init__.py", "racefree/django/templates/racefree/admin/store.html",
          "racefree-0.1.0.dist-info/licenses/LICENSE-MIT", "racefree-0.1.0.dist-info/licenses/LICENSE-APACHE"],
     ),
     "sdist.list": (
         ["PKG-INFO", "pyproject.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "Cargo.toml", "Cargo.lock",
          "python/racefree/*.py", "python/racefree/*.pyi", "python/racefree/py.typed", "python/racefree/asyncio/*.py", "python/racefree/django/*.py",
          "python/racefree/django/management/*.py", "python/racefree/django/management/commands/*.py", "python/racefree/django/migrations/*.py",
+         "python/racefree/django/templates/racefree/admin/*.html",
          "bindings-python/Cargo.toml", "bindings-python/README.md", "bindings-python/LICENSE-*",
          "bindings-python/requirements-dev.txt", "bindings-python/src/*.rs",
          # The core crate as cargo needs it to build (its manifest names its tests and benches).
          "core/Cargo.toml", "core/README.md", "core/LICENSE-*", "core/src/*.rs", "core/src/store/*.rs",
-         "core/src/store/memory/*.rs", "core/src/store/postgres/*.rs", "core/src/store/redis/*.rs", "core/src/aio/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
+         "core/src/store/memory/*.rs", "core/src/store/postgres/*.rs", "core/src/store/redis/*.rs", "core/src/aio/*.rs", "core/src/metrics/*.rs", "core/tests/*.rs", "core/tests/common/*.rs",
          "core/tests/*.proptest-regressions", "core/tests/vectors/*", "core/benches/*.rs", "core/examples/*.rs"],
         ["PKG-INFO", "pyproject.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE", "python/racefree/py.typed"],
     ),

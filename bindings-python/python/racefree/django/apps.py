@@ -18,6 +18,7 @@ class RacefreeConfig(AppConfig):  # type: ignore[misc]
     name = "racefree.django"
     label = "racefree"
     verbose_name = "racefree"
+    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from racefree.django import checks  # noqa: F401  (registers the checks)
