@@ -99,6 +99,19 @@ conformance!(sqlite_async, |clock| {
     )
 });
 
+// A Redis Cluster of 3 primaries: each request routed to its slot's primary, walks on each.
+#[cfg(feature = "redis")]
+conformance!(redis_cluster, |clock| {
+    racefree::open_with_clock(&common::redis_server::RedisCluster::shared().fresh_url(), clock)
+        .expect("redis cluster store")
+});
+
+// The same cluster through the tokio store (a multiplexed connection per node).
+#[cfg(all(feature = "tokio", feature = "redis"))]
+conformance!(redis_cluster_async, |clock| {
+    common::on_async::open(&common::redis_server::RedisCluster::shared().fresh_url(), clock)
+});
+
 #[cfg(all(feature = "tokio", feature = "redis"))]
 conformance!(redis_async, |clock| {
     common::on_async::open(&common::redis_server::RedisServer::shared().fresh_url(), clock)

@@ -43,7 +43,8 @@ pub enum StoreUrl {
         /// Its options.
         options: SqliteOptions,
     },
-    /// `redis://…`, `rediss://…`, `redis+sentinel://…` or `rediss+sentinel://…`.
+    /// `redis://…`, `rediss://…`, `redis+sentinel://…`, `rediss+sentinel://…`, `redis+cluster://…`
+    /// or `rediss+cluster://…`.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     Redis {
@@ -82,15 +83,15 @@ impl StoreUrl {
             #[cfg(not(feature = "sqlite"))]
             "sqlite" => Err(Error::unavailable("the sqlite backend is not in this build of racefree (feature `sqlite`)")),
             #[cfg(feature = "redis")]
-            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" => parse_redis(url),
+            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => parse_redis(url),
             #[cfg(not(feature = "redis"))]
-            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" => Err(Error::unavailable("the redis backend is not in this build of racefree (feature `redis`)")),
+            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "redis+cluster" | "rediss+cluster" => Err(Error::unavailable("the redis backend is not in this build of racefree (feature `redis`)")),
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => parse_postgres(url),
             #[cfg(not(feature = "postgres"))]
             "postgres" | "postgresql" => Err(Error::unavailable("the postgres backend is not in this build of racefree (feature `postgres`)")),
             other => Err(Error::invalid_argument(format!(
-                "unknown store scheme {other:?} (expected memory, sqlite, redis, rediss, redis+sentinel, rediss+sentinel, postgres or postgresql)"
+                "unknown store scheme {other:?} (expected memory, sqlite, redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster, rediss+cluster, postgres or postgresql)"
             ))),
         }
     }
@@ -137,6 +138,9 @@ impl StoreUrl {
 ///   `redis+sentinel://[user:password@]host1[:port],host2[:port]/<master-name>[/db]` (sentinels'
 ///   port 26379 by default; `rediss+sentinel://` for TLS to the sentinels and the primary) finds
 ///   the primary through Redis Sentinel, and after a failover the new one, without reopening.
+///   `redis+cluster://[user:password@]host1[:port],host2[:port]` (`rediss+cluster://` for TLS)
+///   is a Redis Cluster: each request goes to its slot's primary, following `MOVED` and `ASK`,
+///   and never sent again after a transport failure (see `racefree::store::redis::cluster`).
 /// - `postgres://[user[:password]@]host[:port]/db` (or `postgresql://`) — the PostgreSQL backend
 ///   (feature `postgres`); a Unix socket is a percent-encoded path as host
 ///   (`postgres://app@%2Fvar%2Frun%2Fpostgresql/db`) or `?host=/var/run/postgresql`. Query

@@ -284,3 +284,139 @@ impl SentinelGroup {
         self.wait_until(|| offset(&self.replica) >= written);
     }
 }
+
+/// A Redis Cluster on 127.0.0.1: `primaries` primaries (the slots split evenly by
+/// `redis-cli --cluster create`), each with `replicas_each` replicas, quick to fail over
+/// (`cluster-node-timeout 1000`). Every node is a [`RedisServer`], stopped by its PID.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize, replicas_each: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas_each))
+            .map(|_| {
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-require-full-coverage",
+                    "no",
+                    // A replica syncs at once (the default waits 5 s for more replicas), and may
+                    // take over however long ago it last heard from its primary.
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas_each.to_string(), "--cluster-yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("redis-cli --cluster create (Debian's redis-tools)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until(|| {
+            cluster.nodes.iter().all(|n| {
+                let replication = n.command(&["INFO", "replication"]);
+                n.command(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && (replication.contains("role:master") || replication.contains("master_link_status:up"))
+            }) && cluster.primaries().len() == primaries
+        });
+        cluster
+    }
+
+    /// A cluster of 3 primaries with one replica each, shared by every test of this binary.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| Self::start(3, 1))
+    }
+
+    /// A `redis+cluster://` URL naming every node, with `options`.
+    pub fn url(&self, options: &str) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}?{options}", hosts.join(","))
+    }
+
+    /// A URL with a namespace no other call of this process gets.
+    pub fn fresh_url(&self) -> String {
+        self.url(&format!("namespace={}", fresh_namespace("t")))
+    }
+
+    /// The node at `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes.iter().find(|n| n.port == port).expect("a node of the cluster")
+    }
+
+    /// The node at `port`, to stop or kill.
+    pub fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster")
+    }
+
+    /// The ports of the primaries that serve slots, as a live node sees them.
+    pub fn primaries(&self) -> Vec<u16> {
+        let live = self.nodes.iter().find(|n| n.ping()).expect("a live node");
+        let mut ports: Vec<u16> = live
+            .command(&["CLUSTER", "NODES"])
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail") && line.split(' ').count() > 8)
+            .filter_map(|line| line.split(' ').nth(1)?.split('@').next()?.rsplit(':').next()?.parse().ok())
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// The port of the primary serving `slot`, as the node at `asked` sees it.
+    pub fn owner_of(&self, slot: u16, asked: u16) -> u16 {
+        let nodes = self.node(asked).command(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            for range in &fields[8..] {
+                let (first, last) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(first), Ok(last)) = (first.parse::<u16>(), last.parse::<u16>()) {
+                    if (first..=last).contains(&slot) {
+                        return fields[1]
+                            .split('@')
+                            .next()
+                            .unwrap()
+                            .rsplit(':')
+                            .next()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                    }
+                }
+            }
+        }
+        panic!("no primary serves slot {slot}:\n{nodes}")
+    }
+
+    /// The node id of the node at `port`.
+    pub fn id_of(&self, port: u16) -> String {
+        self.node(port).command(&["CLUSTER", "MYID"])
+    }
+
+    pub fn wait_until(&self, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "the cluster did not get there in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

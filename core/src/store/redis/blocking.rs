@@ -2,12 +2,14 @@
 //! the carrying of the protocol's requests ([`super::protocol`]) over them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, RedisError};
 use serde_json::Value;
 
+use super::cluster::{self, Carry, Carrying, SlotMap};
+use super::cluster_url::{Cluster, ClusterUrl};
 use super::protocol::{Command, Layout, Now, Replication, Reply, Request, Script, Step};
 use super::sentinel::{self, SentinelUrl};
 use crate::clock::SharedClock;
@@ -144,36 +146,46 @@ pub(crate) fn check_options(url: &str, options: &RedisOptions) -> Result<()> {
             options.replicas_timeout.as_millis()
         )));
     }
-    let tls = url.starts_with("rediss://") || url.starts_with("rediss+sentinel://");
+    let tls = url.starts_with("rediss://")
+        || url.starts_with("rediss+sentinel://")
+        || url.starts_with("rediss+cluster://");
     if !tls && (options.tls_ca.is_some() || options.tls_client.is_some()) {
-        return Err(Error::invalid_argument("TLS options need a rediss:// or rediss+sentinel:// URL"));
+        return Err(Error::invalid_argument(
+            "TLS options need a rediss://, rediss+sentinel:// or rediss+cluster:// URL",
+        ));
     }
-    if SentinelUrl::parse(url)?.is_some() {
+    if SentinelUrl::parse(url)?.is_some() || ClusterUrl::parse(url)?.is_some() {
         return Ok(());
     }
     url.into_connection_info().map_err(|e| Error::invalid_argument(format!("bad redis URL {url:?}: {e}")))?;
     Ok(())
 }
 
-/// Where a Redis store's connections go: one server, or the primary its sentinels name, asked
-/// anew for every new connection (see [`super::sentinel`]).
-pub(super) enum Target {
+/// Where a Redis store's connections go: one server, the primary its sentinels name (asked anew
+/// for every new connection, see [`super::sentinel`]), or the primaries of a cluster.
+pub(super) enum Target<P = Vec<Connection>> {
     Server(Client),
     Sentinel(SentinelUrl),
+    /// A cluster, with the connections `P` each engine keeps per node.
+    Cluster(Cluster<P>),
 }
 
-impl std::fmt::Debug for Target {
+impl<P> std::fmt::Debug for Target<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Server(client) => write!(f, "{}", client.get_connection_info().addr()),
             Target::Sentinel(url) => write!(f, "{:?} through sentinels {:?}", url.master, url.sentinels),
+            Target::Cluster(cluster) => write!(f, "{cluster:?}"),
         }
     }
 }
 
-/// The target of `url`: a server, or a Sentinel group.
-pub(super) fn target(url: &str, options: &RedisOptions) -> Result<Target> {
+/// The target of `url`: a server, a Sentinel group, or a cluster.
+pub(super) fn target<P>(url: &str, options: &RedisOptions) -> Result<Target<P>> {
     check_options(url, options)?;
+    if let Some(url) = ClusterUrl::parse(url)? {
+        return Ok(Target::Cluster(Cluster::new(url)));
+    }
     Ok(match SentinelUrl::parse(url)? {
         Some(sentinels) => Target::Sentinel(sentinels),
         None => Target::Server(client(url, options)?),
@@ -237,63 +249,138 @@ impl RedisStore {
             options,
             expired_swept: AtomicU64::new(0),
         };
-        store.call(|conn| redis::cmd("PING").query::<()>(conn))?;
+        match &store.target {
+            Target::Cluster(cluster) => store.read_slots(cluster)?,
+            _ => store.call(|conn| redis::cmd("PING").query::<()>(conn))?,
+        }
         if store.options.require_fsync {
             store.check_fsync()?;
         }
         Ok(store)
     }
 
+    /// Every primary's fsync settings (a cluster's each; one server's).
     fn check_fsync(&self) -> Result<()> {
-        let config = |name: &'static str| {
-            self.call(|conn| config_get(name).query::<Vec<String>>(conn))
-                .map(|pair| pair.get(1).cloned().unwrap_or_default())
-        };
-        fsync_verdict(&config("appendonly")?, &config("appendfsync")?)
+        for node in self.primaries()? {
+            let config = |name: &'static str| {
+                self.call_on(node.as_deref(), |conn| config_get(name).query::<Vec<String>>(conn))
+                    .map(|pair| pair.get(1).cloned().unwrap_or_default())
+            };
+            fsync_verdict(&config("appendonly")?, &config("appendfsync")?)?;
+        }
+        Ok(())
+    }
+
+    /// The nodes a walk of the whole namespace visits: each primary of a cluster (`Some`), or
+    /// the one server (`None`).
+    fn primaries(&self) -> Result<Vec<Option<String>>> {
+        match &self.target {
+            Target::Cluster(cluster) => {
+                if cluster.is_stale() {
+                    self.read_slots(cluster)?;
+                }
+                Ok(cluster.primaries().into_iter().map(Some).collect())
+            }
+            _ => Ok(vec![None]),
+        }
+    }
+
+    /// Reads the slot map from the first node that answers: the known primaries, then the seeds.
+    fn read_slots(&self, cluster: &Cluster<Vec<Connection>>) -> Result<()> {
+        let mut last = None;
+        for node in cluster.nodes_to_ask() {
+            let reply = self.call_on(Some(&node), |conn| send(conn, &SlotMap::request()));
+            match reply.and_then(|reply| cluster.update(&node, reply)) {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(cluster::no_map(last))
     }
 
     /// Runs one request on a pooled connection. A connection that failed at the transport level
     /// is dropped with every idle one (after a server restart they are all dead); the next call
     /// connects afresh, so the store recovers without being reopened.
     fn call<T>(&self, request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        self.call_on(None, request)
+    }
+
+    /// [`call`](RedisStore::call) on a connection to the cluster node `node` (`host:port`), or,
+    /// for `None`, to the one server or primary.
+    fn call_on<T>(
+        &self,
+        node: Option<&str>,
+        request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
         if self.opened_in.moved() {
             // Dropping closes this process's copies of the sockets and sends nothing: the sync
             // connection has no goodbye of its own, rustls sends no close_notify unasked, and
             // the parent still holds the sockets, so not even a FIN goes out.
             drop(std::mem::take(&mut *self.idle.lock()));
+            if let Target::Cluster(cluster) = &self.target {
+                drop(std::mem::take(&mut *cluster.nodes.lock()));
+            }
             self.opened_in.settled();
         }
-        let idle = self.idle.lock().pop();
+        let idle = match (node, &self.target) {
+            (Some(node), Target::Cluster(cluster)) => cluster.nodes.lock().get_mut(node).and_then(Vec::pop),
+            _ => self.idle.lock().pop(),
+        };
         let mut conn = match idle {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => self.connect(node).inspect_err(|_| {
+                if let Target::Cluster(cluster) = &self.target {
+                    // The node is down or gone (failed over): read the map again.
+                    cluster.doubt();
+                }
+            })?,
         };
         match request(&mut conn) {
             Ok(value) => {
-                self.give_back(conn);
+                self.give_back(node, conn);
                 Ok(value)
             }
             Err(err) => {
                 if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || !conn.is_open() {
-                    self.idle.lock().clear();
+                    match (node, &self.target) {
+                        (Some(node), Target::Cluster(cluster)) => {
+                            cluster.nodes.lock().remove(node);
+                            // The node may be gone for good (failed over): read the map again.
+                            cluster.doubt();
+                        }
+                        _ => self.idle.lock().clear(),
+                    }
                 } else {
-                    self.give_back(conn);
+                    self.give_back(node, conn);
                 }
                 Err(classify(&err, self.options.timeout))
             }
         }
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, node: Option<&str>, conn: Connection) {
+        if let (Some(node), Target::Cluster(cluster)) = (node, &self.target) {
+            let mut pools = cluster.nodes.lock();
+            let idle = pools.entry(node.to_owned()).or_default();
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+            return;
+        }
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }
 
-    fn connect(&self) -> Result<Connection> {
+    fn connect(&self, node: Option<&str>) -> Result<Connection> {
         match &self.target {
             Target::Server(client) => self.connect_to(client),
+            Target::Cluster(cluster) => {
+                let node =
+                    node.ok_or_else(|| Error::unavailable("redis cluster: a request routed to no node"))?;
+                self.connect_to(&client(&cluster.node_url(node), &self.options)?)
+            }
             Target::Sentinel(url) => {
                 let mut last = None;
                 for sentinel in &url.sentinels {
@@ -339,7 +426,21 @@ impl RedisStore {
 
     /// Runs an operation to its end on one pooled connection: each request the protocol plans
     /// is sent, and its reply handed back to it.
-    fn run<T>(&self, mut step: Step<T>) -> Result<T> {
+    fn run<T>(&self, step: Step<T>) -> Result<T> {
+        self.run_on(None, step)
+    }
+
+    /// [`run`](RedisStore::run) with the requests that have no key (a walk's `SCAN`) sent to the
+    /// cluster node `walked`; on one server, `None`.
+    fn run_on<T>(&self, walked: Option<&str>, mut step: Step<T>) -> Result<T> {
+        if let Target::Cluster(cluster) = &self.target {
+            loop {
+                match step {
+                    Step::Done(result) => return result,
+                    Step::Send(request, then) => step = then(self.carry(cluster, &request, walked)?),
+                }
+            }
+        }
         loop {
             match step {
                 Step::Done(result) => return result,
@@ -352,6 +453,68 @@ impl RedisStore {
                 }
             }
         }
+    }
+
+    /// Carries one request to the cluster node that serves it, following the replies that prove
+    /// it did not run there ([`cluster::redirection`]); a transport failure is returned, never
+    /// sent again (its outcome is unknown).
+    fn carry(
+        &self,
+        cluster: &Cluster<Vec<Connection>>,
+        request: &Request,
+        walked: Option<&str>,
+    ) -> Result<Reply> {
+        let started = Instant::now();
+        let mut carrying = Carrying::new();
+        loop {
+            let (node, asking) = match carrying.redirected() {
+                Some(to) => to,
+                None => (self.route(cluster, request, walked)?, false),
+            };
+            let reply = self.call_on(Some(&node), |conn| {
+                if asking {
+                    conn.req_command(&redis::cmd("ASKING"))?;
+                }
+                send(conn, request)
+            })?;
+            match carrying.on_reply(request, &reply, started.elapsed(), self.options.timeout) {
+                Carry::Answered => return Ok(reply),
+                Carry::SendAgain { read_map } => {
+                    if read_map {
+                        cluster.doubt();
+                    }
+                }
+                Carry::PauseThenSendAgain(pause) => std::thread::sleep(pause),
+                Carry::GiveUp(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The node `request` goes to: the walked node for a request without keys, otherwise the
+    /// primary of its slot (the map read again first when it is doubtful).
+    fn route(
+        &self,
+        cluster: &Cluster<Vec<Connection>>,
+        request: &Request,
+        walked: Option<&str>,
+    ) -> Result<String> {
+        if cluster.is_stale() && !(request.keys.is_empty() && walked.is_some()) {
+            self.read_slots(cluster)?;
+        }
+        cluster.node_for(request, walked)
+    }
+
+    /// Runs a walk of the whole namespace on every primary and combines what each found.
+    fn run_everywhere<T>(&self, walk: impl Fn() -> Step<T>, combine: impl Fn(T, T) -> T) -> Result<T> {
+        let mut total: Option<T> = None;
+        for node in self.primaries()? {
+            let found = self.run_on(node.as_deref(), walk())?;
+            total = Some(match total {
+                Some(so_far) => combine(so_far, found),
+                None => found,
+            });
+        }
+        total.ok_or_else(|| Error::unavailable("redis: no primary to walk"))
     }
 
     /// What the scripts judge time by.
@@ -558,17 +721,19 @@ impl Store for RedisStore {
     }
 
     fn sweep(&self) -> Result<u64> {
-        let removed = self.run(self.layout.sweep(self.now()))?;
+        let now = self.now();
+        let removed = self.run_everywhere(|| self.layout.sweep(now), |a, b| a + b)?;
         self.expired_swept.fetch_add(removed, Ordering::Relaxed);
         Ok(removed)
     }
 
     fn stats(&self) -> Result<StoreStats> {
-        let entries = self.run(self.layout.entries())?;
+        let entries = self.run_everywhere(|| self.layout.entries(), |a, b| a + b)?;
         Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
     }
 
     fn inspect(&self) -> Result<Inventory> {
-        self.run(self.layout.inspect(self.now()))
+        let now = self.now();
+        self.run_everywhere(|| self.layout.inspect(now), Inventory::merge)
     }
 }

@@ -22,6 +22,20 @@ pub trait Transport: Send + Sync + 'static {
 
     /// How the host starts a task of its own (see [`crate::aio::Store::spawner`]).
     fn spawner(&self) -> Spawner;
+
+    /// The nodes a walk of the whole namespace (`sweep`, `stats`, `inspect`) visits, each as
+    /// [`send_to`](Transport::send_to) takes it: a cluster's primaries; one server's `[None]`
+    /// (the default).
+    fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
+        Box::pin(async { Ok(vec![None]) })
+    }
+
+    /// [`send`](Transport::send), with a request that has no key (a walk's `SCAN`) sent to
+    /// `node`, one of [`walked_nodes`](Transport::walked_nodes). The default sends it as `send`.
+    fn send_to<'a>(&'a self, node: Option<&'a str>, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+        let _ = node;
+        self.send(request)
+    }
 }
 
 /// The Redis store over a host's [`Transport`]: every operation the protocol's requests, with the
@@ -63,12 +77,12 @@ impl<T: Transport> HostedRedisStore<T> {
 
     /// Sends one request; a script the server does not have (`NOSCRIPT`: after a restart or a
     /// failover its cache is empty) is loaded and the request sent again.
-    async fn send(&self, request: &Request) -> Result<Reply> {
-        let reply = self.transport.send(request).await?;
+    async fn send(&self, walked: Option<&str>, request: &Request) -> Result<Reply> {
+        let reply = self.transport.send_to(walked, request).await?;
         match request.missing_script(&reply) {
             Some(script) => {
-                self.transport.send(&Request::script_load(script)).await?.into_result()?;
-                self.transport.send(request).await
+                self.transport.send_to(walked, &Request::script_load(script)).await?.into_result()?;
+                self.transport.send_to(walked, request).await
             }
             None => Ok(reply),
         }
@@ -84,15 +98,42 @@ impl<T: Transport> HostedRedisStore<T> {
 
     /// Runs an operation to its end: each request the protocol plans is sent, and its reply
     /// handed back to it.
-    fn run<R: Send + 'static>(&self, mut step: Step<R>) -> BoxFuture<'_, Result<R>> {
+    fn run<R: Send + 'static>(&self, step: Step<R>) -> BoxFuture<'_, Result<R>> {
+        self.run_on(None, step)
+    }
+
+    /// [`run`](Self::run) with the requests that have no key sent to the walked node `walked`.
+    fn run_on<'a, R: Send + 'static>(
+        &'a self,
+        walked: Option<&'a str>,
+        mut step: Step<R>,
+    ) -> BoxFuture<'a, Result<R>> {
         Box::pin(async move {
             loop {
                 match step {
                     Step::Done(result) => return result,
-                    Step::Send(request, then) => step = then(self.send(&request).await?),
+                    Step::Send(request, then) => step = then(self.send(walked, &request).await?),
                 }
             }
         })
+    }
+
+    /// Runs a walk of the whole namespace on every node the transport names, and combines what
+    /// each found.
+    async fn run_everywhere<R: Send + 'static>(
+        &self,
+        walk: impl Fn() -> Step<R>,
+        combine: impl Fn(R, R) -> R,
+    ) -> Result<R> {
+        let mut total: Option<R> = None;
+        for node in self.transport.walked_nodes().await? {
+            let found = self.run_on(node.as_deref(), walk()).await?;
+            total = Some(match total {
+                Some(so_far) => combine(so_far, found),
+                None => found,
+            });
+        }
+        total.ok_or_else(|| crate::error::Error::unavailable("redis: no node to walk"))
     }
 
     fn now(&self) -> Now {
@@ -222,7 +263,8 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
 
     fn sweep(&self) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let removed = self.run(self.layout.sweep(self.now())).await?;
+            let now = self.now();
+            let removed = self.run_everywhere(|| self.layout.sweep(now), |a, b| a + b).await?;
             self.expired_swept.fetch_add(removed, Ordering::Relaxed);
             Ok(removed)
         })
@@ -230,12 +272,15 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
 
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats>> {
         Box::pin(async move {
-            let entries = self.run(self.layout.entries()).await?;
+            let entries = self.run_everywhere(|| self.layout.entries(), |a, b| a + b).await?;
             Ok(StoreStats { entries, expired_swept: self.expired_swept.load(Ordering::Relaxed) })
         })
     }
 
     fn inspect(&self) -> BoxFuture<'_, Result<Inventory>> {
-        self.run(self.layout.inspect(self.now()))
+        Box::pin(async move {
+            let now = self.now();
+            self.run_everywhere(|| self.layout.inspect(now), Inventory::merge).await
+        })
     }
 }

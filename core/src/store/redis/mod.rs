@@ -17,6 +17,9 @@
 
 #[cfg(feature = "redis")]
 mod blocking;
+pub mod cluster;
+#[cfg(feature = "redis")]
+mod cluster_url;
 #[cfg(feature = "aio")]
 mod hosted;
 #[cfg(all(feature = "redis", feature = "tokio"))]

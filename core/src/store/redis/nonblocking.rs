@@ -11,8 +11,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::blocking::{
-    classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, target, with_wait, Target,
+    classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, script_load, target,
+    with_wait, Target,
 };
+use super::cluster::{self, Carry, Carrying, SlotMap};
+use super::cluster_url::Cluster;
 use super::hosted::{HostedRedisStore, Transport};
 use super::protocol::{Reply, Request};
 use super::sentinel::{self, SentinelUrl};
@@ -34,7 +37,8 @@ pub type AsyncRedisStore = HostedRedisStore<RedisRsConnection>;
 /// The transport of [`AsyncRedisStore`]: one multiplexed redis-rs connection, opened on first
 /// use and again after a transport failure.
 pub struct RedisRsConnection {
-    target: Target,
+    /// For a cluster, each node's multiplexed connection (and its number, as `connection`'s).
+    target: Target<(u64, MultiplexedConnection)>,
     /// The options the sentinels' and the primary's clients are made with.
     options: RedisOptions,
     config: AsyncConnectionConfig,
@@ -45,7 +49,7 @@ pub struct RedisRsConnection {
     /// Idle connections for writes that wait for replicas: `WAIT` blocks the connection it is
     /// sent on, so each such write has one to itself (taken from here, or opened) and never
     /// holds up the shared one.
-    alone: Mutex<Vec<MultiplexedConnection>>,
+    alone: Mutex<std::collections::HashMap<String, Vec<MultiplexedConnection>>>,
     timeout: std::time::Duration,
     /// The runtime the store was opened on, where its primitives start their tasks (so that a
     /// call from outside any runtime does not panic looking for one).
@@ -74,11 +78,14 @@ impl HostedRedisStore<RedisRsConnection> {
             connection: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             opened: AtomicU64::new(0),
-            alone: Mutex::new(Vec::new()),
+            alone: Mutex::default(),
             timeout: options.timeout,
             runtime: tokio::runtime::Handle::current(),
         };
-        connection.query(&redis::cmd("PING")).await?;
+        match &connection.target {
+            Target::Cluster(cluster) => connection.read_slots(cluster).await?,
+            _ => drop(connection.query(&redis::cmd("PING")).await?),
+        }
         if options.require_fsync {
             let setting = |reply: Reply| match reply {
                 Reply::Array(pair) => match pair.into_iter().nth(1) {
@@ -87,9 +94,13 @@ impl HostedRedisStore<RedisRsConnection> {
                 },
                 _ => String::new(),
             };
-            let appendonly = setting(connection.query(&config_get("appendonly")).await?);
-            let appendfsync = setting(connection.query(&config_get("appendfsync")).await?);
-            fsync_verdict(&appendonly, &appendfsync)?;
+            for node in connection.walked().await? {
+                let appendonly =
+                    setting(connection.query_on(node.as_deref(), &config_get("appendonly")).await?);
+                let appendfsync =
+                    setting(connection.query_on(node.as_deref(), &config_get("appendfsync")).await?);
+                fsync_verdict(&appendonly, &appendfsync)?;
+            }
         }
         Ok(HostedRedisStore::new(connection, &options.namespace, clock)?
             .with_replication(options.replication()))
@@ -107,16 +118,177 @@ impl RedisRsConnection {
         if let Some(open) = self.connection.lock().clone() {
             return Ok(open);
         }
-        let connection = self.connect().await?;
+        let connection = self.connect(None).await?;
         let open = (self.opened.fetch_add(1, Ordering::Relaxed), connection);
         *self.connection.lock() = Some(open.clone());
         Ok(open)
     }
 
-    /// A new connection to the server, or to the primary the sentinels name.
-    async fn connect(&self) -> Result<MultiplexedConnection> {
+    /// The shared connection to cluster node `node`, opened on first use and after a transport
+    /// failure.
+    async fn node_connection(
+        &self,
+        cluster: &Cluster<(u64, MultiplexedConnection)>,
+        node: &str,
+    ) -> Result<(u64, MultiplexedConnection)> {
+        if let Some(open) = cluster.nodes.lock().get(node).cloned() {
+            return Ok(open);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(open) = cluster.nodes.lock().get(node).cloned() {
+            return Ok(open);
+        }
+        let open = (self.opened.fetch_add(1, Ordering::Relaxed), self.connect(Some(node)).await?);
+        cluster.nodes.lock().insert(node.to_owned(), open.clone());
+        Ok(open)
+    }
+
+    /// Reads the slot map from the first node that answers: the known primaries, then the seeds.
+    async fn read_slots(&self, cluster: &Cluster<(u64, MultiplexedConnection)>) -> Result<()> {
+        let mut last = None;
+        let slots = command(&SlotMap::request());
+        for node in cluster.nodes_to_ask() {
+            match self
+                .query_node(cluster, &node, &slots, false)
+                .await
+                .and_then(|reply| cluster.update(&node, reply))
+            {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(cluster::no_map(last))
+    }
+
+    /// The nodes a walk visits: each primary of a cluster, or the one server (`None`).
+    async fn walked(&self) -> Result<Vec<Option<String>>> {
+        match &self.target {
+            Target::Cluster(cluster) => {
+                if cluster.is_stale() {
+                    self.read_slots(cluster).await?;
+                }
+                Ok(cluster.primaries().into_iter().map(Some).collect())
+            }
+            _ => Ok(vec![None]),
+        }
+    }
+
+    /// Sends one command to the cluster node `node` (after `ASKING`, in one pipeline, when
+    /// `asking`: nothing of another task's comes between them on the shared connection). A
+    /// transport failure drops that node's connection and makes the map doubtful.
+    async fn query_node(
+        &self,
+        cluster: &Cluster<(u64, MultiplexedConnection)>,
+        node: &str,
+        cmd: &redis::Cmd,
+        asking: bool,
+    ) -> Result<Reply> {
+        let (id, mut connection) = self.node_connection(cluster, node).await?;
+        let sent = if asking {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ASKING").add_command(cmd.clone());
+            connection
+                .send_packed_commands(&pipe, 1, 1)
+                .await
+                .map(|mut replies| replies.pop().unwrap_or(redis::Value::Nil))
+        } else {
+            connection.send_packed_command(cmd).await
+        };
+        match sent {
+            Ok(value) => Ok(reply(value)),
+            Err(err) => match server_error(&err) {
+                Some(reply) => Ok(reply),
+                None => {
+                    let mut nodes = cluster.nodes.lock();
+                    if nodes.get(node).is_some_and(|(open, _)| *open == id) {
+                        nodes.remove(node);
+                    }
+                    cluster.doubt();
+                    Err(classify(&err, self.timeout))
+                }
+            },
+        }
+    }
+
+    /// Carries one request to the cluster node that serves it, following the replies that prove
+    /// it did not run there ([`Carrying`]); a script the node lacks is loaded there and the
+    /// request sent again. A transport failure is returned, never sent again.
+    async fn carry(
+        &self,
+        cluster: &Cluster<(u64, MultiplexedConnection)>,
+        request: &Request,
+        walked: Option<&str>,
+    ) -> Result<Reply> {
+        let started = tokio::time::Instant::now();
+        let mut carrying = Carrying::new();
+        loop {
+            let (node, asking) = match carrying.redirected() {
+                Some(to) => to,
+                None => {
+                    if cluster.is_stale() && !(request.keys.is_empty() && walked.is_some()) {
+                        self.read_slots(cluster).await?;
+                    }
+                    (cluster.node_for(request, walked)?, false)
+                }
+            };
+            let mut reply = self.carry_to(cluster, &node, request, asking).await?;
+            if let Some(script) = request.missing_script(&reply) {
+                self.query_node(cluster, &node, &script_load(script), false).await?.into_result()?;
+                reply = self.carry_to(cluster, &node, request, asking).await?;
+            }
+            match carrying.on_reply(request, &reply, started.elapsed(), self.timeout) {
+                Carry::Answered => return Ok(reply),
+                Carry::SendAgain { read_map } => {
+                    if read_map {
+                        cluster.doubt();
+                    }
+                }
+                Carry::PauseThenSendAgain(pause) => tokio::time::sleep(pause).await,
+                Carry::GiveUp(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One sending of `request` to `node`: on the node's shared connection, or with its `WAIT` on
+    /// one of its own.
+    async fn carry_to(
+        &self,
+        cluster: &Cluster<(u64, MultiplexedConnection)>,
+        node: &str,
+        request: &Request,
+        asking: bool,
+    ) -> Result<Reply> {
+        match request.wait {
+            None => self.query_node(cluster, node, &command(request), asking).await,
+            Some(wait) => {
+                let mut pipe = with_wait(&command(request), wait);
+                if asking {
+                    let mut asked = redis::pipe();
+                    asked.cmd("ASKING");
+                    for cmd in pipe.cmd_iter() {
+                        asked.add_command(cmd.clone());
+                    }
+                    pipe = asked;
+                }
+                self.query_alone(Some(node), &pipe, usize::from(asking))
+                    .await
+                    .inspect_err(|_| cluster.doubt())
+            }
+        }
+    }
+
+    /// A new connection to the server, to the primary the sentinels name, or to the cluster
+    /// node `node`.
+    async fn connect(&self, node: Option<&str>) -> Result<MultiplexedConnection> {
         match &self.target {
             Target::Server(client) => self.connect_to(client).await,
+            Target::Cluster(cluster) => {
+                let node =
+                    node.ok_or_else(|| Error::unavailable("redis cluster: a request routed to no node"))?;
+                self.connect_to(&client(&cluster.node_url(node), &self.options)?)
+                    .await
+                    .inspect_err(|_| cluster.doubt())
+            }
             Target::Sentinel(url) => {
                 let mut last = None;
                 for sentinel in &url.sentinels {
@@ -170,19 +342,21 @@ impl RedisRsConnection {
     /// Sends a request and its `WAIT` on a connection no other call uses meanwhile, and reads
     /// the pair's replies. Dropped before the replies (the call cancelled), the connection is
     /// closed with it, never given back with replies still due.
-    async fn query_alone(&self, pipe: &redis::Pipeline) -> Result<Reply> {
-        let idle = self.alone.lock().pop();
+    async fn query_alone(&self, node: Option<&str>, pipe: &redis::Pipeline, skip: usize) -> Result<Reply> {
+        let pool = node.unwrap_or_default().to_owned();
+        let idle = self.alone.lock().get_mut(&pool).and_then(Vec::pop);
         let mut connection = match idle {
             Some(connection) => connection,
-            None => self.connect().await?,
+            None => self.connect(node).await?,
         };
-        match connection.send_packed_commands(pipe, 0, 2).await {
+        match connection.send_packed_commands(pipe, skip, 2).await {
             Ok(pair) => {
                 let pair: Vec<Reply> = pair.into_iter().map(reply).collect();
                 if pair.first().is_some_and(no_longer_primary) {
                     self.drop_every_connection();
                 } else {
-                    let mut idle = self.alone.lock();
+                    let mut alone = self.alone.lock();
+                    let idle = alone.entry(pool).or_default();
                     if idle.len() < MAX_IDLE_ALONE {
                         idle.push(connection);
                     }
@@ -207,11 +381,23 @@ impl RedisRsConnection {
     fn drop_every_connection(&self) {
         *self.connection.lock() = None;
         self.alone.lock().clear();
+        if let Target::Cluster(cluster) = &self.target {
+            cluster.nodes.lock().clear();
+            cluster.doubt();
+        }
     }
 
     /// Sends one command and reads its reply; a transport failure, or a server that is no
     /// longer the primary, drops the connection it happened on, so the next call connects
     /// afresh.
+    /// [`query`](Self::query) on the cluster node `node`, or on the one server for `None`.
+    async fn query_on(&self, node: Option<&str>, cmd: &redis::Cmd) -> Result<Reply> {
+        match (&self.target, node) {
+            (Target::Cluster(cluster), Some(node)) => self.query_node(cluster, node, cmd, false).await,
+            _ => self.query(cmd).await,
+        }
+    }
+
     async fn query(&self, cmd: &redis::Cmd) -> Result<Reply> {
         let (id, mut connection) = self.connection().await?;
         let reply = match connection.send_packed_command(cmd).await {
@@ -238,12 +424,23 @@ const MAX_IDLE_ALONE: usize = 64;
 
 impl Transport for RedisRsConnection {
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+        self.send_to(None, request)
+    }
+
+    fn send_to<'a>(&'a self, node: Option<&'a str>, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
         Box::pin(async move {
+            if let Target::Cluster(cluster) = &self.target {
+                return self.carry(cluster, request, node).await;
+            }
             match request.wait {
                 None => self.query(&command(request)).await,
-                Some(wait) => self.query_alone(&with_wait(&command(request), wait)).await,
+                Some(wait) => self.query_alone(None, &with_wait(&command(request), wait), 0).await,
             }
         })
+    }
+
+    fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
+        Box::pin(self.walked())
     }
 
     fn spawner(&self) -> Spawner {

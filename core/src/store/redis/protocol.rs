@@ -245,7 +245,7 @@ impl Request {
         Self { command: Command::Script(script), keys, args, wait: None }
     }
 
-    fn plain(name: &'static str, keys: Vec<String>, args: Vec<String>) -> Self {
+    pub(crate) fn plain(name: &'static str, keys: Vec<String>, args: Vec<String>) -> Self {
         Self { command: Command::Plain(name), keys, args, wait: None }
     }
 
