@@ -6,6 +6,7 @@ import functools
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -263,3 +264,55 @@ def test_replicas_makes_each_write_wait_for_a_replica(tmp_path):
 def _info_replication(connection: socket.socket) -> bytes:
     connection.sendall(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
     return connection.recv(65536)
+
+
+def test_a_cluster_url_routes_every_primitive_to_its_slots_primary(tmp_path):
+    """``redis+cluster://`` from Python, sync and asyncio, on a cluster of 3 primaries started
+    here: 30 counters spread over the three, each reachable from both forms, a lease held through
+    one and seen through the other, and ``inspect`` walking every primary. (Migrations, frozen and
+    killed nodes are tested in the core, core/tests/redis_cluster.rs.)"""
+    ports = [_free_port() for _ in range(3)]
+    servers = []
+    for port in ports:
+        (tmp_path / str(port)).mkdir()
+        servers.append(
+            # The bus on a free port of its own (the default, port + 10000, may pass 65535).
+            start_redis(port, str(tmp_path / str(port)), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-port", str(_free_port()))
+        )
+    try:
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        url = f"redis+cluster://{','.join(f'127.0.0.1:{p}' for p in ports)}?namespace=py{os.getpid()}"
+        deadline = time.monotonic() + 30
+        while True:  # the nodes agree on the slots a moment after the create
+            try:
+                store = racefree.open(url)
+                racefree.Counter(store, "probe").next()
+                break
+            except racefree.BackendUnavailable:
+                assert time.monotonic() < deadline, "the cluster did not come up"
+                time.sleep(0.1)
+        for i in range(30):
+            assert racefree.Counter(store, f"task:{i}").next() == 0
+
+        async def from_asyncio():
+            astore = racefree.asyncio.Store(racefree.open(url))
+            indexes = [await racefree.asyncio.Counter(astore, f"task:{i}").next() for i in range(30)]
+            lease = await racefree.asyncio.StartLock(astore, "jobs").try_start("k", ttl=30)
+            return indexes, lease
+
+        indexes, lease = asyncio.run(from_asyncio())
+        assert indexes == [1] * 30
+        assert lease is not None and racefree.StartLock(store, "jobs").holder("k") is not None
+        counters = {c["counter"] for c in store.inspect()["counters"]}
+        assert {f"task:{i}" for i in range(30)} <= counters, "inspect walks every primary"
+        with pytest.raises(racefree.InvalidArgument, match="one database"):
+            racefree.open(f"redis+cluster://127.0.0.1:{ports[0]}/1")
+    finally:
+        for server in servers:
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)

@@ -1,11 +1,13 @@
 //! The Redis store against `redis-benchmark` in the same run, on a server this benchmark starts
 //! (127.0.0.1, free port, persistence off) and stops by its PID.
 //!
-//! `cargo bench -p racefree --features redis --bench redis [-- CLIENTS...]` prints, per client
+//! `cargo bench -p racefree --features redis,tokio --bench redis [-- CLIENTS...]` prints, per client
 //! count, `next` ops/s against `redis-benchmark -t incr` with as many clients, the round trips
 //! of `try_start` and `release` counted by the server (`INFO commandstats`), and, with a replica
 //! attached, what `replicas=1` costs per operation (each write waiting for the replica's `WAIT`)
-//! against the same store without it, same run.
+//! against the same store without it, same run; and on a cluster of 3 primaries it starts,
+//! `next` on counters spread over every slot against `redis-benchmark --cluster -t incr` with as
+//! many clients (keys spread by `-r`), blocking and tokio stores.
 
 // The tests' server helper: the same start on a free port, and the same stop by PID.
 #[path = "../tests/common/mod.rs"]
@@ -15,15 +17,17 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use common::redis_server::{calls, RedisServer};
+use common::redis_server::{calls, RedisCluster, RedisServer};
 use racefree::{Counter, SharedStore, StartLock};
 
 const OPS: usize = 200_000;
 
-/// `redis-benchmark -t incr` with `clients` connections: requests per second.
-fn redis_benchmark(port: u16, clients: usize) -> f64 {
+/// `redis-benchmark -t incr` with `clients` connections (and `extra` arguments): requests per
+/// second.
+fn redis_benchmark(port: u16, clients: usize, extra: &[&str]) -> f64 {
     let out = Command::new("redis-benchmark")
         .args(["-p", &port.to_string(), "-t", "incr", "-n", &OPS.to_string(), "-c", &clients.to_string()])
+        .args(extra)
         .args(["--csv"])
         .output()
         .expect("redis-benchmark (install it with scripts/setup.sh)");
@@ -67,7 +71,7 @@ fn main() {
     println!("| clients | redis-benchmark INCR ops/s | racefree next ops/s | ratio |");
     println!("|---:|---:|---:|---:|");
     for &n in &clients {
-        let baseline = redis_benchmark(server.port, n);
+        let baseline = redis_benchmark(server.port, n, &[]);
         let counter = Counter::new(&store, "task:1").expect("counter");
         let ours = threads(n, &store, |_, _| {
             counter.next().expect("next");
@@ -102,6 +106,38 @@ fn main() {
     );
 
     replicas_cost(&server, &clients);
+    cluster_throughput(&clients);
+}
+
+/// `next` on 1,000 counters (spread over the slots, so over the 3 primaries) against
+/// `redis-benchmark --cluster -t incr -r 1000` (as many keys, spread alike), same cluster, same
+/// clients.
+fn cluster_throughput(clients: &[usize]) {
+    let cluster = RedisCluster::start(3, 0);
+    let url = cluster.url("namespace=bench");
+    let blocking = racefree::open(&url).expect("open the cluster");
+    let on_tokio = common::on_async::open(&url, std::sync::Arc::new(racefree::SystemClock));
+    let counters: Vec<Counter> = (0..1_000).map(|i| Counter::new(&blocking, &format!("task:{i}")).expect("counter")).collect();
+    let tokio_counters: Vec<Counter> =
+        (0..1_000).map(|i| Counter::new(&on_tokio, &format!("task:{i}")).expect("counter")).collect();
+    println!();
+    println!("a cluster of 3 primaries (ports {:?}), {OPS} operations per row:", cluster.primaries());
+    println!("| clients | redis-benchmark --cluster INCR ops/s | racefree next ops/s | ratio | racefree next on tokio ops/s | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &n in clients {
+        let baseline = redis_benchmark(cluster.nodes[0].port, n, &["--cluster", "-r", "1000"]);
+        let ours = threads(n, &blocking, |_, i| {
+            counters[i % counters.len()].next().expect("next");
+        });
+        let async_ours = threads(n, &on_tokio, |_, i| {
+            tokio_counters[i % tokio_counters.len()].next().expect("next");
+        });
+        println!(
+            "| {n} | {baseline:.0} | {ours:.0} | {:.2} | {async_ours:.0} | {:.2} |",
+            ours / baseline,
+            async_ours / baseline
+        );
+    }
 }
 
 /// `next` and a lease cycle with `replicas=1` against the same operations without it, on the

@@ -296,7 +296,12 @@ impl RedisCluster {
     pub fn start(primaries: usize, replicas_each: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas_each))
             .map(|_| {
+                // The bus on a free port of its own: the default, port + 10000, is past 65535
+                // for a port above 55535.
+                let bus = super::test_server::free_port().to_string();
                 RedisServer::start(&[
+                    "--cluster-port",
+                    &bus,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
