@@ -117,7 +117,8 @@ fn cluster_throughput(clients: &[usize]) {
     let url = cluster.url("namespace=bench");
     let blocking = racefree::open(&url).expect("open the cluster");
     let on_tokio = common::on_async::open(&url, std::sync::Arc::new(racefree::SystemClock));
-    let counters: Vec<Counter> = (0..1_000).map(|i| Counter::new(&blocking, &format!("task:{i}")).expect("counter")).collect();
+    let counters: Vec<Counter> =
+        (0..1_000).map(|i| Counter::new(&blocking, &format!("task:{i}")).expect("counter")).collect();
     let tokio_counters: Vec<Counter> =
         (0..1_000).map(|i| Counter::new(&on_tokio, &format!("task:{i}")).expect("counter")).collect();
     println!();

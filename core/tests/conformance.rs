@@ -74,6 +74,13 @@ conformance!(postgres, |clock| {
     racefree::open_with_clock(&url, clock).expect("postgres store")
 });
 
+// A primary and its standby, named standby first (`target_session_attrs=read-write`).
+#[cfg(feature = "postgres")]
+conformance!(postgres_with_standby, |clock| {
+    let url = common::postgres_server::PostgresServer::fresh_pair_url();
+    racefree::open_with_clock(&url, clock).expect("postgres store over a primary and its standby")
+});
+
 // Statements prepared once per connection (`prepare_statements=true`), on a direct connection.
 #[cfg(feature = "postgres")]
 conformance!(postgres_prepared, |clock| {
@@ -104,6 +111,13 @@ conformance!(sqlite_async, |clock| {
 conformance!(redis_cluster, |clock| {
     racefree::open_with_clock(&common::redis_server::RedisCluster::shared().fresh_url(), clock)
         .expect("redis cluster store")
+});
+
+// The primary of a Sentinel group, found through its three sentinels.
+#[cfg(feature = "redis")]
+conformance!(redis_sentinel, |clock| {
+    racefree::open_with_clock(&common::redis_server::SharedSentinelGroup::get().fresh_url(), clock)
+        .expect("redis sentinel store")
 });
 
 // The same cluster through the tokio store (a multiplexed connection per node).

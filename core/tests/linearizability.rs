@@ -420,6 +420,35 @@ linearizable!(
     }
 );
 
+// A Redis Cluster of 3 primaries (each request routed to its slot's primary).
+#[cfg(feature = "redis")]
+linearizable!(
+    redis_cluster,
+    || common::redis_server::RedisCluster::shared().fresh_url(),
+    /// Every slot that holds the run's keys moves to another primary, key by key (`ASK`,
+    /// `TRYAGAIN`, then `MOVED`), under 8 clients: the history stays linearizable.
+    #[test]
+    fn clients_through_slot_migrations() {
+        let cluster = common::redis_server::RedisCluster::start(3, 0);
+        let namespace = common::test_server::fresh_namespace("lin-migrating");
+        let url = cluster.url(&format!("namespace={namespace}&timeout_ms=2000"));
+        let pattern = racefree::store::redis::protocol::Layout::new(&namespace).scan_pattern();
+        let (history, after) = clients_through_an_outage(&url, Duration::from_millis(20), || {
+            assert!(cluster.migrate_matching(&pattern) > 0, "no slot held the run's keys");
+        });
+        expect_linearizable(&label("8 clients, every slot of the run migrated"), &history, 10_000);
+        recovered(after);
+    }
+);
+
+// The primary of a Sentinel group, found through its sentinels.
+#[cfg(feature = "redis")]
+linearizable!(redis_sentinel, || common::redis_server::SharedSentinelGroup::get().fresh_url());
+
+// A primary and its streaming standby, the URL naming both (the standby first).
+#[cfg(feature = "postgres")]
+linearizable!(postgres_with_standby, common::postgres_server::PostgresServer::fresh_pair_url);
+
 #[cfg(feature = "postgres")]
 linearizable!(
     postgres,
@@ -468,6 +497,9 @@ linearizable_async!(sqlite_async, || format!("sqlite://{}", common::scratch_path
 
 #[cfg(all(feature = "tokio", feature = "redis"))]
 linearizable_async!(redis_async, || common::redis_server::RedisServer::shared().fresh_url());
+
+#[cfg(all(feature = "tokio", feature = "redis"))]
+linearizable_async!(redis_cluster_async, || common::redis_server::RedisCluster::shared().fresh_url());
 
 #[cfg(all(feature = "tokio", feature = "postgres"))]
 linearizable_async!(postgres_async, || common::postgres_server::PostgresServer::shared().fresh_url());

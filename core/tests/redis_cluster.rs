@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use common::redis_server::{calls, RedisCluster, RedisServer};
+use common::redis_server::{calls, RedisCluster};
 use common::test_server::fresh_namespace;
 use racefree::store::redis::cluster::slot;
 use racefree::store::redis::protocol::Layout;
@@ -128,40 +128,6 @@ fn a_frozen_nodes_request_is_sent_once(open: fn(&str) -> SharedStore) {
     assert!(lock.holder("k").expect("holder").is_some(), "the unknown outcome was a grant");
 }
 
-/// Moves `slot` from the primary at `from` to the one at `to`, one key at a time with a pause
-/// between (so that clients meet the slot half-moved: `ASK`, and `TRYAGAIN` for a script whose
-/// keys are split), then assigns it to `to` everywhere.
-fn migrate(cluster: &RedisCluster, slot: u16, from: u16, to: u16) {
-    let slot_text = slot.to_string();
-    let (from_id, to_id) = (cluster.id_of(from), cluster.id_of(to));
-    assert!(cluster
-        .node(to)
-        .command(&["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &from_id])
-        .starts_with("+OK"));
-    assert!(cluster
-        .node(from)
-        .command(&["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &to_id])
-        .starts_with("+OK"));
-    loop {
-        let keys = RedisServer::array_on(from, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "1"]);
-        let Some(key) = keys.first() else { break };
-        let moved = cluster.node(from).command(&["MIGRATE", "127.0.0.1", &to.to_string(), key, "0", "5000"]);
-        assert!(moved.starts_with("+OK") || moved.starts_with("+NOKEY"), "MIGRATE {key}: {moved}");
-        std::thread::sleep(Duration::from_millis(60));
-    }
-    for node in [to, from] {
-        assert!(cluster
-            .node(node)
-            .command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id])
-            .starts_with("+OK"));
-    }
-    for primary in cluster.primaries() {
-        if primary != to && primary != from {
-            cluster.node(primary).command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
-        }
-    }
-}
-
 #[test]
 fn a_slot_migrating_while_8_clients_run_loses_and_repeats_nothing() {
     a_slot_migrates_under_8_clients(open);
@@ -221,7 +187,7 @@ fn a_slot_migrates_under_8_clients(open: fn(&str) -> SharedStore) {
         .collect();
     start.wait();
     std::thread::sleep(Duration::from_millis(300));
-    migrate(&cluster, slot, from, to);
+    cluster.migrate(slot, from, to);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let (mut indexes, mut tokens) = (Vec::new(), Vec::new());

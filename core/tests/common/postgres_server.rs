@@ -157,6 +157,29 @@ impl PostgresServer {
         SHARED.get_or_init(|| Self::start(&[]))
     }
 
+    /// A primary and its streaming standby shared by every test of this binary, reached by a
+    /// URL naming both with `target_session_attrs=read-write` ([`fresh_pair_url`]).
+    pub fn shared_with_standby() -> &'static (PostgresServer, PostgresServer) {
+        static SHARED: OnceLock<(PostgresServer, PostgresServer)> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let primary = Self::start(&[]);
+            let standby = Self::standby_of(&primary);
+            (primary, standby)
+        })
+    }
+
+    /// A URL naming the standby first and the primary second (the store must skip the standby),
+    /// with a namespace no other call of this process gets.
+    pub fn fresh_pair_url() -> String {
+        let (primary, standby) = Self::shared_with_standby();
+        format!(
+            "postgres://racefree@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write&namespace={}",
+            standby.port,
+            primary.port,
+            fresh_namespace("t")
+        )
+    }
+
     /// The server's URL (database `postgres`, user `racefree`) with racefree options appended.
     pub fn url(&self, options: &str) -> String {
         let sep = if options.is_empty() { "" } else { "?" };

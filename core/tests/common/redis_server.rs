@@ -417,11 +417,103 @@ impl RedisCluster {
         self.node(port).command(&["CLUSTER", "MYID"])
     }
 
+    /// Moves `slot` from the primary at `from` to the one at `to`, one key at a time with a pause
+    /// between (so that clients meet the slot half-moved: `ASK`, and `TRYAGAIN` for a script whose
+    /// keys are split), then assigns it to `to` everywhere.
+    pub fn migrate(&self, slot: u16, from: u16, to: u16) {
+        let slot_text = slot.to_string();
+        let (from_id, to_id) = (self.id_of(from), self.id_of(to));
+        assert!(self
+            .node(to)
+            .command(&["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &from_id])
+            .starts_with("+OK"));
+        assert!(self
+            .node(from)
+            .command(&["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &to_id])
+            .starts_with("+OK"));
+        loop {
+            let keys = RedisServer::array_on(from, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "1"]);
+            let Some(key) = keys.first() else { break };
+            let moved = self.node(from).command(&["MIGRATE", "127.0.0.1", &to.to_string(), key, "0", "5000"]);
+            assert!(moved.starts_with("+OK") || moved.starts_with("+NOKEY"), "MIGRATE {key}: {moved}");
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        for node in [to, from] {
+            assert!(self
+                .node(node)
+                .command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id])
+                .starts_with("+OK"));
+        }
+        for primary in self.primaries() {
+            if primary != to && primary != from {
+                self.node(primary).command(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
+            }
+        }
+    }
+
+    /// Moves every slot that holds a key matching `pattern` (a namespace's keys: `Layout::scan_pattern`)
+    /// to the next primary; returns how many slots moved.
+    pub fn migrate_matching(&self, pattern: &str) -> usize {
+        let primaries = self.primaries();
+        let mut slots = std::collections::BTreeSet::new();
+        for &primary in &primaries {
+            let keys = RedisServer::array_on(primary, &["KEYS", pattern]);
+            for key in keys {
+                let slot = self.node(primary).command(&["CLUSTER", "KEYSLOT", &key]);
+                slots.insert(slot.trim_start_matches(':').trim().parse::<u16>().expect("a slot"));
+            }
+        }
+        for &slot in &slots {
+            let from = self.owner_of(slot, primaries[0]);
+            let at = primaries.iter().position(|&p| p == from).expect("a primary");
+            self.migrate(slot, from, primaries[(at + 1) % primaries.len()]);
+        }
+        slots.len()
+    }
+
     pub fn wait_until(&self, done: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !done() {
             assert!(std::time::Instant::now() < deadline, "the cluster did not get there in 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// A primary, a replica and three sentinels shared by every test of a binary that stops none of
+/// them (the conformance suite, linearizability): the store reaches the primary through the
+/// sentinels, as in production. Unlike [`SentinelGroup`], it takes no turn.
+pub struct SharedSentinelGroup {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisSentinel>,
+}
+
+impl SharedSentinelGroup {
+    pub fn get() -> &'static SharedSentinelGroup {
+        static SHARED: OnceLock<SharedSentinelGroup> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let primary = RedisServer::start(&[]);
+            let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+            let sentinels =
+                (0..3).map(|_| RedisSentinel::start(SentinelGroup::MASTER, primary.port, 2)).collect();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !replica.command(&["INFO", "replication"]).contains("master_link_status:up") {
+                assert!(std::time::Instant::now() < deadline, "the replica did not connect in 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            SharedSentinelGroup { primary, replica, sentinels }
+        })
+    }
+
+    /// A `redis+sentinel://` URL with a namespace no other call of this process gets.
+    pub fn fresh_url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!(
+            "redis+sentinel://{}/{}/0?namespace={}",
+            hosts.join(","),
+            SentinelGroup::MASTER,
+            fresh_namespace("t")
+        )
     }
 }
