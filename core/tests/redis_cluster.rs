@@ -296,3 +296,58 @@ fn a_primary_is_killed_under_8_clients(open: fn(&str) -> SharedStore) {
         tokens.len()
     );
 }
+
+#[test]
+fn a_frozen_primary_holds_up_only_the_calls_that_go_to_it() {
+    a_frozen_primary_delays_only_its_calls(open);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_frozen_primary_holds_up_only_the_calls_that_go_to_it_on_tokio() {
+    a_frozen_primary_delays_only_its_calls(open_async);
+}
+
+/// A primary frozen (SIGSTOP: it accepts connections and answers nothing) makes its calls time
+/// out; the calls to the other primaries go on answering promptly — also once the timeout has
+/// made the store read the slot map again (it asks the frozen node last).
+fn a_frozen_primary_delays_only_its_calls(open: fn(&str) -> SharedStore) {
+    let cluster = RedisCluster::start(3, 0);
+    let namespace = fresh_namespace("shunned");
+    let store = open(&cluster.url(&format!("namespace={namespace}&timeout_ms=1000")));
+    let first = cluster.nodes[0].port;
+    let owner = |name: &str| cluster.owner_of(slot_of(&namespace, name), first);
+    // The primary of slot 0: the first the store asks for the map (CLUSTER SLOTS lists by slot).
+    let frozen = cluster.owner_of(0, first);
+    let frozen_name =
+        (0..).map(|i| format!("c{i}")).find(|name| owner(name) == frozen).expect("a name there");
+    let live_name =
+        (0..).map(|i| format!("c{i}")).find(|name| owner(name) != frozen).expect("a name elsewhere");
+    let (on_frozen, on_live) = (
+        Counter::new(&store, &frozen_name).expect("counter"),
+        Counter::new(&store, &live_name).expect("counter"),
+    );
+    on_frozen.next().expect("next");
+    on_live.next().expect("next");
+    let pid = cluster.node(frozen).pid().expect("pid").to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill").args([sig, &pid]).status().expect("kill").success())
+    };
+    signal("-STOP");
+    let outcome = std::thread::scope(|scope| {
+        let stuck = scope.spawn(|| on_frozen.next());
+        let mut slowest = Duration::ZERO;
+        let until = Instant::now() + Duration::from_millis(1_800);
+        while Instant::now() < until {
+            let started = Instant::now();
+            on_live.next().expect("a call to a live primary");
+            slowest = slowest.max(started.elapsed());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (stuck.join().expect("stuck call"), slowest)
+    });
+    signal("-CONT");
+    let (stuck, slowest) = outcome;
+    assert_eq!(stuck.map_err(|e| e.code()), Err("timeout"));
+    assert!(slowest < Duration::from_millis(400), "a call to a live primary waited {slowest:?}");
+}

@@ -329,9 +329,9 @@ impl RedisStore {
         let mut conn = match idle {
             Some(conn) => conn,
             None => self.connect(node).inspect_err(|_| {
-                if let Target::Cluster(cluster) = &self.target {
+                if let (Some(node), Target::Cluster(cluster)) = (node, &self.target) {
                     // The node is down or gone (failed over): read the map again.
-                    cluster.doubt();
+                    cluster.failed(node);
                 }
             })?,
         };
@@ -346,7 +346,7 @@ impl RedisStore {
                         (Some(node), Target::Cluster(cluster)) => {
                             cluster.nodes.lock().remove(node);
                             // The node may be gone for good (failed over): read the map again.
-                            cluster.doubt();
+                            cluster.failed(node);
                         }
                         _ => self.idle.lock().clear(),
                     }

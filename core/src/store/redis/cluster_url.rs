@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -90,7 +91,12 @@ pub(crate) struct Cluster<P> {
     /// again before the next request is routed.
     stale: AtomicBool,
     pub(crate) nodes: Mutex<HashMap<String, P>>,
+    /// When each node last failed in transport: the map is read from the others first.
+    failed_at: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a node that failed in transport is asked for the map only after the others.
+const SHUNNED_FOR: Duration = Duration::from_secs(2);
 
 impl<P> std::fmt::Debug for Cluster<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +106,13 @@ impl<P> std::fmt::Debug for Cluster<P> {
 
 impl<P> Cluster<P> {
     pub(crate) fn new(url: ClusterUrl) -> Self {
-        Self { url, map: RwLock::default(), stale: AtomicBool::new(true), nodes: Mutex::new(HashMap::new()) }
+        Self {
+            url,
+            map: RwLock::default(),
+            stale: AtomicBool::new(true),
+            nodes: Mutex::new(HashMap::new()),
+            failed_at: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn node_url(&self, address: &str) -> String {
@@ -116,10 +128,21 @@ impl<P> Cluster<P> {
         self.stale.store(true, Ordering::Release);
     }
 
-    /// The nodes to read the map from, in order: the known primaries, then the seeds.
+    /// `node` failed in transport (refused, timed out, dropped): it may be down or gone, so the
+    /// map is read again, from the other nodes first.
+    pub(crate) fn failed(&self, node: &str) {
+        self.failed_at.lock().insert(node.to_owned(), Instant::now());
+        self.doubt();
+    }
+
+    /// The nodes to read the map from, in order: the known primaries, then the seeds; a node that
+    /// failed in the last [`SHUNNED_FOR`] after every other (a frozen or partitioned node would
+    /// hold each read up for the whole timeout).
     pub(crate) fn nodes_to_ask(&self) -> Vec<String> {
         let mut nodes = self.map.read().primaries().to_vec();
         nodes.extend(self.url.seeds.iter().filter(|seed| !nodes.contains(seed)).cloned().collect::<Vec<_>>());
+        let failed_at = self.failed_at.lock();
+        nodes.sort_by_key(|node| failed_at.get(node).is_some_and(|at| at.elapsed() < SHUNNED_FOR));
         nodes
     }
 

@@ -45,6 +45,9 @@ pub struct RedisRsConnection {
     /// The shared connection, and how many have been opened (to drop only the one that failed).
     connection: Mutex<Option<(u64, MultiplexedConnection)>>,
     connecting: tokio::sync::Mutex<()>,
+    /// A cluster node's connecting, one per node: a frozen or partitioned node, whose connecting
+    /// lasts the whole timeout, holds up only the calls that go to it.
+    connecting_to: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     opened: AtomicU64,
     /// Idle connections for writes that wait for replicas: `WAIT` blocks the connection it is
     /// sent on, so each such write has one to itself (taken from here, or opened) and never
@@ -77,6 +80,7 @@ impl HostedRedisStore<RedisRsConnection> {
             config,
             connection: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            connecting_to: Mutex::default(),
             opened: AtomicU64::new(0),
             alone: Mutex::default(),
             timeout: options.timeout,
@@ -134,7 +138,8 @@ impl RedisRsConnection {
         if let Some(open) = cluster.nodes.lock().get(node).cloned() {
             return Ok(open);
         }
-        let _connecting = self.connecting.lock().await;
+        let connecting = Arc::clone(self.connecting_to.lock().entry(node.to_owned()).or_default());
+        let _connecting = connecting.lock().await;
         if let Some(open) = cluster.nodes.lock().get(node).cloned() {
             return Ok(open);
         }
@@ -203,7 +208,8 @@ impl RedisRsConnection {
                     if nodes.get(node).is_some_and(|(open, _)| *open == id) {
                         nodes.remove(node);
                     }
-                    cluster.doubt();
+                    drop(nodes);
+                    cluster.failed(node);
                     Err(classify(&err, self.timeout))
                 }
             },
@@ -272,7 +278,7 @@ impl RedisRsConnection {
                 }
                 self.query_alone(Some(node), &pipe, usize::from(asking))
                     .await
-                    .inspect_err(|_| cluster.doubt())
+                    .inspect_err(|_| cluster.failed(node))
             }
         }
     }
@@ -287,7 +293,7 @@ impl RedisRsConnection {
                     node.ok_or_else(|| Error::unavailable("redis cluster: a request routed to no node"))?;
                 self.connect_to(&client(&cluster.node_url(node), &self.options)?)
                     .await
-                    .inspect_err(|_| cluster.doubt())
+                    .inspect_err(|_| cluster.failed(node))
             }
             Target::Sentinel(url) => {
                 let mut last = None;
