@@ -55,6 +55,16 @@ impl Labels {
         }
     }
 
+    /// These labels and one more, `(name, value)`, if any.
+    #[cfg(feature = "metrics")]
+    fn and(&self, label: Option<(&'static str, &'static str)>) -> Vec<metrics::Label> {
+        let mut labels = self.labels.clone();
+        if let Some((name, value)) = label {
+            labels.push(metrics::Label::from_static_parts(name, value));
+        }
+        labels
+    }
+
     /// Counts `result`'s error, if it is one, and returns it.
     pub(crate) fn errors<T>(&self, result: crate::Result<T>) -> crate::Result<T> {
         if let Err(err) = &result {
@@ -90,13 +100,7 @@ impl Tally {
         Self {
             count: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
-            counter: {
-                let mut labels = labels.labels.clone();
-                if let Some((name, value)) = label {
-                    labels.push(metrics::Label::from_static_parts(name, value));
-                }
-                metrics::counter!(metric, labels)
-            },
+            counter: metrics::counter!(metric, labels.and(label)),
         }
     }
 
@@ -133,13 +137,7 @@ impl Timing {
     pub(crate) fn new(labels: &Labels, metric: &'static str, outcome: Option<&'static str>) -> Self {
         Self {
             #[cfg(feature = "metrics")]
-            histogram: {
-                let mut labels = labels.labels.clone();
-                if let Some(outcome) = outcome {
-                    labels.push(metrics::Label::from_static_parts("outcome", outcome));
-                }
-                metrics::histogram!(metric, labels)
-            },
+            histogram: metrics::histogram!(metric, labels.and(outcome.map(|outcome| ("outcome", outcome)))),
         }
     }
 
@@ -160,9 +158,7 @@ pub(crate) struct MetricOnly(metrics::Counter);
 #[cfg(feature = "metrics")]
 impl MetricOnly {
     pub(crate) fn new(labels: &Labels, metric: &'static str, outcome: &'static str) -> Self {
-        let mut labels = labels.labels.clone();
-        labels.push(metrics::Label::from_static_parts("outcome", outcome));
-        Self(metrics::counter!(metric, labels))
+        Self(metrics::counter!(metric, labels.and(Some(("outcome", outcome)))))
     }
 
     #[inline]

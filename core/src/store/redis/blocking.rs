@@ -498,7 +498,7 @@ impl RedisStore {
         request: &Request,
         walked: Option<&str>,
     ) -> Result<String> {
-        if cluster.is_stale() && !(request.keys.is_empty() && walked.is_some()) {
+        if cluster.map_needed(request, walked) {
             self.read_slots(cluster)?;
         }
         cluster.node_for(request, walked)

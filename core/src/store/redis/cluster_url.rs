@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::cluster::SlotMap;
 use super::protocol::{Reply, Request};
+use super::sentinel::{addresses, split_userinfo};
 use crate::error::{Error, Result};
 
 /// The default port of a Redis node.
@@ -44,26 +45,8 @@ impl ClusterUrl {
             Some(_) => return Err(bad("a cluster has one database: no /<db>")),
             None => rest,
         };
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-            None => (String::new(), authority),
-        };
-        let seeds = hosts
-            .split(',')
-            .map(|host| {
-                if host.is_empty() {
-                    return Err(bad("an empty node address"));
-                }
-                let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
-                let address = if has_port { host.to_owned() } else { format!("{host}:{REDIS_PORT}") };
-                use redis::IntoConnectionInfo as _;
-                format!("{scheme}://{userinfo}{address}")
-                    .as_str()
-                    .into_connection_info()
-                    .map_err(|e| bad(&format!("node {host:?}: {e}")))?;
-                Ok(address)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (userinfo, hosts) = split_userinfo(authority);
+        let seeds = addresses(hosts, REDIS_PORT, &format!("{scheme}://{userinfo}"), "node", &bad)?;
         Ok(Some(Self { seeds, scheme, userinfo }))
     }
 
@@ -159,6 +142,12 @@ impl<P> Cluster<P> {
 
     pub(crate) fn primaries(&self) -> Vec<String> {
         self.map.read().primaries().to_vec()
+    }
+
+    /// Whether the map must be read before `request` is routed: it is doubtful, and the request
+    /// is not a walk's keyless one (which goes to its walked node whatever the map says).
+    pub(crate) fn map_needed(&self, request: &Request, walked: Option<&str>) -> bool {
+        self.is_stale() && !(request.keys.is_empty() && walked.is_some())
     }
 
     /// The node `request` goes to: `walked` for a request without keys (a walk's `SCAN`),

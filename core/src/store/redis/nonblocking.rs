@@ -231,7 +231,7 @@ impl RedisRsConnection {
             let (node, asking) = match carrying.redirected() {
                 Some(to) => to,
                 None => {
-                    if cluster.is_stale() && !(request.keys.is_empty() && walked.is_some()) {
+                    if cluster.map_needed(request, walked) {
                         self.read_slots(cluster).await?;
                     }
                     (cluster.node_for(request, walked)?, false)

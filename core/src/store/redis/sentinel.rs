@@ -40,28 +40,11 @@ impl SentinelUrl {
         let bad = |why: &str| Error::invalid_argument(format!("bad redis+sentinel URL {url:?}: {why}"));
         let (authority, path) =
             rest.split_once('/').ok_or_else(|| bad("it names no master (…/<master-name>)"))?;
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-            None => (String::new(), authority),
-        };
-        let sentinels = hosts
-            .split(',')
-            .map(|host| {
-                if host.is_empty() {
-                    return Err(bad("an empty sentinel address"));
-                }
-                // A port of its own, or the sentinels' default (IPv6 addresses are bracketed).
-                let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
-                let address = if has_port { host.to_owned() } else { format!("{host}:{SENTINEL_PORT}") };
-                let sentinel = format!("{scheme}://{address}");
-                use redis::IntoConnectionInfo as _;
-                sentinel
-                    .as_str()
-                    .into_connection_info()
-                    .map_err(|e| bad(&format!("sentinel {host:?}: {e}")))?;
-                Ok(sentinel)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (userinfo, hosts) = split_userinfo(authority);
+        let sentinels = addresses(hosts, SENTINEL_PORT, &format!("{scheme}://"), "sentinel", &bad)?
+            .into_iter()
+            .map(|address| format!("{scheme}://{address}"))
+            .collect();
         let (master, db) = match path.split_once('/') {
             Some((master, db)) => {
                 db.parse::<u16>().map_err(|_| bad(&format!("database {db:?} is not a number")))?;
@@ -80,6 +63,42 @@ impl SentinelUrl {
         let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
         format!("{}://{}{host}:{port}{}", self.scheme, self.userinfo, self.db)
     }
+}
+
+/// `user:password@` (or empty) and the hosts of a URL's authority.
+pub(crate) fn split_userinfo(authority: &str) -> (String, &str) {
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    }
+}
+
+/// The comma-separated `hosts` as `host:port` addresses, `default_port` where a host gives none
+/// (IPv6 addresses are bracketed), each checked as the URL `{prefix}{address}`; `what` names a
+/// host in the errors `bad` makes.
+pub(crate) fn addresses(
+    hosts: &str,
+    default_port: u16,
+    prefix: &str,
+    what: &str,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<Vec<String>> {
+    use redis::IntoConnectionInfo as _;
+    hosts
+        .split(',')
+        .map(|host| {
+            if host.is_empty() {
+                return Err(bad(&format!("an empty {what} address")));
+            }
+            let has_port = host.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
+            let address = if has_port { host.to_owned() } else { format!("{host}:{default_port}") };
+            format!("{prefix}{address}")
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| bad(&format!("{what} {host:?}: {e}")))?;
+            Ok(address)
+        })
+        .collect()
 }
 
 /// A sentinel's answer to `SENTINEL GET-MASTER-ADDR-BY-NAME`: the primary's host and port, or
