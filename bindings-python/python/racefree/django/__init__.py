@@ -75,6 +75,11 @@ _retry_at = 0.0
 _retry_after = _RETRY_FIRST
 
 
+def _seconds_left(deadline_ms: int, now_ms: int) -> str:
+    """A lease's time left, as operators read it (the admin page, ``manage.py racefree``)."""
+    return f"{max(0, deadline_ms - now_ms) / 1000:.1f} s"
+
+
 def settings() -> Dict[str, Any]:
     """``RACEFREE`` from Django's settings, with the defaults filled in."""
     from django.conf import settings as django_settings  # type: ignore[import-untyped]

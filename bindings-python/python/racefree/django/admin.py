@@ -14,14 +14,11 @@ from django.template.response import TemplateResponse  # type: ignore[import-unt
 from django.urls import path, reverse  # type: ignore[import-untyped]
 
 from racefree import _native
-from racefree.errors import NotOwner, RacefreeError
+from racefree.django import _seconds_left
 from racefree.django.models import Store
+from racefree.errors import NotOwner, RacefreeError
 
 VIEW, RELEASE = "racefree.view_store", "racefree.release_lease"
-
-
-def _seconds_left(deadline_ms: int, now_ms: int) -> str:
-    return f"{max(0, deadline_ms - now_ms) / 1000:.1f} s"
 
 
 @admin.register(Store)

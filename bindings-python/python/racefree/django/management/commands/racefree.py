@@ -6,11 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser  # type: ignore[import-untyped]
 
 from racefree import _native
+from racefree.django import _seconds_left
 from racefree.errors import NotOwner, RacefreeError
-
-
-def _seconds_left(deadline_ms: int, now_ms: int) -> str:
-    return f"{max(0, deadline_ms - now_ms) / 1000:.1f} s"
 
 
 class Command(BaseCommand):  # type: ignore[misc]
