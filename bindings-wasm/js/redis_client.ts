@@ -5,7 +5,13 @@ import { InvalidArgumentError } from "./errors.js";
 
 /** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
 type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
-export type Send = (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<Reply>;
+/** Sends one request: a keyed one where the client routes its first key, a walk's to `node`. */
+export type Send = (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<Reply>;
+/** How the core reaches the server: `send`, and on a cluster the primaries a walk visits. */
+export interface Sender {
+  send: Send;
+  nodes?: () => Promise<string[]>;
+}
 
 /** An ioredis client (v5+): what this module uses of it. */
 export interface IoredisLike {
@@ -13,7 +19,19 @@ export interface IoredisLike {
   evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
   /** Sends any command. */
   call(command: string, ...args: string[]): Promise<unknown>;
-  options?: { keyPrefix?: string };
+  options?: { keyPrefix?: string; host?: string; port?: number };
+}
+
+/** An ioredis `Cluster` (v5+): what this module uses of it. */
+export interface IoredisClusterLike {
+  readonly isCluster: true;
+  /** Runs a loaded script by its SHA-1, on the primary of its first key's slot. */
+  evalsha(sha1: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** Sends any command. */
+  call(command: string, ...args: string[]): Promise<unknown>;
+  /** The cluster's connections to its primaries. */
+  nodes(role: "master"): IoredisLike[];
+  options?: { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
 }
 
 /** A node-redis client (v5+): what this module uses of it. */
@@ -22,9 +40,26 @@ export interface NodeRedisLike {
   sendCommand(args: string[]): Promise<unknown>;
 }
 
+/** A node-redis cluster client (`createCluster`, v5+): what this module uses of it. */
+export interface NodeRedisClusterLike {
+  /** Sends any command, its name first, to the primary of `firstKey`'s slot. */
+  sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  /** The cluster's primaries. */
+  readonly masters: { address: string }[];
+  /** The client of one of `masters`. */
+  nodeClient(node: { address: string }): Promise<NodeRedisLike> | NodeRedisLike;
+}
+
+/** Any client `openRedis` takes. */
+export type RedisClientLike = IoredisLike | IoredisClusterLike | NodeRedisLike | NodeRedisClusterLike;
+
 const isIoredis = (client: unknown): client is IoredisLike =>
   typeof (client as IoredisLike)?.evalsha === "function" && typeof (client as IoredisLike)?.call === "function";
+const isIoredisCluster = (client: unknown): client is IoredisClusterLike =>
+  isIoredis(client) && (client as unknown as IoredisClusterLike).isCluster === true && typeof (client as unknown as IoredisClusterLike).nodes === "function";
 const isNodeRedis = (client: unknown): client is NodeRedisLike => typeof (client as NodeRedisLike)?.sendCommand === "function";
+const isNodeRedisCluster = (client: unknown): client is NodeRedisClusterLike =>
+  isNodeRedis(client) && typeof (client as unknown as NodeRedisClusterLike).nodeClient === "function";
 
 /** The classes of a server's error reply (as opposed to a transport failure): ioredis' ReplyError,
  * node-redis' SimpleError and BlobError (RESP3) and ErrorReply (RESP2). */
@@ -45,29 +80,79 @@ function normalized(value: unknown): Reply {
   throw new TypeError(`racefree: the Redis client answered with an unexpected ${typeof value}`);
 }
 
-export function redisSender(client: unknown): Send {
-  let request: (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>;
-  if (isIoredis(client)) {
+/** A script's request for ioredis (by SHA-1) or its command line for node-redis. */
+const ioredisRequest = (client: IoredisLike | IoredisClusterLike, command: string, sha1: string | null, keys: string[], args: string[]) =>
+  command === "EVALSHA" ? client.evalsha(sha1!, keys.length, ...keys, ...args) : client.call(command, ...keys, ...args);
+const commandLine = (command: string, sha1: string | null, keys: string[], args: string[]) =>
+  command === "EVALSHA" ? ["EVALSHA", sha1!, String(keys.length), ...keys, ...args] : [command, ...keys, ...args];
+
+/** A primary the walk named that the client no longer knows (a failover or a resharding since). */
+const gone = (node: string) => Promise.reject(new Error(`cluster node ${node} is no longer a primary the client knows`));
+
+/**
+ * On a cluster, a keyed request goes where the client routes its first key (every key of a
+ * request shares one hash tag) and the client follows `MOVED` and `ASK`; a walk's requests go to
+ * the primary it names; a script is loaded on every primary (a keyless `SCRIPT LOAD` would reach
+ * one node at random, and the script's node would answer `NOSCRIPT` again).
+ */
+function clusterRequest(
+  primaries: () => Promise<string[]>,
+  keyed: (command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>,
+  onNode: (node: string, command: string, sha1: string | null, keys: string[], args: string[]) => Promise<unknown>,
+) {
+  return (command: string, sha1: string | null, keys: string[], args: string[], node?: string): Promise<unknown> => {
+    if (node !== undefined) return onNode(node, command, sha1, keys, args);
+    if (keys.length === 0 && command === "SCRIPT") {
+      return primaries().then((nodes) => Promise.all(nodes.map((n) => onNode(n, command, sha1, keys, args)))).then((loaded) => loaded[0]);
+    }
+    return keyed(command, sha1, keys, args);
+  };
+}
+
+export function redisSender(client: unknown): Sender {
+  let request: (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<unknown>;
+  let nodes: (() => Promise<string[]>) | undefined;
+  if (isIoredisCluster(client)) {
+    if (client.options?.keyPrefix || client.options?.redisOptions?.keyPrefix) {
+      throw new InvalidArgumentError(
+        "invalid argument: the ioredis Cluster has a keyPrefix; use openRedis(cluster, { namespace }) with a cluster without one",
+      );
+    }
+    const name = (node: IoredisLike) => `${node.options?.host}:${node.options?.port}`;
+    nodes = async () => {
+      // Before its first connection the cluster knows no node; any command waits for it.
+      if (client.nodes("master").length === 0) await client.call("PING");
+      return client.nodes("master").map(name);
+    };
+    request = clusterRequest(nodes, (command, sha1, keys, args) => ioredisRequest(client, command, sha1, keys, args), (node, ...rest) => {
+      const found = client.nodes("master").find((n) => name(n) === node);
+      return found ? ioredisRequest(found, ...rest) : gone(node);
+    });
+  } else if (isIoredis(client)) {
     if (client.options?.keyPrefix) {
       // A prefix ioredis applies to declared keys only would not reach the keys scripts derive.
       throw new InvalidArgumentError(
         "invalid argument: the ioredis client has a keyPrefix; use openRedis(client, { namespace }) with a client without one",
       );
     }
-    request = (command, sha1, keys, args) =>
-      command === "EVALSHA" ? client.evalsha(sha1!, keys.length, ...keys, ...args) : client.call(command, ...keys, ...args);
+    request = (command, sha1, keys, args) => ioredisRequest(client, command, sha1, keys, args);
+  } else if (isNodeRedisCluster(client)) {
+    nodes = async () => client.masters.map((node) => node.address);
+    // Every request to a primary: a replica may lag behind what was acknowledged.
+    request = clusterRequest(nodes, (command, sha1, keys, args) => client.sendCommand(keys[0], false, commandLine(command, sha1, keys, args)), async (node, ...rest) => {
+      const found = client.masters.find((n) => n.address === node);
+      return found ? (await client.nodeClient(found)).sendCommand(commandLine(...rest)) : gone(node);
+    });
   } else if (isNodeRedis(client)) {
-    request = (command, sha1, keys, args) =>
-      client.sendCommand(
-        command === "EVALSHA" ? ["EVALSHA", sha1!, String(keys.length), ...keys, ...args] : [command, ...keys, ...args],
-      );
+    request = (command, sha1, keys, args) => client.sendCommand(commandLine(command, sha1, keys, args));
   } else {
-    throw new TypeError("client must be an ioredis or node-redis client");
+    throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client or cluster");
   }
   // A server's error reply is a reply; anything else rejects with what the core sorts failures by.
+  const notCarried = (error: unknown) => ({ message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) });
   const failed = (error: unknown): Reply => {
     if (isServerError(error)) return { error: error.message };
-    throw { message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) };
+    throw notCarried(error);
   };
   const decoded = (value: unknown): Reply => {
     try {
@@ -79,11 +164,16 @@ export function redisSender(client: unknown): Send {
   // `then` on the client's promise, not an async function around it: fewer promises and
   // microtask turns per request (a 1-caller `next` on ioredis, best of 5: 88 -> 83-86 us, the
   // client's own INCR 68-72 us; the rest is the wasm side's, before the send and after the reply).
-  return (command, sha1, keys, args) => {
+  const send: Send = (command, sha1, keys, args, node) => {
     try {
-      return request(command, sha1, keys, args).then(decoded, failed);
+      return request(command, sha1, keys, args, node).then(decoded, failed);
     } catch (error) {
       return Promise.reject(error).then(undefined, failed);
     }
+  };
+  const listed = nodes;
+  return {
+    send,
+    nodes: listed && (() => listed().catch((error) => Promise.reject(notCarried(error)))),
   };
 }

@@ -8,7 +8,7 @@ import { ManualClock } from "./store.js";
 import { postgresRunner } from "./postgres_client.js";
 import type { PgPoolLike } from "./postgres_client.js";
 import { redisSender } from "./redis_client.js";
-import type { IoredisLike, NodeRedisLike } from "./redis_client.js";
+import type { RedisClientLike } from "./redis_client.js";
 
 /** What every shared store offers, whatever its server. */
 export abstract class HostedStore {
@@ -71,14 +71,19 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  * `redis://…?namespace=<namespace>` use. Deadlines are judged by the server's clock; a
  * `ManualClock` (tests) judges them instead, as a manual clock does on every store.
  *
- * @throws {TypeError} when `client` is neither an ioredis nor a node-redis client.
+ * A Redis Cluster is reached through an ioredis `Cluster` or a node-redis `createCluster()`
+ * client (the keys of `redis+cluster://…?namespace=<namespace>`): each request goes to the
+ * primary of its hash tag, as the client routes it (it follows `MOVED` and `ASK`; replicas are
+ * never read), and `sweep`, `stats` and scripts the nodes lost reach every primary.
+ *
+ * @throws {TypeError} when `client` is none of those clients.
  * @throws {DOMException} `NotSupportedError` in the browser build.
- * @throws {InvalidArgumentError} for an ioredis client with a `keyPrefix`, or a bad namespace.
+ * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`, or a bad namespace.
  */
-export function openRedis(client: IoredisLike | NodeRedisLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
+export function openRedis(client: RedisClientLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
   const { namespace = "", clock } = options(opts, "openRedis options");
-  const send = redisSender(client);
-  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock));
+  const { send, nodes } = redisSender(client);
+  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock), nodes);
   return RedisStore.wrap(native);
 }
 

@@ -56,13 +56,16 @@ fn clock(manual_now_ms: Option<Function>) -> racefree::SharedClock {
 
 #[wasm_bindgen]
 impl HostedStore {
-    /// The Redis store in `namespace` over `send` (see `hosted_redis::JsTransport`).
+    /// The Redis store in `namespace` over `send` (see `hosted_redis::JsTransport`); on a
+    /// cluster, `nodes` lists the primaries a walk visits.
     pub fn redis(
         send: Function,
         namespace: &str,
         manual_now_ms: Option<Function>,
+        nodes: Option<Function>,
     ) -> Result<HostedStore, JsValue> {
-        let transport = crate::hosted_redis::JsTransport { send: OneThread(send) };
+        let transport =
+            crate::hosted_redis::JsTransport { send: OneThread(send), nodes: nodes.map(OneThread) };
         let store = HostedRedisStore::new(transport, namespace, clock(manual_now_ms)).js()?;
         Ok(HostedStore { inner: Arc::new(store) })
     }

@@ -17,9 +17,13 @@ use crate::hosted::OneThread;
 /// The host's `send(command, sha1, keys, args)`: `command` is `"EVALSHA"` (with the script's
 /// SHA-1) or the plain command's name. It resolves to the reply (`null`, a number, a string, a
 /// `Uint8Array`, an array of replies, or `{ error: "CODE message" }` for the server's error
-/// reply) and rejects with `{ message, timedOut }` when the request could not be carried.
+/// reply) and rejects with `{ message, timedOut }` when the request could not be carried. On a
+/// cluster, `send` takes a fifth argument, the node (`"host:port"`) a walk's keyless request goes
+/// to, and `nodes()` resolves to the primaries a walk visits; a keyed request goes where the
+/// host's cluster client routes it (by its first key; every key of a request shares a hash tag).
 pub(crate) struct JsTransport {
     pub(crate) send: OneThread<Function>,
+    pub(crate) nodes: Option<OneThread<Function>>,
 }
 
 /// A reply from the host, as the protocol reads it. Integers past 2^53 − 1 cannot come as
@@ -75,23 +79,58 @@ fn failure(value: &JsValue) -> Error {
     Error::BackendUnavailable { reason: format!("redis: {message}"), source: None }
 }
 
-impl Transport for JsTransport {
-    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+/// What a host's function call resolves to, or its rejection sorted as [`failure`] sorts it.
+async fn settled(call: std::result::Result<JsValue, JsValue>) -> Result<JsValue> {
+    let promise = call.map_err(|err| failure(&err))?;
+    JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))
+}
+
+impl JsTransport {
+    fn carry<'a>(&'a self, node: Option<&str>, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
         let (command, sha1) = match request.command {
             Command::Script(script) => ("EVALSHA", JsValue::from_str(&script.sha1)),
             Command::Plain(name) => (name, JsValue::NULL),
         };
         let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
         let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
-        let call = self.send.0.call4(&JsValue::NULL, &JsValue::from_str(command), &sha1, &keys, &args);
-        Box::pin(OneThread(async move {
-            let promise = call.map_err(|err| failure(&err))?;
-            let answered = JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))?;
-            reply(&answered)
-        }))
+        let command = JsValue::from_str(command);
+        let call = match node {
+            Some(node) => {
+                self.send.0.call5(&JsValue::NULL, &command, &sha1, &keys, &args, &JsValue::from_str(node))
+            }
+            None => self.send.0.call4(&JsValue::NULL, &command, &sha1, &keys, &args),
+        };
+        Box::pin(OneThread(async move { reply(&settled(call).await?) }))
+    }
+}
+
+impl Transport for JsTransport {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+        self.carry(None, request)
     }
 
     fn spawner(&self) -> Spawner {
         Arc::new(wasm_bindgen_futures::spawn_local)
+    }
+
+    fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
+        let Some(nodes) = &self.nodes else { return Box::pin(async { Ok(vec![None]) }) };
+        let call = nodes.0.call0(&JsValue::NULL);
+        Box::pin(OneThread(async move {
+            let listed = settled(call).await?;
+            let names: Option<Option<Vec<String>>> =
+                listed.dyn_ref::<Array>().map(|names| names.iter().map(|name| name.as_string()).collect());
+            match names {
+                Some(Some(names)) => Ok(names.into_iter().map(Some).collect()),
+                _ => Err(Error::CorruptData {
+                    reason: "redis: the cluster client listed its primaries as something else than names"
+                        .to_owned(),
+                }),
+            }
+        }))
+    }
+
+    fn send_to<'a>(&'a self, node: Option<&'a str>, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
+        self.carry(node, request)
     }
 }

@@ -1,6 +1,7 @@
 // One process of the racing tests in redis.test.mjs and postgres.test.mjs: takes the key with
 // runExclusive again and again for RACEFREE_WORKER_MS, printing "start <pid> <ms>" and
-// "end <pid> <ms>" around each run. On Redis (RACEFREE_PORT) through ioredis, on PostgreSQL
+// "end <pid> <ms>" around each run. On Redis (RACEFREE_PORT) through ioredis, on a Redis Cluster
+// (RACEFREE_CLUSTER_PORTS, comma-separated) through an ioredis Cluster, on PostgreSQL
 // (RACEFREE_POSTGRES_URL) through a pg Pool.
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -16,6 +17,11 @@ if (process.env.RACEFREE_POSTGRES_URL) {
   client = new Pool({ connectionString: process.env.RACEFREE_POSTGRES_URL, max: 4 });
   store = await aio.openPostgres(client, { namespace });
   close = () => client.end();
+} else if (process.env.RACEFREE_CLUSTER_PORTS) {
+  const { Cluster } = clients("ioredis");
+  client = new Cluster(process.env.RACEFREE_CLUSTER_PORTS.split(",").map((port) => ({ host: "127.0.0.1", port: Number(port) })));
+  store = aio.openRedis(client, { namespace });
+  close = () => client.disconnect();
 } else {
   const Redis = clients("ioredis");
   client = new Redis({ port: Number(process.env.RACEFREE_PORT), host: "127.0.0.1" });

@@ -108,6 +108,14 @@ async function onRedis(): Promise<number> {
 }
 void onRedis;
 
+// Cluster clients: an ioredis Cluster and a node-redis cluster are taken as they are.
+declare const ioredisCluster: aio.IoredisClusterLike;
+declare const nodeRedisCluster: aio.NodeRedisClusterLike;
+const clusterStores: aio.RedisStore[] = [aio.openRedis(ioredisCluster), aio.openRedis(nodeRedisCluster, { namespace: "app" })];
+// @ts-expect-error a client is one of the four kinds
+aio.openRedis({ sendCommand: 1 });
+void clusterStores;
+
 // PostgreSQL through a pg Pool: openPostgres resolves to the store once the schema is checked.
 declare const pgPool: aio.PgPoolLike;
 async function onPostgres(): Promise<number> {

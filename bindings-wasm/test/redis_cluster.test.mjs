@@ -1,0 +1,309 @@
+// racefree.aio on a real Redis Cluster (3 primaries with a replica each, Debian's redis-server,
+// started here on free 127.0.0.1 ports and stopped by PID) through the cluster clients an
+// application may already have: an ioredis Cluster and a node-redis cluster (RESP2 and RESP3).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import { promisify } from "node:util";
+
+import * as racefree from "racefree";
+import { aio, InvalidArgumentError } from "racefree";
+import { runScenarioOnRedis } from "./scenario_runner.mjs";
+import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages } from "./shared_store_checks.mjs";
+
+const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
+const Redis = clients("ioredis");
+const { createCluster } = clients("redis");
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** `count` distinct free ports (held open together, so no two are the same). */
+async function freePorts(count) {
+  const probes = await Promise.all(Array.from({ length: count }, () => new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => resolve(probe));
+  })));
+  const ports = probes.map((probe) => probe.address().port);
+  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
+  return ports;
+}
+
+const nodes = new Map(); // port -> { server, admin }
+let ports;
+
+/** A plain connection to one node, for the test's own commands. */
+const admin = (port) => nodes.get(port).admin;
+const alive = ({ server }) => server.exitCode === null && server.signalCode === null;
+/** A plain connection to a node that runs. */
+const anyAdmin = () => [...nodes.values()].find(alive).admin;
+
+before(async () => {
+  const all = await freePorts(12);
+  ports = all.slice(0, 6);
+  for (const [i, port] of ports.entries()) {
+    const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+      "--dir", mkdtempSync(join(tmpdir(), "racefree-cluster-")), "--cluster-enabled", "yes",
+      "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+      // A replica syncs at once (the default waits 5 s for more replicas), and may take over
+      // however long ago it last heard from its primary.
+      "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0",
+      // The bus on a free port of its own (the default, port + 10000, may pass 65535).
+      "--cluster-port", String(all[6 + i])], { stdio: "ignore" });
+    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+    client.on("error", () => {});
+    nodes.set(port, { server, admin: client });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.connect();
+        if ((await client.ping()) === "PONG") break;
+      } catch (error) {
+        if (attempt > 200) throw error;
+        await sleep(25);
+      }
+    }
+  }
+  await promisify(execFile)("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"]);
+  await clusterSettled();
+});
+
+after(async () => {
+  // At once, not gracefully: a dead node would hold up a graceful close.
+  for (const client of opened) client.isCluster ? client.disconnect() : client.destroy();
+  for (const { server, admin } of nodes.values()) {
+    admin.disconnect();
+    try { process.kill(server.pid, "SIGTERM"); } catch {}
+  }
+});
+
+/** Waits until every live node says the cluster is up and agrees on which nodes are primaries. */
+async function clusterSettled() {
+  for (let attempt = 0; ; attempt++) {
+    const live = [...nodes.entries()].filter(([, node]) => alive(node));
+    const states = await Promise.all(live.map(([, { admin }]) => admin.call("CLUSTER", "INFO").catch(() => "")));
+    if (states.every((info) => /cluster_state:ok/.test(info))) return;
+    assert.ok(attempt < 400, "the cluster did not come up");
+    await sleep(50);
+  }
+}
+
+/** The port of the primary that serves `slot`. */
+async function primaryOf(slot) {
+  for (const [port, { admin }] of nodes) {
+    const role = await admin.call("ROLE").catch(() => null);
+    if (role?.[0] !== "master") continue;
+    const owner = await admin.call("CLUSTER", "SLOTS");
+    for (const [from, to, [, ownerPort]] of owner) if (slot >= from && slot <= to) return Number(ownerPort);
+    return assert.fail(`no primary serves slot ${slot}`);
+  }
+  return assert.fail("no primary");
+}
+
+/** The slot of every key of the primitive instance `name` in `namespace` (one hash tag). */
+const slotOf = async (namespace, name) =>
+  anyAdmin().call("CLUSTER", "KEYSLOT", `{${Buffer.byteLength(namespace)}:${namespace}${Buffer.byteLength(name)}:${name}}`);
+
+const opened = [];
+let namespaces = 0;
+const fresh = () => `node-cluster-${process.pid}-${namespaces++}`;
+const seeds = () => ports.slice(0, 3).map((port) => ({ host: "127.0.0.1", port }));
+
+async function ioredisCluster() {
+  const client = new Redis.Cluster(seeds());
+  opened.push(client);
+  return client;
+}
+
+async function nodeRedisCluster(resp = 2) {
+  const client = createCluster({ rootNodes: seeds().map(({ host, port }) => ({ socket: { host, port } })), RESP: resp });
+  client.on("error", () => {});
+  await client.connect();
+  opened.push(client);
+  return client;
+}
+
+const CLIENTS = [["ioredis Cluster", ioredisCluster], ["node-redis cluster", () => nodeRedisCluster(2)], ["node-redis cluster RESP3", () => nodeRedisCluster(3)]];
+
+for (const [name, connect] of CLIENTS) {
+  test(`${name}: every primitive answers as on the other stores`, async () => {
+    await checkEveryPrimitive(aio.openRedis(await connect(), { namespace: fresh() }));
+  });
+
+  test(`${name}: a walk (stats, sweep) and a script the nodes lost reach every primary`, async () => {
+    const store = aio.openRedis(await connect(), { namespace: fresh() });
+    // 30 instances: their hash tags spread their keys over the three primaries.
+    const counters = Array.from({ length: 30 }, (_, i) => new aio.Counter(store, `task:${i}`));
+    assert.deepEqual(await Promise.all(counters.map((c) => c.next())), Array(30).fill(0));
+    const slots = await Promise.all(counters.map((_, i) => slotOf(store.namespace, `task:${i}`)));
+    assert.equal(new Set(await Promise.all(slots.map(primaryOf))).size, 3, "the counters live on all three primaries");
+    assert.equal((await store.stats()).entries, 30, "stats counts the keys of every primary");
+    // Leases expired by a manual clock (the server would expire them itself on its own clock).
+    const clock = new racefree.ManualClock(1_000_000);
+    const judged = aio.openRedis(await connect(), { namespace: fresh(), clock });
+    const locks = Array.from({ length: 30 }, (_, i) => new aio.StartLock(judged, `jobs:${i}`));
+    for (const lock of locks) assert.ok(await lock.tryStart("k", { ttl: 60_000 }));
+    clock.advance(120_000);
+    assert.equal(await judged.sweep(), 30, "sweep removes the expired leases of every primary");
+
+    for (const port of ports) await admin(port).call("SCRIPT", "FLUSH").catch(() => {}); // replicas too
+    const guards = Array.from({ length: 30 }, (_, i) => new aio.EventGuard(store, `streams:${i}`, ["started"]));
+    assert.deepEqual(await Promise.all(guards.map((g) => g.mark("s", "started"))), Array(30).fill("first"));
+  });
+
+  test(`${name}: the shared scenarios on a Redis Cluster`, async () => {
+    const vectors = process.env.RACEFREE_VECTORS;
+    assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
+    const client = await connect();
+    const failures = [];
+    for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
+      const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
+      failures.push(...(await runScenarioOnRedis(racefree, scenario, client, fresh())));
+    }
+    assert.deepEqual(failures, []);
+  });
+}
+
+test("an ioredis Cluster with a keyPrefix is refused", () => {
+  for (const options of [{ keyPrefix: "app:" }, { redisOptions: { keyPrefix: "app:" } }]) {
+    const prefixed = new Redis.Cluster(seeds(), { ...options, lazyConnect: true });
+    assert.throws(() => aio.openRedis(prefixed), InvalidArgumentError);
+  }
+});
+
+test("both cluster clients share one counter and one winner", async () => {
+  const namespace = fresh();
+  const stores = await Promise.all(CLIENTS.map(([, connect]) => connect())).then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
+  const indexes = await Promise.all(stores.flatMap((store) => Array.from({ length: 100 }, () => new aio.Counter(store, "c").next())));
+  assert.deepEqual(indexes.sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i));
+  const leases = await Promise.all(stores.flatMap((store) => Array.from({ length: 10 }, () => new aio.StartLock(store, "l").tryStart("one", { ttl: 30_000 }))));
+  assert.equal(leases.filter((lease) => lease !== null).length, 1, "exactly one caller starts the key");
+});
+
+test("Node, Python and Rust processes on one cluster namespace share one counter, one set of marks and one lock", async () => {
+  const namespace = fresh();
+  const url = `redis+cluster://${ports.slice(0, 3).map((p) => `127.0.0.1:${p}`).join(",")}?namespace=${namespace}`;
+  await raceThreeLanguages(aio.openRedis(await ioredisCluster(), { namespace }), url);
+});
+
+test("4 processes race one key on the cluster; one is killed while it holds the lease; no two ever hold it at once", { timeout: 30_000 }, async () => {
+  await raceFourProcessesWithOneKilled({ RACEFREE_CLUSTER_PORTS: ports.slice(0, 3).join(","), RACEFREE_NAMESPACE: fresh() });
+});
+
+/**
+ * Claims (replay-safe by their ids) from both clients, 4 stores, until `done()`; a call that
+ * failed is claimed again. Resolves to every id's index and the failures' codes.
+ */
+async function claimUntil(stores, done) {
+  const seen = new Map();
+  const failures = [];
+  let next = 0;
+  await Promise.all(stores.map(async (store) => {
+    const counter = new aio.Counter(store, "c");
+    while (!done()) {
+      const id = `run-${next++}`;
+      for (;;) {
+        try {
+          seen.set(id, { index: (await counter.claim(id)).index, at: Date.now() });
+          break;
+        } catch (error) {
+          failures.push(error.code);
+          await sleep(20);
+        }
+      }
+    }
+  }));
+  return { seen, failures };
+}
+
+const contiguous = (seen) => {
+  const indexes = [...seen.values()].map(({ index }) => index).sort((a, b) => a - b);
+  assert.deepEqual(indexes, Array.from({ length: indexes.length }, (_, i) => i), "every claim its own index, none skipped");
+};
+
+test("a slot migrated key by key while 4 stores claim: ASK followed, no index twice", { timeout: 60_000 }, async () => {
+  const namespace = fresh();
+  const stores = await Promise.all([ioredisCluster(), ioredisCluster(), nodeRedisCluster(), nodeRedisCluster(3)])
+    .then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
+  await new aio.Counter(stores[0], "c").claim("first");
+  const slot = await slotOf(namespace, "c");
+  const from = await primaryOf(slot);
+  const primaries = [];
+  for (const port of ports) if ((await admin(port).call("ROLE"))[0] === "master") primaries.push(port);
+  const to = primaries.find((p) => p !== from);
+  const [fromId, toId] = await Promise.all([admin(from).call("CLUSTER", "MYID"), admin(to).call("CLUSTER", "MYID")]);
+  let migrated = false;
+  const claiming = claimUntil(stores, () => migrated);
+  await sleep(100);
+  await admin(to).call("CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
+  await admin(from).call("CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
+  for (;;) {
+    const [key] = await admin(from).call("CLUSTER", "GETKEYSINSLOT", slot, 1);
+    if (!key) break;
+    await admin(from).call("MIGRATE", "127.0.0.1", to, key, 0, 5000);
+    await sleep(60);
+  }
+  for (const port of primaries) await admin(port).call("CLUSTER", "SETSLOT", slot, "NODE", toId);
+  await sleep(200);
+  migrated = true;
+  const { seen, failures } = await claiming;
+  seen.set("first", { index: 0 });
+  contiguous(seen);
+  assert.ok(seen.size > 50, `only ${seen.size} claims`);
+  assert.equal(await primaryOf(slot), to);
+  assert.ok(failures.every((code) => code === "backend_unavailable"), `failures that may have run: ${failures}`);
+});
+
+// ioredis only: node-redis 5's cluster reads the slot map again only on MOVED and ASK, so its
+// calls keep waiting for the dead primary (README, "Redis Cluster from Node").
+test("ioredis Cluster, a primary killed while 4 stores claim: its replica takes over, every claim keeps one index", { timeout: 60_000 }, async () => {
+  const namespace = fresh();
+  const stores = await Promise.all([ioredisCluster(), ioredisCluster(), ioredisCluster(), ioredisCluster()])
+    .then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
+  await new aio.Counter(stores[0], "c").claim("first");
+  const victim = await primaryOf(await slotOf(namespace, "c"));
+  let stop = false;
+  const claiming = claimUntil(stores, () => stop);
+  await sleep(200);
+  const killedAt = Date.now();
+  process.kill(nodes.get(victim).server.pid, "SIGKILL");
+  await new Promise((resolve) => nodes.get(victim).server.once("exit", resolve));
+  // Until a replica is promoted (cluster-node-timeout 1000 ms), calls fail; then they go on.
+  let promoted = 0;
+  while (!promoted) {
+    await sleep(50);
+    if (Date.now() - killedAt > 30_000) {
+      assert.fail(`no replica took over: ${await anyAdmin().call("CLUSTER", "NODES")}`);
+    }
+    const slot = await slotOf(namespace, "c");
+    promoted = await primaryOf(slot).then((port) => (port !== victim ? port : 0), () => 0);
+  }
+  const promotedAt = Date.now();
+  await sleep(1_000);
+  stop = true;
+  const { seen, failures } = await claiming;
+  assert.ok(seen.size > 20, `only ${seen.size} claims`);
+  assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);
+  // Every id claimed again: the same index, unless the claim was lost with the old primary
+  // (replication is asynchronous; `replicas=N` is the knob against it, not offered on npm) — then
+  // a new one. Either way no two ids end up with one index.
+  const counter = new aio.Counter(stores[2], "c");
+  const final = new Map();
+  let lost = 0;
+  for (const [id, { index, at }] of [["first", { index: 0, at: 0 }], ...seen]) {
+    const again = await counter.claim(id);
+    if (again.isNew) {
+      lost += 1;
+      assert.ok(at < promotedAt, `${id}, claimed after the promotion, was lost`);
+    } else {
+      assert.equal(again.index, index, `${id} claimed again got another index`);
+    }
+    final.set(again.index, [...(final.get(again.index) ?? []), id]);
+  }
+  const shared = [...final.values()].filter((ids) => ids.length > 1);
+  assert.deepEqual(shared, [], "two ids hold one index");
+  console.log(`# failover: ${seen.size} claims, ${failures.length} failed calls, ${lost} lost with the old primary`);
+  await clusterSettled();
+});
