@@ -142,6 +142,31 @@ conformance!(postgres_async, |clock| {
     common::on_async::open(&common::postgres_server::PostgresServer::shared().fresh_url(), clock)
 });
 
+/// A host's client that resends every request whose reply it lost (here: every script, twice)
+/// gets the answers of one send: a grant, a mark, and each write of an update apply once, so
+/// 50 increments through `update` make 50, not 100 or a conflict.
+#[cfg(all(feature = "tokio", feature = "redis"))]
+#[test]
+fn a_host_client_that_resends_applies_each_grant_mark_and_write_once() {
+    let url = common::redis_server::RedisServer::shared().fresh_url();
+    let store = common::hosted::open_resending(&url, Arc::new(racefree::SystemClock));
+    let lease = racefree::StartLock::new(&store, "resent")
+        .unwrap()
+        .try_start("k", std::time::Duration::from_secs(30));
+    assert!(lease.expect("a grant").is_some(), "a resent grant is the same grant, not \"held\"");
+    let guard = racefree::EventGuard::new(&store, "resent", &["started"]).unwrap();
+    assert_eq!(guard.mark("s", "started"), Ok(racefree::Mark::First), "a resent mark is still the first");
+    let records = racefree::Records::new(&store, "resent").unwrap();
+    records.put("n", &serde_json::json!(0), None).expect("created once");
+    for _ in 0..50 {
+        records
+            .update("n", |n| serde_json::json!(n.and_then(serde_json::Value::as_u64).unwrap_or(0) + 1))
+            .expect("an update");
+    }
+    let read = records.get("n").unwrap().expect("the record");
+    assert_eq!((read.value, read.version), (serde_json::json!(50), 51), "each write applied once");
+}
+
 /// A host's client after the server lost its scripts (a restart, a failover): the hosted store
 /// answers `NOSCRIPT` by loading the script and sending the request again.
 #[cfg(all(feature = "tokio", feature = "redis"))]

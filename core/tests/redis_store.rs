@@ -369,7 +369,7 @@ fn scripts_are_loaded_again_after_the_server_forgot_them() {
 /// and a mark sent twice — a client resending after a lost reply, as ioredis does after a
 /// reconnect — are answered alike, where a second request is answered "held" and `Duplicate`.
 #[test]
-fn replayed_grants_and_marks_get_the_same_answer() {
+fn replayed_grants_marks_and_record_writes_get_the_same_answer() {
     use racefree::store::redis::protocol::{Command, Layout, Now, Reply, Step};
     use racefree::store::{LeaseGrant, MarkOutcome};
 
@@ -384,10 +384,13 @@ fn replayed_grants_and_marks_get_the_same_answer() {
             other => panic!("an unexpected reply {other:?}"),
         }
     }
-    fn run<T>(conn: &mut redis::Connection, mut step: Step<T>) -> T {
+    fn run<T>(conn: &mut redis::Connection, step: Step<T>) -> T {
+        attempt(conn, step).expect("an answer")
+    }
+    fn attempt<T>(conn: &mut redis::Connection, mut step: Step<T>) -> racefree::Result<T> {
         loop {
             match step {
-                Step::Done(result) => return result.expect("an answer"),
+                Step::Done(result) => return result,
                 Step::Send(request, then) => {
                     let mut cmd = match request.command {
                         Command::Script(script) => {
@@ -435,4 +438,29 @@ fn replayed_grants_and_marks_get_the_same_answer() {
     assert_eq!(mark(&mut conn, 1, "m-3"), MarkOutcome::First);
     assert_eq!(mark(&mut conn, 0, "m-1"), MarkOutcome::Duplicate, "no longer the last mark");
     assert_eq!(mark(&mut conn, 1, "m-3"), MarkOutcome::First);
+
+    // A write resent (its reply lost) is answered with the version it wrote, not a conflict with
+    // itself: an update reading that as a conflict would apply its change twice.
+    let put = |conn: &mut redis::Connection, expected: Option<u64>, request: &str| {
+        attempt(
+            conn,
+            layout.record_put("pods", "web-1", &serde_json::json!({ "n": request }), expected, None, request),
+        )
+    };
+    assert_eq!(put(&mut conn, None, "w-1"), Ok(1));
+    assert_eq!(put(&mut conn, None, "w-1"), Ok(1), "a create replayed");
+    assert!(matches!(put(&mut conn, None, "w-2"), Err(racefree::Error::Conflict { .. })), "another create");
+    assert_eq!(put(&mut conn, Some(1), "w-3"), Ok(2));
+    assert_eq!(put(&mut conn, Some(1), "w-3"), Ok(2), "an update replayed");
+    assert!(
+        matches!(put(&mut conn, Some(1), "w-4"), Err(racefree::Error::Conflict { .. })),
+        "another update"
+    );
+    assert_eq!(put(&mut conn, Some(2), "w-5"), Ok(3));
+    assert!(
+        matches!(put(&mut conn, Some(1), "w-3"), Err(racefree::Error::Conflict { .. })),
+        "a replay after another write is a conflict (the write it repeats is not the latest)"
+    );
+    let read = run(&mut conn, layout.record_get("pods", "web-1")).expect("a record");
+    assert_eq!((read.value, read.version), (serde_json::json!({ "n": "w-5" }), 3));
 }

@@ -11,8 +11,13 @@ use racefree::{Error, Result, SharedClock, SharedStore};
 
 use super::on_async::{runtime, wait, OnAsync};
 
-/// The host's client: one multiplexed redis-rs connection, no racefree code in between.
-struct HostClient(redis::aio::MultiplexedConnection);
+/// The host's client: one multiplexed redis-rs connection, no racefree code in between. With
+/// `resend`, every script is sent twice and the second reply returned: a client that resends a
+/// request whose reply it lost (ioredis after a reconnect, a cluster client after a failover).
+struct HostClient {
+    connection: redis::aio::MultiplexedConnection,
+    resend: bool,
+}
 
 fn reply(value: redis::Value) -> Reply {
     use redis::Value as V;
@@ -43,7 +48,11 @@ impl Transport for HostClient {
                 Command::Plain(name) => redis::cmd(name),
             };
             cmd.arg(&request.keys).arg(&request.args);
-            let mut connection = self.0.clone();
+            let mut connection = self.connection.clone();
+            if self.resend && matches!(request.command, Command::Script(_)) {
+                // The first reply is lost; an error means the request did not run: send anyway.
+                let _ = cmd.query_async::<redis::Value>(&mut connection).await;
+            }
             match cmd.query_async::<redis::Value>(&mut connection).await {
                 Ok(value) => Ok(reply(value)),
                 Err(err) => match err.code() {
@@ -65,6 +74,15 @@ impl Transport for HostClient {
 
 /// The hosted store on the server at `url`, seen as a blocking store.
 pub fn open(url: &str, clock: SharedClock) -> SharedStore {
+    open_with(url, clock, false)
+}
+
+/// [`open`], over a client that sends every script twice (see [`HostClient`]).
+pub fn open_resending(url: &str, clock: SharedClock) -> SharedStore {
+    open_with(url, clock, true)
+}
+
+fn open_with(url: &str, clock: SharedClock, resend: bool) -> SharedStore {
     let (url, namespace) = match url.split_once("?namespace=") {
         Some((url, namespace)) => (url.to_owned(), namespace.to_owned()),
         None => (url.to_owned(), String::new()),
@@ -72,7 +90,7 @@ pub fn open(url: &str, clock: SharedClock) -> SharedStore {
     let store = wait(async move {
         let client = redis::Client::open(url.as_str()).expect("url");
         let connection = client.get_multiplexed_async_connection().await.expect("connect");
-        HostedRedisStore::new(HostClient(connection), &namespace, clock)
+        HostedRedisStore::new(HostClient { connection, resend }, &namespace, clock)
             .map(|store| -> aio::SharedStore { Arc::new(store) })
     })
     .expect("hosted store");

@@ -713,7 +713,14 @@ impl Store for RedisStore {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> Result<u64> {
-        self.run(self.layout.record_put(space, key, value, expected_version, fencing_token))
+        self.run(self.layout.record_put(
+            space,
+            key,
+            value,
+            expected_version,
+            fencing_token,
+            &crate::store::request_id()?,
+        ))
     }
 
     fn record_delete(&self, space: &str, key: &str, expected_version: Option<u64>) -> Result<bool> {

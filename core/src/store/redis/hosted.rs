@@ -249,7 +249,13 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> BoxFuture<'a, Result<u64>> {
-        self.run(self.layout.record_put(space, key, value, expected_version, fencing_token))
+        // A request id per call, as for a grant: a resent write is answered with its version.
+        match crate::store::request_id() {
+            Ok(id) => {
+                self.run(self.layout.record_put(space, key, value, expected_version, fencing_token, &id))
+            }
+            Err(err) => self.run(Step::Done(Err(err))),
+        }
     }
 
     fn record_delete<'a>(

@@ -39,7 +39,7 @@
 //! the server's clock in microseconds, so they grow across a failover too), `l:<key>` a lease (hash
 //! `t` token, `d` deadline, `r` the request granted it; `PX` set to the TTL), `m:<stream>` a
 //! stream's marks (hash `n` marked, `e` expiry, `r` the request of the last mark; `PX` set to the
-//! retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence;
+//! retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence, `q` the request that wrote `ver`;
 //! a deleted record that accepted a fencing token keeps only `f`, its tombstone), `f` the largest
 //! version the record space has deleted (new records start above it).
 //!
@@ -50,13 +50,16 @@
 //! themselves (ioredis resends unanswered commands after a reconnect; a cluster client retries).
 //! Every request may be sent twice without applying twice, and answers alike the second time:
 //! - reads, `claim` (the same id, the same index), `set`, `reset` and `forget` by their nature;
-//! - a grant and a mark by their request id ([`Layout::lease_try_grant`], [`Layout::guard_mark`]):
-//!   kept with the lease and with the stream's last mark, it turns the same request sent again
-//!   into the same answer — the same lease and token, [`MarkOutcome::First`] — instead of "held"
-//!   and `Duplicate`;
-//! - `renew`, `release`, record writes and deletes apply at most once, but a repeat of one that
-//!   applied is answered as a new request would be (`renew` extends again; `release` answers
-//!   `not_owner`, a write `conflict`): a host that resends them must read that answer so.
+//! - a grant, a mark and a record write by their request id ([`Layout::lease_try_grant`],
+//!   [`Layout::guard_mark`], [`Layout::record_put`]): kept with the lease, with the stream's last
+//!   mark and with the record's version, it turns the same request sent again into the same
+//!   answer — the same lease and token, [`MarkOutcome::First`], the version it wrote — instead of
+//!   "held", `Duplicate` and a conflict with itself (an update would otherwise apply its change
+//!   twice), as long as no other grant, mark or write came in between;
+//! - `renew`, `release` and record deletes apply at most once, but a repeat of one that applied
+//!   is answered as a new request would be (`renew` extends again; `release` answers
+//!   `not_owner`, a delete "no record" or `conflict`): a host that resends them must read that
+//!   answer so.
 //!
 //! `next` is the one request that applies twice when sent twice (a second `INCR`); `claim` is its
 //! replay-safe form.
@@ -457,11 +460,14 @@ return {0, 0, 0}
 ";
 
 // KEYS[1] record, KEYS[2] the space's deleted-version floor; ARGV[1] JSON, ARGV[2] expected
-// version or '', ARGV[3] fencing token or ''.
+// version or '', ARGV[3] fencing token or '', ARGV[4] the request.
 // -> {0 written, new version} | {1 conflict, version or -1} | {2 stale token, latest}.
 // The same rules as `decide_record_write`; they must live in the script to be one atomic step.
+// The request that wrote the record's version is kept (`q`): the same request sent again is
+// answered with the version it wrote, not a conflict with itself.
 const PUT: &str = "
-local cur = redis.call('HMGET', KEYS[1], 'v', 'ver', 'f')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'ver', 'f', 'q')
+if cur[1] and cur[4] == ARGV[4] then return {0, tonumber(cur[2])} end
 local expected, token = ARGV[2], ARGV[3]
 local fence = tonumber(cur[3] or '0')
 if token ~= '' and tonumber(token) < fence then return {2, fence} end
@@ -475,7 +481,7 @@ else
   if expected ~= '' then return {1, -1} end
   version = tonumber(redis.call('GET', KEYS[2]) or '0')
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%d', version + 1), 'f', new_fence)
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', string.format('%d', version + 1), 'f', new_fence, 'q', ARGV[4])
 return {0, version + 1}
 ";
 
@@ -490,7 +496,7 @@ if ARGV[1] ~= '' and version ~= ARGV[1] then
 end
 if not version then return {0, 0} end
 if tonumber(version) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], version) end
-if tonumber(cur[3] or '0') > 0 then redis.call('HDEL', KEYS[1], 'v', 'ver') else redis.call('DEL', KEYS[1]) end
+if tonumber(cur[3] or '0') > 0 then redis.call('HDEL', KEYS[1], 'v', 'ver', 'q') else redis.call('DEL', KEYS[1]) end
 return {0, 1}
 ";
 
@@ -938,7 +944,9 @@ impl Layout {
         })
     }
 
-    /// `Store::record_put`: one script.
+    /// `Store::record_put`: one script. **Replay-safe**: `request` (an id no other request
+    /// shares) is kept with the version it wrote, and the same request sent again before another
+    /// write of the record is answered with that version.
     #[must_use]
     pub fn record_put(
         &self,
@@ -947,9 +955,11 @@ impl Layout {
         value: &Value,
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
+        request: &str,
     ) -> Step<u64> {
         let keys = vec![self.key(space, 'r', Some(key)), self.key(space, 'f', None)];
-        let args = vec![value.to_string(), opt_arg(expected_version), opt_arg(fencing_token)];
+        let args =
+            vec![value.to_string(), opt_arg(expected_version), opt_arg(fencing_token), request.to_owned()];
         let key = key.to_owned();
         self.write_one(Request::script(&scripts().put, keys, args), move |reply| {
             let [outcome, number] = reply.array("put")?;
@@ -1297,9 +1307,10 @@ mod tests {
             Err(Error::Timeout { waited: std::time::Duration::from_millis(300) }),
             "applied, not replicated"
         );
-        let (put, _) = drive(layout.record_put("s", "k", &serde_json::json!(1), Some(3), None), |_| {
-            pair(ints(&[1, 4]), 0)
-        });
+        let (put, _) =
+            drive(layout.record_put("s", "k", &serde_json::json!(1), Some(3), None, "req"), |_| {
+                pair(ints(&[1, 4]), 0)
+            });
         assert_eq!(code(put), "conflict", "nothing written: the write's own answer");
         assert_eq!(code(drive(layout.counter_next("c"), |_| Reply::Int(5)).0), "corrupt_data");
         assert_eq!(
@@ -1469,21 +1480,22 @@ mod tests {
         assert_eq!(found, Ok(Some(Versioned { value: serde_json::json!({"a": 1}), version: 3 })));
         assert_eq!(code(get(Reply::Array(vec![data("{no"), data("3")]))), "corrupt_data");
         assert_eq!(code(get(Reply::Array(vec![data("1"), data("-3")]))), "corrupt_data");
-        let put =
-            |reply| one_reply(layout.record_put("r", "k", &serde_json::json!(1), Some(2), Some(5)), reply);
+        let put = |reply| {
+            one_reply(layout.record_put("r", "k", &serde_json::json!(1), Some(2), Some(5), "req"), reply)
+        };
         assert_eq!(put(ints(&[0, 3])), Ok(3));
         assert_eq!(put(ints(&[1, -1])), Err(Error::Conflict { key: "k".into(), current_version: None }));
         assert_eq!(put(ints(&[1, 4])), Err(Error::Conflict { key: "k".into(), current_version: Some(4) }));
         assert_eq!(put(ints(&[2, 7])), Err(Error::StaleToken { key: "k".into(), token: 5, latest: 7 }));
         assert_eq!(code(put(ints(&[1, -2]))), "corrupt_data");
         let (_, sent) =
-            drive(layout.record_put("r", "k", &serde_json::json!(1), None, None), |_| ints(&[0, 1]));
+            drive(layout.record_put("r", "k", &serde_json::json!(1), None, None, "req"), |_| ints(&[0, 1]));
         assert_eq!(
             sent[0].keys,
             ["rf:{0:1:r}r:k".to_owned(), "rf:{0:1:r}f".to_owned()],
             "the record and its space's floor"
         );
-        assert_eq!(sent[0].args, ["1".to_owned(), String::new(), String::new()]);
+        assert_eq!(sent[0].args, ["1".to_owned(), String::new(), String::new(), "req".to_owned()]);
         assert_eq!(one_reply(layout.record_delete("r", "k", None), ints(&[0, 1])), Ok(true));
         assert_eq!(one_reply(layout.record_delete("r", "k", None), ints(&[0, 0])), Ok(false));
         assert_eq!(code(one_reply(layout.record_delete("r", "k", Some(1)), ints(&[1, 2]))), "conflict");
