@@ -272,6 +272,14 @@ fn a_primary_is_killed_under_8_clients(open: fn(&str) -> SharedStore) {
         .collect();
     start.wait();
     std::thread::sleep(Duration::from_millis(500));
+    let survivors: Vec<u16> = cluster.nodes.iter().map(|n| n.port).filter(|&p| p != victim).collect();
+    let map_reads = |cluster: &RedisCluster| -> u64 {
+        survivors
+            .iter()
+            .map(|&p| calls(&cluster.node(p).command(&["INFO", "commandstats"]), "cluster|slots"))
+            .sum()
+    };
+    let reads_before = map_reads(&cluster);
     let killed_at = Instant::now();
     cluster.node_mut(victim).kill();
     cluster.wait_until(|| cluster.owner_of(slot, asked) != victim);
@@ -290,9 +298,17 @@ fn a_primary_is_killed_under_8_clients(open: fn(&str) -> SharedStore) {
     }
     let distinct: BTreeSet<u64> = tokens.iter().copied().collect();
     assert_eq!(distinct.len(), tokens.len(), "a token was handed out twice across the failover");
+    // One store, at most one read of the map per 100 ms (`REREAD_AFTER`), plus the test's own.
+    let map_read = map_reads(&cluster) - reads_before;
+    let allowed = 20 + 10 * killed_at.elapsed().as_secs() * 2;
+    assert!(
+        map_read <= allowed,
+        "{map_read} reads of the slot map in {:?} (at most {allowed})",
+        killed_at.elapsed()
+    );
     assert!(errors.keys().all(|code| code == "timeout" || code == "backend_unavailable"), "{errors:?}");
     eprintln!(
-        "primary {victim} killed: replaced after {replaced_after:?}; {} grants, errors during the switch {errors:?}",
+        "primary {victim} killed: replaced after {replaced_after:?}; {} grants, errors during the switch {errors:?}, {map_read} reads of the map",
         tokens.len()
     );
 }
