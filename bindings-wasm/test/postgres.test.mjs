@@ -4,7 +4,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -12,8 +11,7 @@ import { promisify } from "node:util";
 import * as racefree from "racefree";
 import { aio, BackendUnavailableError, CorruptDataError, InvalidArgumentError, LeaseLostError, TimeoutError } from "racefree";
 import { PostgresServer } from "./postgres_server.mjs";
-import { runScenarioOnShared } from "./scenario_runner.mjs";
-import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages } from "./shared_store_checks.mjs";
+import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const { Pool } = clients("pg");
@@ -245,17 +243,9 @@ test("the server goes away and comes back: calls fail typed meanwhile, then work
   }
 });
 
-// The shared scenarios (tests/vectors/) on a PostgreSQL store; skipped steps are counted by
-// vectors.test.mjs, which runs the same files on the memory store.
+// The shared scenarios (tests/vectors/) on a PostgreSQL store.
 for (const prepareStatements of [false, true]) test(`the shared scenarios on a PostgreSQL store${prepareStatements ? ", statements prepared" : ""}`, async () => {
-  const vectors = process.env.RACEFREE_VECTORS;
-  assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
   const shared = pool();
-  const failures = [];
-  for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
-    const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
-    const namespace = fresh();
-    failures.push(...(await runScenarioOnShared(racefree, scenario, (clock) => aio.openPostgres(shared, { namespace, clock, prepareStatements }))));
-  }
+  const failures = await runEveryScenario((clock) => aio.openPostgres(shared, { namespace: fresh(), clock, prepareStatements }));
   assert.deepEqual(failures, []);
 });

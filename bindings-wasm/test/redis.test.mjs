@@ -10,10 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 
-import { readFileSync } from "node:fs";
-import * as racefree from "racefree";
-import { runScenarioOnRedis } from "./scenario_runner.mjs";
-import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages } from "./shared_store_checks.mjs";
+import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
 import { aio, InvalidArgumentError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
@@ -286,18 +283,10 @@ test("the server goes away and comes back: calls fail typed meanwhile, then work
   }
 });
 
-// The shared scenarios (tests/vectors/) on the aio store, with each client; skipped steps are
-// counted by vectors.test.mjs, which runs the same files on the memory store.
-const vectors = process.env.RACEFREE_VECTORS;
+// The shared scenarios (tests/vectors/) on the aio store, with each client.
 for (const [name, connect] of CLIENTS) {
   test(`${name}: the shared scenarios on a Redis store`, async () => {
-    assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
     const client = await connect();
-    const failures = [];
-    for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
-      const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
-      failures.push(...(await runScenarioOnRedis(racefree, scenario, client, fresh())));
-    }
-    assert.deepEqual(failures, []);
+    assert.deepEqual(await runEveryScenario((clock) => aio.openRedis(client, { namespace: fresh(), clock })), []);
   });
 }

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -13,8 +13,7 @@ import { promisify } from "node:util";
 
 import * as racefree from "racefree";
 import { aio, InvalidArgumentError } from "racefree";
-import { runScenarioOnRedis } from "./scenario_runner.mjs";
-import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages } from "./shared_store_checks.mjs";
+import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
@@ -154,15 +153,8 @@ for (const [name, connect] of CLIENTS) {
   });
 
   test(`${name}: the shared scenarios on a Redis Cluster`, async () => {
-    const vectors = process.env.RACEFREE_VECTORS;
-    assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
     const client = await connect();
-    const failures = [];
-    for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
-      const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
-      failures.push(...(await runScenarioOnRedis(racefree, scenario, client, fresh())));
-    }
-    assert.deepEqual(failures, []);
+    assert.deepEqual(await runEveryScenario((clock) => aio.openRedis(client, { namespace: fresh(), clock })), []);
   });
 }
 

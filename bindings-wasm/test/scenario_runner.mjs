@@ -91,15 +91,6 @@ export function runScenario(racefree, scenario) {
 }
 
 /**
- * `runScenario` on a shared store reached through an application's Redis client
- * (`racefree.aio`): the same steps and expectations, each operation awaited. `client` is an
- * ioredis or node-redis client; `namespace` must be fresh.
- */
-export async function runScenarioOnRedis(racefree, scenario, client, namespace) {
-  return runScenarioOnShared(racefree, scenario, (clock) => racefree.aio.openRedis(client, { namespace, clock }));
-}
-
-/**
  * One scenario on the shared store `open(clock)` makes (or resolves to) with the scenario's
  * manual clock; resolves to the failures.
  */

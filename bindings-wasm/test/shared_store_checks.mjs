@@ -1,9 +1,29 @@
 // Checks every shared store must pass; redis.test.mjs and postgres.test.mjs run them on theirs.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 
+import * as racefree from "racefree";
 import { aio, ConflictError, InvalidArgumentError, InvalidKeyError, NotOwnerError, OutOfOrderError } from "racefree";
+import { runScenarioOnShared } from "./scenario_runner.mjs";
+
+/**
+ * Every shared scenario of tests/vectors/ (RACEFREE_VECTORS), each on the store `open(clock)`
+ * makes for it (a fresh namespace each time); resolves to the failures. Skipped steps are counted
+ * by vectors.test.mjs, which runs the same files on the memory store.
+ */
+export async function runEveryScenario(open) {
+  const vectors = process.env.RACEFREE_VECTORS;
+  assert.ok(vectors, "RACEFREE_VECTORS must name the tests/vectors folder");
+  const failures = [];
+  for (const file of JSON.parse(readFileSync(join(vectors, "index.json"), "utf8")).scenarios) {
+    const scenario = JSON.parse(readFileSync(join(vectors, file), "utf8"));
+    failures.push(...(await runScenarioOnShared(racefree, scenario, open)));
+  }
+  return failures;
+}
 
 /** Every primitive on `store` (a fresh namespace) answers as on the other stores. */
 export async function checkEveryPrimitive(store) {
