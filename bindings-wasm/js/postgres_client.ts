@@ -76,7 +76,7 @@ export function postgresRunner(pool: unknown, prepare = false): Run {
     try {
       client = await pool.connect();
     } catch (error) {
-      throw { message: error instanceof Error ? error.message : String(error), timedOut: false };
+      throw { message: error instanceof Error ? error.message : String(error), mayHaveRun: false };
     }
     // Whether a failure of the connection leaves the outcome unknown: once a statement sent alone
     // (its own transaction) or the COMMIT is in flight.
@@ -115,7 +115,7 @@ export function postgresRunner(pool: unknown, prepare = false): Run {
       // A connection that failed mid-transaction is not given back: closing it rolls back
       // whatever had not committed.
       client.release(true);
-      throw { message: error instanceof Error ? error.message : String(error), timedOut: mayHaveCommitted };
+      throw { message: error instanceof Error ? error.message : String(error), mayHaveRun: mayHaveCommitted };
     }
   };
 }

@@ -67,9 +67,17 @@ const SERVER_ERRORS = new Set(["ReplyError", "SimpleError", "BlobError", "ErrorR
 const isServerError = (error: unknown): error is Error =>
   error instanceof Error && (SERVER_ERRORS.has(error.name) || SERVER_ERRORS.has(error.constructor?.name));
 
-/** A client's timeout (ioredis' commandTimeout, node-redis' socket timeout): the request may have run. */
-const isTimeout = (error: unknown): boolean =>
-  error instanceof Error && (/timed? ?out/i.test(error.message) || error.constructor?.name === "TimeoutError");
+/** The failures that prove the request was never written: node-redis' closed or offline client,
+ * its connect timeout, a cluster none of whose nodes answer; ioredis' refusal without an offline
+ * queue; a primary the client no longer knows (this module's own). Any other failure — a timeout,
+ * a socket closed while the request was in flight, ioredis' "Connection is closed." and
+ * MaxRetriesPerRequestError (both also flush requests already written) — leaves the outcome
+ * unknown: the request may have run. */
+const NOT_SENT_CLASSES = new Set(["ClientClosedError", "ClientOfflineError", "ConnectionTimeoutError", "RootNodesUnavailableError"]);
+const NOT_SENT_MESSAGES = [/^Stream isn't writeable and enableOfflineQueue options is false/, /^cluster node .* is no longer a primary the client knows$/];
+const notSent = (error: unknown): boolean =>
+  error instanceof Error &&
+  (NOT_SENT_CLASSES.has(error.constructor?.name) || NOT_SENT_MESSAGES.some((pattern) => pattern.test(error.message)));
 
 /** The client's value as the core reads replies: strings, numbers, arrays, nil. */
 function normalized(value: unknown): Reply {
@@ -149,7 +157,7 @@ export function redisSender(client: unknown): Sender {
     throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client or cluster");
   }
   // A server's error reply is a reply; anything else rejects with what the core sorts failures by.
-  const notCarried = (error: unknown) => ({ message: error instanceof Error ? error.message : String(error), timedOut: isTimeout(error) });
+  const notCarried = (error: unknown) => ({ message: error instanceof Error ? error.message : String(error), mayHaveRun: !notSent(error) });
   const failed = (error: unknown): Reply => {
     if (isServerError(error)) return { error: error.message };
     throw notCarried(error);

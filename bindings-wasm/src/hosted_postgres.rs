@@ -19,7 +19,7 @@ use crate::hosted::OneThread;
 /// (`integer`) or a string (`text`). It resolves to one `[typeOids, rows]` per statement, each
 /// row an array of the columns' text (`null` for NULL), or to `{ sqlstate, message }` when the
 /// server refused a statement (the transaction rolled back); it rejects with
-/// `{ message, timedOut }` when the transaction could not be carried (`timedOut`: it may have
+/// `{ message, mayHaveRun }` when the transaction could not be carried (`mayHaveRun`: it may have
 /// committed).
 pub(crate) struct JsTransport {
     pub(crate) run: OneThread<Function>,
@@ -75,7 +75,7 @@ fn rows(result: &JsValue) -> racefree::Result<Vec<Row>> {
 /// A rejection of the host's `run`: `timeout` when the transaction may have committed, else
 /// `backend_unavailable` with the client's message.
 fn failure(value: &JsValue) -> TransactionError {
-    if field(value, "timedOut").is_some_and(|timed_out| timed_out.is_truthy()) {
+    if field(value, "mayHaveRun").is_some_and(|may| may.is_truthy()) {
         return TransactionError::Failed(Error::Timeout { waited: std::time::Duration::ZERO });
     }
     let message = field(value, "message").and_then(|m| m.as_string()).unwrap_or_else(|| format!("{value:?}"));

@@ -17,7 +17,7 @@ use crate::hosted::OneThread;
 /// The host's `send(command, sha1, keys, args)`: `command` is `"EVALSHA"` (with the script's
 /// SHA-1) or the plain command's name. It resolves to the reply (`null`, a number, a string, a
 /// `Uint8Array`, an array of replies, or `{ error: "CODE message" }` for the server's error
-/// reply) and rejects with `{ message, timedOut }` when the request could not be carried. On a
+/// reply) and rejects with `{ message, mayHaveRun }` when the request could not be carried. On a
 /// cluster, `send` takes a fifth argument, the node (`"host:port"`) a walk's keyless request goes
 /// to, and `nodes()` resolves to the primaries a walk visits; a keyed request goes where the
 /// host's cluster client routes it (by its first key; every key of a request shares a hash tag).
@@ -67,12 +67,13 @@ fn reply(value: &JsValue) -> Result<Reply> {
     }
 }
 
-/// A rejection of the host's `send`: `{ message, timedOut }`. A timeout is `timeout` (the request
-/// may have run); any other failure `backend_unavailable`, with the client's message. Either way a
-/// grant or a mark is safe to send again: it carries its request id.
+/// A rejection of the host's `send`: `{ message, mayHaveRun }`. A request that may have run (a
+/// timeout, a socket closed while it was in flight) is `timeout`, the outcome unknown; one that
+/// was never written `backend_unavailable`, with the client's message. Either way a grant, a mark
+/// or a record write is safe to send again: it carries its request id.
 fn failure(value: &JsValue) -> Error {
     let field = |name: &str| Reflect::get(value, &JsValue::from_str(name)).ok();
-    if field("timedOut").is_some_and(|timed_out| timed_out.is_truthy()) {
+    if field("mayHaveRun").is_some_and(|may| may.is_truthy()) {
         return Error::Timeout { waited: std::time::Duration::ZERO };
     }
     let message = field("message").and_then(|m| m.as_string()).unwrap_or_else(|| format!("{value:?}"));

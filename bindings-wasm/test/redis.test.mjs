@@ -127,11 +127,48 @@ test("an ioredis client with a keyPrefix is refused, and so is anything that is 
   assert.throws(() => new aio.Counter({}, "c"), TypeError);
 });
 
-test("a server that is gone rejects with a typed error, never a guessed value", async () => {
+test("a server that is gone rejects with a typed error: backend_unavailable, the request never written", async () => {
   const client = new Redis({ port: await freePort(), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
   client.on("error", () => {}); // the refused connection is this test's point
   const store = aio.openRedis(client, { namespace: fresh() });
-  await assert.rejects(new aio.Counter(store, "c").next(), (error) => error.code === "timeout" || error.code === "backend_unavailable");
+  await assert.rejects(new aio.Counter(store, "c").next(), (error) => error.code === "backend_unavailable");
+  const closed = createClient({ socket: { port, host: "127.0.0.1" } });
+  await assert.rejects(new aio.Counter(aio.openRedis(closed, { namespace: fresh() }), "c").next(), (error) => error.code === "backend_unavailable");
+});
+
+for (const clientName of ["ioredis", "node-redis"]) test(`${clientName}: a server killed while a call is in flight: timeout, the outcome unknown`, { timeout: 15_000 }, async () => {
+  const ownPort = await freePort();
+  const own = spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", mkdtempSync(join(tmpdir(), "racefree-killed-"))], { stdio: "ignore" });
+  let client;
+  try {
+    for (;;) {
+      // No reconnection: the closed socket fails the call instead of a resend.
+      client = clientName === "ioredis"
+        ? new Redis({ port: ownPort, host: "127.0.0.1", retryStrategy: () => null })
+        : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: false } });
+      client.on("error", () => {});
+      try {
+        if (clientName === "ioredis") await client.ping();
+        else await client.connect();
+        break;
+      } catch {
+        clientName === "ioredis" ? client.disconnect() : client.destroy?.();
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    const counter = new aio.Counter(aio.openRedis(client, { namespace: fresh() }), "c");
+    assert.equal(await counter.next(), 0);
+    // Frozen, the server reads nothing; the call is written to its socket, then the server dies.
+    process.kill(own.pid, "SIGSTOP");
+    const inFlight = counter.next();
+    await new Promise((r) => setTimeout(r, 100));
+    process.kill(own.pid, "SIGKILL");
+    await assert.rejects(inFlight, (error) => error.code === "timeout");
+  } finally {
+    try { process.kill(own.pid, "SIGKILL"); } catch {}
+    try { clientName === "ioredis" ? client?.disconnect() : client?.destroy?.(); } catch {} // node-redis: already closed
+  }
 });
 
 test("Node, Python and Rust processes on one namespace share one counter, one set of marks and one lock", async () => {
