@@ -13,7 +13,7 @@
 
 export { PostgresStore, RedisStore, openPostgres, openRedis } from "./stores.js";
 export type { SharedStore } from "./stores.js";
-export type { IoredisClusterLike, IoredisLike, NodeRedisClusterLike, NodeRedisLike, RedisClientLike } from "./redis_client.js";
+export type { IoredisClusterLike, IoredisLike, NodeRedisClusterLike, NodeRedisLike, NodeRedisSentinelLike, RedisClientLike } from "./redis_client.js";
 export type { PgPoolLike } from "./postgres_client.js";
 export { Counter } from "./aio_counter.js";
 export { EventGuard } from "./aio_event_guard.js";

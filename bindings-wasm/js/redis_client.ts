@@ -50,14 +50,24 @@ export interface NodeRedisClusterLike {
   nodeClient(node: { address: string }): Promise<NodeRedisLike> | NodeRedisLike;
 }
 
+/** A node-redis Sentinel client (`createSentinel`, v5+): what this module uses of it. */
+export interface NodeRedisSentinelLike {
+  /** Sends any command, its name first, to the primary (`isReadonly` false) the sentinels name. */
+  sendCommand(isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  /** The primary the sentinels named last. */
+  getMasterNode(): unknown;
+}
+
 /** Any client `openRedis` takes. */
-export type RedisClientLike = IoredisLike | IoredisClusterLike | NodeRedisLike | NodeRedisClusterLike;
+export type RedisClientLike = IoredisLike | IoredisClusterLike | NodeRedisLike | NodeRedisClusterLike | NodeRedisSentinelLike;
 
 const isIoredis = (client: unknown): client is IoredisLike =>
   typeof (client as IoredisLike)?.evalsha === "function" && typeof (client as IoredisLike)?.call === "function";
 const isIoredisCluster = (client: unknown): client is IoredisClusterLike =>
   isIoredis(client) && (client as unknown as IoredisClusterLike).isCluster === true && typeof (client as unknown as IoredisClusterLike).nodes === "function";
 const isNodeRedis = (client: unknown): client is NodeRedisLike => typeof (client as NodeRedisLike)?.sendCommand === "function";
+const isNodeRedisSentinel = (client: unknown): client is NodeRedisSentinelLike =>
+  typeof (client as NodeRedisSentinelLike)?.sendCommand === "function" && typeof (client as NodeRedisSentinelLike).getMasterNode === "function";
 const isNodeRedisCluster = (client: unknown): client is NodeRedisClusterLike =>
   isNodeRedis(client) && typeof (client as unknown as NodeRedisClusterLike).nodeClient === "function";
 
@@ -151,10 +161,13 @@ export function redisSender(client: unknown): Sender {
       const found = client.masters.find((n) => n.address === node);
       return found ? (await client.nodeClient(found)).sendCommand(commandLine(...rest)) : gone(node);
     });
+  } else if (isNodeRedisSentinel(client)) {
+    // Every request to the primary (`isReadonly` false): a replica may lag behind it.
+    request = (command, sha1, keys, args) => client.sendCommand(false, commandLine(command, sha1, keys, args));
   } else if (isNodeRedis(client)) {
     request = (command, sha1, keys, args) => client.sendCommand(commandLine(command, sha1, keys, args));
   } else {
-    throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client or cluster");
+    throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client, cluster or Sentinel client");
   }
   // A server's error reply is a reply; anything else rejects with what the core sorts failures by.
   const notCarried = (error: unknown) => ({ message: error instanceof Error ? error.message : String(error), mayHaveRun: !notSent(error) });

@@ -74,7 +74,9 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  * A Redis Cluster is reached through an ioredis `Cluster` or a node-redis `createCluster()`
  * client (the keys of `redis+cluster://…?namespace=<namespace>`): each request goes to the
  * primary of its hash tag, as the client routes it (it follows `MOVED` and `ASK`; replicas are
- * never read), and `sweep`, `stats` and scripts the nodes lost reach every primary.
+ * never read), and `sweep`, `stats` and scripts the nodes lost reach every primary. A Sentinel
+ * group is reached through an ioredis client with `sentinels` or a node-redis `createSentinel()`
+ * client (requests to the primary the sentinels name).
  *
  * @throws {TypeError} when `client` is none of those clients.
  * @throws {DOMException} `NotSupportedError` in the browser build.

@@ -111,7 +111,8 @@ void onRedis;
 // Cluster clients: an ioredis Cluster and a node-redis cluster are taken as they are.
 declare const ioredisCluster: aio.IoredisClusterLike;
 declare const nodeRedisCluster: aio.NodeRedisClusterLike;
-const clusterStores: aio.RedisStore[] = [aio.openRedis(ioredisCluster), aio.openRedis(nodeRedisCluster, { namespace: "app" })];
+declare const nodeRedisSentinel: aio.NodeRedisSentinelLike;
+const clusterStores: aio.RedisStore[] = [aio.openRedis(ioredisCluster), aio.openRedis(nodeRedisCluster, { namespace: "app" }), aio.openRedis(nodeRedisSentinel)];
 // @ts-expect-error a client is one of the four kinds
 aio.openRedis({ sendCommand: 1 });
 void clusterStores;
