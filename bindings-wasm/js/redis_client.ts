@@ -127,6 +127,13 @@ function clusterRequest(
   };
 }
 
+/**
+ * The `send` (and, on a cluster, `nodes`) the wasm core carries its requests with, over any
+ * client `openRedis` takes.
+ *
+ * @throws {TypeError} when `client` is none of those clients.
+ * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`.
+ */
 export function redisSender(client: unknown): Sender {
   let request: (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<unknown>;
   let nodes: (() => Promise<string[]>) | undefined;
@@ -189,7 +196,8 @@ export function redisSender(client: unknown): Sender {
     try {
       return request(command, sha1, keys, args, node).then(decoded, failed);
     } catch (error) {
-      return Promise.reject(error).then(undefined, failed);
+      // Thrown before the client took the request: it was never written.
+      return Promise.reject({ message: error instanceof Error ? error.message : String(error), mayHaveRun: false });
     }
   };
   const listed = nodes;
