@@ -38,7 +38,11 @@ pub type Outcome = Result<(), String>;
 /// A fresh file path under the system's temp folder, unique to this process and call.
 pub fn scratch_path(name: &str) -> std::path::PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static EMPTIED: std::sync::Once = std::sync::Once::new();
     let dir = std::env::temp_dir().join(format!("racefree-tests-{}", std::process::id()));
+    // What a dead process with this PID left (PIDs wrap at 32,768 here: a run that reused one
+    // found initdb's old data directory and failed): no living process can own it.
+    EMPTIED.call_once(|| drop(std::fs::remove_dir_all(&dir)));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
