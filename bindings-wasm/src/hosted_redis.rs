@@ -94,13 +94,9 @@ impl JsTransport {
         };
         let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
         let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
-        let command = JsValue::from_str(command);
-        let call = match node {
-            Some(node) => {
-                self.send.0.call5(&JsValue::NULL, &command, &sha1, &keys, &args, &JsValue::from_str(node))
-            }
-            None => self.send.0.call4(&JsValue::NULL, &command, &sha1, &keys, &args),
-        };
+        // `undefined` for no node: the host's `send` takes it as an omitted argument.
+        let node = node.map_or(JsValue::UNDEFINED, JsValue::from_str);
+        let call = self.send.0.call5(&JsValue::NULL, &JsValue::from_str(command), &sha1, &keys, &args, &node);
         Box::pin(OneThread(async move { reply(&settled(call).await?) }))
     }
 }

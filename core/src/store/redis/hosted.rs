@@ -102,6 +102,16 @@ impl<T: Transport> HostedRedisStore<T> {
         self.run_on(None, step)
     }
 
+    /// [`run`](Self::run) of the operation `plan` makes with a request id of its own: a client
+    /// that resends its request (ioredis after a reconnect, a cluster client after a closed
+    /// connection) gets the same answer.
+    fn run_identified<R: Send + 'static>(
+        &self,
+        plan: impl FnOnce(&str) -> Step<R>,
+    ) -> BoxFuture<'_, Result<R>> {
+        self.run(crate::store::request_id().map_or_else(|err| Step::Done(Err(err)), |id| plan(&id)))
+    }
+
     /// [`run`](Self::run) with the requests that have no key sent to the walked node `walked`.
     fn run_on<'a, R: Send + 'static>(
         &'a self,
@@ -189,14 +199,9 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
         position: u32,
         retention_ms: u64,
     ) -> BoxFuture<'a, Result<MarkOutcome>> {
-        // A request id per call: a client that resends it (ioredis after a reconnect) gets the
-        // same answer.
-        match crate::store::request_id() {
-            Ok(id) => {
-                self.run(self.layout.guard_mark(guard, stream, position, retention_ms, self.now(), &id))
-            }
-            Err(err) => self.run(Step::Done(Err(err))),
-        }
+        self.run_identified(|id| {
+            self.layout.guard_mark(guard, stream, position, retention_ms, self.now(), id)
+        })
     }
 
     fn guard_marked<'a>(&'a self, guard: &'a str, stream: &'a str) -> BoxFuture<'a, Result<u32>> {
@@ -213,10 +218,7 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
         key: &'a str,
         ttl_ms: u64,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        match crate::store::request_id() {
-            Ok(id) => self.run(self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), &id)),
-            Err(err) => self.run(Step::Done(Err(err))),
-        }
+        self.run_identified(|id| self.layout.lease_try_grant(lock, key, ttl_ms, self.now(), id))
     }
 
     fn lease_renew<'a>(
@@ -249,13 +251,9 @@ impl<T: Transport> crate::aio::Store for HostedRedisStore<T> {
         expected_version: Option<u64>,
         fencing_token: Option<u64>,
     ) -> BoxFuture<'a, Result<u64>> {
-        // A request id per call, as for a grant: a resent write is answered with its version.
-        match crate::store::request_id() {
-            Ok(id) => {
-                self.run(self.layout.record_put(space, key, value, expected_version, fencing_token, &id))
-            }
-            Err(err) => self.run(Step::Done(Err(err))),
-        }
+        self.run_identified(|id| {
+            self.layout.record_put(space, key, value, expected_version, fencing_token, id)
+        })
     }
 
     fn record_delete<'a>(
