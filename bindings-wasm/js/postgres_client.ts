@@ -3,6 +3,8 @@
 // PostgreSQL's text (no type parser of the application applies), so the core reads each exactly;
 // `bytea` parameters go as the Uint8Arrays the core made (pg sends them as binary).
 
+import { notCarried } from "./host_failure.js";
+
 /** A `pg` (node-postgres, v8+) Pool: what this module uses of it. */
 export interface PgPoolLike {
   /** Checks a client out of the pool. */
@@ -76,7 +78,7 @@ export function postgresRunner(pool: unknown, prepare = false): Run {
     try {
       client = await pool.connect();
     } catch (error) {
-      throw { message: error instanceof Error ? error.message : String(error), mayHaveRun: false };
+      throw notCarried(error, false);
     }
     // Whether a failure of the connection leaves the outcome unknown: once a statement sent alone
     // (its own transaction) or the COMMIT is in flight.
@@ -115,7 +117,7 @@ export function postgresRunner(pool: unknown, prepare = false): Run {
       // A connection that failed mid-transaction is not given back: closing it rolls back
       // whatever had not committed.
       client.release(true);
-      throw { message: error instanceof Error ? error.message : String(error), mayHaveRun: mayHaveCommitted };
+      throw notCarried(error, mayHaveCommitted);
     }
   };
 }

@@ -2,6 +2,7 @@
 // wrapped in the one `send` function the wasm core calls for every request it plans.
 
 import { InvalidArgumentError } from "./errors.js";
+import { notCarried } from "./host_failure.js";
 
 /** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
 type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
@@ -177,10 +178,9 @@ export function redisSender(client: unknown): Sender {
     throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client, cluster or Sentinel client");
   }
   // A server's error reply is a reply; anything else rejects with what the core sorts failures by.
-  const notCarried = (error: unknown) => ({ message: error instanceof Error ? error.message : String(error), mayHaveRun: !notSent(error) });
   const failed = (error: unknown): Reply => {
     if (isServerError(error)) return { error: error.message };
-    throw notCarried(error);
+    throw notCarried(error, !notSent(error));
   };
   const decoded = (value: unknown): Reply => {
     try {
@@ -197,12 +197,12 @@ export function redisSender(client: unknown): Sender {
       return request(command, sha1, keys, args, node).then(decoded, failed);
     } catch (error) {
       // Thrown before the client took the request: it was never written.
-      return Promise.reject({ message: error instanceof Error ? error.message : String(error), mayHaveRun: false });
+      return Promise.reject(notCarried(error, false));
     }
   };
   const listed = nodes;
   return {
     send,
-    nodes: listed && (() => listed().catch((error) => Promise.reject(notCarried(error)))),
+    nodes: listed && (() => listed().catch((error) => Promise.reject(notCarried(error, !notSent(error))))),
   };
 }
