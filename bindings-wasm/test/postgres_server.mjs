@@ -3,17 +3,10 @@
 // PostgreSQL refuses), its socket in that directory; stopped by its PID.
 import { spawn, execFileSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
-export const freePort = () =>
-  new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
+import { freePort } from "./servers.mjs";
 
 /** The server binaries of the newest installed PostgreSQL (`/usr/lib/postgresql/<major>/bin`). */
 function bin(name) {

@@ -4,13 +4,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 
 import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
+import { freePort, reachableRedis } from "./servers.mjs";
 import { aio, InvalidArgumentError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
@@ -21,29 +21,11 @@ let server;
 let port;
 const opened = [];
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-
 before(async () => {
   port = await freePort();
   server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
     "--dir", mkdtempSync(join(tmpdir(), "racefree-redis-"))], { stdio: "ignore" });
-  const probe = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  for (let i = 0; ; i++) {
-    try {
-      await probe.connect();
-      if ((await probe.ping()) === "PONG") break;
-    } catch (error) {
-      if (i > 200) throw error;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  probe.disconnect();
+  (await reachableRedis(Redis, port)).disconnect();
 });
 
 after(async () => {

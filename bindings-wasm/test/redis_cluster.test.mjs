@@ -4,7 +4,6 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,23 +12,14 @@ import { promisify } from "node:util";
 
 import * as racefree from "racefree";
 import { aio, InvalidArgumentError } from "racefree";
-import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
+import { checkEveryPrimitive, claimAgain, claimUntil, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
+import { freePorts, reachableRedis } from "./servers.mjs";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
 const { createCluster } = clients("redis");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** `count` distinct free ports (held open together, so no two are the same). */
-async function freePorts(count) {
-  const probes = await Promise.all(Array.from({ length: count }, () => new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => resolve(probe));
-  })));
-  const ports = probes.map((probe) => probe.address().port);
-  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
-  return ports;
-}
 
 const nodes = new Map(); // port -> { server, admin }
 let ports;
@@ -52,18 +42,8 @@ before(async () => {
       "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0",
       // The bus on a free port of its own (the default, port + 10000, may pass 65535).
       "--cluster-port", String(all[6 + i])], { stdio: "ignore" });
-    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-    client.on("error", () => {});
-    nodes.set(port, { server, admin: client });
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await client.connect();
-        if ((await client.ping()) === "PONG") break;
-      } catch (error) {
-        if (attempt > 200) throw error;
-        await sleep(25);
-      }
-    }
+    nodes.set(port, { server });
+    nodes.get(port).admin = await reachableRedis(Redis, port);
   }
   await promisify(execFile)("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"]);
   await clusterSettled();
@@ -73,7 +53,7 @@ after(async () => {
   // At once, not gracefully: a dead node would hold up a graceful close.
   for (const client of opened) client.isCluster ? client.disconnect() : client.destroy();
   for (const { server, admin } of nodes.values()) {
-    admin.disconnect();
+    admin?.disconnect();
     try { process.kill(server.pid, "SIGTERM"); } catch {}
   }
 });
@@ -184,32 +164,6 @@ test("4 processes race one key on the cluster; one is killed while it holds the 
   await raceFourProcessesWithOneKilled({ RACEFREE_CLUSTER_PORTS: ports.slice(0, 3).join(","), RACEFREE_NAMESPACE: fresh() });
 });
 
-/**
- * Claims (replay-safe by their ids) from both clients, 4 stores, until `done()`; a call that
- * failed is claimed again. Resolves to every id's index and the failures' codes.
- */
-async function claimUntil(stores, done) {
-  const seen = new Map();
-  const failures = [];
-  let next = 0;
-  await Promise.all(stores.map(async (store) => {
-    const counter = new aio.Counter(store, "c");
-    while (!done()) {
-      const id = `run-${next++}`;
-      for (;;) {
-        try {
-          seen.set(id, { index: (await counter.claim(id)).index, at: Date.now() });
-          break;
-        } catch (error) {
-          failures.push(error.code);
-          await sleep(20);
-        }
-      }
-    }
-  }));
-  return { seen, failures };
-}
-
 const contiguous = (seen) => {
   const indexes = [...seen.values()].map(({ index }) => index).sort((a, b) => a - b);
   assert.deepEqual(indexes, Array.from({ length: indexes.length }, (_, i) => i), "every claim its own index, none skipped");
@@ -240,7 +194,8 @@ test("a slot migrated key by key while 4 stores claim: ASK followed, no index tw
   for (const port of primaries) await admin(port).call("CLUSTER", "SETSLOT", slot, "NODE", toId);
   await sleep(200);
   migrated = true;
-  const { seen, failures } = await claiming;
+  await claiming.finished;
+  const { seen, failures } = claiming;
   seen.set("first", { index: 0 });
   contiguous(seen);
   assert.ok(seen.size > 50, `only ${seen.size} claims`);
@@ -275,27 +230,13 @@ test("ioredis Cluster, a primary killed while 4 stores claim: its replica takes 
   const promotedAt = Date.now();
   await sleep(1_000);
   stop = true;
-  const { seen, failures } = await claiming;
+  await claiming.finished;
+  const { seen, failures } = claiming;
   assert.ok(seen.size > 20, `only ${seen.size} claims`);
   assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);
-  // Every id claimed again: the same index, unless the claim was lost with the old primary
-  // (replication is asynchronous; `replicas=N` is the knob against it, not offered on npm) — then
-  // a new one. Either way no two ids end up with one index.
-  const counter = new aio.Counter(stores[2], "c");
-  const final = new Map();
-  let lost = 0;
-  for (const [id, { index, at }] of [["first", { index: 0, at: 0 }], ...seen]) {
-    const again = await counter.claim(id);
-    if (again.isNew) {
-      lost += 1;
-      assert.ok(at < promotedAt, `${id}, claimed after the promotion, was lost`);
-    } else {
-      assert.equal(again.index, index, `${id} claimed again got another index`);
-    }
-    final.set(again.index, [...(final.get(again.index) ?? []), id]);
-  }
-  const shared = [...final.values()].filter((ids) => ids.length > 1);
-  assert.deepEqual(shared, [], "two ids hold one index");
+  // Replication is asynchronous (`replicas=N` is the knob against it, not offered on npm).
+  const everyClaim = new Map([["first", { index: 0, at: 0 }], ...seen]);
+  const lost = await claimAgain(new aio.Counter(stores[2], "c"), everyClaim, promotedAt, "after the promotion");
   console.log(`# failover: ${seen.size} claims, ${failures.length} failed calls, ${lost} lost with the old primary`);
   await clusterSettled();
 });

@@ -4,14 +4,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 
 import { aio } from "racefree";
-import { checkEveryPrimitive, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
+import { checkEveryPrimitive, claimAgain, claimUntil, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
+import { freePorts, reachableRedis } from "./servers.mjs";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
@@ -20,35 +20,12 @@ const { createSentinel } = clients("redis");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const MASTER = "racefree";
 
-/** `count` distinct free ports (held open together, so no two are the same). */
-async function freePorts(count) {
-  const probes = await Promise.all(Array.from({ length: count }, () => new Promise((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => resolve(probe));
-  })));
-  const ports = probes.map((probe) => probe.address().port);
-  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
-  return ports;
-}
-
 const servers = [];
 let primary;
 let replica;
 let sentinels;
 
-/** A plain connection to `port`, answering once the server is up. */
-async function connected(port) {
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  client.on("error", () => {});
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await client.connect();
-      if ((await client.ping()) === "PONG") return client;
-    } catch (error) {
-      if (attempt > 200) throw error;
-      await sleep(25);
-    }
-  }
-}
+const connected = (port) => reachableRedis(Redis, port);
 
 /** The port of the primary the sentinels name. */
 async function namedPrimary(sentinel) {
@@ -135,25 +112,8 @@ test("a failover while both clients claim: they follow the new primary; no two c
   const stores = await Promise.all([ioredis(), nodeRedis()]).then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
   const sentinel = admins.at(-1);
   const before = await namedPrimary(sentinel);
-  const seen = new Map();
-  const failures = [];
-  let next = 0;
   let stop = false;
-  const claiming = Promise.all(stores.map(async (store) => {
-    const counter = new aio.Counter(store, "c");
-    while (!stop) {
-      const id = `run-${next++}`;
-      for (;;) {
-        try {
-          seen.set(id, { index: (await counter.claim(id)).index, at: Date.now() });
-          break;
-        } catch (error) {
-          failures.push(error.code);
-          await sleep(20);
-        }
-      }
-    }
-  }));
+  const { seen, failures, finished } = claimUntil(stores, () => stop);
   await sleep(300);
   // The sentinels promote the replica at once (as if the primary were down) and make the old
   // primary its replica; clients learn of it from the sentinels and from READONLY replies.
@@ -178,24 +138,10 @@ test("a failover while both clients claim: they follow the new primary; no two c
     await sleep(50);
   }
   stop = true;
-  await claiming;
+  await finished;
   assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);
   // Replication is asynchronous: claims the old primary acknowledged after the replica's last
-  // sync are lost with it (`replicas=N` is the knob against it; not offered on npm). Every id
-  // claimed again keeps its index, or, lost, gets a new one; either way no two ids share one.
-  const counter = new aio.Counter(stores[1], "c");
-  const holders = new Map();
-  let lost = 0;
-  for (const [id, { index, at }] of seen) {
-    const again = await counter.claim(id);
-    if (again.isNew) {
-      lost += 1;
-      assert.ok(at < demotedAt, `${id}, claimed after the old primary was demoted, was lost`);
-    } else {
-      assert.equal(again.index, index, `${id} claimed again got another index`);
-    }
-    assert.ok(!holders.has(again.index), `${id} and ${holders.get(again.index)} hold index ${again.index}`);
-    holders.set(again.index, id);
-  }
+  // sync are lost with it (`replicas=N` is the knob against it; not offered on npm).
+  const lost = await claimAgain(new aio.Counter(stores[1], "c"), seen, demotedAt, "after the old primary was demoted");
   console.log(`# sentinel failover: ${seen.size} claims, ${lost} lost with the old primary (demoted ${demotedAt - startedAt} ms after the failover began), ${failures.length} failed calls (${[...new Set(failures)]})`);
 });

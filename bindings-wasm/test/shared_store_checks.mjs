@@ -72,6 +72,57 @@ export async function checkEveryPrimitive(store) {
 }
 
 /**
+ * Claims (replay-safe by their ids) on the counter "c" of each of `stores` at once, until
+ * `done()`; a call that failed is claimed again. Returns, filled as the claims go, each id's index
+ * and when it was acknowledged (`seen`) and the failures' codes, and `finished`, which resolves
+ * when the claims stopped.
+ */
+export function claimUntil(stores, done) {
+  const seen = new Map();
+  const failures = [];
+  let next = 0;
+  const finished = Promise.all(stores.map(async (store) => {
+    const counter = new aio.Counter(store, "c");
+    while (!done()) {
+      const id = `run-${next++}`;
+      for (;;) {
+        try {
+          seen.set(id, { index: (await counter.claim(id)).index, at: Date.now() });
+          break;
+        } catch (error) {
+          failures.push(error.code);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
+  }));
+  return { seen, failures, finished };
+}
+
+/**
+ * After a failover, claims every id of `seen` (from `claimUntil`) again on `counter`: each keeps
+ * its index, unless its claim was lost with the old primary — then it gets a new one, and it must
+ * have been acknowledged before `cut` (`cutName` says what happened then). Either way no two ids
+ * end up with one index. Resolves to how many were lost.
+ */
+export async function claimAgain(counter, seen, cut, cutName) {
+  const holders = new Map();
+  let lost = 0;
+  for (const [id, { index, at }] of seen) {
+    const again = await counter.claim(id);
+    if (again.isNew) {
+      lost += 1;
+      assert.ok(at < cut, `${id}, claimed ${cutName}, was lost`);
+    } else {
+      assert.equal(again.index, index, `${id} claimed again got another index`);
+    }
+    assert.ok(!holders.has(again.index), `${id} and ${holders.get(again.index)} hold index ${again.index}`);
+    holders.set(again.index, id);
+  }
+  return lost;
+}
+
+/**
  * Four processes (aio_worker.mjs, its store named by `env`) take one key with runExclusive again
  * and again; one is SIGKILLed while it holds the lease. No two runs overlap, and the key is taken
  * again after the kill.

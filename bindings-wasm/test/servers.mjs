@@ -1,0 +1,32 @@
+// What the Node tests on real servers share: free ports on 127.0.0.1, and a plain connection to a
+// Redis server (or sentinel) once it answers.
+import { createServer } from "node:net";
+
+/** `count` distinct free ports (held open together, so no two are the same). */
+export async function freePorts(count) {
+  const probes = await Promise.all(Array.from({ length: count }, () => new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => resolve(probe));
+  })));
+  const ports = probes.map((probe) => probe.address().port);
+  await Promise.all(probes.map((probe) => new Promise((resolve) => probe.close(resolve))));
+  return ports;
+}
+
+/** One free port. */
+export const freePort = async () => (await freePorts(1))[0];
+
+/** An ioredis connection (`Redis`, the application's class) to 127.0.0.1:`port`, once the server
+ * there answers `PING` (it may still be starting). */
+export async function reachableRedis(Redis, port) {
+  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+  client.on("error", () => {});
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.connect();
+      if ((await client.ping()) === "PONG") return client;
+    } catch (error) {
+      if (attempt > 200) throw error;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
