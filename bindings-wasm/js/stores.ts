@@ -58,6 +58,15 @@ export class PostgresStore extends HostedStore {
 /** Any shared store: what the `aio` primitives run on. */
 export type SharedStore = RedisStore | PostgresStore;
 
+/** Hands what a host call settles to to the core's operation waiting in `slot` (see
+ * `src/host_tasks.rs`: the operation goes on at once, no promise of its own per call). */
+function answer(module: ReturnType<typeof hostedModule>, slot: number, pending: Promise<unknown>): void {
+  pending.then(
+    (value) => module.hostAnswered(slot, value),
+    (error) => module.hostFailed(slot, error),
+  );
+}
+
 /** What reads a `ManualClock` from the hosted stores' module (a wasm instance of its own). */
 function manualNowMs(clock: unknown): (() => number) | undefined {
   if (clock === undefined) return undefined;
@@ -85,7 +94,14 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
 export function openRedis(client: RedisClientLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
   const { namespace = "", clock } = options(opts, "openRedis options");
   const { send, nodes } = redisSender(client);
-  const native = hostedModule().HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock), nodes);
+  const module = hostedModule();
+  const native = module.HostedStore.redis(
+    (command: string, sha1: string | null, keys: string[], args: string[], node: string | undefined, slot: number) =>
+      answer(module, slot, send(command, sha1, keys, args, node)),
+    str("namespace", namespace),
+    manualNowMs(clock),
+    nodes && ((slot: number) => answer(module, slot, nodes())),
+  );
   return RedisStore.wrap(native);
 }
 
@@ -113,11 +129,12 @@ export async function openPostgres(
   if (typeof createSchema !== "boolean") throw new TypeError("createSchema must be a boolean");
   if (typeof prepareStatements !== "boolean") throw new TypeError("prepareStatements must be a boolean");
   const run = postgresRunner(pool, prepareStatements);
-  const native = await hostedModule().HostedStore.postgres(
-    run,
+  const module = hostedModule();
+  const native = (await module.HostedStore.postgres(
+    (begin: string | null, statements: [string, unknown[]][], slot: number) => answer(module, slot, run(begin, statements)),
     str("namespace", namespace),
     manualNowMs(clock),
     createSchema,
-  );
+  )) as Native.HostedStore;
   return PostgresStore.wrap(native);
 }

@@ -13,7 +13,6 @@ use racefree::aio;
 use racefree::store::postgres::HostedPostgresStore;
 use racefree::store::redis::HostedRedisStore;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::convert::{self, to_number};
 use crate::errors::IntoJs;
@@ -71,17 +70,20 @@ impl HostedStore {
     }
 
     /// The PostgreSQL store in `namespace` over `run` (see `hosted_postgres::JsTransport`),
-    /// once racefree's schema is checked (and created when missing, if `createSchema`).
-    pub async fn postgres(
+    /// once racefree's schema is checked (and created when missing, if `createSchema`): a
+    /// `Promise` of the `HostedStore`.
+    pub fn postgres(
         run: Function,
         namespace: String,
         manual_now_ms: Option<Function>,
         create_schema: bool,
-    ) -> Result<HostedStore, JsValue> {
+    ) -> Promise {
         let transport = crate::hosted_postgres::JsTransport { run: OneThread(run) };
-        let opened = HostedPostgresStore::new(transport, &namespace, clock(manual_now_ms), create_schema);
-        let store = OneThread(opened).await.js()?;
-        Ok(HostedStore { inner: Arc::new(store) })
+        let clock = clock(manual_now_ms);
+        promise(async move {
+            let store = HostedPostgresStore::new(transport, &namespace, clock, create_schema).await.js()?;
+            Ok(HostedStore { inner: Arc::new(store) }.into())
+        })
     }
 
     /// The namespace that prefixes every key.
@@ -107,14 +109,9 @@ impl HostedStore {
     }
 }
 
-/// What every async method of this module returns before it becomes a `Promise`.
-type Work = Pin<Box<dyn Future<Output = std::result::Result<JsValue, JsValue>>>>;
-
 /// A future of the core as a `Promise`: its value, or the core's error as racefree's error.
-/// Boxed, so that `future_to_promise` (and the executor code it inlines) is built once for every
-/// method instead of once per method (the Node `.wasm`: 216 to 212 KB gzipped).
 fn promise(work: impl Future<Output = std::result::Result<JsValue, JsValue>> + 'static) -> Promise {
-    future_to_promise::<Work>(Box::pin(work))
+    crate::host_tasks::promise(work)
 }
 
 fn number(what: &str, value: u64) -> std::result::Result<JsValue, JsValue> {

@@ -3,24 +3,23 @@
 
 use std::sync::Arc;
 
-use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Reflect, Uint8Array};
 use racefree::aio::{BoxFuture, Spawner};
 use racefree::store::postgres::protocol::{Cell, Param, Row};
 use racefree::store::postgres::{Transaction, TransactionError, Transport};
 use racefree::Error;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::hosted::OneThread;
 
-/// The host's `run(begin, statements)`: `begin` is the statement that opens the transaction, or
+/// The host's `run(begin, statements, slot)`: `begin` is the statement that opens the transaction, or
 /// `null` when the one statement is sent alone; `statements` is an array of `[sql, params]`, each
 /// parameter a `Uint8Array` (`bytea`), a decimal string or `null` (`bigint`), a number
-/// (`integer`) or a string (`text`). It resolves to one `[typeOids, rows]` per statement, each
-/// row an array of the columns' text (`null` for NULL), or to `{ sqlstate, message }` when the
-/// server refused a statement (the transaction rolled back); it rejects with
-/// `{ message, mayHaveRun }` when the transaction could not be carried (`mayHaveRun`: it may have
-/// committed).
+/// (`integer`) or a string (`text`). It answers `slot` (see `host_tasks`) with one
+/// `[typeOids, rows]` per statement, each row an array of the columns' text (`null` for NULL),
+/// or with `{ sqlstate, message }` when the server refused a statement (the transaction rolled
+/// back); it fails it with `{ message, mayHaveRun }` when the transaction could not be carried
+/// (`mayHaveRun`: it may have committed).
 pub(crate) struct JsTransport {
     pub(crate) run: OneThread<Function>,
 }
@@ -99,10 +98,11 @@ impl Transport for JsTransport {
                 JsValue::from(Array::of2(&JsValue::from_str(statement.sql), &params))
             })
             .collect();
-        let call = self.run.0.call2(&JsValue::NULL, &begin, &statements);
+        let answer = crate::host_tasks::reserve();
+        let call = self.run.0.call3(&JsValue::NULL, &begin, &statements, &answer.number());
+        let answer = answer.after(call);
         Box::pin(OneThread(async move {
-            let promise = call.map_err(|err| failure(&err))?;
-            let answered = JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))?;
+            let answered = answer.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err))?;
             if let Some(sqlstate) = field(&answered, "sqlstate").and_then(|code| code.as_string()) {
                 let message = field(&answered, "message").and_then(|m| m.as_string()).unwrap_or_default();
                 return Err(TransactionError::Server { sqlstate, message });
@@ -121,6 +121,6 @@ impl Transport for JsTransport {
     }
 
     fn spawner(&self) -> Spawner {
-        Arc::new(wasm_bindgen_futures::spawn_local)
+        Arc::new(crate::host_tasks::spawn)
     }
 }

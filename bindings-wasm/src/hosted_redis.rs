@@ -1,26 +1,28 @@
 //! The Redis transport of a hosted store: the core's Redis protocol carried by a `send` function
 //! the JavaScript layer builds around an ioredis or node-redis client.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Reflect, Uint8Array};
 use racefree::aio::{BoxFuture, Spawner};
 use racefree::store::redis::protocol::{Command, Reply, Request};
 use racefree::store::redis::Transport;
 use racefree::{Error, Result};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use crate::convert;
+use crate::host_tasks::HostAnswer;
 use crate::hosted::OneThread;
 
-/// The host's `send(command, sha1, keys, args)`: `command` is `"EVALSHA"` (with the script's
-/// SHA-1) or the plain command's name. It resolves to the reply (`null`, a number, a string, a
-/// `Uint8Array`, an array of replies, or `{ error: "CODE message" }` for the server's error
-/// reply) and rejects with `{ message, mayHaveRun }` when the request could not be carried. On a
-/// cluster, `send` takes a fifth argument, the node (`"host:port"`) a walk's keyless request goes
-/// to, and `nodes()` resolves to the primaries a walk visits; a keyed request goes where the
-/// host's cluster client routes it (by its first key; every key of a request shares a hash tag).
+/// The host's `send(command, sha1, keys, args, node, slot)`: `command` is `"EVALSHA"` (with the
+/// script's SHA-1) or the plain command's name. It answers `slot` (see `host_tasks`) with the
+/// reply (`null`, a number, a string, a `Uint8Array`, an array of replies, or
+/// `{ error: "CODE message" }` for the server's error reply), or fails it with
+/// `{ message, mayHaveRun }` when the request could not be carried. On a cluster, `node` is the
+/// node (`"host:port"`) a walk's keyless request goes to (else `undefined`), and `nodes(slot)`
+/// answers with the primaries a walk visits; a keyed request goes where the host's cluster client
+/// routes it (by its first key; every key of a request shares a hash tag).
 pub(crate) struct JsTransport {
     pub(crate) send: OneThread<Function>,
     pub(crate) nodes: Option<OneThread<Function>>,
@@ -80,10 +82,14 @@ fn failure(value: &JsValue) -> Error {
     Error::BackendUnavailable { reason: format!("redis: {message}"), source: None }
 }
 
-/// What a host's function call resolves to, or its rejection sorted as [`failure`] sorts it.
-async fn settled(call: std::result::Result<JsValue, JsValue>) -> Result<JsValue> {
-    let promise = call.map_err(|err| failure(&err))?;
-    JsFuture::from(Promise::resolve(&promise)).await.map_err(|err| failure(&err))
+/// What a host's call made with the answer slot `answer` resolves to, or its failure (thrown at
+/// once, or answered) sorted as [`failure`] sorts it.
+fn settled(
+    answer: HostAnswer,
+    call: std::result::Result<JsValue, JsValue>,
+) -> impl Future<Output = Result<JsValue>> {
+    let answer = answer.after(call);
+    async move { answer.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err)) }
 }
 
 impl JsTransport {
@@ -96,8 +102,18 @@ impl JsTransport {
         let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
         // `undefined` for no node: the host's `send` takes it as an omitted argument.
         let node = node.map_or(JsValue::UNDEFINED, JsValue::from_str);
-        let call = self.send.0.call5(&JsValue::NULL, &JsValue::from_str(command), &sha1, &keys, &args, &node);
-        Box::pin(OneThread(async move { reply(&settled(call).await?) }))
+        let answer = crate::host_tasks::reserve();
+        let call = self.send.0.call6(
+            &JsValue::NULL,
+            &JsValue::from_str(command),
+            &sha1,
+            &keys,
+            &args,
+            &node,
+            &answer.number(),
+        );
+        let answered = settled(answer, call);
+        Box::pin(OneThread(async move { reply(&answered.await?) }))
     }
 }
 
@@ -107,14 +123,16 @@ impl Transport for JsTransport {
     }
 
     fn spawner(&self) -> Spawner {
-        Arc::new(wasm_bindgen_futures::spawn_local)
+        Arc::new(crate::host_tasks::spawn)
     }
 
     fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
         let Some(nodes) = &self.nodes else { return Box::pin(async { Ok(vec![None]) }) };
-        let call = nodes.0.call0(&JsValue::NULL);
+        let answer = crate::host_tasks::reserve();
+        let call = nodes.0.call1(&JsValue::NULL, &answer.number());
+        let answered = settled(answer, call);
         Box::pin(OneThread(async move {
-            let listed = settled(call).await?;
+            let listed = answered.await?;
             let names: Option<Option<Vec<String>>> =
                 listed.dyn_ref::<Array>().map(|names| names.iter().map(|name| name.as_string()).collect());
             match names {

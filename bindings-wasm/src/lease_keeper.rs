@@ -144,7 +144,7 @@ impl LeaseKeeper {
             let keeper = self.keeper.borrow();
             (keeper.key().to_owned(), keeper.token(), keeper.options().ttl())
         };
-        Ok(wasm_bindgen_futures::future_to_promise(async move {
+        Ok(crate::host_tasks::promise(async move {
             let reply = lock.renew_token(&key, token, ttl).await;
             *kept.borrow_mut() = Some(reply);
             Ok(JsValue::UNDEFINED)

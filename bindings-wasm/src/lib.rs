@@ -15,6 +15,8 @@ mod fast_call;
 #[cfg(feature = "memory")]
 mod floor;
 #[cfg(feature = "hosted")]
+mod host_tasks;
+#[cfg(feature = "hosted")]
 mod hosted;
 #[cfg(feature = "hosted")]
 mod hosted_postgres;

@@ -109,6 +109,33 @@ test("an ioredis client with a keyPrefix is refused, and so is anything that is 
   assert.throws(() => new aio.Counter({}, "c"), TypeError);
 });
 
+test("each answer reaches its own operation, and no operation or host call outlives its end", async () => {
+  // A client answering INCR with the counter's own number after 0-2 ms (in any order), or failing
+  // it (a closed socket: outcome unknown), or answering what is no index; 3,000 operations at once.
+  const settleAfter = (value) => new Promise((resolve, reject) =>
+    setTimeout(() => (value instanceof Error ? reject(value) : resolve(value)), Math.floor(Math.random() * 3)));
+  const client = {
+    call(command, key) {
+      const own = Number(/:n(\d+)\}c$/.exec(key)[1]);
+      if (own % 7 === 3) return settleAfter(new Error("Connection is closed."));
+      if (own % 11 === 5) return settleAfter("not a number");
+      return settleAfter(own + 1); // INCR's new value: the index is `own`
+    },
+    evalsha: () => settleAfter(new Error("not used")),
+  };
+  const store = aio.openRedis(client, { namespace: "answers" });
+  const outcomes = await Promise.allSettled(Array.from({ length: 3000 }, (_, n) => new aio.Counter(store, `n${n}`).next()));
+  outcomes.forEach((outcome, n) => {
+    if (n % 7 === 3) assert.equal(outcome.reason?.code, "timeout", `operation ${n}`);
+    else if (n % 11 === 5) assert.equal(outcome.reason?.code, "corrupt_data", `operation ${n}`);
+    else assert.equal(outcome.value, n, `operation ${n}`);
+  });
+  // The hosted module this process loaded, and what it still holds: no task, no answer slot.
+  const require = createRequire(import.meta.url);
+  const hostedPath = Object.keys(require.cache).find((path) => /node-hosted.racefree_wasm\.js$/.test(path));
+  assert.deepEqual(Array.from(require(hostedPath).hostPending()), [0, 0]);
+});
+
 test("a server that is gone rejects with a typed error: backend_unavailable, the request never written", async () => {
   const client = new Redis({ port: await freePort(), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
   client.on("error", () => {}); // the refused connection is this test's point
