@@ -6,12 +6,19 @@ import { notCarried } from "./host_failure.js";
 
 /** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
 type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
-/** Sends one request: a keyed one where the client routes its first key, a walk's to `node`. */
-export type Send = (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<Reply>;
-/** How the core reaches the server: `send`, and on a cluster the primaries a walk visits. */
+/** Sends one request — a keyed one where the client routes its first key, a walk's to `node` —
+ * and hands what it got to the core's answer `slot`; throws when the client refuses it at once. */
+export type Send = (command: string, sha1: string | null, keys: string[], args: string[], node: string | undefined, slot: number) => void;
+/** How the core reaches the server: `send`, and on a cluster `nodes`, which answers `slot` with
+ * the primaries a walk visits. */
 export interface Sender {
   send: Send;
-  nodes?: () => Promise<string[]>;
+  nodes?: (slot: number) => void;
+}
+/** Where a host call's outcome goes: the wasm core's slot for it (see `src/host_tasks.rs`). */
+export interface Answers {
+  hostAnswered(slot: number, value: unknown): void;
+  hostFailed(slot: number, error: unknown): void;
 }
 
 /** An ioredis client (v5+): what this module uses of it. */
@@ -130,12 +137,12 @@ function clusterRequest(
 
 /**
  * The `send` (and, on a cluster, `nodes`) the wasm core carries its requests with, over any
- * client `openRedis` takes.
+ * client `openRedis` takes; each outcome goes to `answers`.
  *
  * @throws {TypeError} when `client` is none of those clients.
  * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`.
  */
-export function redisSender(client: unknown): Sender {
+export function redisSender(client: unknown, answers: Answers): Sender {
   let request: (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<unknown>;
   let nodes: (() => Promise<string[]>) | undefined;
   if (isIoredisCluster(client)) {
@@ -177,32 +184,36 @@ export function redisSender(client: unknown): Sender {
   } else {
     throw new TypeError("client must be an ioredis client or Cluster, or a node-redis client, cluster or Sentinel client");
   }
-  // A server's error reply is a reply; anything else rejects with what the core sorts failures by.
-  const failed = (error: unknown): Reply => {
-    if (isServerError(error)) return { error: error.message };
-    throw notCarried(error, !notSent(error));
+  // A server's error reply is a reply; any other failure goes with what the core sorts it by.
+  const failed = (slot: number, error: unknown): void => {
+    if (isServerError(error)) answers.hostAnswered(slot, { error: error.message });
+    else answers.hostFailed(slot, notCarried(error, !notSent(error)));
   };
-  const decoded = (value: unknown): Reply => {
+  // One `then` on the client's promise, handing its outcome straight to the core: no promise or
+  // microtask turn of our own per request (see `src/host_tasks.rs` for the figures).
+  const send: Send = (command, sha1, keys, args, node, slot) => {
+    let pending: Promise<unknown>;
     try {
-      return normalized(value);
-    } catch (error) {
-      return failed(error);
-    }
-  };
-  // `then` on the client's promise, not an async function around it: fewer promises and
-  // microtask turns per request (a 1-caller `next` on ioredis, best of 5: 88 -> 83-86 us, the
-  // client's own INCR 68-72 us; the rest is the wasm side's, before the send and after the reply).
-  const send: Send = (command, sha1, keys, args, node) => {
-    try {
-      return request(command, sha1, keys, args, node).then(decoded, failed);
+      pending = request(command, sha1, keys, args, node);
     } catch (error) {
       // Thrown before the client took the request: it was never written.
-      return Promise.reject(notCarried(error, false));
+      throw notCarried(error, false);
     }
+    pending.then((value) => {
+      let reply: Reply;
+      try {
+        reply = normalized(value);
+      } catch (error) {
+        return failed(slot, error);
+      }
+      answers.hostAnswered(slot, reply);
+    }, (error) => failed(slot, error));
   };
   const listed = nodes;
   return {
     send,
-    nodes: listed && (() => listed().catch((error) => Promise.reject(notCarried(error, !notSent(error))))),
+    nodes: listed && ((slot: number) => {
+      listed().then((names) => answers.hostAnswered(slot, names), (error) => failed(slot, error));
+    }),
   };
 }

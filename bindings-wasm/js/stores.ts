@@ -59,7 +59,7 @@ export class PostgresStore extends HostedStore {
 export type SharedStore = RedisStore | PostgresStore;
 
 /** Hands what a host call settles to to the core's operation waiting in `slot` (see
- * `src/host_tasks.rs`: the operation goes on at once, no promise of its own per call). */
+ * `src/host_tasks.rs`: the operation goes on at once). */
 function answer(module: ReturnType<typeof hostedModule>, slot: number, pending: Promise<unknown>): void {
   pending.then(
     (value) => module.hostAnswered(slot, value),
@@ -93,15 +93,9 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  */
 export function openRedis(client: RedisClientLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
   const { namespace = "", clock } = options(opts, "openRedis options");
-  const { send, nodes } = redisSender(client);
   const module = hostedModule();
-  const native = module.HostedStore.redis(
-    (command: string, sha1: string | null, keys: string[], args: string[], node: string | undefined, slot: number) =>
-      answer(module, slot, send(command, sha1, keys, args, node)),
-    str("namespace", namespace),
-    manualNowMs(clock),
-    nodes && ((slot: number) => answer(module, slot, nodes())),
-  );
+  const { send, nodes } = redisSender(client, module);
+  const native = module.HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock), nodes);
   return RedisStore.wrap(native);
 }
 

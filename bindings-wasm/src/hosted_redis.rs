@@ -1,6 +1,7 @@
 //! The Redis transport of a hosted store: the core's Redis protocol carried by a `send` function
 //! the JavaScript layer builds around an ioredis or node-redis client.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -92,10 +93,30 @@ fn settled(
     async move { answer.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err)) }
 }
 
+thread_local! {
+    /// The JavaScript strings of the commands' names and the scripts' SHA-1s, each made once:
+    /// decoding them from UTF-8 again on every request is time the request does not need.
+    static STATIC_TEXTS: RefCell<Vec<((usize, usize), JsValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `text` as a JavaScript string, made on its first use (a few dozen in all).
+fn static_text(text: &'static str) -> JsValue {
+    let key = (text.as_ptr() as usize, text.len());
+    STATIC_TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        if let Some((_, made)) = texts.iter().find(|(made_for, _)| *made_for == key) {
+            return made.clone();
+        }
+        let made = JsValue::from_str(text);
+        texts.push((key, made.clone()));
+        made
+    })
+}
+
 impl JsTransport {
     fn carry<'a>(&'a self, node: Option<&str>, request: &'a Request) -> BoxFuture<'a, Result<Reply>> {
         let (command, sha1) = match request.command {
-            Command::Script(script) => ("EVALSHA", JsValue::from_str(&script.sha1)),
+            Command::Script(script) => ("EVALSHA", static_text(&script.sha1)),
             Command::Plain(name) => (name, JsValue::NULL),
         };
         let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
@@ -105,7 +126,7 @@ impl JsTransport {
         let answer = crate::host_tasks::reserve();
         let call = self.send.0.call6(
             &JsValue::NULL,
-            &JsValue::from_str(command),
+            &static_text(command),
             &sha1,
             &keys,
             &args,
