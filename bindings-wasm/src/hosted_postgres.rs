@@ -123,4 +123,9 @@ impl Transport for JsTransport {
     fn spawner(&self) -> Spawner {
         Arc::new(crate::host_tasks::spawn)
     }
+
+    /// A promise cannot be cancelled: `host_tasks` runs every operation to its end.
+    fn runs_to_completion(&self) -> bool {
+        true
+    }
 }

@@ -147,6 +147,11 @@ impl Transport for JsTransport {
         Arc::new(crate::host_tasks::spawn)
     }
 
+    /// A promise cannot be cancelled: `host_tasks` runs every operation to its end.
+    fn runs_to_completion(&self) -> bool {
+        true
+    }
+
     fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
         let Some(nodes) = &self.nodes else { return Box::pin(async { Ok(vec![None]) }) };
         let answer = crate::host_tasks::reserve();

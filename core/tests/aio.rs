@@ -23,8 +23,12 @@ use serde_json::{json, Value};
 struct Gated {
     inner: aio::SharedStore,
     pretend_local: bool,
+    /// Claims that its host runs every future to its end (a JavaScript event loop).
+    runs_to_completion: bool,
     /// Renewals fail as if the server were unreachable.
     fail_renewals: std::sync::atomic::AtomicBool,
+    /// Tasks the primitives started on it.
+    spawned: Arc<AtomicUsize>,
 }
 
 /// `Pending` once, then ready: one await point.
@@ -69,6 +73,16 @@ impl aio::Store for Gated {
     }
     fn is_local(&self) -> bool {
         self.pretend_local
+    }
+    fn runs_to_completion(&self) -> bool {
+        self.pretend_local || self.runs_to_completion
+    }
+    fn spawner(&self) -> aio::Spawner {
+        let (runtime, spawned) = (tokio::runtime::Handle::current(), Arc::clone(&self.spawned));
+        Arc::new(move |task| {
+            spawned.fetch_add(1, Ordering::SeqCst);
+            drop(runtime.spawn(task));
+        })
     }
     fn counter_next<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>> {
         gate!(self.counter_next(counter))
@@ -163,8 +177,19 @@ impl aio::Store for Gated {
 }
 
 fn gated_store(pretend_local: bool) -> aio::SharedStore {
+    Arc::new(Gated { pretend_local, ..remote_gated() })
+}
+
+/// The memory store behind the gate, claiming to be remote.
+fn remote_gated() -> Gated {
     let memory: racefree::SharedStore = Arc::new(MemoryStore::new());
-    Arc::new(Gated { inner: aio::from_blocking(memory), pretend_local, fail_renewals: false.into() })
+    Gated {
+        inner: aio::from_blocking(memory),
+        pretend_local: false,
+        runs_to_completion: false,
+        fail_renewals: false.into(),
+        spawned: Arc::default(),
+    }
 }
 
 /// Polls `future` `k` times (or until it is ready) and drops it; whether it finished.
@@ -302,6 +327,48 @@ async fn a_first_is_the_handles_until_it_is_delivered() {
         );
         assert_eq!(guard.mark("b", "started").await.expect("mark"), Mark::Duplicate);
         assert!(guard.keep_undelivered("b", "nope").is_err(), "an undeclared event was kept");
+    }
+}
+
+/// A store whose host runs every future to its end (the npm package's hosted stores): marks and
+/// grants go inline, no task of their own, and concurrent callers on one handle still get one
+/// `First` per event and one holder per key. The same calls on a store without the promise take
+/// a task each (what the inline path saves).
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_run_to_completion_marks_and_grants_inline_with_one_winner() {
+    for runs_to_completion in [true, false] {
+        let gated = Gated { runs_to_completion, ..remote_gated() };
+        let spawned = Arc::clone(&gated.spawned);
+        let store: aio::SharedStore = Arc::new(gated);
+        let guard = Arc::new(EventGuard::new(&store, "inline", &["ended"]).expect("guard"));
+        let lock = Arc::new(StartLock::new(&store, "inline").expect("lock"));
+        let marks: Vec<_> = (0..32)
+            .map(|_| {
+                let guard = Arc::clone(&guard);
+                tokio::spawn(async move { guard.mark("s", "ended").await })
+            })
+            .collect();
+        let grants: Vec<_> = (0..32)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                tokio::spawn(async move { lock.try_start("k", Duration::from_secs(30)).await })
+            })
+            .collect();
+        let mut firsts = 0;
+        for mark in marks {
+            firsts += usize::from(mark.await.expect("task").expect("mark") == Mark::First);
+        }
+        let mut holders = 0;
+        for grant in grants {
+            holders += usize::from(grant.await.expect("task").expect("grant").is_some());
+        }
+        assert_eq!((firsts, holders), (1, 1), "run to completion: {runs_to_completion}");
+        let tasks = spawned.load(Ordering::SeqCst);
+        if runs_to_completion {
+            assert_eq!(tasks, 0, "a store run to completion needs no task per call");
+        } else {
+            assert_eq!(tasks, 64, "each mark and grant in a task of its own");
+        }
     }
 }
 
@@ -682,12 +749,7 @@ async fn coordinator_drops_a_work_whose_lease_is_taken() {
 /// after, and told `renewals_failed`.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn coordinator_drops_the_work_by_the_safe_deadline_when_renewals_fail() {
-    let memory: racefree::SharedStore = Arc::new(MemoryStore::new());
-    let gated = Arc::new(Gated {
-        inner: aio::from_blocking(memory),
-        pretend_local: false,
-        fail_renewals: false.into(),
-    });
+    let gated = Arc::new(remote_gated());
     let store: aio::SharedStore = gated.clone();
     let ttl = Duration::from_secs(3);
     let tasks = coordinator(&store, ttl);

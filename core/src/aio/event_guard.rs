@@ -116,10 +116,16 @@ impl EventGuard {
     pub async fn mark_to_deliver(&self, stream: &str, event: &str) -> Result<ToDeliver> {
         validate::key("stream id", stream)?;
         let position = self.declared.position(event)?;
-        let mut sent = if self.store.is_local() {
-            // Ready when first polled: nothing to drop half-way, nothing in flight to wait for.
+        let mut sent = if self.store.runs_to_completion() {
+            // Never dropped half-way: no First can be left undelivered by this call, so none is
+            // waited for (concurrent marks of one event are told apart by the store itself).
             let event = (stream.to_owned(), position);
-            let outcome = if self.marks.lock().undelivered.remove(&event) {
+            // Emptiness first: most marks find nothing kept, and hashing the event costs.
+            let taken = {
+                let mut marks = self.marks.lock();
+                !marks.undelivered.is_empty() && marks.undelivered.remove(&event)
+            };
+            let outcome = if taken {
                 MarkOutcome::First
             } else {
                 let marked = self

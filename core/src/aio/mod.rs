@@ -135,6 +135,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether the host runs every primitive's future on this store to its end — a JavaScript
+    /// event loop, whose promises cannot be cancelled — or every call completes when first polled
+    /// ([`is_local`](Store::is_local)). Then no future is dropped half-way, and a grant or a mark
+    /// needs no task of its own to outlive its caller (a task and a channel per call saved).
+    fn runs_to_completion(&self) -> bool {
+        self.is_local()
+    }
+
     /// How this store's primitives start a task of their own (a grant or a mark that must finish,
     /// and be given back, when its caller is dropped), called where the primitive runs: on tokio
     /// (the default with feature `tokio`), the current runtime's `spawn`; a host without tokio

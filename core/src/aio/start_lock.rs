@@ -111,8 +111,8 @@ impl StartLock {
     pub async fn try_grant(&self, key: &str, ttl: Duration) -> Result<Option<LeaseGrant>> {
         validate::key("lease key", key)?;
         let ttl_ms = validate::ttl_ms("ttl", ttl)?;
-        let grant = if self.store.is_local() {
-            // Ready when first polled: nothing to drop half-way.
+        let grant = if self.store.runs_to_completion() {
+            // Never dropped half-way: a grant always reaches this caller.
             self.store.lease_try_grant(&self.name, key, ttl_ms).await
         } else {
             self.grant_in_own_task(key, ttl_ms).await

@@ -71,6 +71,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// How the host starts a task of its own (see [`crate::aio::Store::spawner`]).
     fn spawner(&self) -> Spawner;
+
+    /// Whether the host runs every operation's future to its end (see
+    /// [`crate::aio::Store::runs_to_completion`]; a JavaScript event loop). Default `false`.
+    fn runs_to_completion(&self) -> bool {
+        false
+    }
 }
 
 /// The PostgreSQL store over a host's [`Transport`]: every operation the same statements,
@@ -256,6 +262,10 @@ impl<T: Transport> crate::aio::Store for HostedPostgresStore<T> {
 
     fn spawner(&self) -> Spawner {
         self.transport.spawner()
+    }
+
+    fn runs_to_completion(&self) -> bool {
+        self.transport.runs_to_completion()
     }
 
     fn counter_next<'a>(&'a self, counter: &'a str) -> BoxFuture<'a, Result<u64>> {
