@@ -2,8 +2,11 @@
 // against the lock libraries Node services use, all in one run on one server (started here on a
 // free 127.0.0.1 port, stopped by its PID). Run after building: node bench/aio.mjs [n]
 // Prints op/s and the ratio of time per op to the baseline: target <= 1.2x the raw round trip,
-// and a lease cycle faster than redlock 4.2 (the `latest` tag) and redis-semaphore.
+// and a lease cycle faster than redlock 4.2 (the `latest` tag) and redis-semaphore; and beside
+// them racefree's own requests sent by ioredis alone, which tells the server's share of the
+// time (its scripts' work) from racefree's own (planning, decoding, the wasm crossing).
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +17,7 @@ import Redlock from "redlock";
 import { Mutex } from "redis-semaphore";
 
 import { aio } from "../dist/esm/node.js";
-import { rate } from "./rate.mjs";
+import { rates } from "./rate.mjs";
 
 // 20,000: fewer leave the wasm and JS compilers warming up inside the first rows.
 const n = Number(process.argv[2] ?? 20_000);
@@ -37,18 +40,43 @@ try {
   const trivial = await client.script("LOAD", "return 1");
   const redlock = new Redlock([client], { retryCount: 0 });
 
+  // racefree's own requests, sent by the client itself: what the server's work costs (the
+  // scripts' fencing tokens, request ids and server-side time) apart from racefree's planning
+  // and decoding. Each request is captured once from a call through a recording client, then
+  // replayed with its key (and request id) made fresh per call.
+  const captured = [];
+  const recording = new Proxy(client, {
+    get: (target, name) => name === "evalsha"
+      ? (...request) => (captured.push(request), target.evalsha(...request))
+      : (typeof target[name] === "function" ? target[name].bind(target) : target[name]),
+  });
+  const recorded = aio.openRedis(recording, { namespace: "bench" });
+  await new aio.EventGuard(recorded, "captured", ["ended"]).mark("STREAM", "ended");
+  await (await new aio.StartLock(recorded, "captured").tryStart("LEASE", { ttl: 30_000 })).release();
+  const [markRequest, grantRequest, releaseRequest] = captured;
+  const freshId = () => randomBytes(16).toString("hex");
+  const replay = (request, from, to, id) => request.map((part) =>
+    typeof part === "string" && part.includes(from) ? part.replace(from, to) : part === request.at(-1) && id ? id : part);
+
   let round = 0;
   const rows = () => {
     const tag = round++;
     const counter = new aio.Counter(store, `c${tag}`);
     const guard = new aio.EventGuard(store, `g${tag}`, ["ended"]);
     const lock = new aio.StartLock(store, `l${tag}`);
+    const rawLease = async (i) => {
+      const key = `r${tag}:${i}`;
+      const [, token] = await client.evalsha(...replay(grantRequest, "LEASE", key, freshId()));
+      await client.evalsha(...replay(releaseRequest, "LEASE", key).map((part) => (part === releaseRequest.at(-1) ? String(token) : part)));
+    };
+    // [name, racefree, its requests sent by the client, the baseline]
     return [
-      ["next vs INCR", (i) => counter.next(), (i) => client.incr(`raw${tag}`)],
-      ["mark vs EVALSHA return 1", (i) => guard.mark(`s${i}`, "ended"), (i) => client.evalsha(trivial, 0)],
-      ["lease vs redlock 4.2", async (i) => (await lock.tryStart(`k${i}`, { ttl: 30_000 })).release(),
+      ["next vs INCR", (i) => counter.next(), (i) => client.incr(`own${tag}`), (i) => client.incr(`raw${tag}`)],
+      ["mark vs EVALSHA return 1", (i) => guard.mark(`s${i}`, "ended"),
+        (i) => client.evalsha(...replay(markRequest, "STREAM", `o${tag}:${i}`, freshId())), (i) => client.evalsha(trivial, 0)],
+      ["lease vs redlock 4.2", async (i) => (await lock.tryStart(`k${i}`, { ttl: 30_000 })).release(), rawLease,
         async (i) => (await redlock.lock(`rl${tag}:${i}`, 30_000)).unlock()],
-      ["lease vs redis-semaphore", async (i) => (await lock.tryStart(`k${i}`, { ttl: 30_000 })).release(),
+      ["lease vs redis-semaphore", async (i) => (await lock.tryStart(`k${i}`, { ttl: 30_000 })).release(), rawLease,
         async (i) => {
           const mutex = new Mutex(client, `rs${tag}:${i}`, { lockTimeout: 30_000, acquireAttemptsLimit: 1, refreshInterval: 0 });
           await mutex.acquire();
@@ -56,15 +84,15 @@ try {
         }],
     ];
   };
-  for (const [, ours, theirs] of rows()) { await ours(0); await theirs(0); } // warm: connections, scripts
+  for (const [, ours, own, theirs] of rows()) { await ours(0); await own(0); await theirs(0); } // warm: connections, scripts
 
-  console.log(`racefree aio (ioredis ${(await import("ioredis/package.json", { with: { type: "json" } })).default.version}) vs baselines, ${n} ops per cell, one server`);
-  console.log(`${"operation".padEnd(28)} ${"callers".padStart(7)} ${"racefree op/s".padStart(14)} ${"baseline op/s".padStart(14)} ${"time ratio".padStart(10)}`);
+  console.log(`racefree aio (ioredis ${(await import("ioredis/package.json", { with: { type: "json" } })).default.version}) vs baselines, ${n} ops per cell in 5 rounds taking turns (best round), one server`);
+  console.log("own requests: racefree's requests sent by ioredis itself (the server's share of racefree's time)");
+  console.log(`${"operation".padEnd(28)} ${"callers".padStart(7)} ${"racefree op/s".padStart(14)} ${"own requests".padStart(13)} ${"baseline op/s".padStart(14)} ${"time ratio".padStart(10)} ${"own vs base".padStart(11)}`);
   for (const concurrency of CONCURRENCY) {
-    for (const [name, ours, theirs] of rows()) {
-      const oursRate = await rate(n, concurrency, ours);
-      const theirsRate = await rate(n, concurrency, theirs);
-      console.log(`${name.padEnd(28)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x`);
+    for (const [name, ours, own, theirs] of rows()) {
+      const [oursRate, ownRate, theirsRate] = await rates(n, concurrency, [ours, own, theirs]);
+      console.log(`${name.padEnd(28)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${ownRate.toFixed(0).padStart(13)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x ${(theirsRate / ownRate).toFixed(2).padStart(10)}x`);
     }
   }
   client.disconnect();

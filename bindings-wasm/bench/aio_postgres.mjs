@@ -5,7 +5,7 @@
 import pg from "pg";
 
 import { aio } from "../dist/esm/node.js";
-import { rate } from "./rate.mjs";
+import { rate, rates } from "./rate.mjs";
 import { PostgresServer } from "../test/postgres_server.mjs";
 
 const n = Number(process.argv[2] ?? 5_000);
@@ -50,12 +50,11 @@ try {
     await rate(n, 8, ours);
     await rate(n, 8, theirs);
   }
-  console.log(`racefree aio (pg ${(await import("pg/package.json", { with: { type: "json" } })).default.version}) vs the pool's raw queries, ${n} ops per cell, one server`);
+  console.log(`racefree aio (pg ${(await import("pg/package.json", { with: { type: "json" } })).default.version}) vs the pool's raw queries, ${n} ops per cell in 5 rounds taking turns (best round), one server`);
   console.log(`${"operation".padEnd(26)} ${"callers".padStart(7)} ${"racefree op/s".padStart(14)} ${"baseline op/s".padStart(14)} ${"time ratio".padStart(10)}`);
   for (const concurrency of CONCURRENCY) {
     for (const [name, ours, theirs] of rows()) {
-      const theirsRate = await rate(n, concurrency, theirs);
-      const oursRate = await rate(n, concurrency, ours);
+      const [oursRate, theirsRate] = await rates(n, concurrency, [ours, theirs]);
       console.log(`${name.padEnd(26)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x`);
     }
   }
