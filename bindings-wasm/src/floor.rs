@@ -3,13 +3,20 @@
 //! (`bench/bench.mjs`) measures each of them against, in the same run — what crossing into wasm
 //! with those arguments costs before racefree does anything.
 
+use std::collections::HashMap;
+
 use js_sys::Float64Array;
 use wasm_bindgen::prelude::*;
 
-/// The floor calls; an instance stands in for a primitive's handle (`&self`, as theirs).
+/// The floor calls; an instance stands in for a primitive's handle (`&self`, as theirs). The
+/// `*Looked` forms also do the least any store must do on top of the crossing: look the key up
+/// in one map (and count there), and read the clock once where the operation judges or sets a
+/// deadline (`mark`, a grant, a release). racefree's store does more: a shard, a table keyed by
+/// name and key, expiry and capacity bookkeeping, fencing tokens.
 #[wasm_bindgen]
 pub struct BenchFloor {
     calls: std::cell::Cell<f64>,
+    map: std::cell::RefCell<HashMap<String, f64, foldhash::fast::RandomState>>,
 }
 
 #[wasm_bindgen]
@@ -17,7 +24,7 @@ impl BenchFloor {
     /// A handle.
     #[wasm_bindgen(constructor)]
     pub fn new() -> BenchFloor {
-        BenchFloor { calls: std::cell::Cell::new(0.0) }
+        BenchFloor { calls: std::cell::Cell::new(0.0), map: std::cell::RefCell::default() }
     }
 
     /// As `Counter.next`: no argument, a number back.
@@ -44,6 +51,51 @@ impl BenchFloor {
     /// As `StartLock.releaseToken`: a string and a number.
     pub fn release(&self, key: &str, token: f64) -> f64 {
         self.count(key.len()) + token
+    }
+
+    /// As `none`, counting in a map under a fixed key (a counter handle's).
+    #[wasm_bindgen(js_name = noneLooked)]
+    pub fn none_looked(&self) -> f64 {
+        self.look("task:1")
+    }
+
+    /// As `one`, counting in a map under `a`.
+    #[wasm_bindgen(js_name = oneLooked)]
+    pub fn one_looked(&self, a: &str) -> f64 {
+        self.look(a)
+    }
+
+    /// As `two`, counting in a map under `a` (`b` is only carried), reading the clock.
+    #[wasm_bindgen(js_name = twoLooked)]
+    pub fn two_looked(&self, a: &str, b: &str) -> f64 {
+        self.look(a) + b.len() as f64 + f64::from(js_sys::Date::now() > 0.0)
+    }
+
+    /// As `grant`, counting in a map under `key`, the deadline read off the clock.
+    #[wasm_bindgen(js_name = grantLooked)]
+    pub fn grant_looked(&self, key: &str, ttl_ms: f64, reply: &Float64Array) -> f64 {
+        reply.set_index(0, js_sys::Date::now() + ttl_ms);
+        self.look(key)
+    }
+
+    /// As `release`, counting in a map under `key`, reading the clock.
+    #[wasm_bindgen(js_name = releaseLooked)]
+    pub fn release_looked(&self, key: &str, token: f64) -> f64 {
+        self.look(key) + token + f64::from(js_sys::Date::now() > 0.0)
+    }
+
+    fn look(&self, key: &str) -> f64 {
+        let mut map = self.map.borrow_mut();
+        match map.get_mut(key) {
+            Some(count) => {
+                *count += 1.0;
+                *count
+            }
+            None => {
+                map.insert(key.to_owned(), 1.0);
+                1.0
+            }
+        }
     }
 
     /// Counts the call (so that it is not optimised away) and returns a number, as the hot calls do.
