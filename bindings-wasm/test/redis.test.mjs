@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createRequire } from "node:module";
 
 import { checkEveryPrimitive, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
-import { freePort, reachableRedis } from "./servers.mjs";
+import { freePort, reachableRedis, spawnRedis } from "./servers.mjs";
 import { aio, InvalidArgumentError, LeaseLostError, TimeoutError } from "racefree";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
@@ -23,8 +23,7 @@ const opened = [];
 
 before(async () => {
   port = await freePort();
-  server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--dir", mkdtempSync(join(tmpdir(), "racefree-redis-"))], { stdio: "ignore" });
+  server = spawnRedis(port);
   (await reachableRedis(Redis, port)).disconnect();
 });
 
@@ -145,27 +144,35 @@ test("a server that is gone rejects with a typed error: backend_unavailable, the
   await assert.rejects(new aio.Counter(aio.openRedis(closed, { namespace: fresh() }), "c").next(), (error) => error.code === "backend_unavailable");
 });
 
+/** A client `make` builds (ioredis or node-redis, as `clientName` says), once it has reached its
+ * server (which may still be starting): each refused attempt's client is closed, and another made. */
+async function connected(clientName, make) {
+  for (;;) {
+    const client = make();
+    client.on("error", () => {});
+    try {
+      if (clientName === "ioredis") await client.ping();
+      else await client.connect();
+      return client;
+    } catch {
+      // node-redis: a client whose connect was refused may be closed already, and say so.
+      try {
+        clientName === "ioredis" ? client.disconnect() : await client.destroy?.();
+      } catch {}
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
 for (const clientName of ["ioredis", "node-redis"]) test(`${clientName}: a server killed while a call is in flight: timeout, the outcome unknown`, { timeout: 15_000 }, async () => {
   const ownPort = await freePort();
-  const own = spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--dir", mkdtempSync(join(tmpdir(), "racefree-killed-"))], { stdio: "ignore" });
+  const own = spawnRedis(ownPort);
   let client;
   try {
-    for (;;) {
-      // No reconnection: the closed socket fails the call instead of a resend.
-      client = clientName === "ioredis"
-        ? new Redis({ port: ownPort, host: "127.0.0.1", retryStrategy: () => null })
-        : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: false } });
-      client.on("error", () => {});
-      try {
-        if (clientName === "ioredis") await client.ping();
-        else await client.connect();
-        break;
-      } catch {
-        clientName === "ioredis" ? client.disconnect() : client.destroy?.();
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    }
+    // No reconnection: the closed socket fails the call instead of a resend.
+    client = await connected(clientName, () => clientName === "ioredis"
+      ? new Redis({ port: ownPort, host: "127.0.0.1", retryStrategy: () => null })
+      : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: false } }));
     const counter = new aio.Counter(aio.openRedis(client, { namespace: fresh() }), "c");
     assert.equal(await counter.next(), 0);
     // Frozen, the server reads nothing; the call is written to its socket, then the server dies.
@@ -219,28 +226,17 @@ test("runExclusive keeps the lease past its TTL while the work runs, then releas
 
 for (const clientName of ["ioredis", "node-redis"]) test(`${clientName}, a frozen server: the work's signal aborts at the safe deadline, before anyone else can start the key`, { timeout: 15_000 }, async () => {
   const ownPort = await freePort();
-  const own = spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--dir", mkdtempSync(join(tmpdir(), "racefree-frozen-"))], { stdio: "ignore" });
+  const own = spawnRedis(ownPort);
   const mine = [];
   try {
     const connect = async () => {
-      for (;;) {
-        // No command timeout (the default of both clients): a renewal to the frozen server never
-        // answers, and only the keeper's own deadline can stop the work in time.
-        const client = clientName === "ioredis"
-          ? new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1 })
-          : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: 25 } });
-        client.on("error", () => {});
-        try {
-          if (clientName === "ioredis") await client.ping();
-          else await client.connect();
-          mine.push(client);
-          return client;
-        } catch {
-          clientName === "ioredis" ? client.disconnect() : await client.destroy?.();
-          await new Promise((r) => setTimeout(r, 25));
-        }
-      }
+      // No command timeout (the default of both clients): a renewal to the frozen server never
+      // answers, and only the keeper's own deadline can stop the work in time.
+      const client = await connected(clientName, () => clientName === "ioredis"
+        ? new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1 })
+        : createClient({ socket: { port: ownPort, host: "127.0.0.1", reconnectStrategy: 25 } }));
+      mine.push(client);
+      return client;
     };
     const namespace = fresh();
     const lock = new aio.StartLock(aio.openRedis(await connect(), { namespace }), "tasks");
@@ -293,8 +289,7 @@ test("4 processes race one key; one is killed while it holds the lease; no two e
 test("the server goes away and comes back: calls fail typed meanwhile, then work (scripts loaded again)", { timeout: 30_000 }, async () => {
   const ownPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "racefree-restart-"));
-  const start = () => spawn("redis-server", ["--port", String(ownPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-    "--appendfsync", "always", "--dir", dir], { stdio: "ignore" });
+  const start = () => spawnRedis(ownPort, { dir, extra: ["--appendonly", "yes", "--appendfsync", "always"] });
   let own = start();
   const client = new Redis({ port: ownPort, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   client.on("error", () => {});

@@ -3,9 +3,7 @@
 // application may already have: an ioredis Cluster and a node-redis cluster (RESP2 and RESP3).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { promisify } from "node:util";
@@ -13,7 +11,7 @@ import { promisify } from "node:util";
 import * as racefree from "racefree";
 import { aio, InvalidArgumentError } from "racefree";
 import { checkEveryPrimitive, claimAgain, claimUntil, raceFourProcessesWithOneKilled, raceThreeLanguages, runEveryScenario } from "./shared_store_checks.mjs";
-import { freePorts, reachableRedis } from "./servers.mjs";
+import { freePorts, reachableRedis, spawnRedis } from "./servers.mjs";
 
 const clients = createRequire(join(process.env.RACEFREE_CLIENTS ?? process.cwd(), "package.json"));
 const Redis = clients("ioredis");
@@ -34,14 +32,13 @@ before(async () => {
   const all = await freePorts(12);
   ports = all.slice(0, 6);
   for (const [i, port] of ports.entries()) {
-    const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-      "--dir", mkdtempSync(join(tmpdir(), "racefree-cluster-")), "--cluster-enabled", "yes",
+    const server = spawnRedis(port, { extra: ["--cluster-enabled", "yes",
       "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
       // A replica syncs at once (the default waits 5 s for more replicas), and may take over
       // however long ago it last heard from its primary.
       "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0",
       // The bus on a free port of its own (the default, port + 10000, may pass 65535).
-      "--cluster-port", String(all[6 + i])], { stdio: "ignore" });
+      "--cluster-port", String(all[6 + i])] });
     nodes.set(port, { server });
     nodes.get(port).admin = await reachableRedis(Redis, port);
   }

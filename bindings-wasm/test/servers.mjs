@@ -1,6 +1,10 @@
-// What the Node tests on real servers share: free ports on 127.0.0.1, and a plain connection to a
-// Redis server (or sentinel) once it answers.
+// What the Node tests on real servers share: free ports on 127.0.0.1, a Redis server started on
+// one, and a plain connection to a Redis server (or sentinel) once it answers.
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** `count` distinct free ports (held open together, so no two are the same). */
 export async function freePorts(count) {
@@ -29,4 +33,12 @@ export async function reachableRedis(Redis, port) {
       await new Promise((r) => setTimeout(r, 25));
     }
   }
+}
+
+/** A redis-server on 127.0.0.1:`port` that keeps nothing on disk, its files in `dir` (a fresh
+ * temporary folder by default), with `extra` arguments after these (a later one overrides an
+ * earlier: `--appendonly yes`). The caller stops it by its PID. */
+export function spawnRedis(port, { dir = mkdtempSync(join(tmpdir(), "racefree-redis-")), extra = [] } = {}) {
+  return spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    "--dir", dir, ...extra], { stdio: "ignore" });
 }
