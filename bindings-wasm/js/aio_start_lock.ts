@@ -15,33 +15,41 @@ import type { SharedStore } from "./stores.js";
 
 /** A granted lease of a shared store's `StartLock`. */
 export class Lease {
-  #native: Native.AsyncLease;
-  private constructor(nativeLease: Native.AsyncLease) {
-    this.#native = nativeLease;
+  #lock: Native.AsyncStartLock;
+  #key: string;
+  #token: number;
+  #deadlineMs: number;
+  private constructor(lock: Native.AsyncStartLock, key: string, token: number, deadlineMs: number) {
+    this.#lock = lock;
+    this.#key = key;
+    this.#token = token;
+    this.#deadlineMs = deadlineMs;
   }
   /** @internal made by `StartLock.tryStart` */
-  static granted(nativeLease: Native.AsyncLease): Lease {
-    return new Lease(nativeLease);
+  static granted(lock: Native.AsyncStartLock, key: string, token: number, deadlineMs: number): Lease {
+    return new Lease(lock, key, token, deadlineMs);
   }
   /** The leased key. */
   get key(): string {
-    return this.#native.key;
+    return this.#key;
   }
   /** The fencing token: larger than every token the lock granted before. */
   get token(): number {
-    return this.#native.token;
+    return this.#token;
   }
   /** When the lease expires, on the store's clock (milliseconds), as of its grant or last renewal. */
   get deadlineMs(): number {
-    return this.#native.deadlineMs;
+    return this.#deadlineMs;
   }
   /** @throws {NotOwnerError} once it was released or has expired */
   renew(opts: { ttl: number }): Promise<void> {
-    return rejecting(() => this.#native.renew(ms("ttl", options(opts, "renew options").ttl)) as Promise<void>);
+    return rejecting(async () => {
+      this.#deadlineMs = (await this.#lock.renewToken(this.#key, this.#token, ms("ttl", options(opts, "renew options").ttl))) as number;
+    });
   }
   /** @throws {NotOwnerError} once it was released or has expired */
   release(): Promise<void> {
-    return this.#native.release() as Promise<void>;
+    return this.#lock.releaseToken(this.#key, this.#token) as Promise<void>;
   }
 }
 
@@ -54,10 +62,9 @@ export class StartLock {
   /** A lease on `key` for `ttl` ms if nobody holds one, else `null`. */
   tryStart(key: string, opts: { ttl: number }): Promise<Lease | null> {
     return rejecting(async () => {
-      const granted = (await this.#native.tryStart(str("lease key", key), ms("ttl", options(opts, "tryStart options").ttl))) as
-        | Native.AsyncLease
-        | null;
-      return granted === null ? null : Lease.granted(granted);
+      key = str("lease key", key);
+      const granted = (await this.#native.tryGrant(key, ms("ttl", options(opts, "tryStart options").ttl))) as [number, number] | null;
+      return granted === null ? null : Lease.granted(this.#native, key, granted[0], granted[1]);
     });
   }
   /** Whether anyone sharing the store holds an unexpired lease on `key`. @throws {InvalidKeyError} @throws {BackendUnavailableError} @throws {TimeoutError} */

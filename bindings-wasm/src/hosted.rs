@@ -1,7 +1,7 @@
 //! The stores a JavaScript host reaches with its own client (`HostedStore`: Redis through ioredis
 //! or node-redis, `hosted_redis`; PostgreSQL through a `pg` pool, `hosted_postgres`), and the
-//! async primitives (`AsyncCounter`, `AsyncEventGuard`, `AsyncStartLock` and `AsyncLease`,
-//! `AsyncRecords`) running the core's `racefree::aio` on them, each call a `Promise`.
+//! async primitives (`AsyncCounter`, `AsyncEventGuard`, `AsyncStartLock`, `AsyncRecords`)
+//! running the core's `racefree::aio` on them, each call a `Promise`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -267,13 +267,17 @@ impl AsyncStartLock {
         Ok(AsyncStartLock { inner: Arc::new(aio::StartLock::new(&store.inner, name).js()?) })
     }
 
-    /// An `AsyncLease` on `key` for `ttlMs` if nobody holds one, else `null`.
-    #[wasm_bindgen(js_name = tryStart)]
-    pub fn try_start(&self, key: String, ttl_ms: f64) -> Result<Promise, JsValue> {
+    /// `[token, deadlineMs]` of a lease on `key` for `ttlMs` if nobody holds one, else `null`:
+    /// the layer's `Lease` keeps them and renews and releases by token (as on the memory store;
+    /// a wasm object per lease would cost an allocation and a finalizer registration).
+    #[wasm_bindgen(js_name = tryGrant)]
+    pub fn try_grant(&self, key: String, ttl_ms: f64) -> Result<Promise, JsValue> {
         let (lock, ttl) = (Arc::clone(&self.inner), convert::millis("ttl", ttl_ms)?);
         Ok(promise(async move {
-            Ok(match lock.try_start(&key, ttl).await.js()? {
-                Some(lease) => AsyncLease { inner: Arc::new(lease) }.into(),
+            Ok(match lock.try_grant(&key, ttl).await.js()? {
+                Some(grant) => {
+                    Array::of2(&number("token", grant.token)?, &number("deadline", grant.deadline_ms)?).into()
+                }
                 None => JsValue::NULL,
             })
         }))
@@ -317,45 +321,6 @@ impl AsyncStartLock {
     /// As the memory store's `statsRaw`.
     pub fn stats(&self) -> Vec<f64> {
         crate::convert::lock_stats(&self.inner.stats())
-    }
-}
-
-/// A lease of an `AsyncStartLock`.
-#[wasm_bindgen]
-pub struct AsyncLease {
-    inner: Arc<aio::Lease>,
-}
-
-#[wasm_bindgen]
-impl AsyncLease {
-    /// The leased key.
-    #[wasm_bindgen(getter)]
-    pub fn key(&self) -> String {
-        self.inner.key().to_owned()
-    }
-
-    /// The fencing token.
-    #[wasm_bindgen(getter)]
-    pub fn token(&self) -> Result<f64, JsValue> {
-        to_number("token", self.inner.token())
-    }
-
-    /// The deadline, in milliseconds since the epoch, as of the last grant or renewal.
-    #[wasm_bindgen(getter, js_name = deadlineMs)]
-    pub fn deadline_ms(&self) -> f64 {
-        self.inner.deadline_ms() as f64
-    }
-
-    /// Extends the lease to `ttlMs` from now.
-    pub fn renew(&self, ttl_ms: f64) -> Result<Promise, JsValue> {
-        let (lease, ttl) = (Arc::clone(&self.inner), convert::millis("ttl", ttl_ms)?);
-        Ok(promise(async move { lease.renew(ttl).await.js().map(|()| JsValue::UNDEFINED) }))
-    }
-
-    /// Releases the lease.
-    pub fn release(&self) -> Promise {
-        let lease = Arc::clone(&self.inner);
-        promise(async move { lease.release().await.js().map(|()| JsValue::UNDEFINED) })
     }
 }
 

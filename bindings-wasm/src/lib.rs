@@ -44,9 +44,7 @@ pub use fast_call::take_error;
 #[cfg(feature = "memory")]
 pub use floor::BenchFloor;
 #[cfg(feature = "hosted")]
-pub use hosted::{
-    AsyncCounter, AsyncEventGuard, AsyncLease, AsyncRecords, AsyncStartLock, HostedStore, UpdateDelays,
-};
+pub use hosted::{AsyncCounter, AsyncEventGuard, AsyncRecords, AsyncStartLock, HostedStore, UpdateDelays};
 pub use lease_keeper::LeaseKeeper;
 #[cfg(feature = "memory")]
 pub use lease_keeper::{check_wait, first_wake_after_ms, Acquisition};
