@@ -6,8 +6,8 @@
 //! measured (Node 20, a client whose calls resolve at once, 64 callers), 3.1–3.4 µs of the
 //! process's time per `next`, 15% of it in `makeMutClosure` alone; 2.6 µs with this executor.
 //! Here the host's call gets the number of a slot for its answer, the JavaScript layer hands the
-//! answer back with `hostAnswered`/`hostFailed` (`js/stores.ts`), and the waiting task is polled
-//! right there.
+//! answer back with `hostAnswered`/`hostFailed` (`js/redis_client.ts`, `js/stores.ts`), and the
+//! waiting task is polled right there.
 //!
 //! One thread (wasm32-unknown-unknown without atomics): every table is thread-local, and a task is
 //! taken out of its table while it is polled, so a wake during a poll (of it or of another task)
@@ -141,7 +141,8 @@ pub(crate) fn spawn(work: impl Future<Output = ()> + 'static) {
 
 /// A slot for the answer to a host call: the call is made with its number, and the host answers
 /// with [`host_answered`] or [`host_failed`] exactly once (made sure of by the JavaScript layer:
-/// `stores.ts`). Dropped before the answer comes, the slot is freed when it does.
+/// `redis_client.ts` for Redis, `stores.ts` for PostgreSQL). Dropped before the answer comes,
+/// the slot is freed when it does.
 pub(crate) fn reserve() -> HostAnswer {
     HostAnswer { slot: Some(SLOTS.with(|slots| slots.borrow_mut().insert(Slot::Waiting(None)))) }
 }
