@@ -139,28 +139,21 @@ pub(crate) fn spawn(work: impl Future<Output = ()> + 'static) {
     );
 }
 
-/// A slot for the answer to a host call: the call is made with its number, and the host answers
-/// with [`host_answered`] or [`host_failed`] exactly once (made sure of by the JavaScript layer:
-/// `redis_client.ts` for Redis, `stores.ts` for PostgreSQL). Dropped before the answer comes,
-/// the slot is freed when it does.
-pub(crate) fn reserve() -> HostAnswer {
-    HostAnswer { slot: Some(SLOTS.with(|slots| slots.borrow_mut().insert(Slot::Waiting(None)))) }
-}
-
-impl HostAnswer {
-    /// The number the host answers this slot with.
-    pub(crate) fn number(&self) -> JsValue {
-        JsValue::from(self.slot.map_or(u32::MAX, |slot| slot as u32))
-    }
-
-    /// This slot, once the host's call made with it returned (`Ok`: the answer will come), or
-    /// what the call threw, the slot freed (no answer will come).
-    pub(crate) fn after(mut self, call: Result<JsValue, JsValue>) -> Result<HostAnswer, JsValue> {
-        let Err(thrown) = call else { return Ok(self) };
-        if let Some(slot) = self.slot.take() {
+/// Calls the host (`call`, with the number of a fresh answer slot), which answers the slot with
+/// [`host_answered`] or [`host_failed`] exactly once (made sure of by the JavaScript layer:
+/// `redis_client.ts` for Redis, `stores.ts` for PostgreSQL): the slot to await, or what the call
+/// threw, the slot freed (no answer will come). Dropped before the answer comes, the slot is
+/// freed when it does.
+pub(crate) fn call_host(
+    call: impl FnOnce(&JsValue) -> Result<JsValue, JsValue>,
+) -> Result<HostAnswer, JsValue> {
+    let slot = SLOTS.with(|slots| slots.borrow_mut().insert(Slot::Waiting(None)));
+    match call(&JsValue::from(slot as u32)) {
+        Ok(_) => Ok(HostAnswer { slot: Some(slot) }),
+        Err(thrown) => {
             SLOTS.with(|slots| slots.borrow_mut().remove(slot));
+            Err(thrown)
         }
-        Err(thrown)
     }
 }
 
@@ -207,7 +200,7 @@ fn settle(slot: u32, result: Result<JsValue, JsValue>) {
     }
 }
 
-/// The answer to one host call (see [`answer`]). Dropped before it settles, its slot is freed
+/// The answer to one host call (see [`call_host`]). Dropped before it settles, its slot is freed
 /// when the answer comes.
 pub(crate) struct HostAnswer {
     /// `None` once the answer was taken.

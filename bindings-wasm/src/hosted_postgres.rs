@@ -98,9 +98,8 @@ impl Transport for JsTransport {
                 JsValue::from(Array::of2(&JsValue::from_str(statement.sql), &params))
             })
             .collect();
-        let answer = crate::host_tasks::reserve();
-        let call = self.run.0.call3(&JsValue::NULL, &begin, &statements, &answer.number());
-        let answer = answer.after(call);
+        let answer =
+            crate::host_tasks::call_host(|slot| self.run.0.call3(&JsValue::NULL, &begin, &statements, slot));
         Box::pin(OneThread(async move {
             let answered = answer.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err))?;
             if let Some(sqlstate) = field(&answered, "sqlstate").and_then(|code| code.as_string()) {

@@ -2,7 +2,6 @@
 //! the JavaScript layer builds around an ioredis or node-redis client.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::sync::Arc;
 
 use js_sys::{Array, Function, Reflect, Uint8Array};
@@ -83,14 +82,10 @@ fn failure(value: &JsValue) -> Error {
     Error::BackendUnavailable { reason: format!("redis: {message}"), source: None }
 }
 
-/// What a host's call made with the answer slot `answer` resolves to, or its failure (thrown at
-/// once, or answered) sorted as [`failure`] sorts it.
-fn settled(
-    answer: HostAnswer,
-    call: std::result::Result<JsValue, JsValue>,
-) -> impl Future<Output = Result<JsValue>> {
-    let answer = answer.after(call);
-    async move { answer.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err)) }
+/// What a host's call made by [`call_host`](crate::host_tasks::call_host) answers, or its
+/// failure (thrown at once, or answered) sorted as [`failure`] sorts it.
+async fn settled(call: std::result::Result<HostAnswer, JsValue>) -> Result<JsValue> {
+    call.map_err(|thrown| failure(&thrown))?.await.map_err(|err| failure(&err))
 }
 
 thread_local! {
@@ -123,17 +118,10 @@ impl JsTransport {
         let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
         // `undefined` for no node: the host's `send` takes it as an omitted argument.
         let node = node.map_or(JsValue::UNDEFINED, JsValue::from_str);
-        let answer = crate::host_tasks::reserve();
-        let call = self.send.0.call6(
-            &JsValue::NULL,
-            &static_text(command),
-            &sha1,
-            &keys,
-            &args,
-            &node,
-            &answer.number(),
-        );
-        let answered = settled(answer, call);
+        let command = static_text(command);
+        let answered = settled(crate::host_tasks::call_host(|slot| {
+            self.send.0.call6(&JsValue::NULL, &command, &sha1, &keys, &args, &node, slot)
+        }));
         Box::pin(OneThread(async move { reply(&answered.await?) }))
     }
 }
@@ -154,9 +142,7 @@ impl Transport for JsTransport {
 
     fn walked_nodes(&self) -> BoxFuture<'_, Result<Vec<Option<String>>>> {
         let Some(nodes) = &self.nodes else { return Box::pin(async { Ok(vec![None]) }) };
-        let answer = crate::host_tasks::reserve();
-        let call = nodes.0.call1(&JsValue::NULL, &answer.number());
-        let answered = settled(answer, call);
+        let answered = settled(crate::host_tasks::call_host(|slot| nodes.0.call1(&JsValue::NULL, slot)));
         Box::pin(OneThread(async move {
             let listed = answered.await?;
             let names: Option<Option<Vec<String>>> =
