@@ -5,12 +5,7 @@
 // and a lease cycle faster than redlock 4.2 (the `latest` tag) and redis-semaphore; and beside
 // them racefree's own requests sent by ioredis alone, which tells the server's share of the
 // time (its scripts' work) from racefree's own (planning, decoding, the wasm crossing).
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 import Redis from "ioredis";
 import Redlock from "redlock";
@@ -18,19 +13,14 @@ import { Mutex } from "redis-semaphore";
 
 import { aio } from "../dist/esm/node.js";
 import { rates } from "./rate.mjs";
+import { freePort, spawnRedis } from "../test/servers.mjs";
 
 // 20,000: fewer leave the wasm and JS compilers warming up inside the first rows.
 const n = Number(process.argv[2] ?? 20_000);
 const CONCURRENCY = [1, 64];
 
-const port = await new Promise((resolve) => {
-  const probe = createServer().listen(0, "127.0.0.1", () => {
-    const { port } = probe.address();
-    probe.close(() => resolve(port));
-  });
-});
-const server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-  "--dir", mkdtempSync(join(tmpdir(), "racefree-bench-"))], { stdio: "ignore" });
+const port = await freePort();
+const server = spawnRedis(port);
 
 try {
   const client = new Redis({ port, host: "127.0.0.1", retryStrategy: () => 20 });
@@ -43,7 +33,8 @@ try {
   // racefree's own requests, sent by the client itself: what the server's work costs (the
   // scripts' fencing tokens, request ids and server-side time) apart from racefree's planning
   // and decoding. Each request is captured once from a call through a recording client, then
-  // replayed with its key (and request id) made fresh per call.
+  // replayed with its key made fresh per call and its last argument (a request id, or the
+  // release's token) replaced.
   const captured = [];
   const recording = new Proxy(client, {
     get: (target, name) => name === "evalsha"
@@ -55,8 +46,8 @@ try {
   await (await new aio.StartLock(recorded, "captured").tryStart("LEASE", { ttl: 30_000 })).release();
   const [markRequest, grantRequest, releaseRequest] = captured;
   const freshId = () => randomBytes(16).toString("hex");
-  const replay = (request, from, to, id) => request.map((part) =>
-    typeof part === "string" && part.includes(from) ? part.replace(from, to) : part === request.at(-1) && id ? id : part);
+  const replay = (request, from, to, last) => request.map((part) =>
+    typeof part === "string" && part.includes(from) ? part.replace(from, to) : part === request.at(-1) && last ? last : part);
 
   let round = 0;
   const rows = () => {
@@ -67,7 +58,7 @@ try {
     const rawLease = async (i) => {
       const key = `r${tag}:${i}`;
       const [, token] = await client.evalsha(...replay(grantRequest, "LEASE", key, freshId()));
-      await client.evalsha(...replay(releaseRequest, "LEASE", key).map((part) => (part === releaseRequest.at(-1) ? String(token) : part)));
+      await client.evalsha(...replay(releaseRequest, "LEASE", key, String(token)));
     };
     // [name, racefree, its requests sent by the client, the baseline]
     return [
