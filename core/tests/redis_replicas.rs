@@ -113,6 +113,36 @@ fn a_write_the_replica_does_not_acknowledge_fails_and_a_grant_is_released_first(
 }
 
 #[test]
+fn an_answer_that_rests_on_a_write_no_replica_has_is_not_passed_on_as_replicated() {
+    // Two stores: two connections, each with acknowledged writes of its own before the replica
+    // freezes. One claim and one mark are applied on the primary only (they time out); the other
+    // store's claim of the same id and mark of the same event change nothing — their answers rest
+    // on those unreplicated writes, lost with the primary in a failover — and must fail too.
+    let pair = Pair::start();
+    let first = racefree::open(&pair.url("replicas=1&namespace=rests")).expect("open");
+    let second = racefree::open(&pair.url("replicas=1&namespace=rests")).expect("open");
+    let stream = ["start"];
+    let (counter_1, counter_2) =
+        (Counter::new(&first, "jobs").expect("c"), Counter::new(&second, "jobs").expect("c"));
+    let (guard_1, guard_2) = (
+        EventGuard::new(&first, "s", &stream).expect("g"),
+        EventGuard::new(&second, "s", &stream).expect("g"),
+    );
+    assert_eq!((counter_1.next(), counter_2.next()), (Ok(0), Ok(1)));
+
+    pair.signal_replica("-STOP");
+    assert_eq!(counter_1.claim("job").map_err(|e| e.code()), Err("timeout"));
+    assert_eq!(guard_1.mark("s", "start").map_err(|e| e.code()), Err("timeout"));
+    assert_eq!(counter_2.claim("job").map(|c| c.index).map_err(|e| e.code()), Err("timeout"));
+    assert_eq!(guard_2.mark("s", "start").map_err(|e| e.code()), Err("timeout"));
+    pair.signal_replica("-CONT");
+
+    let claim = counter_2.claim("job").expect("replicated now");
+    assert_eq!((claim.index, claim.is_new), (2, false));
+    assert_eq!(guard_2.mark("s", "start"), Ok(Mark::Duplicate));
+}
+
+#[test]
 fn more_replicas_than_the_server_has_fail_every_write_and_no_read() {
     let pair = Pair::start();
     let store = racefree::open(&pair.url("replicas=2&namespace=two")).expect("open");

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::cluster::{self, Carry, Carrying, SlotMap};
 use super::cluster_url::{Cluster, ClusterUrl};
-use super::protocol::{Command, Layout, Now, Replication, Reply, Request, Script, Step};
+use super::protocol::{Command, Layout, Now, Replication, Reply, Request, Script, Step, Wait};
 use super::sentinel::{self, SentinelUrl};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
@@ -527,17 +527,17 @@ impl RedisStore {
 /// (`NOSCRIPT`: a restarted or failed-over server starts with an empty script cache) it is
 /// loaded and sent again. A transport failure is the `Err`; a server's error reply is a reply.
 ///
-/// A request with a [`wait`](Request::wait) goes with its `WAIT` as one pipeline on this
-/// connection, which no other caller uses meanwhile; the reply is the pair's.
+/// A request with a [`wait`](Request::wait) goes with its [`Wait::requests`] as one pipeline on
+/// this connection, which no other caller uses meanwhile; the reply is the array of the three.
 fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
     let command = command(request);
-    let carry = |conn: &mut Connection| match request.wait {
+    let carry = |conn: &mut Connection| match &request.wait {
         None => conn.req_command(&command).map(reply),
         Some(wait) => {
-            // Sent raw, not by `Pipeline::query`: an error reply stays the pair's first item.
+            // Sent raw, not by `Pipeline::query`: an error reply stays the write's own item.
             let packed = with_wait(&command, wait).get_packed_pipeline();
-            conn.req_packed_commands(&packed, 0, 2)
-                .map(|pair| Reply::Array(pair.into_iter().map(reply).collect()))
+            conn.req_packed_commands(&packed, 0, WAITING_REPLIES)
+                .map(|replies| Reply::Array(replies.into_iter().map(reply).collect()))
         }
     };
     let first = carry(conn)?;
@@ -550,10 +550,16 @@ fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
     }
 }
 
-/// `command`, then `WAIT <replicas> <timeout_ms>`, as one pipeline.
-pub(super) fn with_wait(command: &redis::Cmd, wait: Replication) -> redis::Pipeline {
+/// The replies of a write with its [`Wait::requests`].
+pub(super) const WAITING_REPLIES: usize = 3;
+
+/// `command`, then the [`Wait::requests`] (a marker write and `WAIT`), as one pipeline.
+pub(super) fn with_wait(command: &redis::Cmd, wait: &Wait) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.add_command(command.clone()).cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms);
+    pipe.add_command(command.clone());
+    for then in wait.requests() {
+        pipe.add_command(self::command(&then));
+    }
     pipe
 }
 

@@ -157,7 +157,7 @@ pub enum Redirection {
     Refresh,
 }
 
-/// What `reply`, to `request` (or to its pair with `WAIT`), means for where it goes next.
+/// What `reply`, to `request` (or to it with what follows it, `Request::wait`), means for where it goes next.
 #[must_use]
 pub fn redirection(request: &Request, reply: &Reply) -> Redirection {
     let Some(Reply::Error { code, message }) = request.own_reply(reply) else { return Redirection::Answered };

@@ -95,7 +95,7 @@ impl<T: Transport> HostedRedisStore<T> {
     }
 
     /// This store with every write waiting for `replication` ([`Layout::with_replication`]); the
-    /// transport must then carry each request's `WAIT` as [`Request::wait`] says.
+    /// transport must then carry what follows each write as [`Request::wait`] says.
     #[must_use]
     pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
         self.layout = self.layout.with_replication(replication);

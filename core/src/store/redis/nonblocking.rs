@@ -12,7 +12,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::blocking::{
     classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, script_load, target,
-    with_wait, Target,
+    with_wait, Target, WAITING_REPLIES,
 };
 use super::cluster::{self, Carry, Carrying, SlotMap};
 use super::cluster_url::Cluster;
@@ -264,7 +264,7 @@ impl RedisRsConnection {
         request: &Request,
         asking: bool,
     ) -> Result<Reply> {
-        match request.wait {
+        match &request.wait {
             None => self.query_node(cluster, node, &command(request), asking).await,
             Some(wait) => {
                 let mut pipe = with_wait(&command(request), wait);
@@ -345,9 +345,9 @@ impl RedisRsConnection {
         }
     }
 
-    /// Sends a request and its `WAIT` on a connection no other call uses meanwhile, and reads
-    /// the pair's replies. Dropped before the replies (the call cancelled), the connection is
-    /// closed with it, never given back with replies still due.
+    /// Sends a request with its marker write and `WAIT` on a connection no other call uses
+    /// meanwhile, and reads their replies. Dropped before the replies (the call cancelled), the
+    /// connection is closed with it, never given back with replies still due.
     async fn query_alone(&self, node: Option<&str>, pipe: &redis::Pipeline, skip: usize) -> Result<Reply> {
         let pool = node.unwrap_or_default().to_owned();
         let idle = self.alone.lock().get_mut(&pool).and_then(Vec::pop);
@@ -355,10 +355,10 @@ impl RedisRsConnection {
             Some(connection) => connection,
             None => self.connect(node).await?,
         };
-        match connection.send_packed_commands(pipe, skip, 2).await {
-            Ok(pair) => {
-                let pair: Vec<Reply> = pair.into_iter().map(reply).collect();
-                if pair.first().is_some_and(no_longer_primary) {
+        match connection.send_packed_commands(pipe, skip, WAITING_REPLIES).await {
+            Ok(replies) => {
+                let replies: Vec<Reply> = replies.into_iter().map(reply).collect();
+                if replies.first().is_some_and(no_longer_primary) {
                     self.drop_every_connection();
                 } else {
                     let mut alone = self.alone.lock();
@@ -367,7 +367,7 @@ impl RedisRsConnection {
                         idle.push(connection);
                     }
                 }
-                Ok(Reply::Array(pair))
+                Ok(Reply::Array(replies))
             }
             Err(err) => {
                 // The server went away or failed over: the idle ones are no better.
@@ -438,7 +438,7 @@ impl Transport for RedisRsConnection {
             if let Target::Cluster(cluster) = &self.target {
                 return self.carry(cluster, request, node).await;
             }
-            match request.wait {
+            match &request.wait {
                 None => self.query(&command(request)).await,
                 Some(wait) => self.query_alone(None, &with_wait(&command(request), wait), 0).await,
             }

@@ -41,7 +41,8 @@
 //! stream's marks (hash `n` marked, `e` expiry, `r` the request of the last mark; `PX` set to the
 //! retention), `r:<key>` a record (hash `v` JSON, `ver`, `f` fence, `q` the request that wrote `ver`;
 //! a deleted record that accepted a fencing token keeps only `f`, its tombstone), `f` the largest
-//! version the record space has deleted (new records start above it).
+//! version the record space has deleted (new records start above it), `w` the marker a write
+//! with replication sets before its `WAIT` (`PX` 60 s; see [`Wait::requests`]).
 //!
 //! **Time**: a request's `now` argument is empty when the server's clock judges (`TIME` inside
 //! the script), and the injected clock's reading otherwise ([`Now`]).
@@ -235,12 +236,55 @@ pub struct Request {
     /// The arguments after the keys.
     pub args: Vec<String>,
     /// A write of a layout [with replication](Layout::with_replication): the host sends
-    /// `WAIT <replicas> <timeout_ms>` right after it, **on the same connection** (a pipeline of
-    /// the two), and hands back the array of both replies. `WAIT` blocks the connection it is
-    /// sent on until it answers: a host carries these on a connection no other caller shares
-    /// meanwhile, never on a multiplexed one. After a `NOSCRIPT` in the first reply, the host
-    /// loads the script and sends the pair again.
-    pub wait: Option<Replication>,
+    /// [`Wait::requests`] right after it, **on the same connection** (one pipeline of the three),
+    /// and hands back the array of the three replies. `WAIT` blocks the connection it is sent on
+    /// until it answers: a host carries these on a connection no other caller shares meanwhile,
+    /// never on a multiplexed one. After a `NOSCRIPT` in the first reply, the host loads the
+    /// script and sends the three again.
+    pub wait: Option<Wait>,
+}
+
+/// What a write with replication waits for, and the requests that follow it (see
+/// [`Request::wait`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// How many replicas must acknowledge it, within how long.
+    pub replication: Replication,
+    /// The key of the marker write sent between the write and its `WAIT` (kind `w` of the
+    /// write's primitive instance: the write's slot).
+    pub marker_key: String,
+}
+
+/// How long a marker write's key lives (every write that waits sets it again).
+const MARKER_TTL_MS: &str = "60000";
+
+impl Wait {
+    /// The requests sent right after the write, in order: the marker write, then `WAIT`.
+    ///
+    /// `WAIT` counts the replicas that acknowledged the connection's last write that reached the
+    /// replication stream. A write that changed nothing — a claim that found its id, a mark
+    /// answered `Duplicate`, a grant that found the key held — reaches no stream, and its answer
+    /// may rest on a write another request made that no replica has yet (one that timed out
+    /// waiting for them): without the marker, `WAIT` would count acknowledgements of an older
+    /// write and pass that answer on as replicated, to be lost with the primary. The marker
+    /// always reaches the stream, so `WAIT` covers everything the primary applied before it.
+    /// (Redis 7.0.15, measured here, already waits for everything after a command that changed
+    /// nothing; the marker makes it hold whatever the server counts from, as `WAIT` documents.)
+    #[must_use]
+    pub fn requests(&self) -> [Request; 2] {
+        let marker = Request::plain(
+            "SET",
+            vec![self.marker_key.clone()],
+            vec!["1".to_owned(), "PX".to_owned(), MARKER_TTL_MS.to_owned()],
+        );
+        let replication = self.replication;
+        let wait = Request::plain(
+            "WAIT",
+            Vec::new(),
+            vec![replication.replicas.to_string(), replication.timeout_ms.to_string()],
+        );
+        [marker, wait]
+    }
 }
 
 impl Request {
@@ -258,18 +302,18 @@ impl Request {
         Self::plain("SCRIPT", Vec::new(), vec!["LOAD".to_owned(), script.text.clone()])
     }
 
-    /// The request's own reply within `reply`: the first of the pair a request with a
+    /// The request's own reply within `reply`: the first of the replies a request with a
     /// [`wait`](Request::wait) is answered with, the reply itself otherwise.
     #[must_use]
     pub fn own_reply<'r>(&self, reply: &'r Reply) -> Option<&'r Reply> {
-        match (self.wait, reply) {
-            (Some(_), Reply::Array(pair)) => pair.first(),
+        match (&self.wait, reply) {
+            (Some(_), Reply::Array(replies)) => replies.first(),
             _ => Some(reply),
         }
     }
 
     /// The script to load and send this request again with, when `reply` (to this request, or
-    /// to this request's pair with its `WAIT`) says the server lacks it (`NOSCRIPT`).
+    /// to this request with what follows it) says the server lacks it (`NOSCRIPT`).
     #[must_use]
     pub fn missing_script(&self, reply: &Reply) -> Option<&'static Script> {
         let Command::Script(script) = self.command else { return None };
@@ -653,16 +697,25 @@ impl Layout {
         let Some(replication) = self.replication else {
             return send(request, then);
         };
-        request.wait = Some(replication);
+        // Every write names its primitive instance's keys: the marker goes in the same slot.
+        let Some((name, _, _)) = request.keys.first().and_then(|key| self.parse(key)) else {
+            return Step::Done(Err(Error::unavailable(format!(
+                "redis: {} names no key of this namespace to wait for",
+                request.command.name()
+            ))));
+        };
+        request.wait = Some(Wait { replication, marker_key: self.key(name, 'w', None) });
         let what = request.command.name();
-        send(request, move |pair| {
-            let (reply, acked) = match pair.array("write and WAIT").and_then(|[reply, acked]| {
-                let acked: u64 = acked.unsigned("WAIT")?;
-                Ok((reply, acked))
-            }) {
-                Ok(pair) => pair,
-                Err(err) => return Step::Done(Err(err)),
-            };
+        send(request, move |replies| {
+            let (reply, acked) =
+                match replies.array("write, marker and WAIT").and_then(|[reply, marked, acked]| {
+                    // A marker refused leaves `WAIT`'s count about an older write: none counts.
+                    let acked: u64 = if marked.into_result().is_ok() { acked.unsigned("WAIT")? } else { 0 };
+                    Ok((reply, acked))
+                }) {
+                    Ok(pair) => pair,
+                    Err(err) => return Step::Done(Err(err)),
+                };
             match then(reply) {
                 Step::Done(Ok(value)) if acked < u64::from(replication.replicas) => {
                     let applied =
@@ -1295,12 +1348,27 @@ mod tests {
 
     #[test]
     fn writes_with_replication_carry_their_wait_and_judge_its_count() {
-        let wait = Replication { replicas: 2, timeout_ms: 300 };
-        let layout = Layout::new("").with_replication(Some(wait));
-        let pair = |reply: Reply, acked: i64| Reply::Array(vec![reply, Reply::Int(acked)]);
+        let replication = Replication { replicas: 2, timeout_ms: 300 };
+        let layout = Layout::new("").with_replication(Some(replication));
+        let ok = || Reply::Data(b"OK".to_vec());
+        let pair = |reply: Reply, acked: i64| Reply::Array(vec![reply, ok(), Reply::Int(acked)]);
 
         let (next, sent) = drive(layout.counter_next("c"), |_| pair(Reply::Int(5), 2));
-        assert_eq!((next, sent[0].wait), (Ok(4), Some(wait)));
+        let wait = Wait { replication, marker_key: layout.key("c", 'w', None) };
+        assert_eq!((next, sent[0].wait.clone()), (Ok(4), Some(wait.clone())));
+        let [marker, then] = wait.requests();
+        assert_eq!(
+            (marker.command.name(), &marker.keys, &marker.args[1]),
+            ("SET", &vec![layout.key("c", 'w', None)], &"PX".to_owned())
+        );
+        assert_eq!((then.command.name(), then.args), ("WAIT", vec!["2".to_owned(), "300".to_owned()]));
+        // A marker refused (a demoted primary) leaves the count about an older write: not replicated.
+        let refused = Reply::Array(vec![Reply::Int(5), error("READONLY", "replica"), Reply::Int(2)]);
+        assert_eq!(code(drive(layout.counter_next("c"), |_| refused.clone()).0), "timeout");
+        // A claim that found its id is waited for as any write (its answer may rest on a write no
+        // replica has: the marker makes WAIT cover it).
+        let (claim, sent) = drive(layout.counter_claim("c", "run-1"), |_| pair(ints(&[3, 0]), 2));
+        assert_eq!((claim.map(|c| c.index), sent[0].wait.is_some()), (Ok(3), true));
         let (next, _) = drive(layout.counter_next("c"), |_| pair(Reply::Int(5), 1));
         assert_eq!(
             next,
@@ -1329,7 +1397,7 @@ mod tests {
         assert_eq!(code(grant.clone()), "backend_unavailable", "{grant:?}");
         assert!(format!("{grant:?}").contains("1 of 2 replicas"), "{grant:?}");
         assert_eq!(
-            (sent[1].command.name(), &sent[1].args[1], sent[1].wait),
+            (sent[1].command.name(), &sent[1].args[1], sent[1].wait.clone()),
             ("release", &"9".to_owned(), None)
         );
         let (held, sent) =
