@@ -6,9 +6,21 @@ import { notCarried } from "./host_failure.js";
 
 /** What `send` resolves to: a reply as the client decoded it, or the server's error reply. */
 type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: string };
-/** Sends one request — a keyed one where the client routes its first key, a walk's to `node` —
- * and hands what it got to the core's answer `slot`; throws when the client refuses it at once. */
-export type Send = (command: string, sha1: string | null, keys: string[], args: string[], node: string | undefined, slot: number) => void;
+/** A plain request that follows a write on its connection: its command, keys and arguments. */
+type Then = [command: string, keys: string[], args: string[]];
+/** Sends one request — a keyed one where the client routes its first key, a walk's to `node`;
+ * with `then` (a write that waits for replicas: a marker write and `WAIT`), the write and those
+ * on a connection of its own, answered with every reply — and hands what it got to the core's
+ * answer `slot`; throws when the client refuses it at once. */
+export type Send = (
+  command: string,
+  sha1: string | null,
+  keys: string[],
+  args: string[],
+  node: string | undefined,
+  then: Then[] | undefined,
+  slot: number,
+) => void;
 /** How the core reaches the server: `send`, and on a cluster `nodes`, which answers `slot` with
  * the primaries a walk visits. */
 export interface Sender {
@@ -21,6 +33,12 @@ export interface Answers {
   hostFailed(slot: number, error: unknown): void;
 }
 
+/** What this module listens to on a client: its end (see `OwnConnections`), and errors of the
+ * connections it opens (each request reports its own). */
+interface Emitting {
+  on(event: "end" | "error", listener: (...args: unknown[]) => void): unknown;
+}
+
 /** An ioredis client (v5+): what this module uses of it. */
 export interface IoredisLike {
   /** Runs a loaded script by its SHA-1. */
@@ -28,6 +46,15 @@ export interface IoredisLike {
   /** Sends any command. */
   call(command: string, ...args: string[]): Promise<unknown>;
   options?: { keyPrefix?: string; host?: string; port?: number };
+  /** A new client with the same options (`replicas`: each waiting write has a connection of its own). */
+  duplicate?(override?: {
+    lazyConnect?: boolean;
+    enableOfflineQueue?: boolean;
+    retryStrategy?: null;
+    reconnectOnError?: null;
+  }): IoredisLike & Emitting & { connect(): Promise<unknown>; disconnect(): void };
+  /** (`replicas`) */
+  on?: Emitting["on"];
 }
 
 /** An ioredis `Cluster` (v5+): what this module uses of it. */
@@ -46,6 +73,10 @@ export interface IoredisClusterLike {
 export interface NodeRedisLike {
   /** Sends any command, its name first. */
   sendCommand(args: string[]): Promise<unknown>;
+  /** A new, unconnected client with the same options (`replicas`). */
+  duplicate?(): NodeRedisLike & Emitting & { connect(): Promise<unknown>; destroy(): void };
+  /** (`replicas`) */
+  on?: Emitting["on"];
 }
 
 /** A node-redis cluster client (`createCluster`, v5+): what this module uses of it. */
@@ -64,6 +95,9 @@ export interface NodeRedisSentinelLike {
   sendCommand(isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
   /** The primary the sentinels named last. */
   getMasterNode(): unknown;
+  /** One of the client's `masterPoolSize` connections to the primary, for this module alone
+   * until released (`replicas`). */
+  acquire?(): Promise<{ sendCommand(isReadonly: boolean | undefined, args: string[]): Promise<unknown>; release(): unknown }>;
 }
 
 /** Any client `openRedis` takes. */
@@ -96,6 +130,8 @@ const NOT_SENT_MESSAGES = [/^Stream isn't writeable and enableOfflineQueue optio
 const notSent = (error: unknown): boolean =>
   error instanceof Error &&
   (NOT_SENT_CLASSES.has(error.constructor?.name) || NOT_SENT_MESSAGES.some((pattern) => pattern.test(error.message)));
+
+const isErrorReply = (reply: Reply): reply is { error: string } => typeof reply === "object" && reply !== null && "error" in reply;
 
 /** The client's value as the core reads replies: strings, numbers, arrays, nil. */
 function normalized(value: unknown): Reply {
@@ -135,14 +171,122 @@ function clusterRequest(
   };
 }
 
+/** A connection one request has to itself: a write with its `WAIT`, which blocks the connection
+ * it is sent on (on the client's shared connection it would hold up every request behind it, for
+ * up to its timeout when a replica is slow). */
+interface OwnConnection {
+  request(command: string, sha1: string | null, keys: string[], args: string[]): Promise<unknown>;
+  /** Closes it, or gives it back to the client that lent it. */
+  close(): void;
+}
+
+/** Idle connections kept for writes that wait for replicas (as on the Rust store: one per such
+ * write in flight, up to this many kept). */
+const MAX_IDLE_OWN = 64;
+
+/** The connections of the writes that wait for replicas: one taken per write (an idle one, or a
+ * new one), kept idle for the next unless `keep` is false (a connection the client lends goes back
+ * to it), none kept after the application's client ends, so that none keeps the process alive. */
+class OwnConnections {
+  #idle: OwnConnection[] = [];
+  #ended = false;
+  constructor(
+    readonly open: () => Promise<OwnConnection>,
+    readonly keep: boolean,
+    client: { on?: Emitting["on"] },
+  ) {
+    client.on?.("end", () => {
+      this.#ended = true;
+      for (const connection of this.#idle.splice(0)) connection.close();
+    });
+  }
+  take(): Promise<OwnConnection> {
+    const idle = this.#idle.pop();
+    return idle ? Promise.resolve(idle) : this.open();
+  }
+  /** After a request: kept when `healthy` (every reply came, none an error but `NOSCRIPT`: a
+   * connection that met a failover answers `READONLY` until it is closed). */
+  put(connection: OwnConnection, healthy: boolean): void {
+    if (healthy && this.keep && !this.#ended && this.#idle.length < MAX_IDLE_OWN) this.#idle.push(connection);
+    else connection.close();
+  }
+}
+
+const noListener = () => {};
+
+/** How `client` opens connections of its own, or why it cannot: `replicas` on a cluster client
+ * (not offered yet) or a client without `duplicate` (or, for a node-redis Sentinel, `acquire`). */
+function ownConnections(client: unknown): OwnConnections {
+  if (isIoredisCluster(client) || isNodeRedisCluster(client)) {
+    throw new InvalidArgumentError("invalid argument: replicas is not offered on a cluster client yet; open the store without it");
+  }
+  const cannot = () =>
+    new InvalidArgumentError(
+      "invalid argument: replicas needs a client that opens connections of its own (ioredis or node-redis duplicate(), a node-redis Sentinel's acquire())",
+    );
+  if (isIoredis(client)) {
+    const duplicate = client.duplicate?.bind(client);
+    if (!duplicate) throw cannot();
+    return new OwnConnections(async () => {
+      // Connected before its first request, and never reconnected: after a reconnect ioredis
+      // resends unanswered requests (and on `reconnectOnError` the refused one), which would send
+      // a `WAIT` alone — to whichever server the reconnect reached, after a failover the new
+      // primary — to count acknowledgements of nothing this connection wrote there. Closed, it
+      // fails what it was carrying ("Connection is closed.": the outcome unknown), and is dropped.
+      const own = duplicate({ lazyConnect: true, enableOfflineQueue: false, retryStrategy: null, reconnectOnError: null });
+      own.on("error", noListener);
+      try {
+        await own.connect();
+      } catch (error) {
+        own.disconnect();
+        throw error;
+      }
+      return { request: (...request) => ioredisRequest(own, ...request), close: () => own.disconnect() };
+    }, true, client);
+  }
+  if (isNodeRedisSentinel(client)) {
+    const acquire = client.acquire?.bind(client);
+    if (!acquire) throw cannot();
+    return new OwnConnections(async () => {
+      const lent = await acquire();
+      return {
+        request: (...request) => lent.sendCommand(false, commandLine(...request)),
+        close: () => {
+          Promise.resolve()
+            .then(() => lent.release())
+            .catch(noListener);
+        },
+      };
+      // Lent: nothing kept idle, nothing to close when the client ends.
+    }, false, {});
+  }
+  if (isNodeRedis(client)) {
+    const duplicate = client.duplicate?.bind(client);
+    if (!duplicate) throw cannot();
+    return new OwnConnections(async () => {
+      const own = duplicate();
+      own.on("error", noListener);
+      try {
+        await own.connect();
+      } catch (error) {
+        own.destroy();
+        throw error;
+      }
+      return { request: (...request) => own.sendCommand(commandLine(...request)), close: () => own.destroy() };
+    }, true, client);
+  }
+  throw cannot();
+}
+
 /**
  * The `send` (and, on a cluster, `nodes`) the wasm core carries its requests with, over any
  * client `openRedis` takes; each outcome goes to `answers`.
  *
  * @throws {TypeError} when `client` is none of those clients.
- * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`.
+ * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`; when `waits`
+ *   (`replicas`), for a cluster client or one that opens no connection of its own.
  */
-export function redisSender(client: unknown, answers: Answers): Sender {
+export function redisSender(client: unknown, answers: Answers, waits = false): Sender {
   let request: (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<unknown>;
   let nodes: (() => Promise<string[]>) | undefined;
   if (isIoredisCluster(client)) {
@@ -189,9 +333,49 @@ export function redisSender(client: unknown, answers: Answers): Sender {
     if (isServerError(error)) answers.hostAnswered(slot, { error: error.message });
     else answers.hostFailed(slot, notCarried(error, !notSent(error)));
   };
+  const own = waits ? ownConnections(client) : undefined;
+  // A write and what follows it, on a connection of its own: every reply, or the failure.
+  const sendWaiting = (connections: OwnConnections, command: string, sha1: string | null, keys: string[], args: string[], then: Then[], slot: number): void => {
+    connections.take().then(
+      (connection) => {
+        const requests = [
+          connection.request(command, sha1, keys, args),
+          ...then.map(([name, thenKeys, thenArgs]) => connection.request(name, null, thenKeys, thenArgs)),
+        ];
+        Promise.allSettled(requests).then((outcomes) => {
+          const replies: Reply[] = [];
+          for (const settled of outcomes) {
+            if (settled.status === "fulfilled") {
+              try {
+                replies.push(normalized(settled.value));
+              } catch (error) {
+                connections.put(connection, false);
+                return failed(slot, error);
+              }
+            } else if (isServerError(settled.reason)) {
+              replies.push({ error: settled.reason.message });
+            } else {
+              connections.put(connection, false);
+              // Once the write was answered, a failure of what follows leaves only its
+              // replication unknown.
+              return replies.length === 0 ? failed(slot, settled.reason) : answers.hostFailed(slot, notCarried(settled.reason, true));
+            }
+          }
+          connections.put(connection, replies.every((reply) => !isErrorReply(reply) || reply.error.startsWith("NOSCRIPT")));
+          answers.hostAnswered(slot, replies);
+        });
+      },
+      // No connection: nothing was written.
+      (error) => answers.hostFailed(slot, notCarried(error, false)),
+    );
+  };
   // One `then` on the client's promise, handing its outcome straight to the core: no promise or
   // microtask turn of our own per request (see `src/host_tasks.rs` for the figures).
-  const send: Send = (command, sha1, keys, args, node, slot) => {
+  const send: Send = (command, sha1, keys, args, node, then, slot) => {
+    if (then !== undefined) {
+      if (own === undefined) throw notCarried(new Error("a write waiting for replicas on a store opened without them"), false);
+      return sendWaiting(own, command, sha1, keys, args, then, slot);
+    }
     let pending: Promise<unknown>;
     try {
       pending = request(command, sha1, keys, args, node);

@@ -87,15 +87,30 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  * group is reached through an ioredis client with `sentinels` or a node-redis `createSentinel()`
  * client (requests to the primary the sentinels name).
  *
- * @throws {TypeError} when `client` is none of those clients.
+ * Replication is asynchronous: a write the primary acknowledged can be lost with it in a failover.
+ * With `replicas` (as `replicas=N` in Python and Rust), every write waits (`WAIT`) until that many
+ * replicas acknowledged it, for up to `replicasTimeoutMs` (default 1000): a write fewer
+ * acknowledged fails with `TimeoutError` (applied on the primary, its outcome unknown), a grant
+ * is released first and fails with `BackendUnavailableError`. Each waiting write goes on a
+ * connection of its own (`WAIT` blocks the connection it is sent on): a duplicate of the client,
+ * kept idle for the next write and closed when the client ends, or for a node-redis Sentinel
+ * client one of its `masterPoolSize` connections, lent for the write (give it at least 2: the
+ * client keeps one for everything else). Not offered on a cluster client yet.
+ *
+ * @throws {TypeError} when `client` is none of those clients, or an option is of the wrong type.
  * @throws {DOMException} `NotSupportedError` in the browser build.
- * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`, or a bad namespace.
+ * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`, a bad
+ *   namespace, `replicas` that is not a whole number, a `replicasTimeoutMs` of 0 or not a whole
+ *   number, or `replicas` on a cluster client or a client that opens no connection of its own.
  */
-export function openRedis(client: RedisClientLike, opts?: { namespace?: string; clock?: ManualClock }): RedisStore {
-  const { namespace = "", clock } = options(opts, "openRedis options");
+export function openRedis(
+  client: RedisClientLike,
+  opts?: { namespace?: string; clock?: ManualClock; replicas?: number; replicasTimeoutMs?: number },
+): RedisStore {
+  const { namespace = "", clock, replicas, replicasTimeoutMs } = options(opts, "openRedis options");
   const module = hostedModule();
-  const { send, nodes } = redisSender(client, module);
-  const native = module.HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock), nodes);
+  const { send, nodes } = redisSender(client, module, typeof replicas === "number" && replicas > 0);
+  const native = module.HostedStore.redis(send, str("namespace", namespace), manualNowMs(clock), nodes, replicas, replicasTimeoutMs);
   return RedisStore.wrap(native);
 }
 

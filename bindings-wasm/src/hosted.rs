@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use js_sys::{Array, Function, Promise};
 use racefree::aio;
 use racefree::store::postgres::HostedPostgresStore;
+use racefree::store::redis::protocol::Replication;
 use racefree::store::redis::HostedRedisStore;
 use wasm_bindgen::prelude::*;
 
@@ -53,19 +54,45 @@ fn clock(manual_now_ms: Option<Function>) -> racefree::SharedClock {
     }
 }
 
+/// How long a write waits for its replicas when `replicasTimeoutMs` is not given: 1 s, as on the
+/// Rust and Python stores.
+const DEFAULT_REPLICAS_TIMEOUT_MS: u64 = 1_000;
+
+/// `replicas` and `replicasTimeoutMs` (each `undefined` when not given) as what every write waits
+/// for: nothing for 0 replicas.
+fn replication(replicas: &JsValue, timeout_ms: &JsValue) -> Result<Option<Replication>, JsValue> {
+    let replicas = convert::optional_unsigned("replicas", replicas)?.unwrap_or(0);
+    let replicas = u32::try_from(replicas)
+        .map_err(|_| convert::invalid(format!("replicas must be at most {}, got {replicas}", u32::MAX)))?;
+    let timeout_ms =
+        convert::optional_unsigned("replicasTimeoutMs", timeout_ms)?.unwrap_or(DEFAULT_REPLICAS_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        // `WAIT`'s 0 waits forever.
+        return Err(convert::invalid("replicasTimeoutMs must be at least 1, got 0".to_owned()));
+    }
+    Ok((replicas > 0).then_some(Replication { replicas, timeout_ms }))
+}
+
 #[wasm_bindgen]
 impl HostedStore {
     /// The Redis store in `namespace` over `send` (see `hosted_redis::JsTransport`); on a
-    /// cluster, `nodes` lists the primaries a walk visits.
+    /// cluster, `nodes` lists the primaries a walk visits. With `replicas` above 0, every write
+    /// waits (`WAIT`) until that many replicas acknowledged it, for up to `replicasTimeoutMs`
+    /// (see the core's `Replication` for what a write fewer acknowledged returns).
     pub fn redis(
         send: Function,
         namespace: &str,
         manual_now_ms: Option<Function>,
         nodes: Option<Function>,
+        replicas: JsValue,
+        replicas_timeout_ms: JsValue,
     ) -> Result<HostedStore, JsValue> {
+        let replication = replication(&replicas, &replicas_timeout_ms)?;
         let transport =
             crate::hosted_redis::JsTransport { send: OneThread(send), nodes: nodes.map(OneThread) };
-        let store = HostedRedisStore::new(transport, namespace, clock(manual_now_ms)).js()?;
+        let store = HostedRedisStore::new(transport, namespace, clock(manual_now_ms))
+            .js()?
+            .with_replication(replication);
         Ok(HostedStore { inner: Arc::new(store) })
     }
 

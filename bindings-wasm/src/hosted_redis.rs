@@ -15,8 +15,11 @@ use crate::convert;
 use crate::host_tasks::HostAnswer;
 use crate::hosted::OneThread;
 
-/// The host's `send(command, sha1, keys, args, node, slot)`: `command` is `"EVALSHA"` (with the
-/// script's SHA-1) or the plain command's name. It answers `slot` (see `host_tasks`) with the
+/// The host's `send(command, sha1, keys, args, node, then, slot)`: `command` is `"EVALSHA"` (with
+/// the script's SHA-1) or the plain command's name; `then` is `undefined`, or for a write that
+/// waits for replicas the plain requests (`[command, keys, args]`: a marker write, then `WAIT`)
+/// to send right after it on a connection of its own (`WAIT` blocks the connection it is sent
+/// on), answered with the array of every reply. It answers `slot` (see `host_tasks`) with the
 /// reply (`null`, a number, a string, a `Uint8Array`, an array of replies, or
 /// `{ error: "CODE message" }` for the server's error reply), or fails it with
 /// `{ message, mayHaveRun }` when the request could not be carried. On a cluster, `node` is the
@@ -119,8 +122,16 @@ impl JsTransport {
         // `undefined` for no node: the host's `send` takes it as an omitted argument.
         let node = node.map_or(JsValue::UNDEFINED, JsValue::from_str);
         let command = static_text(command);
+        let then = request.wait.as_ref().map_or(JsValue::UNDEFINED, |wait| {
+            // Plain commands (a marker write, `WAIT`): a name, keys and arguments each.
+            let strings = |items: &[String]| items.iter().map(|s| JsValue::from_str(s)).collect::<Array>();
+            let then = wait.requests().map(|then| {
+                Array::of3(&static_text(then.command.name()), &strings(&then.keys), &strings(&then.args))
+            });
+            then.iter().collect::<Array>().into()
+        });
         let answered = settled(crate::host_tasks::call_host(|slot| {
-            self.send.0.call6(&JsValue::NULL, &command, &sha1, &keys, &args, &node, slot)
+            self.send.0.call7(&JsValue::NULL, &command, &sha1, &keys, &args, &node, &then, slot)
         }));
         Box::pin(OneThread(async move { reply(&answered.await?) }))
     }

@@ -81,7 +81,8 @@ async function ioredis() {
 }
 
 async function nodeRedis(resp = 2) {
-  const client = createSentinel({ name: MASTER, sentinelRootNodes: sentinelNodes(), RESP: resp });
+  // Two connections to the primary: a write waiting for replicas borrows one (`replicas`).
+  const client = createSentinel({ name: MASTER, sentinelRootNodes: sentinelNodes(), RESP: resp, masterPoolSize: 2 });
   client.on("error", () => {});
   await client.connect();
   opened.push(client);
@@ -107,9 +108,16 @@ test("Node, Python and Rust processes on one Sentinel group share one counter, o
   await raceThreeLanguages(aio.openRedis(await ioredis(), { namespace }), url);
 });
 
-test("a failover while both clients claim: they follow the new primary; no two claims end up with one index", { timeout: 60_000 }, async () => {
+for (const replicas of [0, 1]) {
+  const title = replicas === 0
+    ? "a failover while both clients claim: they follow the new primary; no two claims end up with one index"
+    : "a failover while both clients claim with replicas: 1: no acknowledged claim is lost";
+  test(title, { timeout: 60_000 }, () => failoverWhileClaiming(replicas));
+}
+
+async function failoverWhileClaiming(replicas) {
   const namespace = fresh();
-  const stores = await Promise.all([ioredis(), nodeRedis()]).then((cs) => cs.map((c) => aio.openRedis(c, { namespace })));
+  const stores = await Promise.all([ioredis(), nodeRedis()]).then((cs) => cs.map((c) => aio.openRedis(c, { namespace, replicas })));
   const sentinel = admins.at(-1);
   const before = await namedPrimary(sentinel);
   let stop = false;
@@ -142,7 +150,8 @@ test("a failover while both clients claim: they follow the new primary; no two c
   await finished;
   assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);
   // Replication is asynchronous: claims the old primary acknowledged after the replica's last
-  // sync are lost with it (`replicas=N` is the knob against it; not offered on npm).
+  // sync are lost with it — unless each waited for the replica to acknowledge it (`replicas`).
   const lost = await claimAgain(new aio.Counter(stores[1], "c"), seen, demotedAt, "after the old primary was demoted");
-  console.log(`# sentinel failover: ${seen.size} claims, ${lost} lost with the old primary (demoted ${demotedAt - startedAt} ms after the failover began), ${failures.length} failed calls (${[...new Set(failures)]})`);
-});
+  console.log(`# sentinel failover, replicas ${replicas}: ${seen.size} claims, ${lost} lost with the old primary (demoted ${demotedAt - startedAt} ms after the failover began), ${failures.length} failed calls (${[...new Set(failures)]})`);
+  if (replicas > 0) assert.equal(lost, 0, "a claim the replica acknowledged was lost");
+}
