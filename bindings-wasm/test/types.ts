@@ -94,6 +94,10 @@ void [index, isNew, maybe, first, token, waiting, updated, value, engines, cache
 declare const ioredisClient: aio.IoredisLike;
 async function onRedis(): Promise<number> {
   const shared = aio.openRedis(ioredisClient, { namespace: "app" });
+  const replicated: aio.RedisStore = aio.openRedis(ioredisClient, { namespace: "app", replicas: 1, replicasTimeoutMs: 500 });
+  // @ts-expect-error replicas is a number
+  aio.openRedis(ioredisClient, { replicas: "1" });
+  void replicated;
   const index: number = await new aio.Counter(shared, "jobs").next();
   const mark: "first" | "duplicate" = await new aio.EventGuard(shared, "s", ["started"]).mark("x", "started");
   const lease: aio.Lease | null = await new aio.StartLock(shared, "tasks").tryStart("k", { ttl: 1000 });
