@@ -191,7 +191,8 @@ class OwnConnections {
   #idle: OwnConnection[] = [];
   #ended = false;
   constructor(
-    readonly open: () => Promise<OwnConnection>,
+    /** Opens one, within `withinMs` where the client's own wait could be unbounded. */
+    readonly open: (withinMs: number) => Promise<OwnConnection>,
     readonly keep: boolean,
     client: { on?: Emitting["on"] },
   ) {
@@ -200,9 +201,9 @@ class OwnConnections {
       for (const connection of this.#idle.splice(0)) connection.close();
     });
   }
-  take(): Promise<OwnConnection> {
+  take(withinMs: number): Promise<OwnConnection> {
     const idle = this.#idle.pop();
-    return idle ? Promise.resolve(idle) : this.open();
+    return idle ? Promise.resolve(idle) : this.open(withinMs);
   }
   /** After a request: kept when `healthy` (every reply came, none an error but `NOSCRIPT`: a
    * connection that met a failover answers `READONLY` until it is closed). */
@@ -247,8 +248,24 @@ function ownConnections(client: unknown): OwnConnections {
   if (isNodeRedisSentinel(client)) {
     const acquire = client.acquire?.bind(client);
     if (!acquire) throw cannot();
-    return new OwnConnections(async () => {
-      const lent = await acquire();
+    return new OwnConnections(async (withinMs) => {
+      // `acquire` waits for a free connection of the client's pool, for good if none comes back:
+      // with `masterPoolSize` above 1, node-redis 5 can keep one leased after concurrent first
+      // commands (tested). Past `withinMs` the write fails unsent; a connection lent late goes back.
+      const lending = acquire();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the Sentinel client lent no connection to the primary within ${withinMs} ms`)), withinMs);
+      });
+      let lent: Awaited<typeof lending>;
+      try {
+        lent = await Promise.race([lending, late]);
+      } catch (error) {
+        lending.then((given) => given.release(), noListener);
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
       return {
         request: (...request) => lent.sendCommand(false, commandLine(...request)),
         close: () => {
@@ -336,7 +353,9 @@ export function redisSender(client: unknown, answers: Answers, waits = false): S
   const own = waits ? ownConnections(client) : undefined;
   // A write and what follows it, on a connection of its own: every reply, or the failure.
   const sendWaiting = (connections: OwnConnections, command: string, sha1: string | null, keys: string[], args: string[], then: Then[], slot: number): void => {
-    connections.take().then(
+    // A connection is had within the time the write may wait for its replicas (`WAIT`'s).
+    const waitMs = Number(then.find(([name]) => name === "WAIT")?.[2][1] ?? 1_000);
+    connections.take(waitMs).then(
       (connection) => {
         const requests = [
           connection.request(command, sha1, keys, args),

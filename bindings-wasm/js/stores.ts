@@ -94,8 +94,11 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  * is released first and fails with `BackendUnavailableError`. Each waiting write goes on a
  * connection of its own (`WAIT` blocks the connection it is sent on): a duplicate of the client,
  * kept idle for the next write and closed when the client ends, or for a node-redis Sentinel
- * client one of its `masterPoolSize` connections, lent for the write (give it at least 2: the
- * client keeps one for everything else). Not offered on a cluster client yet.
+ * client its connection to the primary, lent by `acquire()` for the write (every other call
+ * waits meanwhile; keep its default `masterPoolSize` of 1: with more, node-redis 5 can keep one
+ * leased after concurrent first commands and leave calls waiting for good — a write that gets no
+ * connection within `replicasTimeoutMs` fails with `BackendUnavailableError`, unsent). Not
+ * offered on a cluster client yet.
  *
  * @throws {TypeError} when `client` is none of those clients, or an option is of the wrong type.
  * @throws {DOMException} `NotSupportedError` in the browser build.
