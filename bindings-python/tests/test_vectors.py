@@ -117,6 +117,11 @@ class Runner:
             }
             TaskCoordinator(self.store, name=step["lock"], ttl=ttl(), **kwargs)
             return None
+        if op == "store.open_redis":
+            # Checked before any connection: no server listens on port 1.
+            options = "&".join(f"{field}={step[field]}" for field in ("replicas", "replicas_timeout_ms") if field in step)
+            racefree.open(f"redis://127.0.0.1:1/0?{options}")
+            return None
         if op == "records.get":
             found = records().get(step["key"])
             return None if found is None else {"value": found.value, "version": found.version}

@@ -36,6 +36,18 @@ function decode(value) {
 /** Steps for other languages only are counted here, across scenarios. */
 export const skipped = { steps: 0 };
 
+/** Where these steps run: "js" everywhere, "node" in Node too (its shared stores). */
+const HERE = globalThis.process?.versions?.node ? ["js", "node"] : ["js"];
+
+/** A client `openRedis` takes that sends nothing: the store's options are checked first. */
+const idleRedisClient = { sendCommand: () => new Promise(() => {}), duplicate: () => idleRedisClient };
+
+/** `store.open_redis`: opens a store on `idleRedisClient` with the step's options. */
+const openRedisWith = (aio, s) => {
+  aio.openRedis(idleRedisClient, { replicas: s.replicas, replicasTimeoutMs: s.replicas_timeout_ms });
+  return null;
+};
+
 export function runScenario(racefree, scenario) {
   const clock = new racefree.ManualClock(1_000_000);
   const store = racefree.open("memory://", { clock });
@@ -70,6 +82,7 @@ export function runScenario(racefree, scenario) {
       new racefree.TaskCoordinator(store, { name: s.lock, ttl: s.ttl_ms, renewEvery: s.renew_every_ms, maxHold: s.max_hold_ms });
       return null;
     },
+    "store.open_redis": (s) => openRedisWith(racefree.aio, s),
     "records.get": (s) => new racefree.Records(store, s.space).get(s.key),
     "records.put": (s) =>
       new racefree.Records(store, s.space).put(s.key, s.value, { expectedVersion: s.expected_version, fencingToken: s.fencing_token }),
@@ -131,6 +144,7 @@ export async function runScenarioOnShared(racefree, scenario, open) {
       new aio.TaskCoordinator(store, { name: s.lock, ttl: s.ttl_ms, renewEvery: s.renew_every_ms, maxHold: s.max_hold_ms });
       return null;
     },
+    "store.open_redis": (s) => openRedisWith(aio, s),
     "records.get": (s) => new aio.Records(store, s.space).get(s.key),
     "records.put": (s) =>
       new aio.Records(store, s.space).put(s.key, s.value, { expectedVersion: s.expected_version, fencingToken: s.fencing_token }),
@@ -164,7 +178,7 @@ function tokenRank(tokens, token) {
 
 /** The decoded step, with where it is for messages; `null` when it is skipped or unknown. */
 function stepToRun(scenario, raw, i, ops, failures) {
-  if (raw.only && !raw.only.includes("js")) {
+  if (raw.only && !raw.only.some((where) => HERE.includes(where))) {
     skipped.steps += 1;
     return null;
   }

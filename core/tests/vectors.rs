@@ -123,6 +123,18 @@ impl Runner {
                 racefree::Coordinator::new(&self.store, text(step, "lock"), options)?;
                 Value::Null
             }
+            "store.open_redis" => {
+                // Checked before any connection: no server listens on port 1.
+                let options: Vec<String> =
+                    [("replicas", "replicas"), ("replicas_timeout_ms", "replicas_timeout_ms")]
+                        .iter()
+                        .filter_map(|(field, option)| {
+                            step.get(*field).map(|value| format!("{option}={value}"))
+                        })
+                        .collect();
+                racefree::open(&format!("redis://127.0.0.1:1/0?{}", options.join("&")))?;
+                Value::Null
+            }
             "records.get" => match records()?.get(text(step, "key"))? {
                 Some(v) => json!({ "value": v.value, "version": v.version }),
                 None => Value::Null,
