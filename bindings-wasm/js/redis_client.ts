@@ -10,8 +10,9 @@ type Reply = null | number | bigint | string | Uint8Array | Reply[] | { error: s
 type Then = [command: string, keys: string[], args: string[]];
 /** Sends one request — a keyed one where the client routes its first key, a walk's to `node`;
  * with `then` (a write that waits for replicas: a marker write and `WAIT`), the write and those
- * on a connection of its own, answered with every reply — and hands what it got to the core's
- * answer `slot`; throws when the client refuses it at once. */
+ * on a connection of its own (on a cluster, to the primary of `hashSlot`, its keys' hash slot),
+ * answered with every reply — and hands what it got to the core's answer `slot`; throws when the
+ * client refuses it at once. */
 export type Send = (
   command: string,
   sha1: string | null,
@@ -20,6 +21,7 @@ export type Send = (
   node: string | undefined,
   then: Then[] | undefined,
   slot: number,
+  hashSlot?: number,
 ) => void;
 /** How the core reaches the server: `send`, and on a cluster `nodes`, which answers `slot` with
  * the primaries a walk visits. */
@@ -66,6 +68,10 @@ export interface IoredisClusterLike {
   call(command: string, ...args: string[]): Promise<unknown>;
   /** The cluster's connections to its primaries. */
   nodes(role: "master"): IoredisLike[];
+  /** Each hash slot's nodes (`"host:port"`), its primary first (`replicas`). */
+  slots?: string[][];
+  /** (`replicas`) */
+  on?: Emitting["on"];
   options?: { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
 }
 
@@ -87,6 +93,10 @@ export interface NodeRedisClusterLike {
   readonly masters: { address: string }[];
   /** The client of one of `masters`. */
   nodeClient(node: { address: string }): Promise<NodeRedisLike> | NodeRedisLike;
+  /** Each hash slot's shard, its primary first (`replicas`). */
+  readonly slots?: ({ master?: { address: string } } | undefined)[];
+  /** (`replicas`) */
+  on?: Emitting["on"];
 }
 
 /** A node-redis Sentinel client (`createSentinel`, v5+): what this module uses of it. */
@@ -180,70 +190,140 @@ interface OwnConnection {
   close(): void;
 }
 
-/** Idle connections kept for writes that wait for replicas (as on the Rust store: one per such
- * write in flight, up to this many kept). */
+/** Idle connections kept for writes that wait for replicas, per node (as on the Rust store: one
+ * per such write in flight, up to this many kept). */
 const MAX_IDLE_OWN = 64;
 
-/** The connections of the writes that wait for replicas: one taken per write (an idle one, or a
- * new one), kept idle for the next unless `keep` is false (a connection the client lends goes back
- * to it), none kept after the application's client ends, so that none keeps the process alive. */
+/** The connections of the writes that wait for replicas: one taken per write (an idle one to its
+ * node, or a new one), kept idle for the next unless `keep` is false (a connection the client
+ * lends goes back to it), none kept after the application's client ends, so that none keeps the
+ * process alive. */
 class OwnConnections {
-  #idle: OwnConnection[] = [];
+  #idle = new Map<string, OwnConnection[]>();
   #ended = false;
+  /** Nodes whose client of the application ended (`endsWith`). */
+  #endedNodes = new Set<string>();
+  #watched = new Set<string>();
   constructor(
-    /** Opens one, within `withinMs` where the client's own wait could be unbounded. */
-    readonly open: (withinMs: number) => Promise<OwnConnection>,
+    /** Opens one to `node`, within `withinMs` where the client's own wait could be unbounded. */
+    readonly open: (withinMs: number, node: string) => Promise<OwnConnection>,
     readonly keep: boolean,
     client: { on?: Emitting["on"] },
+    /** The node a write of `hashSlot` goes to: on a cluster the slot's primary in the client's
+     * table, else `""`. */
+    readonly nodeOf: (hashSlot: number | undefined) => string | Promise<string> = () => "",
   ) {
     client.on?.("end", () => {
       this.#ended = true;
-      for (const connection of this.#idle.splice(0)) connection.close();
+      for (const idle of this.#idle.values()) for (const connection of idle.splice(0)) connection.close();
     });
   }
-  take(withinMs: number): Promise<OwnConnection> {
-    const idle = this.#idle.pop();
-    return idle ? Promise.resolve(idle) : this.open(withinMs);
+  /** Keeps no connection to `node` once `nodeClient`, the application's client of it, ends (a
+   * node-redis cluster announces no end of its own, its node clients do). */
+  endsWith(node: string, nodeClient: { on?: Emitting["on"] }): void {
+    if (this.#watched.has(node)) return;
+    this.#watched.add(node);
+    nodeClient.on?.("end", () => {
+      this.#endedNodes.add(node);
+      for (const connection of this.#idle.get(node)?.splice(0) ?? []) connection.close();
+    });
+  }
+  async take(withinMs: number, hashSlot: number | undefined): Promise<[string, OwnConnection]> {
+    const node = await this.nodeOf(hashSlot);
+    const idle = this.#idle.get(node)?.pop();
+    return [node, idle ?? (await this.open(withinMs, node))];
   }
   /** After a request: kept when `healthy` (every reply came, none an error but `NOSCRIPT`: a
-   * connection that met a failover answers `READONLY` until it is closed). */
-  put(connection: OwnConnection, healthy: boolean): void {
-    if (healthy && this.keep && !this.#ended && this.#idle.length < MAX_IDLE_OWN) this.#idle.push(connection);
+   * connection that met a failover answers `READONLY`, one that met a resharding `MOVED`). */
+  put(node: string, connection: OwnConnection, healthy: boolean): void {
+    const idle = this.#idle.get(node) ?? [];
+    this.#idle.set(node, idle);
+    if (healthy && this.keep && !this.#ended && !this.#endedNodes.has(node) && idle.length < MAX_IDLE_OWN) idle.push(connection);
     else connection.close();
   }
 }
 
 const noListener = () => {};
 
-/** How `client` opens connections of its own, or why it cannot: `replicas` on a cluster client
- * (not offered yet) or a client without `duplicate` (or, for a node-redis Sentinel, `acquire`). */
-function ownConnections(client: unknown): OwnConnections {
-  if (isIoredisCluster(client) || isNodeRedisCluster(client)) {
-    throw new InvalidArgumentError("invalid argument: replicas is not offered on a cluster client yet; open the store without it");
+/** A connection of its own to the server of the ioredis client `client` is: a duplicate, connected
+ * before its first request and never reconnected. After a reconnect ioredis resends unanswered
+ * requests (and on `reconnectOnError` the refused one), which would send a `WAIT` alone — to
+ * whichever server the reconnect reached, after a failover the new primary — to count
+ * acknowledgements of nothing this connection wrote there. Closed, it fails what it was carrying
+ * ("Connection is closed.": the outcome unknown), and is dropped. */
+async function ioredisOwn(client: IoredisLike, cannot: () => Error): Promise<OwnConnection> {
+  if (!client.duplicate) throw cannot();
+  const own = client.duplicate({ lazyConnect: true, enableOfflineQueue: false, retryStrategy: null, reconnectOnError: null });
+  own.on("error", noListener);
+  try {
+    await own.connect();
+  } catch (error) {
+    own.disconnect();
+    throw error;
   }
+  return { request: (...request) => ioredisRequest(own, ...request), close: () => own.disconnect() };
+}
+
+/** A connection of its own to the server of the node-redis client `client` is: a duplicate. */
+async function nodeRedisOwn(client: NodeRedisLike, cannot: () => Error): Promise<OwnConnection> {
+  if (!client.duplicate) throw cannot();
+  const own = client.duplicate();
+  own.on("error", noListener);
+  try {
+    await own.connect();
+  } catch (error) {
+    own.destroy();
+    throw error;
+  }
+  return { request: (...request) => own.sendCommand(commandLine(...request)), close: () => own.destroy() };
+}
+
+/** A primary the client's slot table names for no hash slot, or no longer lists. */
+const unknownPrimary = (node: string) => new Error(node ? `cluster node ${node} is no longer a primary the client knows` : "the cluster client knows no primary for the write's hash slot");
+
+/** How `client` opens connections of its own, or why it cannot (a client without `duplicate`, or
+ * for a node-redis Sentinel `acquire`). */
+function ownConnections(client: unknown): OwnConnections {
   const cannot = () =>
     new InvalidArgumentError(
       "invalid argument: replicas needs a client that opens connections of its own (ioredis or node-redis duplicate(), a node-redis Sentinel's acquire())",
     );
+  if (isIoredisCluster(client)) {
+    const name = (node: IoredisLike) => `${node.options?.host}:${node.options?.port}`;
+    return new OwnConnections(
+      async (_, node) => {
+        const primary = client.nodes("master").find((n) => name(n) === node);
+        if (!primary) throw unknownPrimary(node);
+        return ioredisOwn(primary, cannot);
+      },
+      true,
+      client,
+      async (hashSlot) => {
+        if (hashSlot === undefined) return "";
+        // Before its first connection the cluster knows no slot; any command waits for it.
+        if (!client.slots?.[hashSlot]?.[0]) await client.call("PING");
+        return client.slots?.[hashSlot]?.[0] ?? "";
+      },
+    );
+  }
+  if (isNodeRedisCluster(client)) {
+    const connections: OwnConnections = new OwnConnections(
+      async (_, node) => {
+        const primary = client.masters.find((n) => n.address === node);
+        if (!primary) throw unknownPrimary(node);
+        const nodeClient = await client.nodeClient(primary);
+        connections.endsWith(node, nodeClient);
+        return nodeRedisOwn(nodeClient, cannot);
+      },
+      true,
+      client,
+      (hashSlot) => (hashSlot === undefined ? "" : client.slots?.[hashSlot]?.master?.address ?? ""),
+    );
+    return connections;
+  }
   if (isIoredis(client)) {
-    const duplicate = client.duplicate?.bind(client);
-    if (!duplicate) throw cannot();
-    return new OwnConnections(async () => {
-      // Connected before its first request, and never reconnected: after a reconnect ioredis
-      // resends unanswered requests (and on `reconnectOnError` the refused one), which would send
-      // a `WAIT` alone — to whichever server the reconnect reached, after a failover the new
-      // primary — to count acknowledgements of nothing this connection wrote there. Closed, it
-      // fails what it was carrying ("Connection is closed.": the outcome unknown), and is dropped.
-      const own = duplicate({ lazyConnect: true, enableOfflineQueue: false, retryStrategy: null, reconnectOnError: null });
-      own.on("error", noListener);
-      try {
-        await own.connect();
-      } catch (error) {
-        own.disconnect();
-        throw error;
-      }
-      return { request: (...request) => ioredisRequest(own, ...request), close: () => own.disconnect() };
-    }, true, client);
+    if (!client.duplicate) throw cannot();
+    return new OwnConnections(() => ioredisOwn(client, cannot), true, client);
   }
   if (isNodeRedisSentinel(client)) {
     const acquire = client.acquire?.bind(client);
@@ -278,19 +358,8 @@ function ownConnections(client: unknown): OwnConnections {
     }, false, {});
   }
   if (isNodeRedis(client)) {
-    const duplicate = client.duplicate?.bind(client);
-    if (!duplicate) throw cannot();
-    return new OwnConnections(async () => {
-      const own = duplicate();
-      own.on("error", noListener);
-      try {
-        await own.connect();
-      } catch (error) {
-        own.destroy();
-        throw error;
-      }
-      return { request: (...request) => own.sendCommand(commandLine(...request)), close: () => own.destroy() };
-    }, true, client);
+    if (!client.duplicate) throw cannot();
+    return new OwnConnections(() => nodeRedisOwn(client, cannot), true, client);
   }
   throw cannot();
 }
@@ -352,11 +421,20 @@ export function redisSender(client: unknown, answers: Answers, waits = false): S
   };
   const own = waits ? ownConnections(client) : undefined;
   // A write and what follows it, on a connection of its own: every reply, or the failure.
-  const sendWaiting = (connections: OwnConnections, command: string, sha1: string | null, keys: string[], args: string[], then: Then[], slot: number): void => {
+  const sendWaiting = (
+    connections: OwnConnections,
+    command: string,
+    sha1: string | null,
+    keys: string[],
+    args: string[],
+    then: Then[],
+    slot: number,
+    hashSlot: number | undefined,
+  ): void => {
     // A connection is had within the time the write may wait for its replicas (`WAIT`'s).
     const waitMs = Number(then.find(([name]) => name === "WAIT")?.[2][1] ?? 1_000);
-    connections.take(waitMs).then(
-      (connection) => {
+    connections.take(waitMs, hashSlot).then(
+      ([node, connection]) => {
         const requests = [
           connection.request(command, sha1, keys, args),
           ...then.map(([name, thenKeys, thenArgs]) => connection.request(name, null, thenKeys, thenArgs)),
@@ -368,19 +446,19 @@ export function redisSender(client: unknown, answers: Answers, waits = false): S
               try {
                 replies.push(normalized(settled.value));
               } catch (error) {
-                connections.put(connection, false);
+                connections.put(node, connection, false);
                 return failed(slot, error);
               }
             } else if (isServerError(settled.reason)) {
               replies.push({ error: settled.reason.message });
             } else {
-              connections.put(connection, false);
+              connections.put(node, connection, false);
               // Once the write was answered, a failure of what follows leaves only its
               // replication unknown.
               return replies.length === 0 ? failed(slot, settled.reason) : answers.hostFailed(slot, notCarried(settled.reason, true));
             }
           }
-          connections.put(connection, replies.every((reply) => !isErrorReply(reply) || reply.error.startsWith("NOSCRIPT")));
+          connections.put(node, connection, replies.every((reply) => !isErrorReply(reply) || reply.error.startsWith("NOSCRIPT")));
           answers.hostAnswered(slot, replies);
         });
       },
@@ -390,10 +468,10 @@ export function redisSender(client: unknown, answers: Answers, waits = false): S
   };
   // One `then` on the client's promise, handing its outcome straight to the core: no promise or
   // microtask turn of our own per request (see `src/host_tasks.rs` for the figures).
-  const send: Send = (command, sha1, keys, args, node, then, slot) => {
+  const send: Send = (command, sha1, keys, args, node, then, slot, hashSlot) => {
     if (then !== undefined) {
       if (own === undefined) throw notCarried(new Error("a write waiting for replicas on a store opened without them"), false);
-      return sendWaiting(own, command, sha1, keys, args, then, slot);
+      return sendWaiting(own, command, sha1, keys, args, then, slot, hashSlot);
     }
     let pending: Promise<unknown>;
     try {

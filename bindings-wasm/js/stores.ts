@@ -97,14 +97,16 @@ function manualNowMs(clock: unknown): (() => number) | undefined {
  * client its connection to the primary, lent by `acquire()` for the write (every other call
  * waits meanwhile; keep its default `masterPoolSize` of 1: with more, node-redis 5 can keep one
  * leased after concurrent first commands and leave calls waiting for good — a write that gets no
- * connection within `replicasTimeoutMs` fails with `BackendUnavailableError`, unsent). Not
- * offered on a cluster client yet.
+ * connection within `replicasTimeoutMs` fails with `BackendUnavailableError`, unsent). On a
+ * cluster client, a duplicate of the client of the primary the client's slot table names for the
+ * write's hash slot (a write that meets a resharding there fails unsent: `MOVED` is the cluster
+ * client's to follow).
  *
  * @throws {TypeError} when `client` is none of those clients, or an option is of the wrong type.
  * @throws {DOMException} `NotSupportedError` in the browser build.
  * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`, a bad
  *   namespace, `replicas` that is not a whole number, a `replicasTimeoutMs` of 0 or not a whole
- *   number, or `replicas` on a cluster client or a client that opens no connection of its own.
+ *   number, or `replicas` on a client that opens no connection of its own.
  */
 export function openRedis(
   client: RedisClientLike,

@@ -15,11 +15,12 @@ use crate::convert;
 use crate::host_tasks::HostAnswer;
 use crate::hosted::OneThread;
 
-/// The host's `send(command, sha1, keys, args, node, then, slot)`: `command` is `"EVALSHA"` (with
+/// The host's `send(command, sha1, keys, args, node, then, slot, hashSlot)`: `command` is `"EVALSHA"` (with
 /// the script's SHA-1) or the plain command's name; `then` is `undefined`, or for a write that
 /// waits for replicas the plain requests (`[command, keys, args]`: a marker write, then `WAIT`)
 /// to send right after it on a connection of its own (`WAIT` blocks the connection it is sent
-/// on), answered with the array of every reply. It answers `slot` (see `host_tasks`) with the
+/// on; on a cluster, to the primary of `hashSlot`, the hash slot of its keys), answered with the
+/// array of every reply. It answers `slot` (see `host_tasks`) with the
 /// reply (`null`, a number, a string, a `Uint8Array`, an array of replies, or
 /// `{ error: "CODE message" }` for the server's error reply), or fails it with
 /// `{ message, mayHaveRun }` when the request could not be carried. On a cluster, `node` is the
@@ -130,8 +131,16 @@ impl JsTransport {
             });
             then.iter().collect::<Array>().into()
         });
+        // On a cluster, where a write that waits for replicas goes: the connection of its own is
+        // opened to the primary of its keys' hash slot.
+        let hash_slot = match (&request.wait, &self.nodes, request.keys.first()) {
+            (Some(_), Some(_), Some(key)) => {
+                JsValue::from(racefree::store::redis::cluster::slot(key.as_bytes()))
+            }
+            _ => JsValue::UNDEFINED,
+        };
         let answered = settled(crate::host_tasks::call_host(|slot| {
-            self.send.0.call7(&JsValue::NULL, &command, &sha1, &keys, &args, &node, &then, slot)
+            self.send.0.call8(&JsValue::NULL, &command, &sha1, &keys, &args, &node, &then, slot, &hash_slot)
         }));
         Box::pin(OneThread(async move { reply(&answered.await?) }))
     }

@@ -129,6 +129,33 @@ for (const [name, connect] of CLIENTS) {
     assert.deepEqual(await Promise.all(guards.map((g) => g.mark("s", "started"))), Array(30).fill("first"));
   });
 
+  test(`${name} with replicas: 1: each write waits on its slot's primary, on a connection of its own closed with the client`, async () => {
+    const sum = async (what) => {
+      let total = 0;
+      for (const { admin: node } of nodes.values()) {
+        const info = await node.info(what === "waits" ? "commandstats" : "clients");
+        if (!/role:master/.test(await node.info("replication"))) continue;
+        total += Number((what === "waits" ? /cmdstat_wait:calls=(\d+)/ : /connected_clients:(\d+)/).exec(info)?.[1] ?? 0);
+      }
+      return total;
+    };
+    const [waitsBefore, clientsBefore] = [await sum("waits"), await sum("clients")];
+    const client = await connect();
+    const store = aio.openRedis(client, { namespace: fresh(), replicas: 1 });
+    await checkEveryPrimitive(store);
+    // 30 instances: their writes reach all three primaries, each waited for there.
+    const counters = Array.from({ length: 30 }, (_, i) => new aio.Counter(store, `task:${i}`));
+    assert.deepEqual(await Promise.all(counters.map((c) => c.next())), Array(30).fill(0));
+    assert.ok((await sum("waits")) - waitsBefore >= 30, "every write sent its WAIT to a primary");
+    client.isCluster ? client.disconnect() : await client.close();
+    opened.splice(opened.indexOf(client), 1);
+    const deadline = Date.now() + 5_000;
+    while ((await sum("clients")) > clientsBefore) {
+      assert.ok(Date.now() < deadline, `${(await sum("clients")) - clientsBefore} connections left on the primaries after the client ended`);
+      await sleep(50);
+    }
+  });
+
   test(`${name}: the shared scenarios on a Redis Cluster`, async () => {
     const client = await connect();
     assert.deepEqual(await runEveryScenario((clock) => aio.openRedis(client, { namespace: fresh(), clock })), []);

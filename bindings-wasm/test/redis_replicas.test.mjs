@@ -171,9 +171,8 @@ test("replication options are checked before any request", async () => {
   refused({ replicas: 1, replicasTimeoutMs: 0 }, InvalidArgumentError);
   refused({ replicas: 1, replicasTimeoutMs: 2.5 }, InvalidArgumentError);
   refused({ replicas: 1, replicasTimeoutMs: "600" }, TypeError);
-  // A client that opens no connection of its own, and a cluster client (not offered yet).
+  // A client that opens no connection of its own.
   const sendOnly = { evalsha: async () => 0, call: async () => 0 };
   assert.throws(() => aio.openRedis(sendOnly, { replicas: 1 }), /opens connections of its own/);
-  assert.throws(() => aio.openRedis({ ...sendOnly, isCluster: true, nodes: () => [] }, { replicas: 1 }), /not offered on a cluster/);
   assert.ok(aio.openRedis(sendOnly, { replicas: 0 }), "0 replicas waits for none");
 });
