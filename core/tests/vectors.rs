@@ -199,6 +199,11 @@ fn shared_scenarios_give_the_expected_results() {
                 skipped += 1;
                 continue;
             }
+            // A build without the Redis store refuses every redis:// URL, good or bad alike.
+            if step["op"] == "store.open_redis" && !cfg!(feature = "redis") {
+                skipped += 1;
+                continue;
+            }
             let step = &decode(step);
             let outcome = runner.run(step);
             let where_ = format!("{} step {i} ({})", file.display(), step["op"]);
