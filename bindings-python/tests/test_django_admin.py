@@ -156,13 +156,27 @@ def leases(driver: "object") -> List[tuple]:
 def click_and_wait(driver: "object", element: "object") -> None:
     """Clicks ``element`` and waits until the page it leads to has replaced this one (a click
     returns before the next page is loaded)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")  # type: ignore[attr-defined]
     element.click()  # type: ignore[attr-defined]
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+    def replaced(_: object) -> bool:
+        try:
+            page.is_enabled()  # type: ignore[attr-defined]
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as err:
+            # Asked in the middle of the navigation, chromedriver says so in other words (seen
+            # once in CI; `staleness_of` knows only the exception above).
+            if "does not belong to the document" in str(err):
+                return True
+            raise
+
+    WebDriverWait(driver, 15).until(replaced)
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
