@@ -54,18 +54,15 @@ fn clock(manual_now_ms: Option<Function>) -> racefree::SharedClock {
     }
 }
 
-/// How long a write waits for its replicas when `replicasTimeoutMs` is not given: 1 s, as on the
-/// Rust and Python stores.
-const DEFAULT_REPLICAS_TIMEOUT_MS: u64 = 1_000;
-
 /// `replicas` and `replicasTimeoutMs` (each `undefined` when not given) as what every write waits
 /// for: nothing for 0 replicas.
 fn replication(replicas: &JsValue, timeout_ms: &JsValue) -> Result<Option<Replication>, JsValue> {
     let replicas = convert::optional_unsigned("replicas", replicas)?.unwrap_or(0);
     let replicas = u32::try_from(replicas)
         .map_err(|_| convert::invalid(format!("replicas must be at most {}, got {replicas}", u32::MAX)))?;
-    let timeout_ms =
-        convert::optional_unsigned("replicasTimeoutMs", timeout_ms)?.unwrap_or(DEFAULT_REPLICAS_TIMEOUT_MS);
+    // Not given: the default of every store.
+    let timeout_ms = convert::optional_unsigned("replicasTimeoutMs", timeout_ms)?
+        .unwrap_or(Replication::DEFAULT_TIMEOUT_MS);
     if timeout_ms == 0 {
         // `WAIT`'s 0 waits forever.
         return Err(convert::invalid("replicasTimeoutMs must be at least 1, got 0".to_owned()));

@@ -118,14 +118,13 @@ impl JsTransport {
             Command::Script(script) => ("EVALSHA", static_text(&script.sha1)),
             Command::Plain(name) => (name, JsValue::NULL),
         };
-        let keys: Array = request.keys.iter().map(|k| JsValue::from_str(k)).collect();
-        let args: Array = request.args.iter().map(|a| JsValue::from_str(a)).collect();
+        let strings = |items: &[String]| items.iter().map(|s| JsValue::from_str(s)).collect::<Array>();
+        let (keys, args) = (strings(&request.keys), strings(&request.args));
         // `undefined` for no node: the host's `send` takes it as an omitted argument.
         let node = node.map_or(JsValue::UNDEFINED, JsValue::from_str);
         let command = static_text(command);
         let then = request.wait.as_ref().map_or(JsValue::UNDEFINED, |wait| {
             // Plain commands (a marker write, `WAIT`): a name, keys and arguments each.
-            let strings = |items: &[String]| items.iter().map(|s| JsValue::from_str(s)).collect::<Array>();
             let then = wait.requests().map(|then| {
                 Array::of3(&static_text(then.command.name()), &strings(&then.keys), &strings(&then.args))
             });

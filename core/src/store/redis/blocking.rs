@@ -86,9 +86,6 @@ impl RedisOptions {
     }
 }
 
-/// `WAIT`'s default time for the replicas to acknowledge a write.
-const DEFAULT_REPLICAS_TIMEOUT: Duration = Duration::from_secs(1);
-
 impl Default for RedisOptions {
     fn default() -> Self {
         Self {
@@ -98,7 +95,7 @@ impl Default for RedisOptions {
             tls_ca: None,
             tls_client: None,
             replicas: 0,
-            replicas_timeout: DEFAULT_REPLICAS_TIMEOUT,
+            replicas_timeout: Duration::from_millis(Replication::DEFAULT_TIMEOUT_MS),
         }
     }
 }

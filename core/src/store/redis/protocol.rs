@@ -336,6 +336,11 @@ pub struct Replication {
     pub timeout_ms: u64,
 }
 
+impl Replication {
+    /// How long `WAIT` waits when no timeout is given, on every store: 1 s.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
+}
+
 /// What to do with a reply: the next step.
 pub type Then<T> = Box<dyn FnOnce(Reply) -> Step<T> + Send>;
 
