@@ -54,8 +54,10 @@ echo "-- node --test against the installed package (with Python and Rust process
 echo "   the clients, and examples/prometheus.mjs with prom-client, from this folder, as an application's)"
 # The Rust process of those races (core/examples/interop.rs), in the profile the main suite built.
 (cd "$root" && cargo build --locked --profile release-tests -p racefree --all-features --example interop)
+# A file still running after 10 minutes (the longest takes about 2) is cancelled and fails: a
+# client left open keeps its process alive, and the runner would wait for it for good.
 RACEFREE_VECTORS="$root/tests/vectors" RACEFREE_CLIENTS="$here" RACEFREE_PYTHON="$root/.venv/bin/python" \
-    RACEFREE_RUST="$root/target/release-tests/examples/interop" node --test test/*.test.mjs
+    RACEFREE_RUST="$root/target/release-tests/examples/interop" node --test --test-timeout=600000 test/*.test.mjs
 
 echo "-- headless Chromium: the key scenarios with the web build"
 bash "$here/scripts/browser_test.sh" "$out/scratch/node_modules/racefree/dist" "$root/tests/vectors"

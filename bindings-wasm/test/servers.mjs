@@ -20,16 +20,20 @@ export async function freePorts(count) {
 export const freePort = async () => (await freePorts(1))[0];
 
 /** An ioredis connection (`Redis`, the application's class) to 127.0.0.1:`port`, once the server
- * there answers `PING` (it may still be starting). */
-export async function reachableRedis(Redis, port) {
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  client.on("error", () => {});
-  for (let attempt = 0; ; attempt++) {
+ * there answers `PING` (it may still be starting). Each attempt is a client of its own that never
+ * reconnects by itself (one left reconnecting would refuse the next `connect()` as "already
+ * connecting" and keep the process alive), closed when the attempt fails. */
+export async function reachableRedis(Redis, port, { attempts = 400 } = {}) {
+  for (let attempt = 1; ; attempt++) {
+    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: null });
+    client.on("error", () => {});
     try {
       await client.connect();
       if ((await client.ping()) === "PONG") return client;
+      throw new Error(`127.0.0.1:${port} did not answer PING with PONG`);
     } catch (error) {
-      if (attempt > 200) throw error;
+      client.disconnect();
+      if (attempt >= attempts) throw error;
       await new Promise((r) => setTimeout(r, 25));
     }
   }
