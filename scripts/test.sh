@@ -23,8 +23,8 @@ cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features red
 cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features aio,redis-protocol -- -D warnings
 cargo clippy --locked -p racefree --target wasm32-unknown-unknown --features postgres-protocol -- -D warnings
 
-section "rust: unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
-cargo test --workspace --profile release-tests --locked --all-features
+section "rust: the CLI and the bindings' own Rust tests (the core's suites run once, from its packaged .crate, below)"
+cargo test --workspace --exclude racefree --profile release-tests --locked --all-features
 
 section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres-protocol, postgres, aio, tokio), debug profile"
 for features in "" sqlite redis-protocol redis postgres-protocol postgres aio tokio; do
@@ -32,11 +32,14 @@ for features in "" sqlite redis-protocol redis postgres-protocol postgres aio to
     cargo test --locked -p racefree ${features:+--features "$features"}
 done
 
-section "rust: the published crate's own tests, run from its packaged .crate (nothing outside it)"
+section "rust: the core's suites, every feature, from the published crate's packaged .crate (nothing outside it): unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo package --locked --allow-dirty -p racefree --no-verify
 unpacked=$(mktemp -d) target_dir=$(pwd)/target
 tar -xzf target/package/racefree-0.1.0.crate -C "$unpacked"
-(cd "$unpacked/racefree-0.1.0" && CARGO_TARGET_DIR="$target_dir" cargo test --release --locked --all-features)
+# The workspace's optimized test profile (Cargo.toml), which a packaged crate does not carry.
+(cd "$unpacked/racefree-0.1.0" && CARGO_TARGET_DIR="$target_dir" cargo test --locked --all-features \
+    --profile release-tests --config 'profile.release-tests.inherits="release"' \
+    --config 'profile.release-tests.lto=false' --config 'profile.release-tests.codegen-units=16')
 rm -rf "$unpacked"
 
 section "rust: loom model of the memory store's synchronization (bounded preemptions)"
