@@ -206,19 +206,22 @@ test("a slot migrated key by key while 4 stores claim: ASK followed, no index tw
   const [fromId, toId] = await Promise.all([admin(from).call("CLUSTER", "MYID"), admin(to).call("CLUSTER", "MYID")]);
   let migrated = false;
   const claiming = claimUntil(stores, () => migrated);
-  await sleep(100);
-  await admin(to).call("CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
-  await admin(from).call("CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
-  for (;;) {
-    const [key] = await admin(from).call("CLUSTER", "GETKEYSINSLOT", slot, 1);
-    if (!key) break;
-    await admin(from).call("MIGRATE", "127.0.0.1", to, key, 0, 5000);
-    await sleep(60);
+  try {
+    await sleep(100);
+    await admin(to).call("CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
+    await admin(from).call("CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
+    for (;;) {
+      const [key] = await admin(from).call("CLUSTER", "GETKEYSINSLOT", slot, 1);
+      if (!key) break;
+      await admin(from).call("MIGRATE", "127.0.0.1", to, key, 0, 5000);
+      await sleep(60);
+    }
+    for (const port of primaries) await admin(port).call("CLUSTER", "SETSLOT", slot, "NODE", toId);
+    await sleep(200);
+  } finally {
+    migrated = true;
+    await claiming.finished;
   }
-  for (const port of primaries) await admin(port).call("CLUSTER", "SETSLOT", slot, "NODE", toId);
-  await sleep(200);
-  migrated = true;
-  await claiming.finished;
   const { seen, failures } = claiming;
   seen.set("first", { index: 0 });
   contiguous(seen);
@@ -236,25 +239,29 @@ test("ioredis Cluster, a primary killed while 4 stores claim: its replica takes 
   await new aio.Counter(stores[0], "c").claim("first");
   const victim = await primaryOf(await slotOf(namespace, "c"));
   let stop = false;
+  let promotedAt;
   const claiming = claimUntil(stores, () => stop);
-  await sleep(200);
-  const killedAt = Date.now();
-  process.kill(nodes.get(victim).server.pid, "SIGKILL");
-  await new Promise((resolve) => nodes.get(victim).server.once("exit", resolve));
-  // Until a replica is promoted (cluster-node-timeout 1000 ms), calls fail; then they go on.
-  let promoted = 0;
-  while (!promoted) {
-    await sleep(50);
-    if (Date.now() - killedAt > 30_000) {
-      assert.fail(`no replica took over: ${await anyAdmin().call("CLUSTER", "NODES")}`);
+  try {
+    await sleep(200);
+    const killedAt = Date.now();
+    process.kill(nodes.get(victim).server.pid, "SIGKILL");
+    await new Promise((resolve) => nodes.get(victim).server.once("exit", resolve));
+    // Until a replica is promoted (cluster-node-timeout 1000 ms), calls fail; then they go on.
+    let promoted = 0;
+    while (!promoted) {
+      await sleep(50);
+      if (Date.now() - killedAt > 30_000) {
+        assert.fail(`no replica took over: ${await anyAdmin().call("CLUSTER", "NODES")}`);
+      }
+      const slot = await slotOf(namespace, "c");
+      promoted = await primaryOf(slot).then((port) => (port !== victim ? port : 0), () => 0);
     }
-    const slot = await slotOf(namespace, "c");
-    promoted = await primaryOf(slot).then((port) => (port !== victim ? port : 0), () => 0);
+    promotedAt = Date.now();
+    await sleep(1_000);
+  } finally {
+    stop = true;
+    await claiming.finished;
   }
-  const promotedAt = Date.now();
-  await sleep(1_000);
-  stop = true;
-  await claiming.finished;
   const { seen, failures } = claiming;
   assert.ok(seen.size > 20, `only ${seen.size} claims`);
   assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);

@@ -133,32 +133,37 @@ async function failoverWhileClaiming(replicas) {
   const before = await namedPrimary(sentinel);
   let stop = false;
   const { seen, failures, finished } = claimUntil(stores, () => stop);
-  await sleep(300);
-  // The sentinels promote the replica at once (as if the primary were down) and make the old
-  // primary its replica; clients learn of it from the sentinels and from READONLY replies.
-  await sentinel.call("SENTINEL", "FAILOVER", MASTER);
-  const startedAt = Date.now();
-  while ((await namedPrimary(sentinel)) === before) {
-    assert.ok(Date.now() - startedAt < 30_000, "the sentinels did not fail over");
-    await sleep(50);
+  let startedAt;
+  let demotedAt;
+  try {
+    await sleep(300);
+    // The sentinels promote the replica at once (as if the primary were down) and make the old
+    // primary its replica; clients learn of it from the sentinels and from READONLY replies.
+    await sentinel.call("SENTINEL", "FAILOVER", MASTER);
+    startedAt = Date.now();
+    while ((await namedPrimary(sentinel)) === before) {
+      assert.ok(Date.now() - startedAt < 30_000, "the sentinels did not fail over");
+      await sleep(50);
+    }
+    // The old primary is made a replica of the new one (its writes since the promotion are
+    // discarded); from then on a call that reaches it is refused (READONLY), and the clients move.
+    const oldPrimary = before === primary ? admins[1] : admins[0];
+    // A server changing its role may close the admin connection too: a refused ROLE asks again.
+    while ((await oldPrimary.call("ROLE").catch(() => ["unknown"]))[0] !== "slave") {
+      assert.ok(Date.now() - startedAt < 30_000, "the old primary was not demoted");
+      await sleep(50);
+    }
+    demotedAt = Date.now();
+    const deadline = demotedAt + 20_000;
+    const since = () => [...seen.values()].filter(({ at }) => at > demotedAt).length;
+    while (since() < 200) {
+      assert.ok(Date.now() < deadline, `the clients did not follow the failover (${since()} claims since)`);
+      await sleep(50);
+    }
+  } finally {
+    stop = true;
+    await finished;
   }
-  // The old primary is made a replica of the new one (its writes since the promotion are
-  // discarded); from then on a call that reaches it is refused (READONLY), and the clients move.
-  const oldPrimary = before === primary ? admins[1] : admins[0];
-  // A server changing its role may close the admin connection too: a refused ROLE asks again.
-  while ((await oldPrimary.call("ROLE").catch(() => ["unknown"]))[0] !== "slave") {
-    assert.ok(Date.now() - startedAt < 30_000, "the old primary was not demoted");
-    await sleep(50);
-  }
-  const demotedAt = Date.now();
-  const deadline = demotedAt + 20_000;
-  const since = () => [...seen.values()].filter(({ at }) => at > demotedAt).length;
-  while (since() < 200) {
-    assert.ok(Date.now() < deadline, `the clients did not follow the failover (${since()} claims since)`);
-    await sleep(50);
-  }
-  stop = true;
-  await finished;
   assert.ok(failures.every((code) => ["backend_unavailable", "timeout"].includes(code)), `untyped failures: ${failures}`);
   // Replication is asynchronous: claims the old primary acknowledged after the replica's last
   // sync are lost with it — unless each waited for the replica to acknowledge it (`replicas`).

@@ -20,22 +20,35 @@ export async function freePorts(count) {
 export const freePort = async () => (await freePorts(1))[0];
 
 /** An ioredis connection (`Redis`, the application's class) to 127.0.0.1:`port`, once the server
- * there answers `PING` (it may still be starting). Each attempt is a client of its own that never
- * reconnects by itself (one left reconnecting would refuse the next `connect()` as "already
- * connecting" and keep the process alive), closed when the attempt fails. */
+ * there answers `PING` (it may still be starting). The connection returned reconnects by itself
+ * (after a restart, or when Sentinel closes the clients of a server whose role it changes); the
+ * attempts before it are clients of their own that never reconnect, each closed when it fails (a
+ * client left reconnecting would refuse the next `connect()` as "already connecting" and keep
+ * the process alive). */
 export async function reachableRedis(Redis, port, { attempts = 400 } = {}) {
+  const options = { port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0 };
   for (let attempt = 1; ; attempt++) {
-    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: null });
-    client.on("error", () => {});
+    const probe = new Redis({ ...options, retryStrategy: null });
+    probe.on("error", () => {});
     try {
-      await client.connect();
-      if ((await client.ping()) === "PONG") return client;
+      await probe.connect();
+      if ((await probe.ping()) === "PONG") break;
       throw new Error(`127.0.0.1:${port} did not answer PING with PONG`);
     } catch (error) {
-      client.disconnect();
       if (attempt >= attempts) throw error;
       await new Promise((r) => setTimeout(r, 25));
+    } finally {
+      probe.disconnect();
     }
+  }
+  const client = new Redis({ ...options, retryStrategy: () => 50 });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    client.disconnect();
+    throw error;
   }
 }
 

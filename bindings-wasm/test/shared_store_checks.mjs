@@ -85,7 +85,8 @@ export function claimUntil(stores, done) {
     const counter = new aio.Counter(store, "c");
     while (!done()) {
       const id = `run-${next++}`;
-      for (;;) {
+      // Retried until it succeeds or `done`: a test that fails leaves no loop running.
+      while (!done()) {
         try {
           seen.set(id, { index: (await counter.claim(id)).index, at: Date.now() });
           break;
