@@ -328,14 +328,26 @@ function ownConnections(client: unknown): OwnConnections {
   if (isNodeRedisSentinel(client)) {
     const acquire = client.acquire?.bind(client);
     if (!acquire) throw cannot();
+    // When the pool last lent a connection to any write: a queue that moves is waited for.
+    let lastLentAt = Date.now();
     return new OwnConnections(async (withinMs) => {
       // `acquire` waits for a free connection of the client's pool, for good if none comes back:
       // with `masterPoolSize` above 1, node-redis 5 can keep one leased after concurrent first
-      // commands (tested). Past `withinMs` the write fails unsent; a connection lent late goes back.
-      const lending = acquire();
+      // commands (tested). A write waits while the pool lends connections to others (writes
+      // queued behind each other on the one connection); once it has lent none for `withinMs`,
+      // the write fails unsent, and a connection lent late goes back.
+      const lending = acquire().then((given) => {
+        lastLentAt = Date.now();
+        return given;
+      });
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the Sentinel client lent no connection to the primary within ${withinMs} ms`)), withinMs);
+        const check = () => {
+          const still = lastLentAt + withinMs - Date.now();
+          if (still > 0) timer = setTimeout(check, still);
+          else reject(new Error(`the Sentinel client lent no connection to the primary within ${withinMs} ms`));
+        };
+        timer = setTimeout(check, withinMs);
       });
       let lent: Awaited<typeof lending>;
       try {
