@@ -37,9 +37,12 @@ impl RacyStore {
     }
 }
 
-/// The window between the check and the act that hand-rolled code leaves open.
+/// The window between the check and the act that hand-rolled code leaves open: against a real
+/// backend, a round trip. A sleep, not a yield: a thread that only yields can keep its core
+/// through a whole time slice on a busy machine, and a scenario then met no race (a CI run
+/// missed one in `claims_are_unique_and_stable`); a sleeping one always lets the others in.
 fn window() {
-    thread::yield_now();
+    thread::sleep(Duration::from_micros(20));
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
