@@ -25,7 +25,8 @@ export const freePort = async () => (await freePorts(1))[0];
  * attempts before it are clients of their own that never reconnect, each closed when it fails (a
  * client left reconnecting would refuse the next `connect()` as "already connecting" and keep
  * the process alive). */
-export async function reachableRedis(Redis, port, { attempts = 400 } = {}) {
+export async function reachableRedis(Redis, port) {
+  const attempts = 400; // 25 ms apart: 10 s for a server to start
   const options = { port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0 };
   for (let attempt = 1; ; attempt++) {
     const probe = new Redis({ ...options, retryStrategy: null });
