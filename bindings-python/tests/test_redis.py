@@ -128,6 +128,10 @@ def test_a_stopped_server_fails_promptly_and_recovers(tmp_path):
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
         started = time.monotonic()
+        # The first request goes out on the pooled connection the server closed while idle:
+        # written, then no reply, so its outcome is unknown. Then nothing can connect.
+        with pytest.raises(racefree.Timeout):
+            counter.next()
         for _ in range(3):
             with pytest.raises(racefree.BackendUnavailable) as caught:
                 counter.next()
@@ -139,6 +143,44 @@ def test_a_stopped_server_fails_promptly_and_recovers(tmp_path):
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_a_server_killed_under_a_written_request_is_a_timeout(tmp_path):
+    """A request written to a server that then dies may have run: ``Timeout`` (the outcome
+    unknown), never ``BackendUnavailable`` (which says it did not run), sync and asyncio. The
+    server is frozen (SIGSTOP) so the request is surely written and unanswered, then killed well
+    inside the request timeout."""
+    for mode in ("sync", "asyncio"):
+        port = _free_port()
+        server = start_redis(port, str(tmp_path))
+        try:
+            url = f"redis://127.0.0.1:{port}/0?timeout_ms=10000"
+            if mode == "sync":
+                counter = racefree.Counter(racefree.open(url), "task:1")
+                call = counter.next
+            else:
+                loop = asyncio.new_event_loop()
+                counter = racefree.asyncio.Counter(racefree.open(url), "task:1")
+
+                def call():
+                    return loop.run_until_complete(counter.next())
+
+            assert call() == 0
+            os.kill(server.pid, signal.SIGSTOP)
+            killer = threading.Timer(0.3, os.kill, (server.pid, signal.SIGKILL))
+            killer.start()
+            started = time.monotonic()
+            with pytest.raises(racefree.Timeout) as caught:
+                call()
+            waited = time.monotonic() - started
+            killer.join()
+            assert caught.value.code == "timeout"
+            assert waited < 5, f"{mode}: the request timeout, not the close, ended the call ({waited:.1f} s)"
+            if mode == "asyncio":
+                loop.close()
+        finally:
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
 
 
 BLOCKING_OPERATIONS = {

@@ -88,6 +88,10 @@ fn a_stopped_server_is_a_prompt_error_that_records_nothing_and_recovers() {
     server.stop();
 
     let started = Instant::now();
+    // The first request goes out on the pooled connection the server closed while it was idle:
+    // written, then no reply. The client cannot tell that close from one after the write, so
+    // the outcome is unknown. The store then drops its pool and cannot connect: nothing runs.
+    assert_eq!(counter.next().map_err(|e| e.code()), Err("timeout"));
     for _ in 0..3 {
         assert_eq!(counter.next().map_err(|e| e.code()), Err("backend_unavailable"));
         assert_eq!(
@@ -108,6 +112,48 @@ fn a_stopped_server_is_a_prompt_error_that_records_nothing_and_recovers() {
     assert_eq!(server.command(&["EXISTS", &last_token]), ":0\r\n");
     assert!(lock.try_start("k", Duration::from_secs(5)).expect("start").is_some());
     assert_eq!(server.command(&["EXISTS", &last_token]), ":1\r\n", "the key the check above looked for");
+}
+
+/// Opens a store on a URL.
+type Opener = fn(&str) -> SharedStore;
+
+/// A request written to a server that then dies is `timeout`, the outcome unknown (the server
+/// may have run it before it died), and never `backend_unavailable`, which says it did not run:
+/// on the blocking and the tokio store. The server is frozen (SIGSTOP) so the request is surely
+/// written and unanswered, then killed well inside the request timeout.
+#[test]
+fn a_server_killed_under_a_written_request_is_a_timeout() {
+    let mut server = RedisServer::start(&[]);
+    let url = format!("redis://127.0.0.1:{}/0?timeout_ms=10000", server.port);
+    let stores: Vec<(&str, Opener)> = vec![
+        ("blocking", open),
+        #[cfg(feature = "tokio")]
+        ("tokio", |url| common::on_async::open(url, std::sync::Arc::new(racefree::SystemClock))),
+    ];
+    for (name, open) in stores {
+        let store = open(&url);
+        let counter = Counter::new(&store, "task:1").expect("counter");
+        counter.next().expect("the server answers");
+        let pid = server.pid().expect("running").to_string();
+        assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill").success());
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("kill")
+        });
+        let started = Instant::now();
+        let err = counter.next().expect_err("the server died under the request");
+        let waited = started.elapsed();
+        assert!(killer.join().expect("killer").success());
+        assert_eq!(err.code(), "timeout", "{name}: {err}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "{name}: the request timeout, not the close, ended it ({waited:?})"
+        );
+        server.kill(); // reaps it
+        server.start_again();
+        // The store recovers on a new connection (the server kept nothing: no persistence).
+        assert_eq!(counter.next(), Ok(0), "{name}: the store did not recover");
+    }
 }
 
 #[test]

@@ -207,6 +207,12 @@ pub(super) fn classify(err: &RedisError, timeout: Duration) -> Error {
     }
 }
 
+/// A request written (or handed to a connection that may have written it) whose reply never
+/// came, sent at `started`: `timeout`, the outcome unknown, whatever the client's error.
+pub(super) fn unanswered(started: Instant) -> Error {
+    Error::Timeout { waited: started.elapsed() }
+}
+
 /// The client's value as the protocol's reply (RESP3's richer types folded into RESP2's).
 pub(super) fn reply(value: redis::Value) -> Reply {
     use redis::Value as V;
@@ -248,7 +254,7 @@ impl RedisStore {
         };
         match &store.target {
             Target::Cluster(cluster) => store.read_slots(cluster)?,
-            _ => store.call(|conn| redis::cmd("PING").query::<()>(conn))?,
+            _ => store.call(|conn| Ok(redis::cmd("PING").query::<()>(conn)?))?,
         }
         if store.options.require_fsync {
             store.check_fsync()?;
@@ -260,7 +266,7 @@ impl RedisStore {
     fn check_fsync(&self) -> Result<()> {
         for node in self.primaries()? {
             let config = |name: &'static str| {
-                self.call_on(node.as_deref(), |conn| config_get(name).query::<Vec<String>>(conn))
+                self.call_on(node.as_deref(), |conn| Ok(config_get(name).query::<Vec<String>>(conn)?))
                     .map(|pair| pair.get(1).cloned().unwrap_or_default())
             };
             fsync_verdict(&config("appendonly")?, &config("appendfsync")?)?;
@@ -298,7 +304,7 @@ impl RedisStore {
     /// Runs one request on a pooled connection. A connection that failed at the transport level
     /// is dropped with every idle one (after a server restart they are all dead); the next call
     /// connects afresh, so the store recovers without being reopened.
-    fn call<T>(&self, request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+    fn call<T>(&self, request: impl FnOnce(&mut Connection) -> Carried<T>) -> Result<T> {
         self.call_on(None, request)
     }
 
@@ -307,7 +313,7 @@ impl RedisStore {
     fn call_on<T>(
         &self,
         node: Option<&str>,
-        request: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        request: impl FnOnce(&mut Connection) -> Carried<T>,
     ) -> Result<T> {
         if self.opened_in.moved() {
             // Dropping closes this process's copies of the sockets and sends nothing: the sync
@@ -332,12 +338,17 @@ impl RedisStore {
                 }
             })?,
         };
+        let started = Instant::now();
         match request(&mut conn) {
             Ok(value) => {
                 self.give_back(node, conn);
                 Ok(value)
             }
-            Err(err) => {
+            Err(failure) => {
+                let (err, written) = match failure {
+                    Failure::NotSent(err) => (err, false),
+                    Failure::Unanswered(err) => (err, true),
+                };
                 if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || !conn.is_open() {
                     match (node, &self.target) {
                         (Some(node), Target::Cluster(cluster)) => {
@@ -349,6 +360,13 @@ impl RedisStore {
                     }
                 } else {
                     self.give_back(node, conn);
+                }
+                if written && !err.is_timeout() {
+                    // The request is on the wire and its reply is lost (a reset, an EOF): it may
+                    // have run, as after any timeout. A pooled connection the server closed
+                    // while idle ends here too on its first request: the client cannot tell
+                    // that close from one after the write.
+                    return Err(unanswered(started));
                 }
                 Err(classify(&err, self.options.timeout))
             }
@@ -520,21 +538,46 @@ impl RedisStore {
     }
 }
 
+/// What a request closure of [`RedisStore::call`] returns.
+type Carried<T> = std::result::Result<T, Failure>;
+
+/// A request that failed in transport, and whether it may have run.
+enum Failure {
+    /// Nothing of the request is known to have reached the server (a failed write, or not one
+    /// of the protocol's requests): classified by [`classify`].
+    NotSent(RedisError),
+    /// Written, then no reply: `timeout` (the outcome unknown), whatever the client's error.
+    Unanswered(RedisError),
+}
+
+impl From<RedisError> for Failure {
+    fn from(err: RedisError) -> Self {
+        Failure::NotSent(err)
+    }
+}
+
 /// Sends one request and reads its reply. A script goes by `EVALSHA`; when the server lacks it
 /// (`NOSCRIPT`: a restarted or failed-over server starts with an empty script cache) it is
 /// loaded and sent again. A transport failure is the `Err`; a server's error reply is a reply.
 ///
 /// A request with a [`wait`](Request::wait) goes with its [`Wait::requests`] as one pipeline on
 /// this connection, which no other caller uses meanwhile; the reply is the array of the three.
-fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
+///
+/// The request is written, then its replies read, so that a failure says whether it may have
+/// run: a write the kernel refused sent nothing (one write of a few hundred bytes goes whole or
+/// not at all), a failure after it is [`Failure::Unanswered`].
+fn send(conn: &mut Connection, request: &Request) -> Carried<Reply> {
     let command = command(request);
-    let carry = |conn: &mut Connection| match &request.wait {
-        None => conn.req_command(&command).map(reply),
-        Some(wait) => {
-            // Sent raw, not by `Pipeline::query`: an error reply stays the write's own item.
-            let packed = with_wait(&command, wait).get_packed_pipeline();
-            conn.req_packed_commands(&packed, 0, WAITING_REPLIES)
-                .map(|replies| Reply::Array(replies.into_iter().map(reply).collect()))
+    let packed = match &request.wait {
+        None => command.get_packed_command(),
+        // Sent raw, not by `Pipeline::query`: an error reply stays the write's own item.
+        Some(wait) => with_wait(&command, wait).get_packed_pipeline(),
+    };
+    let carry = |conn: &mut Connection| -> Carried<Reply> {
+        conn.send_packed_command(&packed)?;
+        match request.wait {
+            None => next_reply(conn),
+            Some(_) => (0..Wait::REPLIES).map(|_| next_reply(conn)).collect::<Carried<_>>().map(Reply::Array),
         }
     };
     let first = carry(conn)?;
@@ -547,8 +590,16 @@ fn send(conn: &mut Connection, request: &Request) -> redis::RedisResult<Reply> {
     }
 }
 
-/// The replies of a write with its [`Wait::requests`].
-pub(super) const WAITING_REPLIES: usize = 3;
+/// The next reply on `conn`, after a request was written on it.
+fn next_reply(conn: &mut Connection) -> Carried<Reply> {
+    loop {
+        match conn.recv_response().map_err(Failure::Unanswered)? {
+            // RESP3 pushes are not replies.
+            redis::Value::Push { .. } => {}
+            value => return Ok(reply(value)),
+        }
+    }
+}
 
 /// `command`, then the [`Wait::requests`] (a marker write and `WAIT`), as one pipeline.
 pub(super) fn with_wait(command: &redis::Cmd, wait: &Wait) -> redis::Pipeline {

@@ -12,12 +12,12 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::blocking::{
     classify, client, command, config_get, fsync_verdict, no_longer_primary, reply, script_load, target,
-    with_wait, Target, WAITING_REPLIES,
+    unanswered, with_wait, Target,
 };
 use super::cluster::{self, Carry, Carrying, SlotMap};
 use super::cluster_url::Cluster;
 use super::hosted::{HostedRedisStore, Transport};
-use super::protocol::{Reply, Request};
+use super::protocol::{Reply, Request, Wait};
 use super::sentinel::{self, SentinelUrl};
 use super::RedisOptions;
 use crate::aio::{BoxFuture, Spawner};
@@ -31,7 +31,10 @@ use crate::error::{Error, Result};
 ///
 /// A connection that fails in transport is dropped, and the next call connects afresh: the
 /// store recovers from a server restart without being reopened. Nothing is sent twice: a
-/// request whose reply was lost is reported (`timeout` or `backend_unavailable`).
+/// request that failed on a connection is `timeout` (it may have run: the multiplexed
+/// connection reports a request its task never wrote, the task having ended with the server's
+/// close, and one whose reply the close lost with the same error), one that could not connect
+/// is `backend_unavailable`.
 pub type AsyncRedisStore = HostedRedisStore<RedisRsConnection>;
 
 /// The transport of [`AsyncRedisStore`]: one multiplexed redis-rs connection, opened on first
@@ -189,6 +192,7 @@ impl RedisRsConnection {
         asking: bool,
     ) -> Result<Reply> {
         let (id, mut connection) = self.node_connection(cluster, node).await?;
+        let started = std::time::Instant::now();
         let sent = if asking {
             let mut pipe = redis::pipe();
             pipe.cmd("ASKING").add_command(cmd.clone());
@@ -210,7 +214,7 @@ impl RedisRsConnection {
                     }
                     drop(nodes);
                     cluster.failed(node);
-                    Err(classify(&err, self.timeout))
+                    Err(unanswered(started))
                 }
             },
         }
@@ -355,7 +359,8 @@ impl RedisRsConnection {
             Some(connection) => connection,
             None => self.connect(node).await?,
         };
-        match connection.send_packed_commands(pipe, skip, WAITING_REPLIES).await {
+        let started = std::time::Instant::now();
+        match connection.send_packed_commands(pipe, skip, Wait::REPLIES).await {
             Ok(replies) => {
                 let replies: Vec<Reply> = replies.into_iter().map(reply).collect();
                 if replies.first().is_some_and(no_longer_primary) {
@@ -378,7 +383,7 @@ impl RedisRsConnection {
                 {
                     self.drop_every_connection();
                 }
-                Err(classify(&err, self.timeout))
+                Err(unanswered(started))
             }
         }
     }
@@ -406,6 +411,7 @@ impl RedisRsConnection {
 
     async fn query(&self, cmd: &redis::Cmd) -> Result<Reply> {
         let (id, mut connection) = self.connection().await?;
+        let started = std::time::Instant::now();
         let reply = match connection.send_packed_command(cmd).await {
             Ok(value) => reply(value),
             Err(err) => match server_error(&err) {
@@ -414,7 +420,7 @@ impl RedisRsConnection {
                     if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
                         self.drop_connection(id);
                     }
-                    return Err(classify(&err, self.timeout));
+                    return Err(unanswered(started));
                 }
             },
         };

@@ -259,6 +259,10 @@ pub struct Wait {
 const MARKER_TTL_MS: &str = "60000";
 
 impl Wait {
+    /// The replies a write with its [`requests`](Wait::requests) gets: the write's, the
+    /// marker's and `WAIT`'s.
+    pub const REPLIES: usize = 3;
+
     /// The requests sent right after the write, in order: the marker write, then `WAIT`.
     ///
     /// `WAIT` counts the replicas that acknowledged the connection's last write that reached the
@@ -271,7 +275,7 @@ impl Wait {
     /// (Redis 7.0.15, measured here, already waits for everything after a command that changed
     /// nothing; the marker makes it hold whatever the server counts from, as `WAIT` documents.)
     #[must_use]
-    pub fn requests(&self) -> [Request; 2] {
+    pub fn requests(&self) -> [Request; Wait::REPLIES - 1] {
         let marker = Request::plain(
             "SET",
             vec![self.marker_key.clone()],
