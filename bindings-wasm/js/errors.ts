@@ -56,6 +56,7 @@ export class CapacityExceededError extends RacefreeError {
   declare readonly code: "capacity_exceeded";
   declare readonly maxKeys: number;
 }
+/** The backend could not be reached or failed, and the request did not run: it could not be sent, or the backend refused it (a request that may have run is a `TimeoutError`). */
 export class BackendUnavailableError extends RacefreeError {
   declare readonly code: "backend_unavailable";
   /** The backend client's own error, when there is one (its own `cause` follows the chain). */
@@ -65,6 +66,7 @@ export class BackendUnavailableError extends RacefreeError {
 export class CorruptDataError extends RacefreeError {
   declare readonly code: "corrupt_data";
 }
+/** A wait ran out of time; or a request was sent and its reply never came (it timed out, or the connection was lost after the write): the request may have run, so its outcome is unknown. */
 export class TimeoutError extends RacefreeError {
   declare readonly code: "timeout";
   declare readonly waitedMs: number;

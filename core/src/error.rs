@@ -65,7 +65,8 @@ pub enum Error {
         /// The configured bound.
         max_keys: usize,
     },
-    /// The backend could not be reached or failed; nothing is known to have been recorded.
+    /// The backend could not be reached or failed, and the request did not run: it could not be
+    /// sent, or the backend refused it. (A request that may have run is [`Error::Timeout`].)
     #[error("backend unavailable: {reason}")]
     BackendUnavailable {
         /// The backend's own description of the failure.
@@ -83,7 +84,9 @@ pub enum Error {
         /// What was found, and where.
         reason: String,
     },
-    /// A wait (for a lease, a lock, a loader) ran out of time.
+    /// A wait (for a lease, a lock, a loader) ran out of time; or a request was sent and its
+    /// reply never came (it timed out, or the connection was lost after the write): the request
+    /// may have run, so its outcome is unknown.
     #[error("timed out after {waited:?}")]
     Timeout {
         /// How long the caller waited.

@@ -94,7 +94,8 @@ class CapacityExceeded(RacefreeError):
 
 
 class BackendUnavailable(RacefreeError, ConnectionError):
-    """The backend could not be reached or failed; nothing is known to have been recorded.
+    """The backend could not be reached or failed, and the request did not run: it could not be
+    sent, or the backend refused it. (A request that may have run is :class:`Timeout`.)
 
     Its ``__cause__`` is the backend client's own error (a :class:`BackendError`), when there is one.
     """
@@ -118,7 +119,9 @@ class CorruptData(RacefreeError, RuntimeError):
 
 
 class Timeout(RacefreeError, TimeoutError):
-    """A wait ran out of time after ``.waited`` seconds."""
+    """A wait ran out of time after ``.waited`` seconds; or a request was sent and its reply
+    never came (it timed out, or the connection was lost after the write): the request may have
+    run, so its outcome is unknown."""
 
     code = "timeout"
     waited: float
