@@ -358,6 +358,7 @@ fn recovered(after: Vec<racefree::Result<u64>>) {
 /// The linearizability runs every shared backend gets, in a module of its own: 8 clients on
 /// threads, 4 processes, and 4 processes with one SIGKILLed halfway, each on a fresh store from
 /// `$url`; then the backend's own tests (`$extra`). Adding a backend is one call.
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 macro_rules! linearizable {
     ($backend:ident, $url:expr $(, $extra:item)* $(,)?) => {
         mod $backend {

@@ -111,6 +111,7 @@ fn postgres_a_promoted_standby_that_lost_the_last_grants_issues_larger_tokens() 
     assert_strictly_increasing(&tokens);
 }
 
+#[cfg(feature = "redis")]
 fn wait_until(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !done() {
