@@ -443,8 +443,9 @@ export function redisSender(client: unknown, answers: Answers, waits = false): S
     slot: number,
     hashSlot: number | undefined,
   ): void => {
-    // A connection is had within the time the write may wait for its replicas (`WAIT`'s).
-    const waitMs = Number(then.find(([name]) => name === "WAIT")?.[2][1] ?? 1_000);
+    // A connection is had within the time the write may wait for its replicas: the timeout of
+    // the `WAIT <replicas> <timeout>` that ends `then` (the core's order).
+    const waitMs = Number(then[then.length - 1][2][1]);
     connections.take(waitMs, hashSlot).then(
       ([node, connection]) => {
         const requests = [
