@@ -1,11 +1,14 @@
 // Each racefree operation against a pure-JS Map-based equivalent, measured in the same run, and
 // each keyed one against its floor: a do-nothing wasm call taking the same arguments
-// (`BenchFloor`), with the wasm call itself (no JS layer) between them, so the table says where
-// the time goes: crossing into wasm (floor), the core and its glue (wasm call − floor), the JS
-// layer's checks and conversions (racefree − wasm call).
+// (`BenchFloor`; for `records.update`, one that calls the change adapter once, as the value's
+// JSON round trip through the JS layer's adapter costs whatever a store does), with the wasm
+// call itself (no JS layer) between them, so the table says where the time goes: crossing into
+// wasm (floor), the core and its glue (wasm call − floor), the JS layer's checks and conversions
+// (racefree − wasm call).
 // Run after building: node bench/bench.mjs [n]
 import { Counter, EventGuard, Records, StartLock, TaskCoordinator, open } from "../dist/esm/node.js";
 import native from "../dist/node/racefree_wasm.js";
+import { jsonText } from "../dist/esm/checks.js";
 
 const n = Number(process.argv[2] ?? 200_000);
 const ids = Array.from({ length: 1000 }, (_, i) => `exec-${i}`);
@@ -90,7 +93,7 @@ const racefree = {
   },
   records_update() {
     const r = new Records(open(), "status");
-    return () => r.update("job", (v) => ({ count: (v?.count ?? 0) + 1 }));
+    return () => r.update("job", change);
   },
 };
 
@@ -107,6 +110,10 @@ function measure(make) {
 
 // The same calls on the wasm module directly, and the do-nothing calls of the same shapes.
 const reply = new Float64Array(1);
+// `records.update`'s change, and the adapter the JS layer wraps it in: the value in and out as
+// JSON text (parsed, changed, checked, serialised).
+const change = (v) => ({ count: (v?.count ?? 0) + 1 });
+const adapter = (current) => jsonText(change(current === null ? null : JSON.parse(current)));
 const direct = {
   counter_next() {
     const c = new native.Counter(native.openStore("memory://"), "task:1");
@@ -125,6 +132,10 @@ const direct = {
   try_start_release() {
     const lock = new native.StartLock(native.openStore("memory://"), "tasks");
     return () => lock.releaseToken("task:1", lock.tryGrant("task:1", 30_000, reply));
+  },
+  records_update() {
+    const r = new native.Records(native.openStore("memory://"), "status");
+    return () => r.update("job", adapter, undefined, undefined);
   },
 };
 // The floor calls that also look their key up in one map, and read the clock where the operation
@@ -168,10 +179,14 @@ const floors = {
     const f = new native.BenchFloor();
     return () => f.release("task:1", f.grant("task:1", 30_000, reply));
   },
+  records_update() {
+    const f = new native.BenchFloor();
+    return () => f.update("job", adapter);
+  },
 };
 
 console.log(`node ${process.version}, n=${n}, best of 5, all in this process; ns/op`);
-console.log("floor: a do-nothing wasm call with the same arguments; least store: the same call looking its key up in one map and reading the clock where a deadline is judged or set");
+console.log("floor: a do-nothing wasm call with the same arguments (for records.update, calling its change adapter once: the value's JSON round trip); least store: the same call looking its key up in one map and reading the clock where a deadline is judged or set");
 console.log(
   `${"operation".padEnd(18)} ${"Map".padStart(7)} ${"floor".padStart(7)} ${"least store".padStart(11)} ${"wasm call".padStart(10)} ${"racefree".padStart(9)} ${"vs floor".padStart(9)} ${"vs least".padStart(11)} ${"vs Map".padStart(7)}`,
 );

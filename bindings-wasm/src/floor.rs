@@ -1,7 +1,7 @@
 //! Do-nothing calls with the argument shapes of the hot calls (`Counter.next` and `claim`,
-//! `EventGuard.mark`, `StartLock.tryGrant` and `releaseToken`): the floor the benchmark
-//! (`bench/bench.mjs`) measures each of them against, in the same run — what crossing into wasm
-//! with those arguments costs before racefree does anything.
+//! `EventGuard.mark`, `StartLock.tryGrant` and `releaseToken`, `Records.update`): the floor the
+//! benchmark (`bench/bench.mjs`) measures each of them against, in the same run — what crossing
+//! into wasm with those arguments costs before racefree does anything.
 
 use std::collections::HashMap;
 
@@ -17,6 +17,8 @@ use wasm_bindgen::prelude::*;
 pub struct BenchFloor {
     calls: std::cell::Cell<f64>,
     map: std::cell::RefCell<HashMap<String, f64, foldhash::fast::RandomState>>,
+    /// `update`'s value: the text its change adapter returned last (null before the first).
+    text: std::cell::RefCell<JsValue>,
 }
 
 #[wasm_bindgen]
@@ -24,7 +26,11 @@ impl BenchFloor {
     /// A handle.
     #[wasm_bindgen(constructor)]
     pub fn new() -> BenchFloor {
-        BenchFloor { calls: std::cell::Cell::new(0.0), map: std::cell::RefCell::default() }
+        BenchFloor {
+            calls: std::cell::Cell::new(0.0),
+            map: std::cell::RefCell::default(),
+            text: std::cell::RefCell::new(JsValue::NULL),
+        }
     }
 
     /// As `Counter.next`: no argument, a number back.
@@ -51,6 +57,19 @@ impl BenchFloor {
     /// As `StartLock.releaseToken`: a string and a number.
     pub fn release(&self, key: &str, token: f64) -> f64 {
         self.count(key.len()) + token
+    }
+
+    /// As `Records.update`: a key and the JS layer's change adapter, called once with the text
+    /// held (a JavaScript string already, as a handle's text cache keeps it), its result read
+    /// into the module's memory and kept as the next text: the crossing, the callback and the
+    /// value's JSON round trip through it, and nothing of a store (no versions, no parse of the
+    /// text into a value, no new string for the next call).
+    pub fn update(&self, key: &str, change: &js_sys::Function) -> f64 {
+        let current = self.text.borrow().clone();
+        let Ok(next) = change.call1(&JsValue::NULL, &current) else { return f64::NAN };
+        let Some(text) = next.as_string() else { return f64::NAN };
+        *self.text.borrow_mut() = next;
+        self.count(key.len() + text.len())
     }
 
     /// As `none`, counting in a map under a fixed key (a counter handle's).
