@@ -4,7 +4,8 @@
 // Prints op/s and the ratio of time per op to the baseline: target <= 1.2x the raw round trip,
 // and a lease cycle faster than redlock 4.2 (the `latest` tag) and redis-semaphore; and beside
 // them racefree's own requests sent by ioredis alone, which tells the server's share of the
-// time (its scripts' work) from racefree's own (planning, decoding, the wasm crossing).
+// time (its scripts' work) from racefree's own (planning, decoding, the wasm crossing). Then the
+// server's time per operation alone (`INFO commandstats`), racefree's against the baseline's.
 import { randomBytes } from "node:crypto";
 
 import Redis from "ioredis";
@@ -85,6 +86,45 @@ try {
       const [oursRate, ownRate, theirsRate] = await rates(n, concurrency, [ours, own, theirs]);
       console.log(`${name.padEnd(28)} ${String(concurrency).padStart(7)} ${oursRate.toFixed(0).padStart(14)} ${ownRate.toFixed(0).padStart(13)} ${theirsRate.toFixed(0).padStart(14)} ${(theirsRate / oursRate).toFixed(2).padStart(9)}x ${(theirsRate / ownRate).toFixed(2).padStart(10)}x`);
     }
+  }
+  // The server's own share, apart from the network and either client: the time it spends running
+  // the commands each operation sends (`INFO commandstats`; a script's time holds the commands it
+  // calls), each variant alone at 1 caller.
+  const ops = Math.ceil(n / 4);
+  const serverUs = async (op) => {
+    const sent = new Map();
+    const send = client.sendCommand;
+    await client.config("RESETSTAT");
+    client.sendCommand = function (command, ...rest) {
+      sent.set(command.name.toLowerCase(), (sent.get(command.name.toLowerCase()) ?? 0) + 1);
+      return send.call(this, command, ...rest);
+    };
+    try {
+      for (let i = 0; i < ops; i++) await op(i);
+    } finally {
+      delete client.sendCommand; // the prototype's again
+    }
+    const stats = new Map(
+      [...(await client.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)].map(([, name, calls, usec]) => [name, [Number(calls), Number(usec)]]),
+    );
+    let usec = 0;
+    for (const [name, count] of sent) {
+      const [calls, spent] = stats.get(name) ?? [0, 0];
+      // A command also called by a script would be counted twice.
+      if (calls !== count) throw new Error(`${name}: sent ${count}, the server ran ${calls}`);
+      usec += spent;
+    }
+    return usec / ops;
+  };
+  console.log(`server time per operation (INFO commandstats of the commands it sends), ${ops} ops at 1 caller, best of 3`);
+  console.log(`${"operation".padEnd(28)} ${"racefree µs".padStart(12)} ${"baseline µs".padStart(12)} ${"ratio".padStart(7)}`);
+  for (const [name, ours, , theirs] of rows()) {
+    const best = [Infinity, Infinity];
+    for (let round = 0; round < 3; round++) {
+      best[0] = Math.min(best[0], await serverUs((i) => ours(i + round * ops)));
+      best[1] = Math.min(best[1], await serverUs((i) => theirs(i + round * ops)));
+    }
+    console.log(`${name.padEnd(28)} ${best[0].toFixed(1).padStart(12)} ${best[1].toFixed(1).padStart(12)} ${(best[0] / best[1]).toFixed(2).padStart(6)}x`);
   }
   client.disconnect();
 } finally {
