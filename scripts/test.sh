@@ -27,10 +27,19 @@ section "rust: the CLI and the bindings' own Rust tests (the core's suites run o
 cargo test --workspace --exclude racefree --profile release-tests --locked --all-features
 
 section "rust: the core with each other feature set a user can build (none, sqlite, redis-protocol, redis, postgres-protocol, postgres, aio, tokio), debug profile"
+# A warning fails the run here too: clippy above builds every feature at once, and code that one
+# feature set alone leaves unused (dead code, unused imports) warns only in that set's build.
+built=$(mktemp)
 for features in "" sqlite redis-protocol redis postgres-protocol postgres aio tokio; do
     echo "-- features: ${features:-none}"
+    cargo test --locked -p racefree ${features:+--features "$features"} --no-run 2>&1 | tee "$built"
+    if grep -q '^warning' "$built"; then
+        echo "error: the build with features '${features:-none}' warns (above)" >&2
+        exit 1
+    fi
     cargo test --locked -p racefree ${features:+--features "$features"}
 done
+rm -f "$built"
 
 section "rust: the core's suites, every feature, from the published crate's packaged .crate (nothing outside it): unit, conformance (memory, sqlite, redis, postgres, postgres with prepared statements, postgres through pgbouncer), racy-store proof, processes and fork, Redis restarts and failures, PostgreSQL stops, schema and TLS, linearizability, differential fuzzing, bad input, isolation and bounds, scenarios, doc examples"
 cargo package --locked --allow-dirty -p racefree --no-verify
