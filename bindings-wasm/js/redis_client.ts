@@ -382,7 +382,7 @@ function ownConnections(client: unknown): OwnConnections {
  *
  * @throws {TypeError} when `client` is none of those clients.
  * @throws {InvalidArgumentError} for an ioredis client or Cluster with a `keyPrefix`; when `waits`
- *   (`replicas`), for a cluster client or one that opens no connection of its own.
+ *   (`replicas`), for a client that opens no connection of its own (see `ownConnections`).
  */
 export function redisSender(client: unknown, answers: Answers, waits = false): Sender {
   let request: (command: string, sha1: string | null, keys: string[], args: string[], node?: string) => Promise<unknown>;
