@@ -30,6 +30,13 @@ impl Pair {
             assert!(Instant::now() < deadline, "the replica did not connect in 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The replica's "link up" can come before the primary counts it for `WAIT` (seen once,
+        // in a CI run: the first writes' `WAIT` timed out): wait until the primary has it online
+        // with everything so far acknowledged.
+        while !counted_by_primary(&primary.command(&["INFO", "replication"])) {
+            assert!(Instant::now() < deadline, "the primary did not count the replica in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Self { primary, replica }
     }
 
@@ -45,6 +52,18 @@ impl Pair {
         let pid = self.replica.pid().expect("running").to_string();
         assert!(Command::new("kill").args([signal, &pid]).status().expect("kill").success());
     }
+}
+
+/// Whether the primary's `INFO replication` shows its replica online, having acknowledged the
+/// primary's whole replication stream so far.
+fn counted_by_primary(info: &str) -> bool {
+    let Some(offset) = info.lines().find_map(|line| line.strip_prefix("master_repl_offset:")) else {
+        return false;
+    };
+    let acknowledged = format!("offset={},", offset.trim());
+    info.lines().any(|line| {
+        line.starts_with("slave0:") && line.contains("state=online") && line.contains(&acknowledged)
+    })
 }
 
 /// Runs `call`, returning its result and how long it took.
