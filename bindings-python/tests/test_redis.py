@@ -4,6 +4,7 @@ release the GIL while they wait, and a server that goes away (processes: test_sq
 import asyncio
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -270,6 +271,11 @@ def test_replicas_makes_each_write_wait_for_a_replica(tmp_path):
             while b"master_link_status:up" not in _info_replication(probe):
                 assert time.monotonic() < deadline, "the replica did not connect"
                 time.sleep(0.02)
+        # The replica's "link up" can come before the primary counts it for WAIT.
+        with socket.create_connection(("127.0.0.1", primary_port)) as probe:
+            while not _counted_by_primary(_info_replication(probe)):
+                assert time.monotonic() < deadline, "the primary did not count the replica"
+                time.sleep(0.02)
         url = f"redis://127.0.0.1:{primary_port}/0?replicas=1&replicas_timeout_ms=400&timeout_ms=3000"
         store = racefree.open(url)
         counter, lock = racefree.Counter(store, "jobs"), racefree.StartLock(store, "tasks")
@@ -306,6 +312,19 @@ def test_replicas_makes_each_write_wait_for_a_replica(tmp_path):
 def _info_replication(connection: socket.socket) -> bytes:
     connection.sendall(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
     return connection.recv(65536)
+
+
+def _counted_by_primary(info: bytes) -> bool:
+    """Whether the primary's ``INFO replication`` shows its replica online, having acknowledged
+    the primary's whole replication stream so far."""
+    offset = re.search(rb"master_repl_offset:(\d+)", info)
+    replica = re.search(rb"slave0:[^\r\n]*", info)
+    return (
+        offset is not None
+        and replica is not None
+        and b"state=online" in replica.group(0)
+        and b"offset=" + offset.group(1) + b"," in replica.group(0)
+    )
 
 
 def test_a_cluster_url_routes_every_primitive_to_its_slots_primary(tmp_path):

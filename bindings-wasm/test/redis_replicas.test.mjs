@@ -30,6 +30,17 @@ before(async () => {
     assert.ok(Date.now() - startedAt < 30_000, "the replica did not connect in 30 s");
     await new Promise((r) => setTimeout(r, 20));
   }
+  // The replica's "link up" can come before the primary counts it for `WAIT`: wait until the
+  // primary has it online with the whole replication stream so far acknowledged.
+  const counted = (info) => {
+    const offset = info.match(/master_repl_offset:(\d+)/)?.[1];
+    const replica = info.match(/slave0:[^\r\n]*/)?.[0] ?? "";
+    return offset !== undefined && replica.includes("state=online") && replica.includes(`offset=${offset},`);
+  };
+  while (!counted(await admin.info("replication"))) {
+    assert.ok(Date.now() - startedAt < 30_000, "the primary did not count the replica in 30 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
 });
 
 after(async () => {
