@@ -97,7 +97,8 @@ try {
     const send = client.sendCommand;
     await client.config("RESETSTAT");
     client.sendCommand = function (command, ...rest) {
-      sent.set(command.name.toLowerCase(), (sent.get(command.name.toLowerCase()) ?? 0) + 1);
+      const name = command.name.toLowerCase(); // as `INFO commandstats` names it
+      sent.set(name, (sent.get(name) ?? 0) + 1);
       return send.call(this, command, ...rest);
     };
     try {
